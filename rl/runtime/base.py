@@ -1,0 +1,235 @@
+"""The runtime interface: actors, object refs, the object store and its errors.
+
+Everything above ``rl/runtime`` talks to actors only through this interface, so the
+algorithms never know whether they run inline, in local processes or on Ray::
+
+    rt = make_runtime("process")                 # or "inline", "ray"
+    h = rt.spawn(Worker, cfg, num_cpus=1)        # ActorHandle
+    ref = h.call("sample")                        # ObjectRef, returns at once
+    batch = rt.get(ref, timeout=30)               # value, or ActorDiedError / RemoteError
+    ready, pending = rt.wait(refs, num_returns=1, timeout=0.1)
+    wref = rt.put(big_value)                      # pass to many calls; resolved remotely
+    board = rt.weights_board(num_floats)          # one writer, many version-polling readers
+    h.kill(); rt.shutdown()
+
+Semantics follow Ray's where Ray has them: ``get`` of a list keeps order, ``wait``
+returns ``(ready, pending)`` with ``len(ready) <= num_returns`` preserving the input
+order, and a ``timeout`` of ``None`` waits forever, ``0`` polls.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ActorDiedError",
+    "ActorHandle",
+    "BoardReader",
+    "GetTimeoutError",
+    "ObjectRef",
+    "RemoteError",
+    "Runtime",
+    "RuntimeErrorBase",
+    "WeightsBoard",
+]
+
+
+class RuntimeErrorBase(Exception):
+    """Base class of every error the runtime raises."""
+
+
+class ActorDiedError(RuntimeErrorBase):
+    """The actor behind a ref is gone (killed, crashed, or shut down).
+
+    Attributes:
+        actor_name: the actor's readable name, e.g. ``"RolloutWorker-1"``.
+        exitcode: the process exit code (negative signal number), or ``None``.
+    """
+
+    def __init__(self, actor_name: str, exitcode: int | None = None, detail: str = ""):
+        self.actor_name = actor_name
+        self.exitcode = exitcode
+        msg = f"actor {actor_name!r} died"
+        if exitcode is not None:
+            msg += f" (exit code {exitcode})"
+        if detail:
+            msg += f": {detail}"
+        super().__init__(msg)
+
+    def __reduce__(self):
+        return (type(self), (self.actor_name, self.exitcode))
+
+
+class RemoteError(RuntimeErrorBase):
+    """A method raised inside an actor. The actor stays usable.
+
+    Attributes:
+        actor_name: the actor that raised.
+        remote_type: the name of the remote exception's class.
+        remote_traceback: the formatted traceback text from the actor.
+        cause: the original exception when it could be unpickled (also ``__cause__``).
+    """
+
+    def __init__(
+        self,
+        actor_name: str,
+        remote_type: str,
+        message: str,
+        remote_traceback: str,
+        cause: BaseException | None = None,
+    ):
+        self.actor_name = actor_name
+        self.remote_type = remote_type
+        self.message = message
+        self.remote_traceback = remote_traceback
+        self.cause = cause
+        super().__init__(
+            f"{remote_type}: {message} (raised in actor {actor_name!r})\n"
+            f"--- remote traceback ---\n{remote_traceback}"
+        )
+        if cause is not None:
+            self.__cause__ = cause
+
+    def __reduce__(self):
+        return (
+            type(self),
+            (self.actor_name, self.remote_type, self.message, self.remote_traceback, None),
+        )
+
+
+class GetTimeoutError(RuntimeErrorBase, TimeoutError):
+    """``get(..., timeout=)`` ran out of time before every value was ready."""
+
+
+class ObjectRef(abc.ABC):
+    """A handle to a value that is, or will be, held by the runtime."""
+
+    @property
+    @abc.abstractmethod
+    def id(self) -> str:
+        """A unique, printable id."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.id})"
+
+
+class ActorHandle(abc.ABC):
+    """A handle to a spawned actor. Calls are executed one at a time, in order."""
+
+    name: str
+
+    @abc.abstractmethod
+    def call(self, method: str, *args: Any, **kwargs: Any) -> ObjectRef:
+        """Schedule ``method(*args, **kwargs)`` on the actor; returns at once.
+
+        ``ObjectRef`` arguments made by ``Runtime.put`` are resolved on the actor side.
+        """
+
+    @abc.abstractmethod
+    def kill(self) -> None:
+        """Stop the actor at once (SIGKILL for processes); pending calls fail with
+        ``ActorDiedError``. Idempotent."""
+
+    @abc.abstractmethod
+    def is_alive(self) -> bool:
+        """Whether the actor is still running."""
+
+
+class BoardReader(abc.ABC):
+    """Reader side of a weights board; picklable, handed to actors."""
+
+    @abc.abstractmethod
+    def poll(self, last_version: int) -> tuple[int, np.ndarray | None]:
+        """Return ``(version, copy_of_vector)`` if the version moved past
+        ``last_version``, else ``(last_version, None)``. Never returns a torn vector."""
+
+
+class WeightsBoard(abc.ABC):
+    """One writer publishes a flat float32 vector with a version; readers poll it.
+
+    Version 0 means nothing was published yet.
+    """
+
+    size: int
+
+    @abc.abstractmethod
+    def publish(self, vector: np.ndarray) -> int:
+        """Publish ``vector`` (float32, shape ``[size]``); returns the new version."""
+
+    @abc.abstractmethod
+    def reader(self) -> BoardReader:
+        """A picklable reader to hand to actors."""
+
+    @property
+    @abc.abstractmethod
+    def version(self) -> int:
+        """The last published version."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the board (the owner unlinks any shared memory). Idempotent."""
+
+
+class Runtime(abc.ABC):
+    """A backend that runs actors and holds objects."""
+
+    name: str
+
+    @abc.abstractmethod
+    def spawn(
+        self,
+        cls: type,
+        *args: Any,
+        num_cpus: float = 1,
+        num_gpus: float = 0,
+        name: str | None = None,
+        resources: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> ActorHandle:
+        """Start an actor running ``cls(*args, **kwargs)``; returns once it is scheduled.
+
+        Construction errors surface as ``RemoteError`` on the first ``get`` of a call.
+        """
+
+    @abc.abstractmethod
+    def get(self, refs: ObjectRef | Sequence[ObjectRef], timeout: float | None = None) -> Any:
+        """The value(s) of ``refs``; a list in, a list out (same order).
+
+        Raises:
+            GetTimeoutError: not all ready within ``timeout`` seconds.
+            ActorDiedError: the actor computing a ref died.
+            RemoteError: the method raised.
+        """
+
+    @abc.abstractmethod
+    def wait(
+        self,
+        refs: Sequence[ObjectRef],
+        num_returns: int = 1,
+        timeout: float | None = None,
+    ) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        """Block until ``num_returns`` refs are ready (a failed call counts as ready)
+        or ``timeout`` passes; returns ``(ready, pending)`` in input order."""
+
+    @abc.abstractmethod
+    def put(self, value: Any) -> ObjectRef:
+        """Store ``value`` once; the ref can be passed to many calls."""
+
+    @abc.abstractmethod
+    def weights_board(self, size: int) -> WeightsBoard:
+        """A new weights board for ``size`` float32 values, owned by this runtime."""
+
+    @abc.abstractmethod
+    def shutdown(self) -> None:
+        """Stop every actor and release every resource. Idempotent; returns within a
+        few seconds even with calls in flight."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()
