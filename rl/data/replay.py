@@ -303,7 +303,9 @@ class ReplayBuffer:
         if not self._columns:
             self._allocate(arrays)
         self._check_columns(arrays)
-        if count > self.capacity:  # only the newest rows would survive anyway
+        if count > self.capacity:
+            # Only the newest rows would survive; land them where row-by-row adds would.
+            self._pos = (self._pos + count - self.capacity) % self.capacity
             arrays = {k: v[count - self.capacity :] for k, v in arrays.items()}
             count = self.capacity
         first = min(count, self.capacity - self._pos)
