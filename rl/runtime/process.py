@@ -1,0 +1,845 @@
+"""The process backend: one OS process per actor, started by the forkserver.
+
+Data flow::
+
+    driver process                                    actor process (one per actor)
+    ──────────────────────────────────────────        ─────────────────────────────────
+    h.call("m", x) ── Call frame ────── socketpair ──▶ _serve(): recv, run m(x), reply
+       │ arrays >= 64 KiB: export_array ─▶ /dev/shm ─▶ take_array (map + unlink)
+       │ put refs: payload once per actor ──────────▶ _PUT_CACHE[key] (borrowed, read-only)
+       ▼                                                    │
+    slot table  key → value | error  ◀── Result / Failure frame ◀────────┘
+       ▲         (results of other refs      big results: /dev/shm ─▶ take_array
+       │          are buffered here)
+    rt.get / rt.wait: one thread at a time "pumps": poll() over every actor's
+    connection, every actor's process sentinel and a wake-up pipe; the others wait on
+    a Condition. A readable sentinel means the actor is gone: what it sent before dying
+    is delivered, every other pending call fails with ActorDiedError at once.
+
+A frame is an 8-byte call key followed by one pickle of a small slotted message
+(``Init``, ``Call``, ``Result``, ``Failure``, ``Blob``; ``None`` stops the actor). The
+key travels outside the pickle so that a message that fails to unpickle can still be
+answered. Frames above 64 KiB go through a segment (``Blob``) so that the pipes only ever
+carry small frames and two sides writing at once cannot fill both and deadlock.
+
+Pickling is cloudpickle (classes from ``__main__``, closures and lambdas work) with one
+override: numpy arrays of at least ``shm_threshold`` bytes, anywhere in a message, are
+copied into shared memory and unpickle as zero-copy views (see ``rl.runtime.shm`` for who
+unlinks what).
+
+Stop and kill: ``shutdown()`` sends every actor the ``None`` sentinel, so calls already
+queued still get their answers, for up to ``shutdown_timeout`` seconds; then it SIGKILLs
+what is left and fails the remaining refs with ``ActorDiedError``. ``h.kill()`` is SIGKILL
+at once. Children watch the driver's pid (a pidfd; with forkserver the OS parent is the
+forkserver, not the driver) and, if it dies, sweep the driver's segments and exit.
+
+Like every spawn/forkserver program, a driver script needs an
+``if __name__ == "__main__":`` guard, because each child imports the main module.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import io
+import itertools
+import multiprocessing as mp
+import multiprocessing.util  # noqa: F401  (its atexit hook must be registered before ours)
+import os
+import pickle
+import select
+import signal
+import struct
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
+import numpy as np
+
+from rl.runtime import shm
+from rl.runtime.base import (
+    ActorDiedError,
+    ActorHandle,
+    GetTimeoutError,
+    ObjectRef,
+    RemoteError,
+    Runtime,
+    WeightsBoard,
+)
+
+__all__ = ["ProcessRuntime"]
+
+SHM_THRESHOLD = 64 * 1024
+"""Bytes from which an array (or a whole frame) travels through shared memory."""
+
+DEFAULT_PRELOAD = ("numpy", "torch", "gymnasium", "cloudpickle", "rl.runtime.process")
+"""Modules the forkserver imports once, so that each actor starts in milliseconds."""
+
+_KEY = struct.Struct("<q")
+_STOP = _KEY.pack(0) + pickle.dumps(None)
+_session_ids = itertools.count()
+
+
+# ---------------------------------------------------------------------------- messages
+
+
+@dataclass(slots=True)
+class Init:
+    """First frame to an actor: what to construct."""
+
+    cls: type
+    args: tuple
+    kwargs: dict
+
+    def __reduce__(self):
+        return Init, (self.cls, self.args, self.kwargs)
+
+
+@dataclass(slots=True)
+class Call:
+    """Run ``method(*args, **kwargs)``; ``free`` lists put keys the actor may forget."""
+
+    method: str
+    args: tuple
+    kwargs: dict
+    free: tuple[str, ...] = ()
+
+    def __reduce__(self):
+        return Call, (self.method, self.args, self.kwargs, self.free)
+
+
+@dataclass(slots=True)
+class Result:
+    """A call's return value."""
+
+    value: Any
+
+    def __reduce__(self):
+        return Result, (self.value,)
+
+
+@dataclass(slots=True)
+class Failure:
+    """A call raised; ``exc`` is the pickled exception when it pickles."""
+
+    type_name: str
+    message: str
+    traceback: str
+    exc: bytes | None = None
+
+    def __reduce__(self):
+        return Failure, (self.type_name, self.message, self.traceback, self.exc)
+
+    def to_error(self, actor_name: str) -> RemoteError:
+        cause = None
+        if self.exc is not None:
+            with contextlib.suppress(Exception):
+                cause = pickle.loads(self.exc)
+        return RemoteError(actor_name, self.type_name, self.message, self.traceback, cause)
+
+
+@dataclass(slots=True)
+class Blob:
+    """Stands in for a frame too large for the pipe; the pickle is in a segment."""
+
+    name: str
+    nbytes: int
+
+    def __reduce__(self):
+        return Blob, (self.name, self.nbytes)
+
+
+# ------------------------------------------------------------------------ serialization
+
+_PUT_CACHE: dict[str, Any] = {}  # actor side: put key -> value, until the driver frees it
+
+
+def _resolve_put(key: str, payload: bytes | None) -> Any:
+    if payload is None:
+        return _PUT_CACHE[key]
+    if key not in _PUT_CACHE:
+        _PUT_CACHE[key] = pickle.loads(payload)
+    return _PUT_CACHE[key]
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle plus: large arrays into segments, put refs by key, call refs refused.
+
+    Args:
+        file: where the pickle goes.
+        prefix: segment name prefix of the session.
+        threshold: arrays with at least this many bytes go to shared memory.
+        borrow: segments stay owned by the writer (``put``), else the receiver takes them.
+        sent_puts: put keys the receiving actor already holds (``None``: no put refs).
+    """
+
+    def __init__(self, file, prefix, threshold, *, borrow=False, sent_puts=None):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.prefix = prefix
+        self.threshold = threshold
+        self.open_array = shm.borrow_array if borrow else shm.take_array
+        self.sent_puts = sent_puts
+        self.segments: list[str] = []
+        self.puts: list[_PutRef] = []
+
+    def reducer_override(self, obj):
+        kind = type(obj)
+        if kind is np.ndarray and obj.nbytes >= self.threshold and not obj.dtype.hasobject:
+            seg = shm.export_array(obj, self.prefix)
+            self.segments.append(seg.name)
+            return self.open_array, (seg.name, seg.dtype, seg.shape)
+        if kind is _PutRef:
+            if self.sent_puts is None:
+                raise TypeError("an ObjectRef cannot be stored inside a put() value")
+            self.puts.append(obj)
+            payload = None if obj.key in self.sent_puts else obj.record.payload
+            return _resolve_put, (obj.key, payload)
+        if kind is _CallRef:
+            raise TypeError(
+                f"{obj!r} is the result of a call; pass rt.get(ref), or rt.put(value) "
+                "to share one value among actors"
+            )
+        return super().reducer_override(obj)
+
+
+def _encode(key: int, msg: Any, pickler_args: tuple, **pickler_kw) -> tuple[bytes, _Pickler]:
+    """One frame for ``msg``; on error every segment it created is unlinked."""
+    buf = io.BytesIO()
+    buf.write(_KEY.pack(key))
+    pickler = _Pickler(buf, *pickler_args, **pickler_kw)
+    try:
+        pickler.dump(msg)
+        if buf.tell() <= SHM_THRESHOLD:
+            return buf.getvalue(), pickler
+        name = shm.write_bytes(pickler.prefix, buf.getbuffer()[_KEY.size :])
+        pickler.segments.append(name)
+        blob = Blob(name, buf.tell() - _KEY.size)
+        return _KEY.pack(key) + pickle.dumps(blob, pickle.HIGHEST_PROTOCOL), pickler
+    except BaseException:
+        for name in pickler.segments:
+            shm.unlink(name)
+        raise
+
+
+def _decode(frame: bytes) -> Any:
+    msg = pickle.loads(memoryview(frame)[_KEY.size :])
+    if type(msg) is Blob:
+        msg = pickle.loads(shm.read_bytes(msg.name, msg.nbytes))
+    return msg
+
+
+def _failure(exc: BaseException, context: str = "") -> Failure:
+    try:
+        pickled = cloudpickle.dumps(exc)
+    except Exception:
+        pickled = None
+    message = f"{context}{exc}"
+    return Failure(type(exc).__name__, message, traceback.format_exc(), pickled)
+
+
+# --------------------------------------------------------------------------- actor side
+
+
+@dataclass(slots=True)
+class _ChildConfig:
+    name: str
+    driver_pid: int
+    prefix: str
+    num_gpus: float
+
+
+def _actor_main(conn, cfg: _ChildConfig) -> None:
+    """Entry point of an actor process: init, then the loop."""
+    driver = _init_process(cfg)
+    try:
+        _serve(conn, cfg.prefix)
+    finally:
+        if select.select([driver], [], [], 0)[0]:
+            shm.sweep(shm.driver_prefix(cfg.driver_pid))
+
+
+def _init_process(cfg: _ChildConfig) -> int:
+    """Name the process, leave Ctrl-C to the driver, one torch thread, watch the driver.
+
+    Returns a pidfd that becomes readable when the driver exits.
+    """
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    if cfg.num_gpus == 0:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    with contextlib.suppress(OSError, AttributeError):
+        # PR_SET_NAME (15) sets /proc/PID/comm (15 bytes), what ps and top show.
+        ctypes.CDLL(None, use_errno=True).prctl(15, f"rl:{cfg.name}".encode()[:15], 0, 0, 0)
+    mp.current_process().name = cfg.name
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    try:
+        driver = os.pidfd_open(cfg.driver_pid)
+    except ProcessLookupError:
+        shm.sweep(shm.driver_prefix(cfg.driver_pid))
+        os._exit(1)
+    threading.Thread(
+        target=_watch_driver, args=(driver, cfg.driver_pid), name="rl-watch-driver", daemon=True
+    ).start()
+    return driver
+
+
+def _watch_driver(pidfd: int, driver_pid: int) -> None:
+    # Blocks without a timeout: the pidfd turns readable exactly when the driver exits,
+    # however it exits (SIGKILL included), while the main thread may be busy in a method.
+    select.select([pidfd], [], [])
+    shm.sweep(shm.driver_prefix(driver_pid))
+    os._exit(1)
+
+
+def _serve(conn, prefix: str) -> None:
+    """The actor loop: one frame in, one frame out, until ``None`` or EOF."""
+    instance: Any = None
+    broken: Failure | None = None
+    pickler_args = (prefix, SHM_THRESHOLD)
+    while True:
+        try:
+            frame = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        key = _KEY.unpack_from(frame)[0]
+        try:
+            msg = _decode(frame)
+            if msg is None:
+                return
+            if type(msg) is Init:
+                try:
+                    instance = msg.cls(*msg.args, **msg.kwargs)
+                except Exception as exc:
+                    broken = _failure(exc, f"constructing {msg.cls.__name__} failed: ")
+                continue
+            for put_key in msg.free:
+                _PUT_CACHE.pop(put_key, None)
+            if broken is not None:
+                reply = broken
+            else:
+                reply = Result(getattr(instance, msg.method)(*msg.args, **msg.kwargs))
+        except Exception as exc:
+            reply = _failure(exc)
+        try:
+            out, pickler = _encode(key, reply, pickler_args)
+        except Exception as exc:
+            out, pickler = _encode(
+                key, _failure(exc, "the result could not be pickled: "), pickler_args
+            )
+        try:
+            conn.send_bytes(out)
+        except OSError:
+            for name in pickler.segments:
+                shm.unlink(name)
+            return
+
+
+# -------------------------------------------------------------------------- driver side
+
+
+@dataclass(slots=True, eq=False)
+class _Slot:
+    """Driver-side state of one call; ``keep`` pins the put refs its arguments use."""
+
+    done: bool = False
+    value: Any = None
+    error: BaseException | None = None
+    keep: tuple = ()
+    dropped: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class _PutRecord:
+    payload: bytes
+    segments: list[str]
+    value: Any = None
+    loaded: bool = False
+
+
+class _CallRef(ObjectRef):
+    """The result of one call. Dropping it lets the runtime forget the result."""
+
+    __slots__ = ("key", "runtime")
+
+    def __init__(self, key: int, runtime: ProcessRuntime):
+        self.key = key
+        self.runtime = runtime
+
+    @property
+    def id(self) -> str:
+        return f"call-{self.key}"
+
+    def __del__(self):
+        # deque.append is atomic and never blocks: safe whichever thread runs the GC.
+        self.runtime._dropped.append(self.key)
+
+
+class _PutRef(ObjectRef):
+    """A value stored once by ``put``; shipped to each actor at most once."""
+
+    __slots__ = ("key", "record", "runtime")
+
+    def __init__(self, key: str, record: _PutRecord, runtime: ProcessRuntime):
+        self.key = key
+        self.record = record
+        self.runtime = runtime
+
+    @property
+    def id(self) -> str:
+        return self.key
+
+    def __del__(self):
+        # No call can use the value any more (in-flight calls pin their refs), and every
+        # actor that needed it has mapped it already: unlinking now is safe. Telling the
+        # actors to drop their cached copies waits for the next call to each.
+        for name in self.record.segments:
+            shm.unlink(name)
+        self.runtime._dropped_puts.append(self.key)
+
+
+class ProcessActor(ActorHandle):
+    """Driver-side handle of one actor process.
+
+    Attributes:
+        name: readable name, also the child's process name (``rl:<name>``).
+        pid: the child's pid.
+        num_cpus, num_gpus, resources: what ``spawn`` was asked for (recorded only).
+    """
+
+    def __init__(self, runtime: ProcessRuntime, proc, conn, name, num_cpus, num_gpus, resources):
+        self.name = name
+        self.pid: int = proc.pid
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
+        self.resources = dict(resources or {})
+        self._rt = runtime
+        self._proc = proc
+        self._conn = conn
+        self._send_lock = threading.Lock()
+        self._proc_lock = threading.Lock()  # forkserver's exit status may be read once only
+        self._inflight: dict[int, _Slot] = {}
+        self._sent_puts: set[str] = set()
+        self._free: list[str] = []
+        self._dead = False
+        self._exitcode: int | None = None
+
+    def __repr__(self) -> str:
+        return f"ProcessActor({self.name!r}, pid={self.pid})"
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> ObjectRef:
+        rt = self._rt
+        key = next(rt._keys)
+        slot = _Slot()
+        with rt._lock:
+            rt._reap()
+            rt._slots[key] = slot
+            if self._dead or rt._closed:
+                slot.done = True
+                slot.error = ActorDiedError(self.name, self._exitcode, "call after it stopped")
+                return _CallRef(key, rt)
+            self._inflight[key] = slot
+            free, self._free = self._free, []
+        with self._send_lock:
+            try:
+                frame, pickler = _encode(
+                    key,
+                    Call(method, args, kwargs, tuple(free)),
+                    (rt.prefix, rt.shm_threshold),
+                    sent_puts=self._sent_puts,
+                )
+            except BaseException:
+                with rt._lock:
+                    self._inflight.pop(key, None)
+                    rt._slots.pop(key, None)
+                    self._free.extend(free)
+                raise
+            slot.keep = tuple(pickler.puts)
+            try:
+                self._conn.send_bytes(frame)
+            except OSError:
+                pass  # it died; the sentinel fails this call with ActorDiedError
+            else:
+                self._sent_puts.update(p.key for p in pickler.puts)
+        return _CallRef(key, rt)
+
+    def kill(self) -> None:
+        if self._dead:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with self._proc_lock:
+            self._proc.join(timeout=1.0)
+
+    def is_alive(self) -> bool:
+        if self._dead:
+            return False
+        with self._proc_lock:
+            return self._proc.is_alive()
+
+    def _exit_status(self) -> int | None:
+        with self._proc_lock:
+            return self._proc.exitcode
+
+
+class ProcessRuntime(Runtime):
+    """Actors as local processes; see the module docstring for the data flow.
+
+    Args:
+        start_method: ``"forkserver"`` (default) or ``"spawn"``; never ``"fork"``, which
+            is unsafe once torch has started threads.
+        preload: modules the forkserver imports once before forking actors.
+        shm_threshold: arrays of at least this many bytes travel through shared memory.
+        shutdown_timeout: seconds ``shutdown()`` lets actors finish queued calls before
+            it kills them.
+    """
+
+    name = "process"
+
+    def __init__(
+        self,
+        start_method: str = "forkserver",
+        *,
+        preload: Sequence[str] = DEFAULT_PRELOAD,
+        shm_threshold: int = SHM_THRESHOLD,
+        shutdown_timeout: float = 2.0,
+    ):
+        if start_method not in ("forkserver", "spawn"):
+            raise ValueError(
+                f"start_method must be 'forkserver' or 'spawn', got {start_method!r}: "
+                "plain fork is unsafe once torch has threads"
+            )
+        self._ctx = mp.get_context(start_method)
+        if start_method == "forkserver":
+            self._ctx.set_forkserver_preload(list(preload))
+        self.shm_threshold = shm_threshold
+        self.shutdown_timeout = shutdown_timeout
+        self.prefix = f"{shm.driver_prefix()}{next(_session_ids)}_"
+        shm.sweep_stale()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._keys = itertools.count(1)  # 0 is the key of Init and stop frames
+        self._put_ids = itertools.count()
+        self._slots: dict[int, _Slot] = {}
+        self._puts: dict[str, _PutRecord] = {}
+        self._dropped: deque[int] = deque()
+        self._dropped_puts: deque[str] = deque()
+        self._actors: list[ProcessActor] = []
+        self._boards: list[WeightsBoard] = []
+        self._names = itertools.count(1)
+        self._pumping = False
+        self._closed = False
+        self._poller = select.poll()
+        self._fds: dict[int, tuple[ProcessActor, bool] | None] = {}
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._watch(self._wake_r, None)
+        atexit.register(self.shutdown)
+
+    # ------------------------------------------------------------------ public API
+
+    def spawn(
+        self,
+        cls: type,
+        *args: Any,
+        num_cpus: float = 1,
+        num_gpus: float = 0,
+        name: str | None = None,
+        resources: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> ProcessActor:
+        if self._closed:
+            raise RuntimeError("spawn() after shutdown()")
+        name = name or f"{cls.__name__}-{next(self._names)}"
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        cfg = _ChildConfig(name, os.getpid(), self.prefix, num_gpus)
+        proc = self._ctx.Process(target=_actor_main, args=(child_conn, cfg), name=name)
+        proc.start()
+        child_conn.close()
+        actor = ProcessActor(self, proc, parent_conn, name, num_cpus, num_gpus, resources)
+        frame, _ = _encode(0, Init(cls, args, kwargs), (self.prefix, self.shm_threshold))
+        with contextlib.suppress(OSError):
+            parent_conn.send_bytes(frame)
+        with self._lock:
+            self._actors.append(actor)
+            self._watch(parent_conn.fileno(), (actor, False))
+            self._watch(proc.sentinel, (actor, True))
+            if self._pumping:
+                self._wake()  # the pumping thread must poll the new fds too
+        return actor
+
+    def get(self, refs: ObjectRef | Sequence[ObjectRef], timeout: float | None = None) -> Any:
+        single = isinstance(refs, ObjectRef)
+        items = [refs] if single else list(refs)
+        slots = [self._slot(r) for r in items]
+        if not self._await(slots, len(slots), timeout):
+            missing = sum(not s.done for s in slots)
+            raise GetTimeoutError(f"{missing} of {len(slots)} refs not ready after {timeout} s")
+        values = []
+        for ref, slot in zip(items, slots):
+            if slot.error is not None:
+                raise slot.error.with_traceback(None)
+            values.append(self._put_value(ref) if type(ref) is _PutRef else slot.value)
+        return values[0] if single else values
+
+    def wait(
+        self,
+        refs: Sequence[ObjectRef],
+        num_returns: int = 1,
+        timeout: float | None = None,
+    ) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        refs = list(refs)
+        if not 0 <= num_returns <= len(refs):
+            raise ValueError(f"num_returns must be in [0, {len(refs)}], got {num_returns}")
+        slots = [self._slot(r) for r in refs]
+        self._await(slots, num_returns, timeout)
+        ready, pending = [], []
+        for ref, slot in zip(refs, slots):
+            (ready if slot.done and len(ready) < num_returns else pending).append(ref)
+        return ready, pending
+
+    def put(self, value: Any) -> ObjectRef:
+        key = f"put-{next(self._put_ids)}"
+        buf = io.BytesIO()
+        pickler = _Pickler(buf, self.prefix, self.shm_threshold, borrow=True)
+        try:
+            pickler.dump(value)
+        except BaseException:
+            for name in pickler.segments:
+                shm.unlink(name)
+            raise
+        record = _PutRecord(buf.getvalue(), pickler.segments)
+        with self._lock:
+            self._puts[key] = record
+        return _PutRef(key, record, self)
+
+    def weights_board(self, size: int) -> WeightsBoard:
+        board = shm.ShmWeightsBoard(size, prefix=self.prefix)
+        self._boards.append(board)
+        return board
+
+    def shutdown(self) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._wake()
+            give_up = time.monotonic() + 1.0
+            while self._pumping and time.monotonic() < give_up:
+                self._cond.wait(0.05)
+            self._pumping = True  # from here on only shutdown reads the pipes
+        atexit.unregister(self.shutdown)
+        live = [a for a in self._actors if not a._dead]
+        for actor in live:
+            self._send_stop(actor)
+        # Queued calls still get their answers while the actors drain their queues.
+        self._pump_until_dead(live, time.monotonic() + self.shutdown_timeout)
+        for actor in live:
+            if not actor._dead:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(actor.pid, signal.SIGKILL)
+        self._pump_until_dead(live, time.monotonic() + 2.0)
+        for actor in live:
+            if not actor._dead:
+                self._mark_dead(actor, "did not exit after SIGKILL")
+        for board in self._boards:
+            board.close()
+        with self._cond:
+            for record in self._puts.values():
+                for name in record.segments:
+                    shm.unlink(name)
+            self._puts.clear()
+            self._cond.notify_all()
+        shm.sweep(self.prefix)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    # ------------------------------------------------------------------ internals
+
+    def _slot(self, ref: ObjectRef) -> Any:
+        if type(ref) is _CallRef and ref.runtime is self:
+            return self._slots[ref.key]
+        if type(ref) is _PutRef and ref.runtime is self:
+            return _Slot(done=True)
+        raise TypeError(f"{ref!r} does not belong to this runtime")
+
+    def _put_value(self, ref: _PutRef) -> Any:
+        record = ref.record
+        with self._lock:
+            if not record.loaded:
+                record.value = pickle.loads(record.payload)
+                record.loaded = True
+            return record.value
+
+    def _watch(self, fd: int, target: tuple[ProcessActor, bool] | None) -> None:
+        self._fds[fd] = target
+        self._poller.register(fd, select.POLLIN)
+
+    def _unwatch(self, fd: int) -> None:
+        if self._fds.pop(fd, False) is not False:
+            self._poller.unregister(fd)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"!")
+
+    def _reap(self) -> None:
+        """Forget dropped refs. Caller holds the lock."""
+        while self._dropped:
+            key = self._dropped.popleft()
+            slot = self._slots.get(key)
+            if slot is None:
+                continue
+            if slot.done:
+                del self._slots[key]
+            else:
+                slot.dropped = True
+        while self._dropped_puts:
+            key = self._dropped_puts.popleft()
+            if self._puts.pop(key, None) is None:
+                continue
+            for actor in self._actors:
+                if key in actor._sent_puts:
+                    actor._sent_puts.discard(key)
+                    actor._free.append(key)
+
+    def _await(self, slots: list, need: int, timeout: float | None) -> bool:
+        """Pump or wait until ``need`` of ``slots`` are done; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pumped = False
+        with self._cond:
+            while True:
+                self._reap()
+                if sum(s.done for s in slots) >= need:
+                    return True
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0 and (pumped or self._pumping):
+                    return False
+                if self._pumping:
+                    self._cond.wait(remaining)
+                    continue
+                self._pumping = True
+                self._lock.release()
+                try:
+                    self._pump(remaining)
+                finally:
+                    self._lock.acquire()
+                    self._pumping = False
+                    self._cond.notify_all()
+                pumped = True
+
+    def _pump(self, timeout: float | None) -> None:
+        """Read whatever is ready, waiting up to ``timeout``. Only the pumping thread."""
+        ms = None if timeout is None else max(timeout, 0.0) * 1000.0
+        for fd, _ in self._poller.poll(ms):
+            target = self._fds.get(fd, False)
+            if target is False:
+                continue
+            if target is None:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    os.read(self._wake_r, 4096)
+                continue
+            actor, is_sentinel = target
+            if is_sentinel:
+                # Return after a death: its fds are closed, and a later event in this
+                # batch could name a reused fd number.
+                self._on_death(actor)
+                return
+            try:
+                frame = actor._conn.recv_bytes()
+            except (EOFError, OSError):
+                # The child closed its end; its sentinel reports the death.
+                with self._lock:
+                    self._unwatch(fd)
+                continue
+            self._deliver(actor, frame)
+
+    def _deliver(self, actor: ProcessActor, frame: bytes) -> None:
+        key = _KEY.unpack_from(frame)[0]
+        value, error = None, None
+        try:
+            msg = _decode(frame)
+            if type(msg) is Result:
+                value = msg.value
+            else:
+                error = msg.to_error(actor.name)
+        except Exception as exc:
+            error = RemoteError(
+                actor.name,
+                type(exc).__name__,
+                f"the result could not be unpickled: {exc}",
+                traceback.format_exc(),
+                exc,
+            )
+        with self._lock:
+            slot = actor._inflight.pop(key, None)
+            if slot is None:
+                return
+            slot.value, slot.error, slot.done, slot.keep = value, error, True, ()
+            if slot.dropped:
+                self._slots.pop(key, None)
+
+    def _on_death(self, actor: ProcessActor) -> None:
+        """Deliver what the actor sent before dying, then fail the rest."""
+        conn = actor._conn
+        with contextlib.suppress(EOFError, OSError):
+            while conn.poll(0):
+                self._deliver(actor, conn.recv_bytes())
+        self._mark_dead(actor)
+
+    def _mark_dead(self, actor: ProcessActor, detail: str = "") -> None:
+        exitcode = actor._exit_status()
+        with self._lock:
+            if actor._dead:
+                return
+            actor._dead = True
+            actor._exitcode = exitcode
+            if not detail and self._closed:
+                detail = "the runtime shut down"
+            for slot in actor._inflight.values():
+                slot.error, slot.done, slot.keep = (
+                    ActorDiedError(actor.name, exitcode, detail),
+                    True,
+                    (),
+                )
+            actor._inflight.clear()
+            self._unwatch(actor._conn.fileno())
+            self._unwatch(actor._proc.sentinel)
+            actor._conn.close()
+            self._cond.notify_all()
+        # What it created and had not handed over (it died between create and send).
+        shm.sweep(f"{self.prefix}{actor.pid}_")
+
+    def _send_stop(self, actor: ProcessActor) -> None:
+        # Never block shutdown: a full pipe or a sender stuck mid-frame means the actor
+        # is killed after the timeout instead.
+        if not actor._send_lock.acquire(timeout=0.1):
+            return
+        try:
+            os.set_blocking(actor._conn.fileno(), False)
+            actor._conn.send_bytes(_STOP)
+        except OSError:
+            pass
+        finally:
+            actor._send_lock.release()
+
+    def _pump_until_dead(self, actors: list[ProcessActor], deadline: float) -> None:
+        while any(not a._dead for a in actors):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                self._pump(remaining)
+            except (OSError, ValueError):
+                return
+            with self._cond:
+                self._cond.notify_all()
