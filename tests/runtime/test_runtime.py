@@ -1,0 +1,513 @@
+"""Behaviour of the runtime backends: every test runs on every backend where it applies.
+
+Tests that need real processes (timeouts, signals, shared memory) use ``process_runtime``.
+"""
+
+from __future__ import annotations
+
+import gc
+import mmap
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rl.runtime import (
+    ActorDiedError,
+    GetTimeoutError,
+    RemoteError,
+    make_runtime,
+    shm,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Worker:
+    """A module-level actor class (pickled by reference)."""
+
+    def __init__(self, offset: int = 0):
+        self.offset = offset
+        self.log: list[int] = []
+
+    def add(self, x):
+        return x + self.offset
+
+    def append(self, i: int) -> int:
+        self.log.append(i)
+        return len(self.log)
+
+    def history(self) -> list[int]:
+        return list(self.log)
+
+    def echo(self, x):
+        return x
+
+    def boom(self, message: str):
+        raise ValueError(message)
+
+    def sleep(self, seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def backing(self, x) -> dict:
+        """How each array in ``x`` reached the actor."""
+        return {k: type(v.base).__name__ for k, v in x.items()}
+
+    def writable(self, x: np.ndarray) -> bool:
+        return x.flags.writeable
+
+    def ident(self, x) -> int:
+        return id(x)
+
+    def total(self, x) -> float:
+        return float(np.sum(x["w"])) + x["bias"]
+
+    def put_cache_size(self) -> int:
+        from rl.runtime import process
+
+        return len(process._PUT_CACHE)
+
+    def unpicklable(self):
+        return threading.Lock()
+
+    def orphan_segment_then_die(self, prefix: str) -> None:
+        """Create a segment as if to send it, then die before sending."""
+        shm.export_array(np.ones(1 << 16), prefix)
+        os._exit(3)
+
+    def process_facts(self) -> dict:
+        import multiprocessing
+
+        import torch
+
+        with open(f"/proc/{os.getpid()}/comm") as f:
+            comm = f.read().strip()
+        return {
+            "comm": comm,
+            "mp_name": multiprocessing.current_process().name,
+            "torch_threads": torch.get_num_threads(),
+            "sigint": signal.getsignal(signal.SIGINT),
+        }
+
+    def poll_board(self, reader, last: int):
+        return reader.poll(last)
+
+
+# ---------------------------------------------------------------------- both backends
+
+
+def test_call_get_keeps_order(runtime):
+    h = runtime.spawn(Worker, 10)
+    refs = [h.call("append", i) for i in range(50)]
+    assert runtime.get(refs) == list(range(1, 51))
+    assert runtime.get(h.call("history")) == list(range(50))
+    assert runtime.get(h.call("add", 5)) == 15
+    assert runtime.get(h.call("add", x=1)) == 11
+
+
+def test_names_and_resources_are_recorded(runtime):
+    a = runtime.spawn(Worker)
+    b = runtime.spawn(Worker, num_cpus=2, num_gpus=0, name="learner", resources={"x": 1})
+    assert a.name == "Worker-1"
+    assert b.name == "learner"
+    assert (b.num_cpus, b.num_gpus, b.resources) == (2, 0, {"x": 1})
+
+
+def test_remote_error_carries_traceback_and_actor_stays_usable(runtime):
+    h = runtime.spawn(Worker)
+    with pytest.raises(RemoteError) as info:
+        runtime.get(h.call("boom", "bad input 42"))
+    err = info.value
+    assert err.actor_name == h.name
+    assert err.remote_type == "ValueError"
+    assert "bad input 42" in err.message
+    assert "in boom" in err.remote_traceback  # the remote frame, not ours
+    assert isinstance(err.__cause__, ValueError)
+    assert runtime.get(h.call("add", 1)) == 1
+
+
+def test_constructor_error_surfaces_on_get(runtime):
+    class Broken:
+        def __init__(self):
+            raise RuntimeError("no config")
+
+        def ping(self):
+            return "pong"
+
+    h = runtime.spawn(Broken)
+    for _ in range(2):
+        with pytest.raises(RemoteError, match="no config") as info:
+            runtime.get(h.call("ping"))
+        assert "__init__" in info.value.remote_traceback
+
+
+def test_local_classes_closures_and_lambdas(runtime):
+    scale = 3
+
+    class Local:  # defined inside the test, like a class in a __main__ script
+        def __init__(self, fn):
+            self.fn = fn
+
+        def apply(self, x):
+            return self.fn(x) * scale
+
+        def make_adder(self, k):
+            return lambda v: v + k
+
+    h = runtime.spawn(Local, lambda x: x + 1)
+    assert runtime.get(h.call("apply", 1)) == 6
+    adder = runtime.get(h.call("make_adder", 10))
+    assert adder(5) == 15
+
+
+def test_large_arrays_nested_round_trip(runtime):
+    h = runtime.spawn(Worker)
+    rng = np.random.default_rng(0)
+    big = rng.standard_normal((512, 300)).astype(np.float32)  # 600 KiB
+    batch = {
+        "obs": big,
+        "nested": [big[:, :7].T, (np.arange(200_000, dtype=np.int64), "tag")],
+        "small": np.arange(3),
+        "records": np.zeros(70_000, dtype=[("a", "<f4"), ("b", "<i2")]),
+    }
+    out = runtime.get(h.call("echo", batch))
+    np.testing.assert_array_equal(out["obs"], big)
+    np.testing.assert_array_equal(out["nested"][0], big[:, :7].T)
+    np.testing.assert_array_equal(out["nested"][1][0], np.arange(200_000))
+    assert out["nested"][1][1] == "tag"
+    assert out["records"].dtype == batch["records"].dtype
+    np.testing.assert_array_equal(out["small"], np.arange(3))
+    out["obs"][0, 0] = 1.0  # results are the caller's to modify
+
+
+def test_put_is_resolved_in_every_actor(runtime):
+    w = np.arange(100_000, dtype=np.float64)
+    ref = runtime.put({"w": w, "bias": 0.5})
+    actors = [runtime.spawn(Worker) for _ in range(3)]
+    totals = runtime.get([a.call("total", ref) for a in actors])
+    assert totals == [float(w.sum()) + 0.5] * 3
+    # The same ref again is the actor's cached value, not a new copy.
+    assert len(set(runtime.get([actors[0].call("ident", ref) for _ in range(3)]))) == 1
+    nested = runtime.get(actors[1].call("echo", {"inside": [ref]}))
+    np.testing.assert_array_equal(nested["inside"][0]["w"], w)
+    np.testing.assert_array_equal(runtime.get(ref)["w"], w)
+
+
+def test_call_ref_as_argument_is_refused(runtime):
+    h = runtime.spawn(Worker)
+    ref = h.call("add", 1)
+    with pytest.raises(TypeError, match="rt.get"):
+        runtime.get(h.call("echo", ref))
+
+
+def test_wait_returns_ready_in_input_order(runtime):
+    h = runtime.spawn(Worker)
+    refs = [h.call("add", i) for i in range(4)]
+    runtime.get(refs)
+    ready, pending = runtime.wait(refs, num_returns=2, timeout=5)
+    assert ready == refs[:2] and pending == refs[2:]
+    ready, pending = runtime.wait(refs, num_returns=4, timeout=0)
+    assert ready == refs and pending == []
+    with pytest.raises(ValueError, match="num_returns"):
+        runtime.wait(refs, num_returns=5)
+
+
+def test_kill_makes_later_gets_fail(runtime):
+    h = runtime.spawn(Worker)
+    done = h.call("add", 1)
+    assert runtime.get(done) == 1
+    assert h.is_alive()
+    h.kill()
+    h.kill()  # idempotent
+    assert not h.is_alive()
+    with pytest.raises(ActorDiedError) as info:
+        runtime.get(h.call("add", 1))
+    assert info.value.actor_name == h.name
+    assert runtime.get(done) == 1  # an answer already received stays
+
+
+def test_weights_board_publish_and_poll(runtime):
+    board = runtime.weights_board(1000)
+    h = runtime.spawn(Worker)
+    reader = board.reader()
+    assert runtime.get(h.call("poll_board", reader, 0)) == (0, None)
+    assert board.publish(np.full(1000, 7.0, np.float32)) == 1
+    version, vec = runtime.get(h.call("poll_board", reader, 0))
+    assert version == 1 and vec.shape == (1000,) and np.all(vec == 7.0)
+    assert runtime.get(h.call("poll_board", reader, 1)) == (1, None)
+    board.publish(np.arange(1000, dtype=np.float32))
+    version, vec = runtime.get(h.call("poll_board", reader, 1))
+    assert version == 2 == board.version
+    np.testing.assert_array_equal(vec, np.arange(1000))
+    with pytest.raises(ValueError, match="1000 values"):
+        board.publish(np.zeros(10, np.float32))
+
+
+# ---------------------------------------------------------------------- process only
+
+
+def test_large_arrays_travel_through_shared_memory(process_runtime):
+    rt = process_runtime
+    h = rt.spawn(Worker)
+    big = np.ones(1 << 17)  # 1 MiB
+    backing = rt.get(h.call("backing", {"big": big, "small": np.ones(8)}))
+    assert backing["big"] == "mmap" and backing["small"] != "mmap"
+    out = rt.get(h.call("echo", big))
+    assert isinstance(out.base, mmap.mmap) and out.flags.writeable
+    assert not rt.get(h.call("writable", rt.put(big)))  # put values are shared: read-only
+    assert shm.list_segments(rt.prefix) == []  # receivers unlinked what they mapped
+
+
+def test_put_segments_are_freed_with_the_ref(process_runtime):
+    rt = process_runtime
+    h = rt.spawn(Worker)
+    ref = rt.put({"w": np.ones(1 << 17), "bias": 1.0})
+    assert rt.get(h.call("total", ref)) == float(1 << 17) + 1.0
+    assert len(shm.list_segments(rt.prefix)) == 1  # the driver owns the put's segment
+    assert rt.get(h.call("put_cache_size")) == 1
+    del ref
+    gc.collect()
+    assert rt.get(h.call("put_cache_size")) == 0  # the next call told the actor
+    assert shm.list_segments(rt.prefix) == []
+
+
+def test_unpicklable_result_is_a_remote_error(process_runtime):
+    h = process_runtime.spawn(Worker)
+    with pytest.raises(RemoteError, match="could not be pickled"):
+        process_runtime.get(h.call("unpicklable"))
+    assert process_runtime.get(h.call("add", 2)) == 2
+
+
+def test_get_timeout(process_runtime):
+    h = process_runtime.spawn(Worker)
+    ref = h.call("sleep", 1.0)
+    start = time.monotonic()
+    with pytest.raises(GetTimeoutError):
+        process_runtime.get(ref, timeout=0.2)
+    assert time.monotonic() - start < 0.6
+    assert isinstance(GetTimeoutError(), TimeoutError)
+    assert process_runtime.get(ref, timeout=5) == 1.0
+
+
+def test_wait_semantics_with_slow_calls(process_runtime):
+    rt = process_runtime
+    slow, fast = rt.spawn(Worker), rt.spawn(Worker)
+    refs = [slow.call("sleep", 1.0), fast.call("sleep", 0.0), fast.call("sleep", 0.05)]
+    ready, pending = rt.wait(refs, num_returns=1, timeout=5)
+    assert ready == [refs[1]] and pending == [refs[0], refs[2]]
+    ready, pending = rt.wait(refs, num_returns=2, timeout=5)
+    assert ready == refs[1:] and pending == [refs[0]]
+    start = time.monotonic()
+    ready, pending = rt.wait(refs, num_returns=3, timeout=0)
+    assert time.monotonic() - start < 0.1
+    assert ready == refs[1:] and pending == [refs[0]]
+    ready, pending = rt.wait(refs, num_returns=3, timeout=0.1)
+    assert len(ready) == 2
+    ready, _ = rt.wait(refs, num_returns=3)
+    assert ready == refs
+
+
+def test_sigkill_fails_pending_and_later_gets_within_a_second(process_runtime):
+    rt = process_runtime
+    h = rt.spawn(Worker)
+    rt.get(h.call("pid"))
+    pending = [h.call("sleep", 30), h.call("add", 1)]
+    killer = threading.Timer(0.2, os.kill, (h.pid, signal.SIGKILL))
+    killer.start()
+    start = time.monotonic()
+    for ref in pending:
+        with pytest.raises(ActorDiedError) as info:
+            rt.get(ref)
+        assert info.value.exitcode == -signal.SIGKILL
+        assert h.name in str(info.value)
+    assert time.monotonic() - start < 1.2
+    with pytest.raises(ActorDiedError):
+        rt.get(h.call("add", 1), timeout=1)
+    assert not h.is_alive()
+
+
+def test_gets_from_many_threads(process_runtime):
+    rt = process_runtime
+    slow, fast = rt.spawn(Worker), rt.spawn(Worker, 1)
+    slow_ref = slow.call("sleep", 0.3)
+    results: dict[str, object] = {}
+
+    def learner():  # blocks on a slow ref while the main thread pumps fast ones
+        results["slow"] = rt.get(slow_ref)
+
+    def sampler(k: int):
+        results[f"s{k}"] = [rt.get(fast.call("add", i)) for i in range(200)]
+
+    threads = [threading.Thread(target=learner)] + [
+        threading.Thread(target=sampler, args=(k,)) for k in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results["slow"] == 0.3
+    for k in range(3):
+        assert results[f"s{k}"] == [i + 1 for i in range(200)]
+
+
+def test_spawn_while_another_thread_waits(process_runtime):
+    rt = process_runtime
+    first = rt.spawn(Worker)
+    blocker = first.call("sleep", 1.5)
+    waiter = threading.Thread(target=rt.get, args=(blocker,))
+    waiter.start()
+    time.sleep(0.1)
+    second = rt.spawn(Worker, 7)  # the waiting thread must start polling this actor too
+    start = time.monotonic()
+    assert rt.get(second.call("add", 0), timeout=5) == 7
+    assert time.monotonic() - start < 1.0
+    waiter.join(5)
+
+
+def test_shutdown_with_calls_in_flight(process_runtime, wait_gone):
+    rt = process_runtime
+    actors = [rt.spawn(Worker) for _ in range(2)]
+    pids = rt.get([a.call("pid") for a in actors])
+    quick = actors[0].call("sleep", 0.1)
+    stuck = [a.call("sleep", 60) for a in actors]
+    start = time.monotonic()
+    rt.shutdown()
+    assert time.monotonic() - start < 4.0
+    assert rt.get(quick) == 0.1  # queued before the stop sentinel: answered
+    for ref in stuck:
+        with pytest.raises(ActorDiedError):
+            rt.get(ref)
+    assert wait_gone(pids, 2.0) == []
+    assert shm.list_segments(rt.prefix) == []
+    with pytest.raises(ActorDiedError):
+        rt.get(actors[0].call("add", 1))
+
+
+def test_actor_crash_leaves_no_segment(process_runtime):
+    rt = process_runtime
+    h = rt.spawn(Worker)
+    with pytest.raises(ActorDiedError) as info:
+        rt.get(h.call("orphan_segment_then_die", rt.prefix), timeout=5)
+    assert info.value.exitcode == 3
+    assert shm.list_segments(rt.prefix) == []
+
+
+def test_child_process_hygiene(process_runtime):
+    rt = process_runtime
+    h = rt.spawn(Worker, name="Probe-1")
+    facts = rt.get(h.call("process_facts"))
+    assert facts["comm"] == "rl:Probe-1"
+    assert facts["mp_name"] == "Probe-1"
+    assert facts["torch_threads"] == 1
+    assert facts["sigint"] == signal.SIG_IGN
+    os.kill(h.pid, signal.SIGINT)  # the driver handles Ctrl-C, not the actors
+    assert rt.get(h.call("add", 3), timeout=5) == 3
+
+
+def test_weights_board_is_never_torn():
+    size, versions = 1 << 18, 200  # 1 MiB vectors
+
+    class Writer:
+        def __init__(self, prefix):
+            self.board = shm.ShmWeightsBoard(size, prefix=prefix)
+
+        def reader(self):
+            return self.board.reader()
+
+        def run(self):
+            for v in range(1, versions + 1):
+                self.board.publish(np.full(size, v, np.float32))
+            return self.board.version
+
+    class Reader:
+        def run(self, reader):
+            last, reads, bad, backwards = 0, 0, 0, 0
+            while last < versions:
+                version, vec = reader.poll(last)
+                if vec is None:
+                    time.sleep(0)
+                    continue
+                reads += 1
+                bad += int(vec.min() != vec.max() or vec[0] != version)
+                backwards += int(version <= last)
+                last = version
+            return reads, bad, backwards
+
+    with make_runtime("process") as rt:
+        writer = rt.spawn(Writer, rt.prefix)
+        reader = rt.get(writer.call("reader"))
+        readers = [rt.spawn(Reader) for _ in range(2)]
+        results = [r.call("run", reader) for r in readers]
+        assert rt.get(writer.call("run"), timeout=30) == versions
+        for reads, bad, backwards in rt.get(results, timeout=30):
+            assert reads >= 10  # they did race the writer
+            assert bad == 0 and backwards == 0
+
+
+# ------------------------------------------------------------- driver death, Ctrl-C
+
+DRIVER = textwrap.dedent(
+    """
+    import os, time
+    import numpy as np
+    from rl.runtime import make_runtime
+
+    class Napper:
+        def pid(self):
+            return os.getpid()
+
+        def nap(self, seconds):
+            time.sleep(seconds)
+
+        def big(self):
+            return np.ones(1 << 20)
+
+    rt = make_runtime("process")
+    actors = [rt.spawn(Napper) for _ in range(2)]
+    pids = rt.get([a.call("pid") for a in actors])
+    keep = rt.put(np.ones(1 << 18))   # a driver-owned segment
+    board = rt.weights_board(1 << 16)
+    unread = actors[0].call("big")    # a result segment nobody reads
+    for a in actors:
+        a.call("nap", 60)
+    time.sleep(0.3)
+    print(os.getpid(), *pids, flush=True)
+    time.sleep(60)
+    """
+)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_driver_death_takes_actors_and_segments(sig, pid_alive, wait_gone):
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = driver.stdout.readline()
+        assert line, driver.stderr.read()
+        driver_pid, *actor_pids = map(int, line.split())
+        prefix = shm.driver_prefix(driver_pid)
+        assert len(shm.list_segments(prefix)) >= 3
+        assert all(pid_alive(p) for p in actor_pids)
+        os.kill(driver_pid, sig)
+        driver.wait(10)
+        assert wait_gone(actor_pids, 5.0) == []
+        assert shm.list_segments(prefix) == []
+    finally:
+        driver.kill()
+        driver.wait()
