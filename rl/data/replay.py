@@ -20,6 +20,7 @@ is at most two slice copies per column, never a Python loop over rows.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 
 import numpy as np
@@ -41,9 +42,11 @@ class NStepAccumulator:
 
     Windows never cross an episode end: they stop at a termination (no
     bootstrap) and at a truncation (bootstrap from the true final observation with
-    ``gamma^k``). A window that runs into the end of a fragment is held back, with
-    up to ``n - 1`` trailing steps per env, and completed by the next fragment, so
-    every step becomes exactly one transition, whatever the fragment lengths.
+    ``gamma^k``). A window that runs into the end of a fragment is held back and
+    completed by the next fragment, so every step becomes exactly one transition,
+    whatever the fragment lengths. What is held back: a copy of the last ``n - 1``
+    steps' columns per env, except ``next_obs``, of which only the last step is
+    kept (a pending window always bootstraps from a later step).
 
     Use one accumulator per stream of consecutive fragments (one rollout worker's
     ``N`` envs). If the stream breaks (the worker was restarted, a fragment was
@@ -60,8 +63,15 @@ class NStepAccumulator:
             raise ValueError(f"n must be >= 1, got {n}")
         self.n = int(n)
         self.gamma = float(gamma)
-        self._carry: dict[str, np.ndarray] = {}  # [c, N, ...], c <= n - 1
-        self._carry_done = np.zeros((0, 0), dtype=bool)  # [c, N] start already emitted
+        self._reset()
+
+    def _reset(self) -> None:
+        # Copies of the last rows of recent fragments, oldest first, each [t_j, N, ...]
+        # without next_obs; copied once when kept, never re-copied while they age.
+        self._chunks: list[dict[str, np.ndarray]] = []
+        self._carry_done = np.zeros((0, 0), dtype=bool)  # [c, N]: start emitted or masked
+        self._last_next_obs: np.ndarray | None = None  # [N, ...], for flush()
+        self._keys: set[str] | None = None
 
     @property
     def num_pending(self) -> int:
@@ -79,8 +89,8 @@ class NStepAccumulator:
                 the observation after each step, the true final observation where
                 the episode ended (gymnasium's ``final_obs`` in SAME_STEP autoreset
                 mode). Every other column (``obs``, ``actions``, ...) is taken from
-                the window's first step. The arrays are copied where kept, so they
-                may be views of a buffer that is about to be overwritten.
+                the window's first step. What is kept is copied, so the arrays may
+                be views of a buffer that is about to be overwritten.
             mask: bool ``[T, N]`` or None. False marks steps that are not
                 transitions, such as the reset step that follows an episode end in
                 NEXT_STEP autoreset mode: they start no window. (No window runs
@@ -93,6 +103,46 @@ class NStepAccumulator:
             ``discounts`` (float32 ``gamma^k``). ``truncateds`` is consumed.
         """
         frag = {k: np.asarray(v) for k, v in fragment.items()}
+        num_steps, num_envs = self._check(frag)
+        skip = np.zeros((num_steps, num_envs), dtype=bool) if mask is None else ~np.asarray(mask)
+        if skip.shape != (num_steps, num_envs):
+            raise ValueError(f"mask has shape {skip.shape}, expected {(num_steps, num_envs)}")
+        num_carried = len(self._carry_done)
+        if num_carried:
+            skip = np.concatenate([self._carry_done, skip])
+        stream = _Stream([*self._chunks, frag])
+        result = self._nstep(stream)
+        emit = result.complete & ~skip
+        steps, envs = np.nonzero(emit)  # time-major order
+        # An emitted window ends in this fragment: a carried start was pending, so it
+        # ran into the fragment; hence next_obs never comes from the carry.
+        next_obs = frag[C.NEXT_OBS][result.next_index[steps, envs] - num_carried, envs]
+        out = self._transitions(stream, result, steps, envs, next_obs)
+
+        keep = min(self.n - 1, num_carried + num_steps)
+        self._chunks = stream.tail(keep, exclude=C.NEXT_OBS)
+        self._carry_done = (skip | emit)[len(skip) - keep :]
+        if num_steps and not self._carry_done.all():  # flush() may need it
+            self._last_next_obs = frag[C.NEXT_OBS][-1].copy()
+        return out
+
+    def flush(self) -> SampleBatch:
+        """Emit the held-back windows as shorter transitions and forget the stream.
+
+        Each bootstraps from the next observation of the last step seen, with
+        ``gamma^k`` for its ``k < n`` steps: a correct, if shorter, target.
+        """
+        out = SampleBatch()
+        if self._chunks:
+            stream = _Stream(self._chunks)
+            result = self._nstep(stream)
+            steps, envs = np.nonzero(~self._carry_done)
+            # Pending windows reached the last step seen without closing.
+            out = self._transitions(stream, result, steps, envs, self._last_next_obs[envs])
+        self._reset()
+        return out
+
+    def _check(self, frag: Mapping[str, np.ndarray]) -> tuple[int, int]:
         missing = [k for k in _WINDOW_COLUMNS if k not in frag]
         if missing:
             raise KeyError(f"fragment lacks columns {missing}; it has {sorted(frag)}")
@@ -103,102 +153,99 @@ class NStepAccumulator:
                     f"column {key!r} has shape {value.shape}, expected [T, N] = "
                     f"{(num_steps, num_envs)} leading dims like rewards"
                 )
-        if self._carry:
-            if set(self._carry) != set(frag):
-                raise ValueError(
-                    f"fragment columns {sorted(frag)} differ from the previous "
-                    f"fragment's {sorted(self._carry)}"
-                )
-            if self._carry_done.shape[1] != num_envs:
-                raise ValueError(
-                    f"fragment has {num_envs} envs, the stream had "
-                    f"{self._carry_done.shape[1]}; flush() between streams"
-                )
-        skip = np.zeros((num_steps, num_envs), dtype=bool) if mask is None else ~np.asarray(mask)
-        if skip.shape != (num_steps, num_envs):
-            raise ValueError(f"mask has shape {skip.shape}, expected {(num_steps, num_envs)}")
-        num_carried = len(self._carry_done)
-        if self._carry:
-            skip = np.concatenate([self._carry_done, skip])
-        stream = _Stream(self._carry, frag, num_carried)
-        result = nstep_returns(
+        if self._keys is None:
+            self._keys = set(frag)
+        elif self._keys != set(frag):
+            raise ValueError(
+                f"fragment columns {sorted(frag)} differ from the stream's {sorted(self._keys)}"
+            )
+        if self._carry_done.size and self._carry_done.shape[1] != num_envs:
+            raise ValueError(
+                f"fragment has {num_envs} envs, the stream had "
+                f"{self._carry_done.shape[1]}; flush() between streams"
+            )
+        return num_steps, num_envs
+
+    def _nstep(self, stream: _Stream) -> NStepReturns:
+        return nstep_returns(
             rewards=stream.rows(C.REWARDS),
             terminateds=stream.rows(C.TERMINATEDS),
             truncateds=stream.rows(C.TRUNCATEDS),
             gamma=self.gamma,
             n=self.n,
         )
-        emit = result.complete & ~skip
-        out = self._transitions(stream, result, emit)
 
-        keep = min(self.n - 1, num_carried + num_steps)
-        self._carry = {k: stream.tail(k, keep) for k in frag}
-        self._carry_done = (skip | emit)[len(skip) - keep :]
-        return out
-
-    def flush(self) -> SampleBatch:
-        """Emit the held-back windows as shorter transitions and forget the stream.
-
-        Each bootstraps from the next observation of the last step seen, with
-        ``gamma^k`` for its ``k < n`` steps: a correct, if shorter, target.
-        """
-        if not self._carry:
-            return SampleBatch()
-        stream = _Stream({}, self._carry, 0)
-        result = nstep_returns(
-            rewards=stream.rows(C.REWARDS),
-            terminateds=stream.rows(C.TERMINATEDS),
-            truncateds=stream.rows(C.TRUNCATEDS),
-            gamma=self.gamma,
-            n=self.n,
-        )
-        out = self._transitions(stream, result, ~self._carry_done)
-        self._carry = {}
-        self._carry_done = np.zeros((0, 0), dtype=bool)
-        return out
-
-    def _transitions(self, stream: _Stream, result: NStepReturns, emit: np.ndarray) -> SampleBatch:
-        steps, envs = np.nonzero(emit)  # time-major order
-        out = SampleBatch(
-            {k: stream.gather(k, steps, envs) for k in stream.keys if k not in _WINDOW_COLUMNS}
-        )
+    def _transitions(
+        self,
+        stream: _Stream,
+        result: NStepReturns,
+        steps: np.ndarray,
+        envs: np.ndarray,
+        next_obs: np.ndarray,
+    ) -> SampleBatch:
+        out = {k: stream.gather(k, steps, envs) for k in stream.keys if k not in _WINDOW_COLUMNS}
         out[C.REWARDS] = result.returns[steps, envs]
-        out[C.NEXT_OBS] = stream.gather(C.NEXT_OBS, result.next_index[steps, envs], envs)
+        out[C.NEXT_OBS] = next_obs
         out[C.TERMINATEDS] = result.terminateds[steps, envs]
         out[C.DISCOUNTS] = result.discounts[steps, envs]
-        return out
+        return SampleBatch(out)
 
 
 class _Stream:
-    """The held-back rows followed by a new fragment, without concatenating big columns."""
+    """Consecutive chunks ``[t_j, N, ...]`` read as one, without concatenating big columns."""
 
-    def __init__(self, carry: Mapping[str, np.ndarray], frag: Mapping[str, np.ndarray], split: int):
-        self.carry, self.frag, self.split = carry, frag, split
-        self.keys = list(frag)
+    def __init__(self, chunks: list[Mapping[str, np.ndarray]]):
+        self.chunks = chunks
+        self.keys = list(chunks[-1])
+        self.offsets = [0, *itertools.accumulate(len(c[C.REWARDS]) for c in chunks)]
 
     def rows(self, key: str) -> np.ndarray:
-        """All rows ``[c + T, N]`` of a (small, scalar) column."""
-        if not self.split:
-            return self.frag[key]
-        return np.concatenate([self.carry[key], self.frag[key]])
+        """All rows ``[sum t_j, N]`` of a (small, scalar) column."""
+        if len(self.chunks) == 1:
+            return self.chunks[0][key]
+        return np.concatenate([c[key] for c in self.chunks])
 
     def gather(self, key: str, steps: np.ndarray, envs: np.ndarray) -> np.ndarray:
-        """Rows ``(steps[i], envs[i])`` of the stream, ``[B, ...]``."""
-        frag = self.frag[key]
-        if not self.split:
-            return frag[steps, envs]
-        in_carry = steps < self.split
-        out = np.empty((len(steps),) + frag.shape[2:], dtype=frag.dtype)
-        out[in_carry] = self.carry[key][steps[in_carry], envs[in_carry]]
-        out[~in_carry] = frag[steps[~in_carry] - self.split, envs[~in_carry]]
-        return out
+        """Rows ``(steps[i], envs[i])`` of the stream, ``[B, ...]``; ``steps`` sorted."""
+        if len(self.chunks) == 1:
+            return self.chunks[0][key][steps, envs]
+        # Sorted steps fall into each chunk as one contiguous run: slices, no masks.
+        bounds = np.searchsorted(steps, self.offsets).tolist()
+        pieces = [
+            chunk[key][steps[lo:hi] - offset, envs[lo:hi]]
+            for chunk, offset, lo, hi in zip(self.chunks, self.offsets, bounds, bounds[1:])
+            if hi > lo
+        ]
+        if len(pieces) == 1:
+            return pieces[0]
+        last = self.chunks[-1][key]
+        if not pieces:
+            return np.empty((0,) + last.shape[2:], dtype=last.dtype)
+        return np.concatenate(pieces)
 
-    def tail(self, key: str, count: int) -> np.ndarray:
-        """The last ``count`` rows as a new array (never a view of the fragment)."""
-        frag = self.frag[key]
-        if count <= len(frag):
-            return frag[len(frag) - count :].copy()
-        return np.concatenate([self.carry[key][self.split - (count - len(frag)) :], frag])
+    def tail(self, count: int, exclude: str) -> list[dict[str, np.ndarray]]:
+        """The last ``count`` rows as chunks; rows of the newest chunk are copied."""
+        kept: list[dict[str, np.ndarray]] = []
+        for j in range(len(self.chunks) - 1, -1, -1):
+            if count == 0:
+                break
+            chunk = self.chunks[j]
+            size = int(self.offsets[j + 1] - self.offsets[j])
+            take = min(count, size)
+            if take == 0:
+                continue
+            newest = j == len(self.chunks) - 1
+            # The newest chunk is the caller's fragment: copy; older ones are our copies.
+            kept.insert(
+                0,
+                {
+                    k: v[size - take :].copy() if newest else v[size - take :]
+                    for k, v in chunk.items()
+                    if k != exclude
+                },
+            )
+            count -= take
+        return kept
 
 
 class ReplayBuffer:
@@ -342,7 +389,9 @@ class ReplayBuffer:
                     f"column {key!r}: rows of shape {value.shape[1:]}, buffer holds "
                     f"{column.shape[1:]}"
                 )
-            if not np.can_cast(value.dtype, column.dtype, casting="same_kind"):
+            if value.dtype != column.dtype and not np.can_cast(
+                value.dtype, column.dtype, casting="same_kind"
+            ):
                 raise TypeError(f"column {key!r}: cannot store {value.dtype} as {column.dtype}")
 
     def _gather(self, indexes: np.ndarray) -> SampleBatch:

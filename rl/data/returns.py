@@ -137,26 +137,29 @@ def nstep_returns(
             f"{truncateds.shape} must have the same [T, N] shape"
         )
     num_steps = rewards.shape[0]
+    continues = ~(terminateds | truncateds)
+    gamma_continues = gamma * continues  # float64 [T, N]: the factor to go on past step t
     returns = np.zeros(rewards.shape, dtype=np.float64)
-    discounts = np.ones(rewards.shape, dtype=np.float64)
+    weight = np.ones(rewards.shape, dtype=np.float64)  # gamma^k while open, then 0
     lengths = np.zeros(rewards.shape, dtype=np.int64)
     window_terminated = np.zeros(rewards.shape, dtype=bool)
     open_ = np.ones(rewards.shape, dtype=bool)  # the window may still take step t+k
     for k in range(min(n, num_steps)):
         # Offset k reads row t+k for starts t < T-k; later starts ran off the end.
+        # In-place ops on views: this runs at every replay insert.
         rows = slice(0, num_steps - k)
         active = open_[rows]
-        returns[rows] += np.where(active, discounts[rows] * rewards[k:], 0.0)
-        discounts[rows] = np.where(active, discounts[rows] * gamma, discounts[rows])
+        returns[rows] += weight[rows] * rewards[k:]
         lengths[rows] += active
         window_terminated[rows] |= active & terminateds[k:]
-        open_[rows] = active & ~terminateds[k:] & ~truncateds[k:]
+        active &= continues[k:]
+        weight[rows] *= gamma_continues[k:]
     # A window still open after k steps is complete if k == n, else the fragment ended.
     complete = ~open_ | (lengths == n)
     next_index = np.arange(num_steps)[:, None] + lengths - 1
     return NStepReturns(
         returns=returns.astype(np.float32),
-        discounts=discounts.astype(np.float32),
+        discounts=np.power(gamma, lengths, dtype=np.float32),
         terminateds=window_terminated,
         next_index=next_index,
         complete=complete,

@@ -56,7 +56,11 @@ class SumTree:
         """Set leaves ``indexes`` (int ``[B]``, any order, repeats: last wins) to ``values`` ``[B]``."""
         indexes = np.asarray(indexes, dtype=np.int64)
         values = np.broadcast_to(np.asarray(values, dtype=np.float64), indexes.shape)
-        self._check(indexes, values)
+        if indexes.size == 0:
+            return
+        if indexes.min() < 0 or indexes.max() >= self.capacity:
+            raise IndexError(f"leaf indexes must lie in [0, {self.capacity})")
+        self._check_values(values)
         nodes = indexes + self._first_leaf
         self._tree[nodes] = values
         for _ in range(self._depth):
@@ -75,24 +79,27 @@ class SumTree:
             raise IndexError(
                 f"leaves {start}..{start + len(values) - 1} outside [0, {self.capacity})"
             )
-        self._check(np.empty(0, dtype=np.int64), values)
         if len(values) == 0:
             return
+        self._check_values(values)
         lo = self._first_leaf + start
         hi = lo + len(values)
-        self._tree[lo:hi] = values
+        tree = self._tree
+        tree[lo:hi] = values
         while lo > 1:
             lo, hi = lo >> 1, ((hi - 1) >> 1) + 1
-            self._tree[lo:hi] = (
-                self._tree[2 * lo : 2 * hi : 2] + self._tree[2 * lo + 1 : 2 * hi : 2]
-            )
+            if hi - lo > 4:
+                tree[lo:hi] = tree[2 * lo : 2 * hi : 2] + tree[2 * lo + 1 : 2 * hi : 2]
+            else:  # near the root the run is a node or two: scalars beat slice setup 3x
+                for j in range(lo, hi):
+                    tree[j] = tree[2 * j] + tree[2 * j + 1]
 
     def find_prefix_sum(self, targets: np.ndarray) -> np.ndarray:
         """Leaf ``i`` with ``sum(leaves[:i]) <= target < sum(leaves[:i + 1])``, per target.
 
-        A descent from the root for all targets at once. Zero-sum subtrees are
-        never entered, so a target at or beyond the total (float rounding) lands on
-        the last positive leaf instead of a padding or empty one.
+        A descent from the root for all targets at once. A zero leaf is never
+        returned (unless all are zero): a target at or beyond the total (float
+        rounding) lands on the last positive leaf, not on a padding or empty one.
 
         Args:
             targets: float ``[B]`` in ``[0, total)``.
@@ -100,15 +107,28 @@ class SumTree:
         Returns:
             int64 ``[B]`` leaf indexes.
         """
-        mass = np.array(targets, dtype=np.float64)  # a copy: it is consumed below
+        targets = np.asarray(targets, dtype=np.float64)
+        nodes = self._descend(targets, avoid_empty=False)
+        # Rounding can send a target at a boundary into an empty subtree; redo those few
+        # with the slower descent that checks the right subtree too.
+        empty = self._tree.take(nodes) <= 0.0
+        if empty.any():
+            nodes[empty] = self._descend(targets[empty], avoid_empty=True)
+        return nodes - self._first_leaf
+
+    def _descend(self, targets: np.ndarray, avoid_empty: bool) -> np.ndarray:
+        tree = self._tree
+        mass = targets.copy()  # consumed on the way down
         nodes = np.ones(mass.shape, dtype=np.int64)
         for _ in range(self._depth):
-            left = 2 * nodes
-            left_sum = self._tree[left]
-            go_right = (mass >= left_sum) & (self._tree[left + 1] > 0.0)
-            mass -= np.where(go_right, left_sum, 0.0)
-            nodes = left + go_right
-        return nodes - self._first_leaf
+            nodes *= 2  # the left child
+            left_sum = tree.take(nodes)
+            go_right = mass >= left_sum
+            if avoid_empty:
+                go_right &= tree.take(nodes + 1) > 0.0
+            mass -= left_sum * go_right
+            nodes += go_right
+        return nodes
 
     def sample_stratified(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
         """Draw ``batch_size`` leaves with probability ``leaf / total``, stratified.
@@ -128,9 +148,9 @@ class SumTree:
         targets = (np.arange(batch_size) + rng.random(batch_size)) * segment
         return self.find_prefix_sum(targets)
 
-    def _check(self, indexes: np.ndarray, values: np.ndarray) -> None:
-        if indexes.size and (indexes.min() < 0 or indexes.max() >= self.capacity):
-            raise IndexError(f"leaf indexes must lie in [0, {self.capacity})")
-        # NaN fails both comparisons: one poisoned leaf would poison the root.
-        if values.size and not (np.isfinite(values).all() and (values >= 0.0).all()):
+    @staticmethod
+    def _check_values(values: np.ndarray) -> None:
+        # One reduction for both: NaN and -inf fail ">= 0", +inf fails "< inf". A NaN
+        # leaf would poison the root and every sample after it.
+        if not (values.min() >= 0.0 and values.max() < np.inf):
             raise ValueError("sum tree values must be finite and >= 0")

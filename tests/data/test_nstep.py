@@ -180,3 +180,17 @@ def test_accumulator_copies_what_it_keeps():
         v[...] = 0
     out = acc.flush()
     assert sorted(out[C.OBS][:, 0].tolist()) == [300, 301, 400, 401]
+
+
+def test_empty_fragments_and_repeated_flush_are_harmless():
+    rng = np.random.default_rng(3)
+    stream = make_stream(rng, 6, 2)
+    stream[C.TERMINATEDS][:] = False
+    stream[C.TRUNCATEDS][:] = False
+    acc = NStepAccumulator(n=4, gamma=0.9)
+    assert len(acc.add({k: v[:0] for k, v in stream.items()})) == 0
+    first = acc.add({k: v[:4] for k, v in stream.items()})
+    assert len(acc.add({k: v[4:4] for k, v in stream.items()})) == 0
+    rest = acc.add({k: v[4:] for k, v in stream.items()})
+    assert len(first) + len(rest) == 3 * 2  # starts 0..2 complete with 4 steps
+    assert len(acc.flush()) == 3 * 2 and len(acc.flush()) == 0 and acc.num_pending == 0
