@@ -464,7 +464,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
 
         Args:
             indexes: int ``[B]``, the ``batch_indexes`` of a sampled batch (repeats:
-                the last one wins).
+                the last one wins). A row overwritten by an ``add`` since it was
+                sampled takes the priority meant for its predecessor; update before
+                the next ``add`` to avoid that.
             td_errors: float ``[B]``, their new TD errors (numpy, or a CPU tensor).
         """
         indexes = np.asarray(indexes, dtype=np.int64)
@@ -483,7 +485,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         """``ReplayBuffer.state_dict()`` plus ``priorities`` (float64 ``[size]``, the
         leaves ``p^alpha``) and ``max_priority``."""
         state = super().state_dict()
-        state["priorities"] = self._tree.leaves[: self._size]
+        state["priorities"] = self._tree.leaves[: self._size].copy()  # leaves are read-only
         state["max_priority"] = self._max_priority
         return state
 

@@ -268,12 +268,12 @@ def vtrace_torch(
         cs = lam * clipped(clip_c_threshold)
         deltas = rhos * (rewards + discounts * next_values - values)
 
-        # The scan is sequential in t; each step is one fused op over the N envs.
+        # The scan is sequential in t: one fused multiply-add over the N envs per step.
         coeffs = cont * cs
-        acc = torch.zeros_like(bootstrap_value, dtype=dtype, device=values.device)
+        acc = torch.zeros_like(values[0])
         vs_minus_v = torch.empty_like(values)
         for t in range(values.shape[0] - 1, -1, -1):
-            acc = deltas[t] + coeffs[t] * acc
+            acc = torch.addcmul(deltas[t], coeffs[t], acc)
             vs_minus_v[t] = acc
         vs = values + vs_minus_v
 
