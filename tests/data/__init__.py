@@ -1,0 +1,1 @@
+"""Tests of rl.data: return estimators, n-step accumulation, replay buffers."""
