@@ -47,16 +47,25 @@ class ObsKind:
     capacity: int
 
 
-def time_per_call(fn: Callable[[], object], number: int, repeats: int) -> float:
-    """Median seconds per call over ``repeats`` rounds of ``number`` calls."""
-    fn()  # warm up: first-touch page faults, lazy allocation
-    rounds = []
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], number: int, repeats: int
+) -> dict[str, float]:
+    """Median seconds per call of each function over ``repeats`` rounds of ``number`` calls.
+
+    The rounds of all functions alternate, so that a change of machine load during
+    the run (other processes, frequency scaling) hits every implementation alike
+    and the ratios stay fair.
+    """
+    for fn in fns.values():
+        fn()  # warm up: first-touch page faults, lazy allocation
+    rounds: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        rounds.append((time.perf_counter() - start) / number)
-    return statistics.median(rounds)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            rounds[name].append((time.perf_counter() - start) / number)
+    return {name: statistics.median(r) for name, r in rounds.items()}
 
 
 def random_obs(space: gym.spaces.Box, rng: np.random.Generator, rows: int) -> np.ndarray:
@@ -108,112 +117,89 @@ def fill_sb3(buf: SB3ReplayBuffer, kind: ObsKind, rng: np.random.Generator) -> N
 
 
 def bench_insert(kind: ObsKind, batch: int, number: int, repeats: int) -> list[tuple]:
+    """Insert ``batch`` rows per call into full buffers (steady state: the ring wraps)."""
     rng = np.random.default_rng(0)
     rows = make_rows(kind, rng, batch)
     transitions = one_step(rows)
-    label = f"insert B={batch}"
 
-    def timed(make: Callable[[], Callable[[], object]]) -> float:
-        # Build (and prefill) inside, so the buffer is freed before the next one.
-        seconds = time_per_call(make(), number, repeats)
-        gc.collect()
-        return seconds
-
-    def sb3_insert() -> Callable[[], object]:
-        buf = sb3_buffer(kind, batch)
-        fill_sb3(buf, kind, rng)  # steady state: pages touched, ring wrapping
-        return lambda: sb3_add(buf, rows)
-
-    def rl_insert(cls: type[ReplayBuffer]) -> Callable[[], Callable[[], object]]:
-        def make() -> Callable[[], object]:
-            buf = cls(kind.capacity)
-            fill_rl(buf, kind, rng)
-            return lambda: buf.add(transitions)
-
-        return make
-
-    def nstep_insert(steps: int) -> Callable[[], Callable[[], object]]:
-        # [T, N] with T * N = batch: T = 1 is one env step of all envs (SB3's call
-        # pattern); T = batch / 8 is a rollout fragment of 8 envs (rl's).
+    sb3 = sb3_buffer(kind, batch)
+    fill_sb3(sb3, kind, rng)
+    fns: dict[str, Callable[[], object]] = {"sb3 ReplayBuffer.add": lambda: sb3_add(sb3, rows)}
+    for cls in (ReplayBuffer, PrioritizedReplayBuffer):
+        buf = cls(kind.capacity)
+        fill_rl(buf, kind, rng)
+        fns[f"rl {cls.__name__}.add"] = lambda buf=buf: buf.add(transitions)
+    # [T, N] with T * N = batch: T = 1 is one step of all envs (SB3's call pattern),
+    # T = batch / 8 a rollout fragment of 8 envs (rl's).
+    for steps in (1, batch // 8):
         fragment = {k: v.reshape(steps, batch // steps, *v.shape[1:]) for k, v in rows.items()}
+        buf, acc = ReplayBuffer(kind.capacity), NStepAccumulator(N_STEP, GAMMA)
+        fill_rl(buf, kind, rng)
+        name = f"rl NStepAccumulator(n={N_STEP}) [{steps}, {batch // steps}] + add"
+        fns[name] = lambda buf=buf, acc=acc, fragment=fragment: buf.add(acc.add(fragment))
 
-        def make() -> Callable[[], object]:
-            buf, acc = ReplayBuffer(kind.capacity), NStepAccumulator(N_STEP, GAMMA)
-            fill_rl(buf, kind, rng)
-            return lambda: buf.add(acc.add(fragment))
-
-        return make
-
-    base = timed(sb3_insert)
-    results = [(label, "sb3 ReplayBuffer.add", batch / base, None)]
-    for name, make in [
-        ("rl ReplayBuffer.add", rl_insert(ReplayBuffer)),
-        ("rl PrioritizedReplayBuffer.add", rl_insert(PrioritizedReplayBuffer)),
-        (f"rl NStepAccumulator(n={N_STEP}) [1, {batch}] + add", nstep_insert(1)),
-        (f"rl NStepAccumulator(n={N_STEP}) [{batch // 8}, 8] + add", nstep_insert(batch // 8)),
-    ]:
-        seconds = timed(make)
-        results.append((label, name, batch / seconds, base / seconds))
-    return results
+    seconds = time_interleaved(fns, number, repeats)
+    base = seconds["sb3 ReplayBuffer.add"]
+    return [
+        (f"insert B={batch}", name, batch / s, None if name.startswith("sb3") else base / s)
+        for name, s in seconds.items()
+    ]
 
 
 def bench_sample(kind: ObsKind, number: int, repeats: int) -> list[tuple]:
+    """Sample batches of 256 from full buffers."""
     rng = np.random.default_rng(1)
-    label = f"sample {SAMPLE_BATCH}"
     td = rng.exponential(size=SAMPLE_BATCH)
 
-    def timed(make: Callable[[], Callable[[], object]]) -> float:
-        seconds = time_per_call(make(), number, repeats)
-        gc.collect()
-        return seconds
+    sb3 = sb3_buffer(kind, 1)
+    fill_sb3(sb3, kind, rng)
+    sb3_nstep = sb3_buffer(kind, 1, nstep=True)
+    fill_sb3(sb3_nstep, kind, rng)
+    uniform = ReplayBuffer(kind.capacity)
+    fill_rl(uniform, kind, rng)
+    per = PrioritizedReplayBuffer(kind.capacity)
+    fill_rl(per, kind, rng)
+    per.update_priorities(np.arange(kind.capacity), rng.exponential(size=kind.capacity))
 
-    def sb3_sample(nstep: bool) -> Callable[[], Callable[[], object]]:
-        def make() -> Callable[[], object]:
-            buf = sb3_buffer(kind, 1, nstep=nstep)
-            fill_sb3(buf, kind, rng)
-            return lambda: buf.sample(SAMPLE_BATCH)
+    def per_round() -> None:
+        batch = per.sample(SAMPLE_BATCH, rng)
+        batch.to_torch()
+        per.update_priorities(batch[C.BATCH_INDEXES], td)
 
-        return make
-
-    def rl_sample(per: bool, torch_out: bool, update: bool = False):
-        def make() -> Callable[[], object]:
-            buf = PrioritizedReplayBuffer(kind.capacity) if per else ReplayBuffer(kind.capacity)
-            fill_rl(buf, kind, rng)
-            if per:
-                buf.update_priorities(np.arange(kind.capacity), rng.exponential(size=kind.capacity))
-
-            def step() -> None:
-                batch = buf.sample(SAMPLE_BATCH, rng)
-                if torch_out:
-                    batch.to_torch()
-                if update:
-                    buf.update_priorities(batch[C.BATCH_INDEXES], td)
-
-            return step
-
-        return make
-
-    base = timed(sb3_sample(False))
-    base_nstep = timed(sb3_sample(True))
+    sb3_name, sb3_nstep_name = "sb3 ReplayBuffer.sample (torch)", "sb3 NStepReplayBuffer.sample"
+    # rl's n-step transitions are built at insert: sampling them is a uniform sample,
+    # so "rl ... + to_torch" is also the n-step figure; compare it with sb3 n-step.
+    fns: dict[str, Callable[[], object]] = {
+        sb3_name: lambda: sb3.sample(SAMPLE_BATCH),
+        f"{sb3_nstep_name}(n={N_STEP}) (torch)": lambda: sb3_nstep.sample(SAMPLE_BATCH),
+        "rl ReplayBuffer.sample (numpy)": lambda: uniform.sample(SAMPLE_BATCH, rng),
+        "rl ReplayBuffer.sample + to_torch": lambda: uniform.sample(SAMPLE_BATCH, rng).to_torch(),
+        "rl PrioritizedReplayBuffer.sample + to_torch": lambda: per.sample(
+            SAMPLE_BATCH, rng
+        ).to_torch(),
+        "rl PER sample + to_torch + update_priorities": per_round,
+    }
+    seconds = time_interleaved(fns, number, repeats)
+    base = seconds[sb3_name]
     results = [
-        (label, "sb3 ReplayBuffer.sample (torch)", SAMPLE_BATCH / base, None),
         (
-            label,
-            f"sb3 NStepReplayBuffer(n={N_STEP}).sample (torch)",
-            SAMPLE_BATCH / base_nstep,
-            None,
-        ),
+            f"sample {SAMPLE_BATCH}",
+            name,
+            SAMPLE_BATCH / s,
+            None if name.startswith("sb3") else base / s,
+        )
+        for name, s in seconds.items()
     ]
-    # rl's n-step transitions are built at insert: sampling them is a uniform sample.
-    for name, make, ref in [
-        ("rl ReplayBuffer.sample (numpy)", rl_sample(False, False), base),
-        ("rl ReplayBuffer.sample + to_torch", rl_sample(False, True), base),
-        ("rl n-step sample + to_torch (vs sb3 n-step)", rl_sample(False, True), base_nstep),
-        ("rl PrioritizedReplayBuffer.sample + to_torch", rl_sample(True, True), base),
-        ("rl PER sample + to_torch + update_priorities", rl_sample(True, True, True), base),
-    ]:
-        seconds = timed(make)
-        results.append((label, name, SAMPLE_BATCH / seconds, ref / seconds))
+    nstep_base = seconds[f"{sb3_nstep_name}(n={N_STEP}) (torch)"]
+    rl_nstep = seconds["rl ReplayBuffer.sample + to_torch"]
+    results.append(
+        (
+            f"sample {SAMPLE_BATCH}",
+            "rl n-step (= uniform) + to_torch, vs sb3 n-step",
+            SAMPLE_BATCH / rl_nstep,
+            nstep_base / rl_nstep,
+        )
+    )
     return results
 
 
@@ -237,7 +223,7 @@ def main() -> None:
             ObsKind(
                 "atari (84, 84, 4) uint8",
                 gym.spaces.Box(0, 255, (84, 84, 4), np.uint8),
-                5_000 if args.quick else 30_000,
+                5_000 if args.quick else 20_000,
             )
         )
 
@@ -247,7 +233,9 @@ def main() -> None:
         results = []
         for batch in (16, 256):
             results += bench_insert(kind, batch, number, repeats)
+            gc.collect()  # free this group's buffers before the next group is built
         results += bench_sample(kind, number, repeats)
+        gc.collect()
         for op, name, rate, ratio in results:
             ratio_s = f"{ratio:7.2f}" if ratio is not None else f"{'-':>7}"
             print(f"{op:<14} {name:<48} {rate:>14,.0f} {ratio_s}")
