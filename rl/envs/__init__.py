@@ -1,0 +1,53 @@
+"""Environments: name resolution, space preparation, vectorisation, normalisation."""
+
+from __future__ import annotations
+
+import functools
+
+import gymnasium as gym
+
+from rl.envs.registry import EnvNameError, EnvSpec, register_env, registered_env_names, resolve_env
+from rl.envs.spaces import (
+    UnsupportedSpaceError,
+    check_action_space,
+    is_image_space,
+    prepare_observation_space,
+    wrap_observations,
+)
+from rl.envs.vector import StepResult, VectorEnv
+
+__all__ = [
+    "EnvNameError",
+    "EnvSpec",
+    "StepResult",
+    "UnsupportedSpaceError",
+    "VectorEnv",
+    "check_action_space",
+    "is_image_space",
+    "make_env",
+    "prepare_observation_space",
+    "probe_spaces",
+    "register_env",
+    "registered_env_names",
+    "resolve_env",
+    "wrap_observations",
+]
+
+
+def make_env(spec: EnvSpec, env_config: dict | None = None, check: bool = False) -> gym.Env:
+    """One env instance as the policy sees it (observations flattened where needed)."""
+    return wrap_observations(spec.make(env_config, check=check))
+
+
+def env_factory(spec: EnvSpec, env_config: dict | None = None):
+    """A picklable zero-argument creator for ``VectorEnv``."""
+    return functools.partial(make_env, spec, dict(env_config or {}))
+
+
+def probe_spaces(spec: EnvSpec, env_config: dict | None = None) -> tuple[gym.Space, gym.Space]:
+    """Create one env in the driver to read its (prepared) observation and action spaces."""
+    env = make_env(spec, env_config, check=True)
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()

@@ -1,0 +1,339 @@
+"""Algorithm: the base training loop shared by PPO, DQN and IMPALA.
+
+Construction validates everything that can be checked without processes (config,
+env name, spaces) and only then starts the runtime, the weights board, the rollout
+workers and the learner group. ``train()`` runs one ``training_step()`` (the
+algorithm's sample -> learn -> sync), adds episode statistics, counters and timers,
+and returns one flat result dict (keys in ``rl.metrics``).
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from rl import checkpoint as ckpt
+from rl import metrics as M
+from rl.config import AlgorithmConfig, ConfigError
+from rl.envs import check_action_space, probe_spaces, resolve_env
+from rl.envs.normalization import RunningMeanStd
+from rl.learner import LearnerGroup, resolve_device
+from rl.policies import ModelConfig
+from rl.rollout import RolloutWorker, WorkerSet, WorkerSpec
+from rl.runtime import make_runtime
+
+__all__ = ["Algorithm"]
+
+log = logging.getLogger("rl")
+
+
+class Algorithm(abc.ABC):
+    """Base class: owns the runtime, workers, learner group, counters and logger.
+
+    Subclasses set ``config_class``, ``action_spaces`` and ``policy_kind`` and
+    implement ``make_learner_group()`` and ``training_step()``.
+    """
+
+    config_class: ClassVar[type[AlgorithmConfig]]
+    action_spaces: ClassVar[tuple[str, ...]] = ("Discrete", "Box", "MultiDiscrete")
+    policy_kind: ClassVar[str] = "actor_critic"
+
+    def __init__(self, config: AlgorithmConfig, logdir: str | None = None):
+        config.validate()
+        self.config = config
+        self.name = type(self).__name__
+        self._check_resources()
+        # Everything below this line may fail only for reasons outside the user's input.
+        self.env_spec = resolve_env(config.env)
+        self.obs_space, self.action_space = probe_spaces(self.env_spec, config.env_config)
+        check_action_space(self.action_space, self.name, self.action_spaces)
+        self.model_config = ModelConfig(hiddens=list(config.model_hiddens),
+                                        activation=config.model_activation,
+                                        vf_share_layers=config.vf_share_layers)
+        self.obs_filter = RunningMeanStd(self.obs_space.shape) if config.normalize_obs else None
+        self.iteration = 0
+        self.env_steps_total = 0
+        self.time_total_s = 0.0
+        self.episodes = M.EpisodeWindow(config.metrics_smoothing_episodes)
+        self.timers = M.Timers()
+        self.logger: M.RunLogger | None = None
+        self.run_dir: str | None = None
+        self.last_checkpoint: str | None = None
+        self.stop_timesteps: int | None = None
+        self._eval_worker: RolloutWorker | None = None
+        self._stopped = False
+        seed = 0 if config.seed is None else config.seed
+        torch.manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        opts = {"address": config.ray_address} if config.backend == "ray" else {}
+        self.runtime = make_runtime(config.backend, **opts)
+        try:
+            self.learner_group = self.make_learner_group()
+            weights = self._weights_vector()
+            self.board = self.runtime.weights_board(len(weights))
+            self.board.publish(weights)
+            self.workers = WorkerSet(
+                self.runtime, self.worker_spec(), config.num_env_runners, self.board.reader(),
+                restart=config.restart_failed_env_runners,
+                max_restarts=config.max_restarts_per_env_runner,
+                sample_timeout_s=config.sample_timeout_s)
+            self.setup()
+        except BaseException:
+            self.runtime.shutdown()
+            raise
+        if logdir is not None:
+            self.attach_logger(logdir)
+
+    # ------------------------------------------------------------------ construction hooks
+    def _check_resources(self) -> None:
+        cfg = self.config
+        if cfg.num_learners != 0:
+            raise ConfigError(f"num_learners={cfg.num_learners}: learner processes are not "
+                              "available in this release; use num_learners=0 (one learner in "
+                              "the driver, on the device chosen by `device`)")
+        try:
+            resolve_device(cfg.device)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if cfg.num_gpus_per_learner > 0 and not torch.cuda.is_available():
+            raise ConfigError(f"num_gpus_per_learner={cfg.num_gpus_per_learner} but CUDA is not "
+                              "available on this machine; set it to 0")
+
+    def worker_spec(self, num_envs: int | None = None, fragment: int | None = None) -> WorkerSpec:
+        cfg = self.config
+        return WorkerSpec(
+            env_spec=self.env_spec, env_config=dict(cfg.env_config),
+            obs_space=self.obs_space, action_space=self.action_space,
+            num_envs=num_envs or cfg.num_envs_per_env_runner,
+            fragment_length=fragment or cfg.fragment_length(), seed=cfg.seed,
+            model=self.model_config, policy_kind=self.policy_kind,
+            normalize_obs=cfg.normalize_obs, needs_next_obs=self.policy_kind == "q",
+            policy_options=self.policy_options())
+
+    def policy_options(self) -> dict[str, Any]:
+        return {}
+
+    @abc.abstractmethod
+    def make_learner_group(self) -> LearnerGroup:
+        """Build the learner group (called once, before the workers start)."""
+
+    def setup(self) -> None:
+        """Algorithm-specific state after workers and learners exist."""
+
+    @abc.abstractmethod
+    def training_step(self) -> dict[str, float]:
+        """Sample, learn, sync; returns learner metrics (keys without prefix)."""
+
+    # ------------------------------------------------------------------ weights
+    def inference_module(self) -> torch.nn.Module:
+        """The module whose weights the workers run."""
+        return self.learner_group.module
+
+    def _weights_vector(self) -> np.ndarray:
+        weights = self.learner_group.get_weights()
+        if self.obs_filter is not None:
+            weights = np.concatenate([weights, self.obs_filter.to_vector()])
+        return weights
+
+    def sync_weights(self) -> None:
+        """Publish the learner's weights (and observation filter) to every worker."""
+        with self.timers("sync"):
+            self.board.publish(self._weights_vector())
+
+    def ingest_fragments(self, results: list[dict[str, Any]]) -> int:
+        """Book-keeping for fresh fragments: episodes, obs statistics, step counts."""
+        steps = 0
+        for r in results:
+            self.episodes.add(r["episode_returns"], r["episode_lens"])
+            if self.obs_filter is not None and r["obs_stats"] is not None:
+                self.obs_filter.merge(*r["obs_stats"])
+            rewards = r["batch"]["rewards"]
+            steps += int(rewards.size)
+        self.env_steps_total += steps
+        return steps
+
+    def schedule(self, start: float, end: float | None, kind: str = "linear") -> float:
+        """Linear interpolation from ``start`` to ``end`` over the schedule horizon."""
+        horizon = self.config.schedule_timesteps or self.stop_timesteps
+        if end is None or kind == "constant" or not horizon:
+            return start
+        frac = min(1.0, self.env_steps_total / horizon)
+        return start + frac * (end - start)
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> dict[str, Any]:
+        """Run one iteration; returns the flat result dict."""
+        if self._stopped:
+            raise RuntimeError(f"{self.name} was stopped; build a new one")
+        start = time.perf_counter()
+        steps_before = self.env_steps_total
+        learner_metrics = self.training_step()
+        self.iteration += 1
+        elapsed = time.perf_counter() - start
+        self.time_total_s += elapsed
+        result: dict[str, Any] = {
+            M.TRAINING_ITERATION: self.iteration,
+            M.ENV_STEPS_TOTAL: self.env_steps_total,
+            M.EPISODES_TOTAL: self.episodes.total,
+            **self.episodes.stats(),
+            M.ENV_STEPS_PER_S: (self.env_steps_total - steps_before) / max(elapsed, 1e-9),
+            M.TIME_TOTAL_S: self.time_total_s,
+            **{f"learner/{k}": v for k, v in learner_metrics.items()},
+            **self.timers.pop(),
+            M.WORKERS_HEALTHY: self.workers.num_healthy,
+            M.WORKERS_RESTARTS: self.workers.total_restarts,
+            M.WORKERS_DROPPED: self.workers.dropped_fragments,
+        }
+        interval = self.config.evaluation_interval
+        if interval and self.iteration % interval == 0:
+            result.update(self.evaluate())
+        if self.logger is not None:
+            self.logger.log(result)
+        return result
+
+    # ------------------------------------------------------------------ evaluation & serving
+    def evaluate(self, num_episodes: int | None = None) -> dict[str, float]:
+        """Greedy episodes in the driver with the current weights and frozen filter."""
+        n = num_episodes or self.config.evaluation_duration
+        if self._eval_worker is None:
+            spec = self.worker_spec(num_envs=self.config.evaluation_num_envs, fragment=1)
+            self._eval_worker = RolloutWorker(spec, worker_index=0, board=None)
+        self._eval_worker.set_weights(self._weights_vector(), self.board.version)
+        out = self._eval_worker.evaluate(n)
+        r = out["episode_returns"]
+        return {M.EVAL_RETURN_MEAN: float(np.mean(r)), M.EVAL_RETURN_STD: float(np.std(r)),
+                M.EVAL_LEN_MEAN: float(np.mean(out["episode_lens"])),
+                "eval/episodes": float(len(r))}
+
+    def compute_actions(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
+        """Actions for a batch of observations ``[B, *obs_shape]`` (greedy by default)."""
+        if self._eval_worker is None:
+            self.evaluate(1)
+        worker = self._eval_worker
+        worker.set_weights(self._weights_vector(), self.board.version)
+        obs = np.asarray(obs)
+        single = obs.shape == self.obs_space.shape
+        batch = obs[None] if single else obs
+        batch = worker._normalize(batch).astype(worker.obs_dtype)
+        tensor = torch.from_numpy(np.ascontiguousarray(batch))
+        if explore:
+            out = worker.policy.act(tensor, worker.generator, {"epsilon": 0.0})
+            actions = out["actions"]
+        else:
+            actions = worker.policy.greedy(tensor)
+        actions = worker.dist_spec.env_actions(actions) if hasattr(worker, "dist_spec") else actions
+        return actions[0] if single else actions
+
+    # ------------------------------------------------------------------ logging
+    def attach_logger(self, logdir: str, console=None, budget_steps: int | None = None,
+                      tensorboard: bool = True) -> str:
+        """Create ``<logdir>/<algo>_<env>_<timestamp>/`` and log every iteration there."""
+        stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+        env = str(self.config.env).replace("/", "-").replace(":", "-")
+        run_dir = os.path.join(logdir, f"{self.config.algo_name}_{env}_{stamp}")
+        suffix = 1
+        base = run_dir
+        while os.path.exists(run_dir):
+            suffix += 1
+            run_dir = f"{base}_{suffix}"
+        self.logger = M.RunLogger(run_dir, self.config.to_dict(), console=console,
+                                  budget_steps=budget_steps, tensorboard=tensorboard)
+        self.run_dir = run_dir
+        return run_dir
+
+    # ------------------------------------------------------------------ checkpoints
+    def extra_state(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict]]:
+        """Algorithm-specific (json state, tensors, arrays) to add to checkpoints."""
+        return {}, {}, {}
+
+    def load_extra_state(self, path: str, state: dict[str, Any]) -> None:
+        """Restore what ``extra_state`` saved."""
+
+    def save(self, path: str | None = None) -> str:
+        """Write a checkpoint (default: ``<run_dir>/checkpoint_<iter>``); returns its path."""
+        if path is None:
+            base = self.run_dir or os.path.join(os.getcwd(), "checkpoints")
+            path = os.path.join(base, f"checkpoint_{self.iteration:06d}")
+        extra_json, extra_tensors, extra_arrays = self.extra_state()
+        state = {
+            "algo": self.config.algo_name,
+            "config": self.config.to_dict(),
+            "iteration": self.iteration,
+            "env_steps_total": self.env_steps_total,
+            "time_total_s": self.time_total_s,
+            "episodes": self.episodes.state(),
+            "rng": ckpt.rng_to_plain(self.rng),
+            "torch_rng": torch.get_rng_state().tolist(),
+            "stop_timesteps": self.stop_timesteps,
+            "extra": extra_json,
+        }
+        tensors = {"learner": self.learner_group.state(), **extra_tensors}
+        arrays = dict(extra_arrays)
+        if self.obs_filter is not None:
+            arrays["obs_filter"] = self.obs_filter.state()
+        self.last_checkpoint = ckpt.save_checkpoint(path, state, tensors, arrays)
+        return self.last_checkpoint
+
+    def restore(self, path: str) -> None:
+        """Load learner, counters, filter and RNG state from a checkpoint into self."""
+        state = ckpt.load_state(path)
+        self.learner_group.load_state(ckpt.load_tensors(path, "learner"))
+        self.iteration = int(state["iteration"])
+        self.env_steps_total = int(state["env_steps_total"])
+        self.time_total_s = float(state["time_total_s"])
+        self.episodes.load_state(state["episodes"])
+        ckpt.rng_from_plain(self.rng, state["rng"])
+        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        self.stop_timesteps = state.get("stop_timesteps")
+        filt = ckpt.load_arrays(path, "obs_filter")
+        if self.obs_filter is not None and filt is not None:
+            self.obs_filter.load_state(filt)
+        self.load_extra_state(path, state.get("extra", {}))
+        self.sync_weights()
+        self.timers.pop()
+
+    @staticmethod
+    def from_checkpoint(path: str, logdir: str | None = None, **overrides: Any) -> Algorithm:
+        """Build the algorithm saved at ``path`` and restore its state.
+
+        ``overrides`` change config fields (e.g. ``num_env_runners``, ``backend``).
+        """
+        from rl.algorithms.registry import config_class
+
+        state = ckpt.load_state(path)
+        config = config_class(state["algo"]).from_dict(state["config"])
+        config.set(**overrides)
+        algo = config.build(logdir=logdir)
+        try:
+            algo.restore(path)
+        except BaseException:
+            algo.stop()
+            raise
+        return algo
+
+    # ------------------------------------------------------------------ shutdown
+    def stop(self) -> None:
+        """Stop workers and learners and release shared memory. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            self.workers.stop()
+            self.learner_group.stop()
+            self.board.close()
+        finally:
+            self.runtime.shutdown()
+            if self.logger is not None:
+                self.logger.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -1,0 +1,69 @@
+"""PPO: synchronous sampling from every worker, GAE, epochs of minibatch SGD.
+
+Schulman et al. 2017 (arXiv:1707.06347), with the implementation details of
+Huang et al. 2022 (see the PPO checklist in shared/REFERENCE.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rl.algorithms.algorithm import Algorithm
+from rl.algorithms.ppo.config import PPOConfig
+from rl.algorithms.ppo.learner import PPOLearner
+from rl.data import SampleBatch
+from rl.data import columns as C
+from rl.data.returns import compute_gae
+from rl.learner import LearnerGroup
+from rl.policies import ActorCritic
+
+__all__ = ["PPO", "fragments_to_train_batch"]
+
+_TRAIN_COLUMNS = (C.OBS, C.ACTIONS, C.LOGP, C.VF_PREDS, C.BEHAVIOUR_LOGITS)
+
+
+def fragments_to_train_batch(results: list[dict[str, Any]], gamma: float,
+                             lam: float) -> SampleBatch:
+    """GAE on each time-major fragment, then one flat batch for SGD."""
+    parts = []
+    for r in results:
+        b = r["batch"]
+        adv, targets = compute_gae(
+            rewards=b[C.REWARDS], values=b[C.VF_PREDS], next_values=b[C.NEXT_VF_PREDS],
+            terminateds=b[C.TERMINATEDS], truncateds=b[C.TRUNCATEDS], gamma=gamma, lam=lam)
+        cols = {k: b[k] for k in _TRAIN_COLUMNS}
+        cols[C.ADVANTAGES] = adv
+        cols[C.VALUE_TARGETS] = targets
+        parts.append(SampleBatch(cols).flatten_time())
+    return SampleBatch.concat(parts)
+
+
+class PPO(Algorithm):
+    """Proximal policy optimisation."""
+
+    config_class = PPOConfig
+    config: PPOConfig
+
+    def make_learner_group(self) -> LearnerGroup:
+        cfg = self.config
+        obs_space, action_space, model = self.obs_space, self.action_space, self.model_config
+
+        def learner():
+            return PPOLearner(lambda: ActorCritic(obs_space, action_space, model), cfg, cfg.device)
+
+        return LearnerGroup(learner, cfg.num_learners)
+
+    def training_step(self) -> dict[str, float]:
+        cfg = self.config
+        with self.timers("sample"):
+            results = self.workers.sample()
+            self.ingest_fragments(results)
+            batch = fragments_to_train_batch(results, cfg.gamma, cfg.gae_lambda)
+        with self.timers("learn"):
+            metrics = self.learner_group.update(
+                batch,
+                lr=self.schedule(cfg.lr, 0.0, cfg.lr_schedule),
+                entropy_coeff=self.schedule(cfg.entropy_coeff, cfg.entropy_coeff_final),
+            )
+        self.sync_weights()
+        return metrics

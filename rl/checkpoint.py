@@ -1,0 +1,122 @@
+"""Checkpoints: a directory with ``state.json``, torch state dicts and numpy arrays.
+
+Layout of ``checkpoint_<iter>/``:
+
+* ``state.json``: algorithm name, resolved config, counters, schedules, RNG states;
+* ``<name>.pt``: tensors-only objects (state dicts), loaded with ``weights_only=True``;
+* ``<name>.npz``: numpy arrays (e.g. a replay buffer), loaded with ``allow_pickle=False``.
+
+Nothing on disk is ever unpickled. A checkpoint is written into a temporary sibling
+directory, fsynced, and renamed into place, so a crash in the middle of a save leaves
+every earlier checkpoint intact and never a half-written one under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CheckpointError",
+    "load_arrays",
+    "load_state",
+    "load_tensors",
+    "rng_from_plain",
+    "rng_to_plain",
+    "save_checkpoint",
+]
+
+STATE_FILE = "state.json"
+
+
+class CheckpointError(ValueError):
+    """A path that is not a readable checkpoint."""
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path: str, state: dict[str, Any], tensors: dict[str, Any] | None = None,
+                    arrays: dict[str, dict[str, np.ndarray]] | None = None) -> str:
+    """Atomically write a checkpoint directory at ``path``; returns the absolute path."""
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:8]}")
+    os.makedirs(tmp)
+    try:
+        for name, obj in (tensors or {}).items():
+            torch.save(obj, os.path.join(tmp, f"{name}.pt"))
+        for name, cols in (arrays or {}).items():
+            with open(os.path.join(tmp, f"{name}.npz"), "wb") as f:
+                np.savez(f, **cols)
+        with open(os.path.join(tmp, STATE_FILE), "w") as f:
+            json.dump(state, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_dir(tmp)
+        if os.path.exists(path):
+            trash = f"{tmp}.old"
+            os.rename(path, trash)
+            os.rename(tmp, path)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+        _fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_state(path: str) -> dict[str, Any]:
+    """``state.json`` of the checkpoint at ``path``."""
+    file = os.path.join(path, STATE_FILE)
+    if not os.path.isfile(file):
+        raise CheckpointError(f"{path!r} is not a checkpoint directory (no {STATE_FILE})")
+    with open(file) as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{file} is corrupt: {e}") from e
+
+
+def load_tensors(path: str, name: str, map_location: Any = "cpu") -> Any:
+    """A tensors-only object saved under ``name`` (``weights_only=True``: no pickle)."""
+    return torch.load(os.path.join(path, f"{name}.pt"), map_location=map_location,
+                      weights_only=True)
+
+
+def load_arrays(path: str, name: str) -> dict[str, np.ndarray] | None:
+    file = os.path.join(path, f"{name}.npz")
+    if not os.path.isfile(file):
+        return None
+    with np.load(file, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def rng_to_plain(rng: np.random.Generator) -> dict[str, Any]:
+    """A numpy PCG64 generator's state as JSON-safe values."""
+    st = rng.bit_generator.state
+    return {"state": str(st["state"]["state"]), "inc": str(st["state"]["inc"]),
+            "has_uint32": int(st["has_uint32"]), "uinteger": int(st["uinteger"])}
+
+
+def rng_from_plain(rng: np.random.Generator, d: dict[str, Any]) -> None:
+    """Restore ``rng`` from ``rng_to_plain`` output."""
+    rng.bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": int(d["state"]), "inc": int(d["inc"])},
+        "has_uint32": int(d["has_uint32"]), "uinteger": int(d["uinteger"]),
+    }

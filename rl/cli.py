@@ -1,0 +1,293 @@
+"""The ``rl`` command line: ``rl train | evaluate | list``.
+
+User errors (unknown algorithm, env, config key or value, missing or broken file,
+an action space the algorithm cannot handle) exit 2 with one line that says what
+was wrong and what is valid, before any process starts; ``--debug`` shows the
+traceback. Ctrl-C writes a checkpoint, ends every child and exits 130 (SIGTERM:
+143). ``--as-test`` exits 1 when the stop reward was not reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+from typing import Any
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from rl.algorithms.registry import UnknownAlgorithmError
+    from rl.checkpoint import CheckpointError
+    from rl.config import ConfigError
+    from rl.envs import EnvNameError, UnsupportedSpaceError
+
+    return (ConfigError, EnvNameError, UnsupportedSpaceError, UnknownAlgorithmError,
+            CheckpointError)
+
+
+class UsageError(Exception):
+    """A command-line mistake (exit 2)."""
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rl", description="Reinforcement learning: train, "
+                                "evaluate and list algorithms.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train an agent", description="Train an agent. With no "
+                       "stop flags it stops at the env's reward threshold or at "
+                       "1,000,000 env steps.")
+    t.add_argument("--algo", help="algorithm (see `rl list`)")
+    t.add_argument("--env", help="env: gymnasium id, short name, or module:Class")
+    t.add_argument("-f", "--file", help="tuned example YAML (algo, env, config, stop)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a config field (repeatable); `--help-config` lists them")
+    t.add_argument("--stop-reward", type=float, help="stop at this episode_return_mean")
+    t.add_argument("--stop-timesteps", type=int, help="stop after this many env steps")
+    t.add_argument("--stop-iters", type=int, help="stop after this many iterations")
+    t.add_argument("--stop-time", type=float, help="stop after this many seconds")
+    t.add_argument("--num-env-runners", type=int, help="rollout worker processes")
+    t.add_argument("--num-envs-per-env-runner", type=int, help="envs per worker")
+    t.add_argument("--backend", choices=["process", "inline", "ray"], help="actor runtime")
+    t.add_argument("--address", help="Ray cluster address (with --backend ray)")
+    t.add_argument("--seed", type=int, help="random seed")
+    t.add_argument("--logdir", default="./runs", help="root of run directories (./runs)")
+    t.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="checkpoint every N iterations (always at the end)")
+    t.add_argument("--resume", metavar="CHECKPOINT", help="resume from a checkpoint dir")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="learner device")
+    t.add_argument("--as-test", action="store_true",
+                   help="exit 1 if the stop reward was not reached")
+    t.add_argument("--json", action="store_true",
+                   help="print the final result as one JSON line (last line of stdout)")
+    t.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+    t.add_argument("--help-config", action="store_true",
+                   help="list the algorithm's config fields and exit")
+    t.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint with greedy episodes")
+    e.add_argument("checkpoint")
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    sub.add_parser("list", help="list algorithms and example envs")
+    return p
+
+
+# ---------------------------------------------------------------------------- train
+def _parse_sets(cfg, sets: list[str]) -> None:
+    from rl.config import ConfigError, parse_value
+
+    for item in sets:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if key not in cfg.field_names():
+            raise cfg._unknown(key)
+        hint = cfg._hints()[key]
+        value: Any = parse_value(text)
+        if hint is str or (value is not None and str(hint) == "str | None"):
+            value = text
+        if "list" in str(hint) and not isinstance(value, list):
+            value = [value]
+        cfg.set(**{key: value})
+
+
+def _make_config(args):
+    from rl.algorithms.registry import config_class
+    from rl.experiment import Stop, load_example
+
+    example = None
+    if args.file:
+        example = load_example(args.file)
+        cfg, stop = example.config, example.stop
+        if args.algo and args.algo.lower() != example.algo.lower():
+            raise UsageError(f"--algo {args.algo} disagrees with {args.file} (algo: "
+                             f"{example.algo})")
+        if args.env:
+            cfg.set(env=args.env)
+    else:
+        if not args.algo:
+            raise UsageError("missing --algo (or -f FILE); valid algorithms: see `rl list`")
+        cfg = config_class(args.algo)()
+        if args.help_config:
+            return cfg, None, None
+        if not args.env:
+            raise UsageError("missing --env NAME (e.g. --env CartPole-v1)")
+        cfg.set(env=args.env)
+        stop = Stop()
+    flags = {"num_env_runners": args.num_env_runners, "backend": args.backend,
+             "num_envs_per_env_runner": args.num_envs_per_env_runner, "seed": args.seed,
+             "device": args.device, "ray_address": args.address}
+    cfg.set(**{k: v for k, v in flags.items() if v is not None})
+    _parse_sets(cfg, args.set)
+    if args.stop_reward is not None:
+        stop.episode_return_mean = args.stop_reward
+    if args.stop_timesteps is not None:
+        stop.env_steps_total = args.stop_timesteps
+    if args.stop_iters is not None:
+        stop.training_iteration = args.stop_iters
+    if args.stop_time is not None:
+        stop.time_total_s = args.stop_time
+    cfg.validate()
+    return cfg, stop, example
+
+
+def _default_stop(stop, algo) -> None:
+    from rl.experiment import DEFAULT_BUDGET_STEPS
+
+    if not stop.to_dict():
+        threshold = algo.env_spec.reward_threshold
+        if threshold is not None:
+            stop.episode_return_mean = threshold
+        stop.env_steps_total = DEFAULT_BUDGET_STEPS
+
+
+def _print_config_help(cfg) -> None:
+    import dataclasses
+
+    print(f"{cfg.algo_name} config fields (set with --set KEY=VALUE):")
+    for f in dataclasses.fields(cfg):
+        default = json.dumps(getattr(cfg, f.name))
+        print(f"  {f.name:<34} {default:<14} {f.metadata.get('doc', '')}")
+
+
+def cmd_train(args) -> int:
+    cfg, stop, _ = _make_config(args)
+    if args.help_config:
+        _print_config_help(cfg)
+        return 0
+    from rl.algorithms.algorithm import Algorithm
+    from rl.experiment import Terminated, fit
+
+    if args.resume:
+        overrides = {k: v for k, v in cfg.to_dict().items()
+                     if k in ("num_env_runners", "backend", "device", "ray_address")}
+        algo = Algorithm.from_checkpoint(args.resume, **overrides)
+    else:
+        algo = cfg.build()
+    status = 0
+    checkpoint = None
+    try:
+        _default_stop(stop, algo)
+        budget = stop.env_steps_total
+        algo.attach_logger(args.logdir, console=sys.stderr, budget_steps=budget)
+        print(f"{algo.name} on {algo.env_spec.env_id} ({cfg.backend} backend, "
+              f"{cfg.num_env_runners} workers x {cfg.num_envs_per_env_runner} envs); "
+              f"stop: {stop.to_dict()}; run dir: {algo.run_dir}", file=sys.stderr)
+        try:
+            result, checkpoint = fit(algo, stop, checkpoint_every=args.checkpoint_every)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted; checkpoint: {algo.last_checkpoint}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Terminated:
+            print(f"\nterminated; checkpoint: {algo.last_checkpoint}", file=sys.stderr)
+            return EXIT_TERMINATED
+        if algo.logger is not None:
+            algo.logger.close()
+            algo.logger = None
+        if not args.no_eval:
+            result.update(algo.evaluate())
+        reached = stop.episode_return_mean is not None and \
+            result.get("episode_return_mean", -math.inf) >= stop.episode_return_mean
+        summary = {k: result.get(k) for k in ("training_iteration", "env_steps_total",
+                                                "episode_return_mean", "eval/episode_return_mean",
+                                                "time_total_s", "stop_reason")}
+        print("done: " + ", ".join(f"{k}={_fmt(v)}" for k, v in summary.items()),
+              file=sys.stderr)
+        print(f"run dir: {algo.run_dir}\ncheckpoint: {checkpoint}", file=sys.stderr)
+        if args.as_test and stop.episode_return_mean is not None and not reached:
+            print(f"FAILED: episode_return_mean {_fmt(result.get('episode_return_mean'))} < "
+                  f"{stop.episode_return_mean}", file=sys.stderr)
+            status = 1
+        if args.json:
+            out = {k: v for k, v in result.items() if isinstance(v, int | float | str | None)}
+            out.update(run_dir=algo.run_dir, checkpoint=checkpoint)
+            print(json.dumps(_finite(out)))
+    finally:
+        algo.stop()
+    return status
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
+def _finite(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in d.items()}
+
+
+# ---------------------------------------------------------------------------- evaluate / list
+def cmd_evaluate(args) -> int:
+    from rl.algorithms.algorithm import Algorithm
+    from rl.checkpoint import load_state
+
+    load_state(args.checkpoint)  # clear error for a wrong path, before any process starts
+    algo = Algorithm.from_checkpoint(args.checkpoint, num_env_runners=0, backend="inline")
+    try:
+        result = algo.evaluate(args.episodes)
+    finally:
+        algo.stop()
+    mean, std = result["eval/episode_return_mean"], result["eval/episode_return_std"]
+    if args.json:
+        print(json.dumps({"episode_return_mean": mean, "episode_return_std": std,
+                          "episodes": args.episodes, "checkpoint": args.checkpoint}))
+    else:
+        print(f"{args.episodes} episodes: return {mean:.2f} ± {std:.2f}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from rl.algorithms.registry import ALGORITHMS
+
+    print("algorithms:")
+    for name, (module, cls, _) in ALGORITHMS.items():
+        print(f"  {name:<8} {cls}  ({module})")
+    print("example envs:")
+    for env in ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1",
+                "LunarLander-v3 (box2d extra)", "ALE/Pong-v5 (atari extra)"):
+        print(f"  {env}")
+    print("any gymnasium id, a short name (cartpole), or package.module:EnvClass")
+    return 0
+
+
+# ---------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return 0
+    handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "list": cmd_list}
+    try:
+        return handlers[args.command](args)
+    except UsageError as e:
+        if args.debug:
+            raise
+        print(f"rl {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        if isinstance(e, _user_errors()) and not args.debug:
+            print(f"rl {args.command}: error: {e}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        raise
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

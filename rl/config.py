@@ -1,0 +1,333 @@
+"""AlgorithmConfig: typed, documented, validated settings with a builder API.
+
+Every setting is a dataclass field with a type, a default and a doc line (which
+also feeds ``rl train --help`` and error messages). Builder methods
+(``.environment() .env_runners() .training() .learners() .resources()
+.evaluation() .debugging() .fault_tolerance() .reporting()``) all go through one
+setter that rejects unknown names with the closest valid one. ``validate()`` runs
+before any process starts and states each violated constraint with the numbers.
+``to_dict()``/``from_dict()`` and ``to_yaml()``/``from_yaml()`` round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+import yaml
+
+__all__ = ["AlgorithmConfig", "ConfigError", "setting"]
+
+
+class ConfigError(ValueError):
+    """A config key or value that is not valid; the message says what is."""
+
+
+def setting(default: Any, doc: str, *, choices: tuple | None = None, section: str = "training",
+            min: float | None = None, max: float | None = None) -> Any:  # noqa: A002
+    """A config field with its doc line, builder section and constraints."""
+    meta = {"doc": doc, "choices": choices, "section": section, "min": min, "max": max}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(name: str, tp: Any, value: Any) -> Any:
+    """Check ``value`` against the annotation ``tp``, converting int -> float."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(name, arg, value)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{name}: expected {_type_name(tp)}, got {value!r}")
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif origin is list or tp is list:
+        if isinstance(value, list | tuple):
+            (item,) = typing.get_args(tp) or (Any,)
+            return [_coerce(f"{name}[{i}]", item, v) for i, v in enumerate(value)]
+    elif origin is dict or tp is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    raise ConfigError(f"{name}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+@dataclass
+class AlgorithmConfig:
+    """Settings shared by every algorithm. Subclasses add their training fields."""
+
+    algo_name: ClassVar[str] = "base"
+
+    # environment
+    env: str | None = setting(None, "Env name: gymnasium id, short name, 'module:Class' or a "
+                              "name given to rl.register_env()", section="environment")
+    env_config: dict = setting({}, "Keyword arguments for the env creator / gymnasium.make",
+                               section="environment")
+    normalize_obs: bool = setting(False, "Running mean/std observation normalisation (clip ±10)",
+                                  section="environment")
+    # env_runners
+    num_env_runners: int = setting(2, "Rollout worker actors; 0 samples in the driver process",
+                                   section="env_runners", min=0)
+    num_envs_per_env_runner: int = setting(8, "Sub-envs each worker steps as one vector",
+                                           section="env_runners", min=1)
+    rollout_fragment_length: int | str = setting(
+        "auto", "Steps per sub-env per sample request; 'auto' derives it from train_batch_size",
+        section="env_runners")
+    # training (common)
+    gamma: float = setting(0.99, "Discount factor", min=0.0, max=1.0)
+    lr: float = setting(3e-4, "Learning rate", min=0.0)
+    lr_schedule: str = setting("constant", "Learning-rate schedule over schedule_timesteps",
+                               choices=("constant", "linear"))
+    schedule_timesteps: int = setting(0, "Horizon of linear schedules in env steps; 0 = the "
+                                      "run's stop timesteps", min=0)
+    train_batch_size: int = setting(1024, "Env steps per training iteration", min=1)
+    grad_clip: float | None = setting(0.5, "Global gradient-norm clip; null disables", min=0.0)
+    model_hiddens: list[int] = setting([64, 64], "MLP layer widths")
+    model_activation: str = setting("tanh", "MLP activation",
+                                    choices=("tanh", "relu", "elu", "silu", "gelu"))
+    vf_share_layers: bool = setting(False, "One trunk for policy and value (always for images)")
+    # learners
+    num_learners: int = setting(0, "Learner processes; 0 = one learner in the driver",
+                                section="learners", min=0)
+    num_gpus_per_learner: float = setting(0.0, "GPUs per learner", section="learners", min=0.0)
+    num_cpus_per_learner: float = setting(1.0, "CPUs per learner process", section="learners",
+                                          min=0.0)
+    device: str = setting("auto", "Learner device: auto, cpu, cuda or cuda:N", section="learners")
+    # resources
+    backend: str = setting("process", "Actor runtime backend", section="resources",
+                           choices=("process", "inline", "ray"))
+    ray_address: str | None = setting(None, "Ray cluster address (backend=ray): null starts a "
+                                      "local Ray, 'auto' or host:port joins one",
+                                      section="resources")
+    # evaluation
+    evaluation_interval: int = setting(0, "Evaluate every N iterations; 0 = only on request",
+                                       section="evaluation", min=0)
+    evaluation_duration: int = setting(10, "Greedy episodes per evaluation",
+                                       section="evaluation", min=1)
+    evaluation_num_envs: int = setting(5, "Parallel envs used by evaluation",
+                                       section="evaluation", min=1)
+    # debugging
+    seed: int | None = setting(0, "Global seed; sub-env i is seeded seed + i",
+                               section="debugging")
+    log_level: str = setting("info", "Logging level", section="debugging",
+                             choices=("debug", "info", "warning", "error"))
+    # reporting
+    metrics_smoothing_episodes: int = setting(100, "Episodes averaged in episode_return_mean",
+                                              section="reporting", min=1)
+    # fault tolerance
+    restart_failed_env_runners: bool = setting(True, "Replace workers that die or raise",
+                                               section="fault_tolerance")
+    max_restarts_per_env_runner: int = setting(3, "Restarts allowed per worker before train() "
+                                               "raises", section="fault_tolerance", min=0)
+    sample_timeout_s: float = setting(60.0, "A worker silent this long is killed and replaced",
+                                      section="fault_tolerance", min=0.0)
+    restart_failed_sub_environments: bool = setting(
+        False, "Recreate a sub-env whose step/reset raised instead of restarting the worker",
+        section="fault_tolerance")
+
+    # ----------------------------------------------------------------- builder API
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def field_doc(cls, name: str) -> str:
+        return cls._field(name).metadata.get("doc", "")
+
+    @classmethod
+    def _field(cls, name: str) -> dataclasses.Field:
+        for f in dataclasses.fields(cls):
+            if f.name == name:
+                return f
+        raise cls._unknown(name)
+
+    @classmethod
+    def _unknown(cls, name: str) -> ConfigError:
+        close = difflib.get_close_matches(name, cls.field_names(), n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        return ConfigError(f"unknown {cls.algo_name} config key {name!r}{hint} "
+                           f"(see `rl train --algo {cls.algo_name} --help-config`)")
+
+    @classmethod
+    def _hints(cls) -> dict[str, Any]:
+        return typing.get_type_hints(cls)
+
+    def set(self, **settings: Any) -> Self:
+        """Set any fields by name, type-checked; the one setter behind every builder."""
+        hints = self._hints()
+        for name, value in settings.items():
+            f = self._field(name)
+            value = _coerce(name, hints[name], value)
+            choices = f.metadata.get("choices")
+            if choices and value not in choices:
+                raise ConfigError(f"{name}={value!r} is not valid; choose one of: "
+                                  f"{', '.join(map(str, choices))}")
+            setattr(self, name, value)
+        return self
+
+    def _section(self, section: str, settings: dict[str, Any]) -> Self:
+        for name in settings:
+            f = self._field(name)
+            if f.metadata.get("section") != section:
+                raise ConfigError(f"{name!r} is not a .{section}() setting; set it with "
+                                  f".{f.metadata.get('section')}({name}=...)")
+        return self.set(**settings)
+
+    def environment(self, env: str | None = None, **kw: Any) -> Self:
+        if env is not None:
+            kw["env"] = env
+        return self._section("environment", kw)
+
+    def env_runners(self, **kw: Any) -> Self:
+        return self._section("env_runners", kw)
+
+    def training(self, **kw: Any) -> Self:
+        return self._section("training", kw)
+
+    def learners(self, **kw: Any) -> Self:
+        return self._section("learners", kw)
+
+    def resources(self, **kw: Any) -> Self:
+        return self._section("resources", kw)
+
+    def evaluation(self, **kw: Any) -> Self:
+        return self._section("evaluation", kw)
+
+    def debugging(self, **kw: Any) -> Self:
+        return self._section("debugging", kw)
+
+    def reporting(self, **kw: Any) -> Self:
+        return self._section("reporting", kw)
+
+    def fault_tolerance(self, **kw: Any) -> Self:
+        return self._section("fault_tolerance", kw)
+
+    # ----------------------------------------------------------------- validation
+    def validate(self) -> None:
+        """Check every field and the constraints between them; raises ConfigError."""
+        hints = self._hints()
+        for f in dataclasses.fields(self):
+            value = _coerce(f.name, hints[f.name], getattr(self, f.name))
+            setattr(self, f.name, value)
+            lo, hi, choices = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("choices")
+            if choices and value not in choices:
+                raise ConfigError(f"{f.name}={value!r} is not valid; choose one of: "
+                                  f"{', '.join(map(str, choices))}")
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                if lo is not None and value < lo:
+                    raise ConfigError(f"{f.name} must be >= {lo}, got {value}")
+                if hi is not None and value > hi:
+                    raise ConfigError(f"{f.name} must be <= {hi}, got {value}")
+        if self.env is None:
+            raise ConfigError("no env set: use .environment('CartPole-v1') or --env NAME")
+        frag = self.rollout_fragment_length
+        if isinstance(frag, str) and frag != "auto":
+            raise ConfigError(f"rollout_fragment_length must be a positive int or 'auto', "
+                              f"got {frag!r}")
+        if isinstance(frag, int) and frag < 1:
+            raise ConfigError(f"rollout_fragment_length must be >= 1, got {frag}")
+        if not self.model_hiddens or any(h < 1 for h in self.model_hiddens):
+            raise ConfigError(f"model_hiddens must be a non-empty list of positive widths, "
+                              f"got {self.model_hiddens}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+    # ----------------------------------------------------------------- derived values
+    @property
+    def total_envs(self) -> int:
+        """Sub-envs across all workers (the driver's when num_env_runners == 0)."""
+        return max(1, self.num_env_runners) * self.num_envs_per_env_runner
+
+    def fragment_length(self) -> int:
+        """Steps per sub-env per sample call."""
+        if self.rollout_fragment_length == "auto":
+            return max(1, -(-self.train_batch_size // self.total_envs))
+        return int(self.rollout_fragment_length)
+
+    # ----------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field (YAML/JSON friendly)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Build from a dict; unknown keys raise with the closest valid name."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"config must be a mapping of key: value, got {type(data).__name__}")
+        return cls().set(**data)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Self:
+        return cls.from_dict(yaml.safe_load(text) or {})
+
+    def copy(self) -> Self:
+        return type(self).from_dict(self.to_dict())
+
+    def build(self, logdir: str | None = None):
+        """Validate and construct the algorithm."""
+        from rl.algorithms.registry import algorithm_class
+
+        self.validate()
+        return algorithm_class(self.algo_name)(self.copy(), logdir=logdir)
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.to_dict() == other.to_dict()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--set KEY=VALUE`` value with YAML rules (``64,64`` is a list)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str) and "," in value:
+        return [parse_value(part.strip()) for part in value.split(",")]
+    if isinstance(value, str):
+        # YAML 1.1 reads "1e-3" as a string; numbers are what users mean.
+        for number in (int, float):
+            try:
+                return number(value)
+            except ValueError:
+                pass
+    return value

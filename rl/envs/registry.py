@@ -1,0 +1,174 @@
+"""Env registry and name resolution: from a user's string to an env creator.
+
+Accepted names, in the order they are tried:
+
+1. a name given to ``rl.register_env(name, creator)``;
+2. ``package.module:EnvClass`` (or ``:make_env`` function) import paths;
+3. an exact gymnasium id (``CartPole-v1``, ``ALE/Pong-v5``);
+4. a short name without version, case-insensitive (``CartPole``, ``cartpole``,
+   ``ALE/Pong``), which resolves to the highest registered version.
+
+Unknown or ambiguous names raise ``EnvNameError`` listing the closest valid names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+__all__ = ["EnvNameError", "EnvSpec", "register_env", "registered_env_names", "resolve_env"]
+
+EnvCreator = Callable[[dict], gym.Env]
+
+_USER_ENVS: dict[str, EnvCreator] = {}
+_VERSION_RE = re.compile(r"^(?P<base>.+?)-v(?P<version>\d+)$")
+_ALE_LOADED = False
+
+
+class EnvNameError(ValueError):
+    """An env name that cannot be resolved."""
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """A resolved env: its canonical id and how to create one instance.
+
+    Attributes:
+        env_id: the canonical name (gymnasium id, registered name or import path).
+        kind: ``"registered"``, ``"import"`` or ``"gymnasium"``.
+    """
+
+    env_id: str
+    kind: str
+    user_creator: EnvCreator | None = field(default=None, compare=False, repr=False)
+
+    def make(self, env_config: dict | None = None, check: bool = False) -> gym.Env:
+        """Create one env instance with ``env_config`` (creator argument or
+        ``gymnasium.make`` keyword arguments). ``check`` keeps gymnasium's passive env
+        checker (the driver's probe env uses it; workers skip its per-step wrapper)."""
+        env_config = dict(env_config or {})
+        if self.kind == "registered":
+            # The creator travels with the spec, so worker processes need no registry.
+            creator = self.user_creator or _USER_ENVS[self.env_id]
+            return creator(env_config)
+        if self.kind == "import":
+            target = _import_target(self.env_id)
+            return target(env_config) if _takes_config(target) else target(**env_config)
+        if self.env_id.startswith("ALE/"):
+            _load_ale()
+        env_config.setdefault("disable_env_checker", not check)
+        return gym.make(self.env_id, **env_config)
+
+    @property
+    def reward_threshold(self) -> float | None:
+        if self.kind != "gymnasium":
+            return None
+        return gym.spec(self.env_id).reward_threshold
+
+
+def register_env(name: str, creator: EnvCreator) -> None:
+    """Register ``creator(env_config) -> gymnasium.Env`` under ``name``.
+
+    The creator is shipped to worker processes with cloudpickle, so lambdas and
+    closures work.
+    """
+    if not callable(creator):
+        raise TypeError(f"register_env({name!r}, ...): creator must be callable, got {creator!r}")
+    _USER_ENVS[name] = creator
+
+
+def registered_env_names() -> list[str]:
+    """Names added with ``register_env``."""
+    return sorted(_USER_ENVS)
+
+
+def user_env_creators() -> dict[str, EnvCreator]:
+    """The registered creators (shipped to worker processes)."""
+    return dict(_USER_ENVS)
+
+
+def _load_ale() -> None:
+    global _ALE_LOADED
+    if _ALE_LOADED:
+        return
+    try:
+        import ale_py
+    except ImportError as e:
+        raise EnvNameError(
+            "Atari envs need the 'atari' extra: pip install 'rl[atari]' (ale-py)"
+        ) from e
+    gym.register_envs(ale_py)
+    _ALE_LOADED = True
+
+
+def _import_target(path: str) -> Any:
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise EnvNameError(f"cannot import module {module_name!r} for env {path!r}: {e}") from e
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        names = [n for n in dir(module) if not n.startswith("_")]
+        close = difflib.get_close_matches(attr, names, n=3)
+        raise EnvNameError(
+            f"module {module_name!r} has no attribute {attr!r}"
+            + (f"; did you mean {', '.join(close)}?" if close else "")
+        ) from None
+
+
+def _takes_config(target: Any) -> bool:
+    """Env classes take keyword arguments; plain functions take the config dict."""
+    return not isinstance(target, type)
+
+
+def _gym_ids() -> list[str]:
+    return list(gym.registry.keys())
+
+
+def resolve_env(name: str) -> EnvSpec:
+    """Resolve a user-given env name; see the module docstring for the rules."""
+    if not isinstance(name, str) or not name:
+        raise EnvNameError(f"env must be a non-empty string, got {name!r}")
+    if name in _USER_ENVS:
+        return EnvSpec(name, "registered", _USER_ENVS[name])
+    if ":" in name:
+        target = _import_target(name)
+        if not callable(target):
+            raise EnvNameError(f"{name!r} is not a class or function")
+        return EnvSpec(name, "import")
+    if name.startswith("ALE/"):
+        _load_ale()
+    ids = _gym_ids()
+    if name in ids:
+        return EnvSpec(name, "gymnasium")
+    # Short name: match the base name case-insensitively, take the highest version.
+    wanted = name.lower()
+    candidates: dict[str, list[tuple[int, str]]] = {}
+    for env_id in ids:
+        m = _VERSION_RE.match(env_id)
+        base = m.group("base") if m else env_id
+        if base.lower() == wanted or env_id.lower() == wanted:
+            version = int(m.group("version")) if m else -1
+            candidates.setdefault(base, []).append((version, env_id))
+    if len(candidates) == 1:
+        (versions,) = candidates.values()
+        return EnvSpec(max(versions)[1], "gymnasium")
+    if len(candidates) > 1:
+        options = sorted(max(v)[1] for v in candidates.values())
+        raise EnvNameError(f"env name {name!r} is ambiguous; did you mean one of: {', '.join(options)}?")
+    pool = ids + list(_USER_ENVS)
+    lowered = {p.lower(): p for p in pool}
+    close = difflib.get_close_matches(wanted, list(lowered), n=5, cutoff=0.5)
+    hint = f" Closest valid names: {', '.join(lowered[c] for c in close)}." if close else ""
+    raise EnvNameError(
+        f"unknown env {name!r}.{hint} Use a gymnasium id (e.g. CartPole-v1), "
+        "'package.module:EnvClass', or a name given to rl.register_env()."
+    )

@@ -1,0 +1,158 @@
+"""Experiments: stop criteria, tuned-example files, and the fit loop around ``train()``.
+
+A tuned example is a YAML file::
+
+    algo: ppo
+    env: CartPole-v1
+    config: {...}            # exactly what AlgorithmConfig.to_dict() gives (a subset is fine)
+    stop: {env_steps_total: 100000, episode_return_mean: 475}
+    pass: {episode_return_mean: 475}          # optional: the learning criterion
+    reference: {value: "500 ± 0", budget: 100000, source: rl-baselines3-zoo}
+
+``fit()`` runs iterations until a stop criterion holds, writes periodic checkpoints,
+and on Ctrl-C / SIGTERM abandons the iteration, writes a checkpoint and re-raises.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from rl import metrics as M
+from rl.algorithms.registry import config_class
+from rl.config import AlgorithmConfig, ConfigError
+
+__all__ = ["Stop", "TunedExample", "Terminated", "fit", "load_example"]
+
+DEFAULT_BUDGET_STEPS = 1_000_000
+
+
+@dataclass
+class Stop:
+    """Stop when any set criterion holds."""
+
+    episode_return_mean: float | None = None
+    env_steps_total: int | None = None
+    training_iteration: int | None = None
+    time_total_s: float | None = None
+
+    KEYS = ("episode_return_mean", "env_steps_total", "training_iteration", "time_total_s")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Stop:
+        d = dict(d or {})
+        aliases = {"timesteps": "env_steps_total", "iters": "training_iteration",
+                   "reward": "episode_return_mean", "time_s": "time_total_s"}
+        out = {}
+        for k, v in d.items():
+            key = aliases.get(k, k)
+            if key not in cls.KEYS:
+                raise ConfigError(f"unknown stop criterion {k!r}; valid: {', '.join(cls.KEYS)}")
+            out[key] = v
+        return cls(**out)
+
+    def reached(self, result: dict[str, Any]) -> str | None:
+        """The name of the first criterion that holds, or None."""
+        ret = result.get(M.EPISODE_RETURN_MEAN, float("nan"))
+        if self.episode_return_mean is not None and not math.isnan(ret) \
+                and ret >= self.episode_return_mean:
+            return "episode_return_mean"
+        for key in ("env_steps_total", "training_iteration", "time_total_s"):
+            limit = getattr(self, key)
+            if limit is not None and result.get(key, 0) >= limit:
+                return key
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.KEYS if getattr(self, k) is not None}
+
+
+@dataclass
+class TunedExample:
+    """A parsed tuned-example file."""
+
+    path: str
+    algo: str
+    env: str
+    config: AlgorithmConfig
+    stop: Stop
+    pass_criteria: dict[str, float] = field(default_factory=dict)
+    reference: dict[str, Any] = field(default_factory=dict)
+
+
+def load_example(path: str) -> TunedExample:
+    """Parse and validate a tuned-example YAML file (errors name the file)."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"tuned example file {path!r} does not exist")
+    with open(path) as f:
+        try:
+            data = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with algo, env, config, stop")
+    unknown = set(data) - {"algo", "env", "config", "stop", "pass", "reference", "description"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)}; valid: algo, env, "
+                          "config, stop, pass, reference, description")
+    for key in ("algo", "env"):
+        if key not in data:
+            raise ConfigError(f"{path}: missing required key {key!r}")
+    try:
+        cfg = config_class(data["algo"]).from_dict(data.get("config") or {})
+        cfg.set(env=data["env"])
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return TunedExample(path=path, algo=data["algo"], env=data["env"], config=cfg,
+                        stop=Stop.from_dict(data.get("stop")),
+                        pass_criteria=dict(data.get("pass") or {}),
+                        reference=dict(data.get("reference") or {}))
+
+
+class Terminated(Exception):
+    """SIGTERM arrived during training (the CLI exits 143)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def fit(algo, stop: Stop, checkpoint_every: int = 0, checkpoint_at_end: bool = True,
+        on_result=None) -> tuple[dict[str, Any], str | None]:
+    """Train until ``stop`` holds; returns the last result and the final checkpoint.
+
+    Ctrl-C (KeyboardInterrupt) and SIGTERM (``Terminated``) abandon the running
+    iteration, write a checkpoint, and propagate.
+    """
+    if stop.env_steps_total and not algo.stop_timesteps:
+        algo.stop_timesteps = int(stop.env_steps_total)
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        previous = None
+    result: dict[str, Any] = {}
+    try:
+        while True:
+            result = algo.train()
+            if on_result is not None:
+                on_result(result)
+            reason = stop.reached(result)
+            if checkpoint_every and algo.iteration % checkpoint_every == 0 and not reason:
+                algo.save()
+            if reason:
+                result["stop_reason"] = reason
+                break
+    except (KeyboardInterrupt, Terminated):
+        algo.save()
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    path = algo.save() if checkpoint_at_end else None
+    return result, path

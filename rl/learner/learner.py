@@ -1,0 +1,101 @@
+"""Learner: owns a module, its optimizer and device; applies an algorithm's loss.
+
+An algorithm subclasses ``Learner`` and implements ``update(batch, **hyper)``; the
+loss itself is a near-pure function of (module, batch tensors, settings) that knows
+nothing about optimizers or devices. ``apply_loss`` does backward, global grad-norm
+clipping and the optimizer step.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rl.data import SampleBatch
+from rl.policies import flat_params, load_flat_params
+
+__all__ = ["Learner", "resolve_device"]
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> cuda when available else cpu; ``cuda[:i]`` must exist."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available on this "
+                         "machine; use device=cpu or auto")
+    return torch.device(device)
+
+
+class Learner(abc.ABC):
+    """Model + optimizer + loss for one algorithm.
+
+    Args:
+        module_factory: builds the torch module (called once, here).
+        config: the algorithm config (read-only).
+        device: torch device string (``auto|cpu|cuda[:i]``).
+    """
+
+    def __init__(self, module_factory: Callable[[], nn.Module], config: Any, device: str = "cpu"):
+        self.config = config
+        self.device = resolve_device(device)
+        self.module = module_factory().to(self.device)
+        self.optimizer = self.make_optimizer()
+        seed = 0 if config.seed is None else config.seed
+        self.rng = np.random.default_rng(seed + 12345)
+        self.num_updates = 0
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.module.parameters(), lr=self.config.lr, eps=1e-5)
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def apply_loss(self, loss: torch.Tensor, params: list[nn.Parameter] | None = None) -> float:
+        """Backward, clip the global gradient norm, step; returns the pre-clip norm."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = params if params is not None else list(self.module.parameters())
+        clip = self.config.grad_clip
+        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else float("inf"))
+        self.optimizer.step()
+        self.num_updates += 1
+        return float(norm)
+
+    @abc.abstractmethod
+    def update(self, batch: SampleBatch, **hyper: Any) -> dict[str, float]:
+        """One training update on ``batch``; returns metrics (without prefix)."""
+
+    # ------------------------------------------------------------------ weights & state
+    def get_weights(self) -> np.ndarray:
+        """The module's parameters and buffers as one float32 vector."""
+        return flat_params(self.module)
+
+    def set_weights(self, vector: np.ndarray) -> None:
+        load_flat_params(self.module, vector)
+
+    def state(self) -> dict[str, Any]:
+        """Tensors-only state: ``{"module": state_dict, "optimizer": state_dict, ...}``."""
+        return {
+            "module": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "extra": self.extra_state(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["module"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.load_extra_state(state.get("extra", {}))
+
+    def extra_state(self) -> dict[str, Any]:
+        """Algorithm-specific learner state (tensors or plain numbers)."""
+        return {"num_updates": self.num_updates}
+
+    def load_extra_state(self, extra: dict[str, Any]) -> None:
+        self.num_updates = int(extra.get("num_updates", 0))

@@ -1,0 +1,194 @@
+"""Result keys, the episode-statistics window, timers, and the run's writers.
+
+Result dicts are flat with slash-separated keys under fixed prefixes
+(``learner/``, ``timers/``, ``eval/``, ``workers/``). ``RunLogger`` writes
+``params.json`` once, one JSON line per iteration to ``result.jsonl``, TensorBoard
+scalars for every numeric key plus the resolved hyper-parameters as text, and
+console progress (a live bar on a TTY, one line per iteration otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections import deque
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+import numpy as np
+
+__all__ = [
+    "EpisodeWindow",
+    "RunLogger",
+    "Timers",
+    "format_duration",
+]
+
+TRAINING_ITERATION = "training_iteration"
+ENV_STEPS_TOTAL = "env_steps_total"
+EPISODES_TOTAL = "episodes_total"
+EPISODE_RETURN_MEAN = "episode_return_mean"
+EPISODE_RETURN_MAX = "episode_return_max"
+EPISODE_RETURN_MIN = "episode_return_min"
+EPISODE_LEN_MEAN = "episode_len_mean"
+ENV_STEPS_PER_S = "env_steps_per_s"
+TIME_TOTAL_S = "time_total_s"
+EVAL_RETURN_MEAN = "eval/episode_return_mean"
+EVAL_RETURN_STD = "eval/episode_return_std"
+EVAL_LEN_MEAN = "eval/episode_len_mean"
+WORKERS_HEALTHY = "workers/healthy"
+WORKERS_RESTARTS = "workers/restarts"
+WORKERS_DROPPED = "workers/dropped_fragments"
+
+
+class EpisodeWindow:
+    """The last ``size`` finished episodes (returns and lengths)."""
+
+    def __init__(self, size: int = 100):
+        self.returns: deque[float] = deque(maxlen=size)
+        self.lens: deque[int] = deque(maxlen=size)
+        self.total = 0
+
+    def add(self, returns: np.ndarray, lens: np.ndarray) -> None:
+        self.returns.extend(float(r) for r in returns)
+        self.lens.extend(int(n) for n in lens)
+        self.total += len(returns)
+
+    def stats(self) -> dict[str, float]:
+        if not self.returns:
+            nan = float("nan")
+            return {EPISODE_RETURN_MEAN: nan, EPISODE_RETURN_MAX: nan, EPISODE_RETURN_MIN: nan,
+                    EPISODE_LEN_MEAN: nan}
+        r = np.fromiter(self.returns, np.float64)
+        return {
+            EPISODE_RETURN_MEAN: float(r.mean()),
+            EPISODE_RETURN_MAX: float(r.max()),
+            EPISODE_RETURN_MIN: float(r.min()),
+            EPISODE_LEN_MEAN: float(np.mean(self.lens)),
+        }
+
+    def state(self) -> dict[str, Any]:
+        return {"returns": list(self.returns), "lens": list(self.lens), "total": self.total}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.returns.clear()
+        self.lens.clear()
+        self.returns.extend(state["returns"])
+        self.lens.extend(state["lens"])
+        self.total = int(state["total"])
+
+
+class Timers:
+    """Wall time per phase of the last iteration: ``with timers("sample"): ...``."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.last[name] = self.last.get(name, 0.0) + time.perf_counter() - start
+
+    def pop(self) -> dict[str, float]:
+        out = {f"timers/{k}_s": v for k, v in self.last.items()}
+        self.last = {}
+        return out
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "--:--"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class RunLogger:
+    """Writes a run directory: params.json, result.jsonl, TensorBoard events, console.
+
+    Args:
+        run_dir: the directory (created).
+        params: the resolved config dict, written once.
+        console: where progress goes (None silences it).
+        budget_steps: env-step budget for the progress bar and ETA (optional).
+    """
+
+    def __init__(self, run_dir: str, params: dict[str, Any], console: TextIO | None = sys.stderr,
+                 budget_steps: int | None = None, tensorboard: bool = True):
+        self.run_dir = run_dir
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, "params.json"), "w") as f:
+            json.dump(params, f, indent=2, sort_keys=True)
+        self._results = open(os.path.join(run_dir, "result.jsonl"), "a", buffering=1)
+        self.console = console
+        self.tty = bool(console is not None and console.isatty())
+        self.budget_steps = budget_steps
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(run_dir)
+            table = "\n".join(f"|{k}|{json.dumps(v)}|" for k, v in sorted(params.items()))
+            self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+
+    def log(self, result: dict[str, Any]) -> None:
+        clean = {k: _jsonable(v) for k, v in result.items()}
+        self._results.write(json.dumps(clean) + "\n")
+        if self.writer is not None:
+            step = int(result.get(ENV_STEPS_TOTAL, result.get(TRAINING_ITERATION, 0)))
+            for k, v in result.items():
+                if isinstance(v, int | float | np.number) and not isinstance(v, bool):
+                    if math.isfinite(float(v)):
+                        self.writer.add_scalar(k, float(v), step)
+            self.writer.flush()
+        self._print(result)
+
+    def _print(self, r: dict[str, Any]) -> None:
+        if self.console is None:
+            return
+        steps = int(r.get(ENV_STEPS_TOTAL, 0))
+        ret = r.get(EPISODE_RETURN_MEAN, float("nan"))
+        sps = r.get(ENV_STEPS_PER_S, 0.0)
+        elapsed = r.get(TIME_TOTAL_S, 0.0)
+        line = (f"iter {r.get(TRAINING_ITERATION, 0):>4}  steps {steps:>9,}  "
+                f"return {ret:8.2f}  {sps:8,.0f} steps/s  {format_duration(elapsed)}")
+        if self.budget_steps:
+            frac = min(1.0, steps / self.budget_steps)
+            eta = (elapsed / frac - elapsed) if frac > 0 else float("inf")
+            if self.tty:
+                filled = int(30 * frac)
+                bar = "#" * filled + "-" * (30 - filled)
+                line = f"[{bar}] {100 * frac:5.1f}% {line}  ETA {format_duration(eta)}"
+            else:
+                line += f"  ({100 * frac:.0f}% of budget)"
+        if EVAL_RETURN_MEAN in r:
+            line += f"  eval {r[EVAL_RETURN_MEAN]:.2f}"
+        if self.tty:
+            self.console.write("\r\x1b[2K" + line)
+        else:
+            self.console.write(line + "\n")
+        self.console.flush()
+
+    def close(self) -> None:
+        if self.tty and self.console is not None:
+            self.console.write("\n")
+            self.console.flush()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        self._results.close()

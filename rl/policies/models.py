@@ -1,0 +1,193 @@
+"""Torch modules: encoders (MLP, Nature CNN) and the actor-critic / Q-network heads.
+
+Initialisation follows the PPO implementation details (Huang et al. 2022):
+orthogonal weights with gain sqrt(2) in hidden layers, 0.01 for the policy head,
+1.0 for the value head, zero biases. Image observations (rank-3 Box) go through the
+Nature CNN (Mnih et al. 2015); uint8 pixels are scaled to [0, 1] inside the module.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from rl.envs.spaces import is_image_space
+from rl.policies.distributions import DistributionSpec
+
+__all__ = [
+    "ACTIVATIONS",
+    "ActorCritic",
+    "ModelConfig",
+    "NatureCNN",
+    "QNetwork",
+    "build_encoder",
+    "flat_params",
+    "load_flat_params",
+]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
+}
+
+
+@dataclass
+class ModelConfig:
+    """Network shape. ``hiddens`` are MLP layer widths (after the CNN for images)."""
+
+    hiddens: list[int] = field(default_factory=lambda: [64, 64])
+    activation: str = "tanh"
+    vf_share_layers: bool = False
+    cnn_hidden: int = 512
+
+
+def _init(layer: nn.Module, gain: float) -> nn.Module:
+    if isinstance(layer, nn.Linear | nn.Conv2d):
+        nn.init.orthogonal_(layer.weight, gain)
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+def _mlp(in_dim: int, hiddens: list[int], activation: str) -> tuple[nn.Module, int]:
+    layers: list[nn.Module] = []
+    for h in hiddens:
+        layers += [_init(nn.Linear(in_dim, h), math.sqrt(2)), ACTIVATIONS[activation]()]
+        in_dim = h
+    return nn.Sequential(*layers), in_dim
+
+
+class NatureCNN(nn.Module):
+    """Conv 32x8x8/4 - 64x4x4/2 - 64x3x3/1 - Linear(hidden), ReLU; input HWC or CHW.
+
+    uint8 inputs are scaled by 1/255. Channels-last images (the last dim is the
+    smallest) are transposed to CHW.
+    """
+
+    def __init__(self, obs_shape: tuple[int, ...], hidden: int = 512):
+        super().__init__()
+        self.channels_last = obs_shape[-1] < obs_shape[0]
+        c, h, w = (obs_shape[2], obs_shape[0], obs_shape[1]) if self.channels_last else obs_shape
+        g = math.sqrt(2)
+        self.convs = nn.Sequential(
+            _init(nn.Conv2d(c, 32, 8, stride=4), g), nn.ReLU(),
+            _init(nn.Conv2d(32, 64, 4, stride=2), g), nn.ReLU(),
+            _init(nn.Conv2d(64, 64, 3, stride=1), g), nn.ReLU(),
+            nn.Flatten(),
+        )  # fmt: skip
+        with torch.no_grad():
+            n = self.convs(torch.zeros(1, c, h, w)).shape[-1]
+        self.fc = nn.Sequential(_init(nn.Linear(n, hidden), g), nn.ReLU())
+        self.out_dim = hidden
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.float() / 255.0 if obs.dtype == torch.uint8 else obs.float()
+        if self.channels_last:
+            x = x.permute(0, 3, 1, 2)
+        return self.fc(self.convs(x))
+
+
+class _Flatten(nn.Module):
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.reshape(obs.shape[0], -1).float()
+
+
+def build_encoder(obs_space: spaces.Space, cfg: ModelConfig) -> tuple[nn.Module, int]:
+    """Encoder for an (already prepared) observation space and its output width."""
+    if is_image_space(obs_space):
+        cnn = NatureCNN(obs_space.shape, cfg.cnn_hidden)
+        return cnn, cnn.out_dim
+    in_dim = int(np.prod(obs_space.shape))
+    mlp, out = _mlp(in_dim, cfg.hiddens, cfg.activation)
+    return nn.Sequential(_Flatten(), mlp), out
+
+
+class ActorCritic(nn.Module):
+    """Policy and value function: ``forward(obs) -> (dist_inputs [B, D], value [B])``.
+
+    With ``vf_share_layers`` (always for images) one trunk feeds both heads;
+    otherwise the policy and the value function have separate trunks, which does
+    better on small control tasks. Continuous actions use a state-independent
+    log-std parameter initialised to 0.
+    """
+
+    def __init__(self, obs_space: spaces.Space, action_space: spaces.Space, cfg: ModelConfig):
+        super().__init__()
+        self.dist_spec = DistributionSpec(action_space)
+        self.shared = cfg.vf_share_layers or is_image_space(obs_space)
+        self.pi_trunk, width = build_encoder(obs_space, cfg)
+        self.vf_trunk = None if self.shared else build_encoder(obs_space, cfg)[0]
+        out = self.dist_spec.input_dim
+        if self.dist_spec.is_continuous:
+            out = self.dist_spec.action_dim
+            self.log_std = nn.Parameter(torch.zeros(out))
+        self.pi_head = _init(nn.Linear(width, out), 0.01)
+        self.vf_head = _init(nn.Linear(width, 1), 1.0)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.pi_trunk(obs)
+        vf_features = features if self.vf_trunk is None else self.vf_trunk(obs)
+        return self._dist_inputs(features), self.vf_head(vf_features).squeeze(-1)
+
+    def _dist_inputs(self, features: torch.Tensor) -> torch.Tensor:
+        out = self.pi_head(features)
+        if self.dist_spec.is_continuous:
+            out = torch.cat([out, self.log_std.expand_as(out)], dim=-1)
+        return out
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        trunk = self.pi_trunk if self.vf_trunk is None else self.vf_trunk
+        return self.vf_head(trunk(obs)).squeeze(-1)
+
+
+class QNetwork(nn.Module):
+    """Q-values ``[B, n_actions]`` for a Discrete action space; optional dueling head
+    (``Q = V + A - mean(A)``, Wang et al. 2016)."""
+
+    def __init__(self, obs_space: spaces.Space, action_space: spaces.Discrete, cfg: ModelConfig,
+                 dueling: bool = True):
+        super().__init__()
+        self.n_actions = int(action_space.n)
+        self.dueling = dueling
+        self.trunk, width = build_encoder(obs_space, cfg)
+        self.adv_head = _init(nn.Linear(width, self.n_actions), 1.0)
+        self.val_head = _init(nn.Linear(width, 1), 1.0) if dueling else None
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        features = self.trunk(obs)
+        adv = self.adv_head(features)
+        if self.val_head is None:
+            return adv
+        return self.val_head(features) + adv - adv.mean(dim=-1, keepdim=True)
+
+
+def flat_params(module: nn.Module) -> np.ndarray:
+    """All parameters and buffers as one float32 vector (for the weights board)."""
+    with torch.no_grad():
+        tensors = [t.detach().reshape(-1).float().cpu() for t in module.state_dict().values()]
+        return torch.cat(tensors).numpy() if tensors else np.zeros(0, np.float32)
+
+
+def load_flat_params(module: nn.Module, vector: np.ndarray) -> None:
+    """Inverse of ``flat_params``: copy a flat vector into the module's state."""
+    flat = torch.from_numpy(np.ascontiguousarray(vector, dtype=np.float32))
+    expected = num_flat_params(module)
+    if flat.numel() != expected:
+        raise ValueError(f"weight vector has {flat.numel()} values, module needs {expected}")
+    offset = 0
+    with torch.no_grad():
+        for t in module.state_dict().values():
+            n = t.numel()
+            t.copy_(flat[offset : offset + n].view_as(t))
+            offset += n
+
+
+def num_flat_params(module: nn.Module) -> int:
+    return sum(t.numel() for t in module.state_dict().values())

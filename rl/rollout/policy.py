@@ -1,0 +1,97 @@
+"""Inference policies: how a worker turns observations into actions and extra columns.
+
+* ``ActorCriticPolicy`` (PPO, IMPALA): samples from the action distribution and
+  records ``logp``, ``vf_preds`` and the ``behaviour_logits`` (distribution inputs).
+* ``QPolicy`` (DQN): epsilon-greedy over Q-values, epsilon sent with each request.
+
+Both run under ``torch.inference_mode()`` on CPU with one forward per vector step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from rl.data import columns as C
+from rl.policies import ActorCritic, ModelConfig, QNetwork
+
+__all__ = ["ActorCriticPolicy", "QPolicy", "build_inference_policy"]
+
+
+class ActorCriticPolicy:
+    """Stochastic actor-critic inference."""
+
+    def __init__(self, obs_space: spaces.Space, action_space: spaces.Space, model: ModelConfig):
+        self.module = ActorCritic(obs_space, action_space, model)
+        self.module.eval()
+        self.dist_spec = self.module.dist_spec
+
+    def columns(self) -> dict[str, tuple[tuple[int, ...], type]]:
+        """Extra per-step columns this policy writes."""
+        return {
+            C.LOGP: ((), np.float32),
+            C.VF_PREDS: ((), np.float32),
+            C.BEHAVIOUR_LOGITS: ((self.dist_spec.input_dim,), np.float32),
+        }
+
+    @torch.inference_mode()
+    def act(self, obs: torch.Tensor, generator: torch.Generator, request: dict) -> dict[str, Any]:
+        dist_inputs, values = self.module(obs)
+        dist = self.dist_spec(dist_inputs)
+        actions = dist.sample(generator)
+        return {
+            C.ACTIONS: actions.numpy(),
+            C.LOGP: dist.log_prob(actions).numpy(),
+            C.VF_PREDS: values.numpy(),
+            C.BEHAVIOUR_LOGITS: dist_inputs.numpy(),
+        }
+
+    @torch.inference_mode()
+    def value(self, obs: torch.Tensor) -> np.ndarray:
+        return self.module.value(obs).numpy()
+
+    @torch.inference_mode()
+    def greedy(self, obs: torch.Tensor) -> np.ndarray:
+        dist_inputs, _ = self.module(obs)
+        return self.dist_spec(dist_inputs).deterministic().numpy()
+
+
+class QPolicy:
+    """Epsilon-greedy over a Q-network; ``request["epsilon"]`` sets the exploration rate."""
+
+    def __init__(self, obs_space: spaces.Space, action_space: spaces.Discrete, model: ModelConfig,
+                 dueling: bool = True):
+        self.module = QNetwork(obs_space, action_space, model, dueling=dueling)
+        self.module.eval()
+        self.n_actions = int(action_space.n)
+
+    def columns(self) -> dict[str, tuple[tuple[int, ...], type]]:
+        return {}
+
+    @torch.inference_mode()
+    def act(self, obs: torch.Tensor, generator: torch.Generator, request: dict) -> dict[str, Any]:
+        epsilon = float(request.get("epsilon", 0.0))
+        greedy = self.module(obs).argmax(dim=-1)
+        n = obs.shape[0]
+        explore = torch.rand(n, generator=generator) < epsilon
+        random = torch.randint(self.n_actions, (n,), generator=generator)
+        return {C.ACTIONS: torch.where(explore, random, greedy).numpy()}
+
+    @torch.inference_mode()
+    def greedy(self, obs: torch.Tensor) -> np.ndarray:
+        return self.module(obs).argmax(dim=-1).numpy()
+
+
+def build_inference_policy(kind: str, obs_space, action_space, model: ModelConfig,
+                           options: dict) -> ActorCriticPolicy | QPolicy:
+    """The worker-side policy for ``kind`` (``actor_critic`` or ``q``)."""
+    if kind == "actor_critic":
+        return ActorCriticPolicy(obs_space, action_space, model)
+    if kind == "q":
+        return QPolicy(obs_space, action_space, model, **options)
+    raise ValueError(f"unknown policy kind {kind!r}; valid: actor_critic, q")
+
+

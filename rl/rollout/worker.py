@@ -1,0 +1,225 @@
+"""RolloutWorker: steps a vector of envs with the current policy and returns fragments.
+
+A worker is an actor (or, with ``num_env_runners=0``, an object in the driver). Each
+``sample()`` call:
+
+1. polls the weights board and loads new weights only if the version moved;
+2. runs ``fragment_length`` steps of its ``VectorEnv``, one batched
+   ``torch.inference_mode()`` forward per step for all sub-envs, writing into
+   freshly allocated time-major columns ``[T, N, ...]`` (on the process backend
+   the runtime ships these through shared memory, never through pickling);
+3. returns the columns plus the episodes it finished and, with observation
+   normalisation on, the raw-observation statistics it gathered.
+
+Bootstrapping: ``next_vf_preds[t]`` holds V(s_{t+1}) for the transition at t: the
+next row's value inside an episode, V(final obs) where the episode was truncated,
+V(obs_T) for the fragment's last row (and 0 where it terminated). With
+``needs_next_obs`` the worker also writes ``next_obs`` (true final obs at episode
+ends) for off-policy replay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from rl.data import columns as C
+from rl.envs import EnvSpec, VectorEnv, env_factory, is_image_space
+from rl.envs.normalization import RunningMeanStd
+from rl.policies import DistributionSpec, ModelConfig, load_flat_params, num_flat_params
+from rl.rollout.policy import build_inference_policy
+from rl.runtime.base import BoardReader
+
+__all__ = ["RolloutWorker", "WorkerSpec"]
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a worker needs to build its envs and policy (picklable)."""
+
+    env_spec: EnvSpec
+    env_config: dict
+    obs_space: Any
+    action_space: Any
+    num_envs: int
+    fragment_length: int
+    seed: int | None
+    model: ModelConfig
+    policy_kind: str = "actor_critic"  # or "q"
+    normalize_obs: bool = False
+    needs_next_obs: bool = False
+    policy_options: dict = field(default_factory=dict)
+
+
+class RolloutWorker:
+    """Owns ``spec.num_envs`` envs and an inference copy of the policy."""
+
+    def __init__(self, spec: WorkerSpec, worker_index: int, board: BoardReader | None):
+        self.spec = spec
+        self.worker_index = worker_index
+        self.board = board
+        self.weights_version = 0
+        first = worker_index * spec.num_envs
+        image = is_image_space(spec.obs_space)
+        self.obs_dtype = spec.obs_space.dtype if image else np.float32
+        self.venv = VectorEnv(env_factory(spec.env_spec, spec.env_config), spec.num_envs,
+                              spec.seed, first_index=first, obs_dtype=self.obs_dtype)
+        self.dist_spec = DistributionSpec(spec.action_space)
+        self.policy = build_inference_policy(spec.policy_kind, spec.obs_space, spec.action_space,
+                                             spec.model, spec.policy_options)
+        self.num_params = num_flat_params(self.policy.module)
+        seed = 0 if spec.seed is None else spec.seed
+        self.generator = torch.Generator().manual_seed(seed * 7919 + worker_index)
+        self.obs_filter = RunningMeanStd(spec.obs_space.shape) if spec.normalize_obs else None
+        self.obs = self.venv.reset().copy()
+
+    # ------------------------------------------------------------------ weights
+    def sync_weights(self) -> int:
+        """Load the newest weights (and observation filter) if the board moved."""
+        if self.board is None:
+            return self.weights_version
+        version, vector = self.board.poll(self.weights_version)
+        if vector is not None:
+            load_flat_params(self.policy.module, vector[: self.num_params])
+            if self.obs_filter is not None:
+                self.obs_filter.load_vector(vector[self.num_params :])
+            self.weights_version = version
+        return self.weights_version
+
+    def set_weights(self, vector: np.ndarray, version: int) -> None:
+        """Load weights directly (used where no board exists, e.g. evaluation)."""
+        load_flat_params(self.policy.module, vector[: self.num_params])
+        if self.obs_filter is not None:
+            self.obs_filter.load_vector(vector[self.num_params :])
+        self.weights_version = version
+
+    def _normalize(self, obs: np.ndarray) -> np.ndarray:
+        return obs if self.obs_filter is None else self.obs_filter.normalize(obs)
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, **request: Any) -> dict[str, Any]:
+        """Run one fragment; ``request`` carries per-call options (e.g. ``epsilon``).
+
+        Returns:
+            ``{"batch": {column: [T, N, ...] array}, "episode_returns": [E],
+            "episode_lens": [E], "weights_version": int, "obs_stats": (mean, var, count)
+            or None, "worker_index": int}``.
+        """
+        self.sync_weights()
+        T, N = self.spec.fragment_length, self.spec.num_envs
+        obs_shape = self.spec.obs_space.shape
+        batch = {
+            C.OBS: np.empty((T, N, *obs_shape), self.obs_dtype),
+            C.ACTIONS: np.empty((T, N, *self.dist_spec.action_shape), self.dist_spec.action_dtype),
+            C.REWARDS: np.empty((T, N), np.float32),
+            C.TERMINATEDS: np.empty((T, N), np.bool_),
+            C.TRUNCATEDS: np.empty((T, N), np.bool_),
+        }
+        for name, (shape, dtype) in self.policy.columns().items():
+            batch[name] = np.empty((T, N, *shape), dtype)
+        raw_obs = np.empty((T, N, *obs_shape), np.float64) if self.obs_filter else None
+        next_obs = np.empty((T, N, *obs_shape), self.obs_dtype) if self.spec.needs_next_obs else None
+        # (t, env) -> final obs for every episode end, bootstrapped afterwards in one pass.
+        ends: list[tuple[int, int, np.ndarray]] = []
+        episode_returns: list[float] = []
+        episode_lens: list[int] = []
+        obs = self.obs
+        for t in range(T):
+            if raw_obs is not None:
+                raw_obs[t] = obs
+            obs_in = self._normalize(obs)
+            batch[C.OBS][t] = obs_in
+            out = self.policy.act(torch.from_numpy(batch[C.OBS][t]), self.generator, request)
+            for name, value in out.items():
+                batch[name][t] = value
+            res = self.venv.step(self.dist_spec.env_actions(out[C.ACTIONS]))
+            batch[C.REWARDS][t] = res.rewards
+            batch[C.TERMINATEDS][t] = res.terminateds
+            batch[C.TRUNCATEDS][t] = res.truncateds
+            for i, final in res.final_obs.items():
+                ends.append((t, i, final))
+            for ret, length in res.episodes:
+                episode_returns.append(ret)
+                episode_lens.append(length)
+            obs = res.obs
+            if next_obs is not None and t > 0:
+                next_obs[t - 1] = batch[C.OBS][t]
+        self.obs = obs.copy()
+        last_in = self._normalize(self.obs)
+        if next_obs is not None:
+            next_obs[T - 1] = last_in
+            for t, i, final in ends:
+                next_obs[t, i] = self._normalize(final)
+        if C.VF_PREDS in batch:
+            batch[C.NEXT_VF_PREDS] = self._next_values(batch, last_in, ends)
+        if next_obs is not None:
+            batch[C.NEXT_OBS] = next_obs
+        stats = None
+        if raw_obs is not None:
+            flat = raw_obs.reshape(T * N, *obs_shape)
+            stats = (flat.mean(axis=0), flat.var(axis=0), float(len(flat)))
+        return {
+            "batch": batch,
+            "episode_returns": np.asarray(episode_returns, np.float64),
+            "episode_lens": np.asarray(episode_lens, np.int64),
+            "weights_version": self.weights_version,
+            "obs_stats": stats,
+            "worker_index": self.worker_index,
+        }
+
+    def _next_values(self, batch: dict[str, np.ndarray], last_obs: np.ndarray,
+                     ends: list[tuple[int, int, np.ndarray]]) -> np.ndarray:
+        """V(s_{t+1}) per row: shifted values, V(obs_T) last, V(final obs) at episode ends."""
+        values = batch[C.VF_PREDS]
+        nxt = np.empty_like(values)
+        nxt[:-1] = values[1:]
+        truncated = [(t, i, f) for t, i, f in ends if batch[C.TRUNCATEDS][t, i]
+                     and not batch[C.TERMINATEDS][t, i]]
+        finals = [self._normalize(f) for _, _, f in truncated]
+        inputs = np.concatenate([last_obs] + [f[None] for f in finals], axis=0)
+        v = self.policy.value(torch.from_numpy(np.ascontiguousarray(inputs, self.obs_dtype)))
+        nxt[-1] = v[: len(last_obs)]
+        for k, (t, i, _) in enumerate(truncated):
+            nxt[t, i] = v[len(last_obs) + k]
+        for t, i, _ in ends:
+            if batch[C.TERMINATEDS][t, i]:
+                nxt[t, i] = 0.0
+        return nxt
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, num_episodes: int) -> dict[str, Any]:
+        """Greedy episodes on this worker's envs (a fresh VectorEnv, seeds offset)."""
+        self.sync_weights()
+        spec = self.spec
+        seed = None if spec.seed is None else spec.seed + 1_000_003
+        venv = VectorEnv(env_factory(spec.env_spec, spec.env_config),
+                         min(spec.num_envs, num_episodes), seed, obs_dtype=self.obs_dtype)
+        obs = venv.reset()
+        returns: list[float] = []
+        lens: list[int] = []
+        # Count episodes per sub-env so the set of finished episodes does not favour
+        # short ones: each sub-env contributes its first k episodes.
+        quota = np.full(venv.num_envs, num_episodes // venv.num_envs)
+        quota[: num_episodes % venv.num_envs] += 1
+        done_count = np.zeros(venv.num_envs, np.int64)
+        while (done_count < quota).any():
+            actions = self.policy.greedy(torch.from_numpy(self._normalize(obs).astype(self.obs_dtype)))
+            res = venv.step(self.dist_spec.env_actions(actions))
+            finished = sorted(res.final_obs)
+            for i, (ret, length) in zip(finished, res.episodes):
+                if done_count[i] < quota[i]:
+                    returns.append(ret)
+                    lens.append(length)
+                done_count[i] += 1
+            obs = res.obs
+        venv.close()
+        return {"episode_returns": np.asarray(returns), "episode_lens": np.asarray(lens)}
+
+    def ping(self) -> int:
+        return self.worker_index
+
+    def close(self) -> None:
+        self.venv.close()

@@ -1,0 +1,113 @@
+"""Env name resolution, registration and space preparation."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import rl
+from rl.envs import (
+    EnvNameError,
+    UnsupportedSpaceError,
+    check_action_space,
+    make_env,
+    prepare_observation_space,
+    resolve_env,
+)
+
+
+class ConfigurableEnv(gym.Env):
+    """An env class importable as tests.envs.test_registry:ConfigurableEnv."""
+
+    def __init__(self, size: int = 3):
+        self.observation_space = gym.spaces.Box(-1, 1, (size,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(self.observation_space.shape, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(self.observation_space.shape, np.float32), 1.0, True, False, {}
+
+
+def test_exact_id_and_short_names_resolve_to_highest_version():
+    assert resolve_env("CartPole-v1").env_id == "CartPole-v1"
+    assert resolve_env("CartPole").env_id == "CartPole-v1"
+    assert resolve_env("cartpole").env_id == "CartPole-v1"
+    assert resolve_env("pendulum").env_id == "Pendulum-v1"
+
+
+def test_unknown_name_lists_closest_valid_names():
+    with pytest.raises(EnvNameError, match="CartPole-v1"):
+        resolve_env("CartPol")
+    with pytest.raises(EnvNameError, match="unknown env"):
+        resolve_env("NoSuchThingAtAll")
+
+
+def test_ambiguous_short_name_is_an_error():
+    gym.register("AmbigTest-v0", entry_point=ConfigurableEnv)
+    gym.register("ambigtest-v0", entry_point=ConfigurableEnv)
+    try:
+        with pytest.raises(EnvNameError, match="ambiguous"):
+            resolve_env("AMBIGTEST")
+    finally:
+        gym.registry.pop("AmbigTest-v0")
+        gym.registry.pop("ambigtest-v0")
+
+
+def test_import_path_and_env_config_reach_the_class():
+    spec = resolve_env("tests.envs.test_registry:ConfigurableEnv")
+    env = spec.make({"size": 5})
+    assert env.observation_space.shape == (5,)
+    with pytest.raises(EnvNameError, match="no attribute"):
+        resolve_env("tests.envs.test_registry:ConfigurableEnvX")
+
+
+def test_register_env_creator_receives_env_config():
+    seen = {}
+
+    def creator(cfg):
+        seen.update(cfg)
+        return ConfigurableEnv(cfg["size"])
+
+    rl.register_env("my-env", creator)
+    env = resolve_env("my-env").make({"size": 7})
+    assert env.observation_space.shape == (7,) and seen == {"size": 7}
+
+
+def test_gymnasium_make_kwargs_from_env_config():
+    env = resolve_env("CartPole-v1").make({"max_episode_steps": 11})
+    env.reset(seed=0)
+    steps = 0
+    while True:
+        steps += 1
+        _, _, term, trunc, _ = env.step(steps % 2)
+        if term or trunc:
+            break
+    assert steps <= 11
+
+
+def test_observation_spaces_are_flattened_where_needed():
+    d = gym.spaces.Dict({"a": gym.spaces.Discrete(3), "b": gym.spaces.Box(0, 1, (2,))})
+    assert prepare_observation_space(d).shape == (5,)
+    assert prepare_observation_space(gym.spaces.Discrete(4)).shape == (4,)
+    t = gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Box(0, 1, (2, 2))))
+    assert prepare_observation_space(t).shape == (6,)
+    img = gym.spaces.Box(0, 255, (84, 84, 4), np.uint8)
+    assert prepare_observation_space(img) is img
+    with pytest.raises(UnsupportedSpaceError, match="Text"):
+        prepare_observation_space(gym.spaces.Text(5))
+
+
+def test_discrete_observations_become_one_hot():
+    env = make_env(resolve_env("FrozenLake-v1"))
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (16,) and obs.sum() == 1 and obs[0] == 1
+
+
+def test_action_space_check_names_the_space():
+    check_action_space(gym.spaces.Discrete(2), "PPO", ("Discrete", "Box"))
+    with pytest.raises(UnsupportedSpaceError, match="MultiBinary"):
+        check_action_space(gym.spaces.MultiBinary(3), "PPO", ("Discrete", "Box", "MultiDiscrete"))
+    with pytest.raises(UnsupportedSpaceError, match="PPO"):
+        check_action_space(gym.spaces.Box(-1, 1, (2,)), "DQN", ("Discrete",))
