@@ -50,6 +50,7 @@ import os
 import pickle
 import select
 import signal
+import socket
 import struct
 import sys
 import threading
@@ -158,6 +159,8 @@ class Blob:
 
 # ------------------------------------------------------------------------ serialization
 
+_MESSAGES = frozenset({Init, Call, Result, Failure, Blob})
+
 _PUT_CACHE: dict[str, Any] = {}  # actor side: put key -> value, until the driver frees it
 
 
@@ -191,6 +194,10 @@ class _Pickler(cloudpickle.Pickler):
 
     def reducer_override(self, obj):
         kind = type(obj)
+        if kind in _MESSAGES:  # the hot path: skip cloudpickle's checks for our own types
+            return obj.__reduce__()
+        if kind is type and obj in _MESSAGES:
+            return NotImplemented  # pickled by reference, as any importable class
         if kind is np.ndarray and obj.nbytes >= self.threshold and not obj.dtype.hasobject:
             seg = shm.export_array(obj, self.prefix)
             self.segments.append(seg.name)
@@ -300,13 +307,66 @@ def _watch_driver(pidfd: int, driver_pid: int) -> None:
     os._exit(1)
 
 
+class _Outbox:
+    """The actor's sending side. It never blocks, so the actor always keeps reading.
+
+    If the driver issues many calls without reading results, both socket buffers could
+    fill, the actor blocked writing a result and the driver blocked writing a call. So
+    replies are sent with ``MSG_DONTWAIT`` and whatever does not fit waits here until the
+    socket is writable again; the driver's sends then always make progress.
+    """
+
+    # multiprocessing.Connection's framing (a 4-byte big-endian length), so the driver
+    # reads these with recv_bytes. Frames are at most SHM_THRESHOLD bytes, far below the
+    # 2 GiB where Connection switches to a longer header.
+    _HEADER = struct.Struct("!i")
+
+    def __init__(self, conn):
+        self.fd = conn.fileno()
+        self._sock = socket.socket(fileno=os.dup(self.fd))
+        self._queue: deque[memoryview] = deque()
+
+    def __bool__(self) -> bool:
+        return bool(self._queue)
+
+    def put(self, frame: bytes) -> None:
+        data = memoryview(self._HEADER.pack(len(frame)) + frame)
+        if not self._queue:
+            data = self._send(data, socket.MSG_DONTWAIT)
+        if data:
+            self._queue.append(data)
+
+    def flush(self, *, block: bool = False) -> None:
+        while self._queue:
+            rest = self._send(self._queue[0], 0 if block else socket.MSG_DONTWAIT)
+            if rest:
+                self._queue[0] = rest
+                return
+            self._queue.popleft()
+
+    def _send(self, data: memoryview, flags: int) -> memoryview:
+        while data:
+            try:
+                data = data[self._sock.send(data, flags) :]
+            except BlockingIOError:
+                break
+        return data
+
+
 def _serve(conn, prefix: str) -> None:
     """The actor loop: one frame in, one frame out, until ``None`` or EOF."""
+    outbox = _Outbox(conn)
     instance: Any = None
     broken: Failure | None = None
     pickler_args = (prefix, SHM_THRESHOLD)
     while True:
         try:
+            if outbox:
+                readable, writable, _ = select.select([outbox.fd], [outbox.fd], [])
+                if writable:
+                    outbox.flush()
+                if not readable:
+                    continue
             frame = conn.recv_bytes()
         except (EOFError, OSError):
             return
@@ -314,12 +374,11 @@ def _serve(conn, prefix: str) -> None:
         try:
             msg = _decode(frame)
             if msg is None:
+                with contextlib.suppress(OSError):
+                    outbox.flush(block=True)  # answers to calls queued before the stop
                 return
             if type(msg) is Init:
-                try:
-                    instance = msg.cls(*msg.args, **msg.kwargs)
-                except Exception as exc:
-                    broken = _failure(exc, f"constructing {msg.cls.__name__} failed: ")
+                instance = msg.cls(*msg.args, **msg.kwargs)
                 continue
             for put_key in msg.free:
                 _PUT_CACHE.pop(put_key, None)
@@ -328,19 +387,18 @@ def _serve(conn, prefix: str) -> None:
             else:
                 reply = Result(getattr(instance, msg.method)(*msg.args, **msg.kwargs))
         except Exception as exc:
+            if key == 0:  # the Init frame: unpickling the class or constructing it failed
+                broken = _failure(exc, "constructing the actor failed: ")
+                continue
             reply = _failure(exc)
         try:
-            out, pickler = _encode(key, reply, pickler_args)
+            out, _ = _encode(key, reply, pickler_args)
         except Exception as exc:
-            out, pickler = _encode(
-                key, _failure(exc, "the result could not be pickled: "), pickler_args
-            )
+            out, _ = _encode(key, _failure(exc, "the result could not be pickled: "), pickler_args)
         try:
-            conn.send_bytes(out)
+            outbox.put(out)
         except OSError:
-            for name in pickler.segments:
-                shm.unlink(name)
-            return
+            return  # the driver is gone; the session sweep removes our segments
 
 
 # -------------------------------------------------------------------------- driver side
@@ -536,6 +594,7 @@ class ProcessRuntime(Runtime):
         self._boards: list[WeightsBoard] = []
         self._names = itertools.count(1)
         self._pumping = False
+        self._waiting = 0  # threads blocked on the condition, to skip needless notifies
         self._closed = False
         self._poller = select.poll()
         self._fds: dict[int, tuple[ProcessActor, bool] | None] = {}
@@ -716,16 +775,25 @@ class ProcessRuntime(Runtime):
         """Pump or wait until ``need`` of ``slots`` are done; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         pumped = False
+        first = 0  # slots[:first] are done; a get of many refs stays linear in their number
         with self._cond:
             while True:
                 self._reap()
-                if sum(s.done for s in slots) >= need:
+                while first < len(slots) and slots[first].done:
+                    first += 1
+                if first == len(slots) or (
+                    need < len(slots) and first + sum(s.done for s in slots[first:]) >= need
+                ):
                     return True
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0 and (pumped or self._pumping):
                     return False
                 if self._pumping:
-                    self._cond.wait(remaining)
+                    self._waiting += 1
+                    try:
+                        self._cond.wait(remaining)
+                    finally:
+                        self._waiting -= 1
                     continue
                 self._pumping = True
                 self._lock.release()
@@ -734,7 +802,8 @@ class ProcessRuntime(Runtime):
                 finally:
                     self._lock.acquire()
                     self._pumping = False
-                    self._cond.notify_all()
+                    if self._waiting:
+                        self._cond.notify_all()
                 pumped = True
 
     def _pump(self, timeout: float | None) -> None:

@@ -289,6 +289,13 @@ def test_unpicklable_result_is_a_remote_error(process_runtime):
     assert process_runtime.get(h.call("add", 2)) == 2
 
 
+def test_many_calls_without_reading_do_not_deadlock(process_runtime):
+    # Enough unread calls and answers to fill both socket buffers several times over.
+    h = process_runtime.spawn(Worker)
+    refs = [h.call("add", i) for i in range(5000)]
+    assert process_runtime.get(refs, timeout=20) == list(range(5000))
+
+
 def test_get_timeout(process_runtime):
     h = process_runtime.spawn(Worker)
     ref = h.call("sleep", 1.0)
