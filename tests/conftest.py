@@ -34,7 +34,7 @@ def wait_gone(pids: list[int], timeout: float) -> list[int]:
 
 def assert_clean(rt: Runtime) -> None:
     """After ``shutdown()``: no child process and no segment of the session."""
-    pids = [a.pid for a in getattr(rt, "_actors", []) if hasattr(a, "pid")]
+    pids = [a.pid for a in rt.actors if hasattr(a, "pid")]
     assert wait_gone(pids, 2.0) == [], "actor processes survived shutdown"
     assert shm.list_segments(rt.prefix) == [], "segments left in /dev/shm"
 

@@ -180,6 +180,11 @@ class InlineRuntime(Runtime):
         for board in self._boards:
             board.close()
 
+    @property
+    def actors(self) -> list[InlineActor]:
+        """Every actor spawned by this runtime, dead or alive."""
+        return list(self._actors)
+
     def _own(self, ref: ObjectRef) -> InlineRef:
         if type(ref) is not InlineRef or ref.runtime is not self:
             raise TypeError(f"{ref!r} does not belong to this runtime")

@@ -80,7 +80,7 @@ __all__ = ["ProcessRuntime"]
 SHM_THRESHOLD = 64 * 1024
 """Bytes from which an array (or a whole frame) travels through shared memory."""
 
-DEFAULT_PRELOAD = ("numpy", "torch", "gymnasium", "cloudpickle", "rl.runtime.process")
+DEFAULT_PRELOAD = ("numpy", "torch", "gymnasium", "cloudpickle", "rl", "rl.runtime.process")
 """Modules the forkserver imports once, so that each actor starts in milliseconds."""
 
 _KEY = struct.Struct("<q")
@@ -544,7 +544,10 @@ class ProcessActor(ActorHandle):
             return self._proc.is_alive()
 
     def _exit_status(self) -> int | None:
+        # Called once the sentinel fired; join also reaps a "spawn" child whose pipe
+        # closed a moment before it became a zombie.
         with self._proc_lock:
+            self._proc.join(timeout=1.0)
             return self._proc.exitcode
 
 
@@ -691,11 +694,15 @@ class ProcessRuntime(Runtime):
             if self._closed:
                 return
             self._closed = True
+            # Take over the pipes: the pumping thread wakes up, finishes its round and,
+            # seeing _closed, waits for shutdown to settle its refs instead of pumping.
             self._wake()
-            give_up = time.monotonic() + 1.0
+            give_up = time.monotonic() + 5.0
             while self._pumping and time.monotonic() < give_up:
+                self._waiting += 1
                 self._cond.wait(0.05)
-            self._pumping = True  # from here on only shutdown reads the pipes
+                self._waiting -= 1
+            self._pumping = True
         atexit.unregister(self.shutdown)
         live = [a for a in self._actors if not a._dead]
         for actor in live:
@@ -721,6 +728,11 @@ class ProcessRuntime(Runtime):
         shm.sweep(self.prefix)
         os.close(self._wake_r)
         os.close(self._wake_w)
+
+    @property
+    def actors(self) -> list[ProcessActor]:
+        """Every actor spawned by this runtime, dead or alive."""
+        return list(self._actors)
 
     # ------------------------------------------------------------------ internals
 
@@ -788,7 +800,7 @@ class ProcessRuntime(Runtime):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0 and (pumped or self._pumping):
                     return False
-                if self._pumping:
+                if self._pumping or self._closed:
                     self._waiting += 1
                     try:
                         self._cond.wait(remaining)

@@ -388,9 +388,22 @@ def test_shutdown_with_calls_in_flight(process_runtime, wait_gone):
     pids = rt.get([a.call("pid") for a in actors])
     quick = actors[0].call("sleep", 0.1)
     stuck = [a.call("sleep", 60) for a in actors]
+    errors = []
+
+    def blocked_get():  # a thread pumping in get() while shutdown takes over
+        try:
+            rt.get(stuck[1])
+        except ActorDiedError as exc:
+            errors.append(exc)
+
+    waiter = threading.Thread(target=blocked_get)
+    waiter.start()
+    time.sleep(0.05)
     start = time.monotonic()
     rt.shutdown()
     assert time.monotonic() - start < 4.0
+    waiter.join(2)
+    assert len(errors) == 1 and "shut down" in str(errors[0])
     assert rt.get(quick) == 0.1  # queued before the stop sentinel: answered
     for ref in stuck:
         with pytest.raises(ActorDiedError):
@@ -408,6 +421,19 @@ def test_actor_crash_leaves_no_segment(process_runtime):
         rt.get(h.call("orphan_segment_then_die", rt.prefix), timeout=5)
     assert info.value.exitcode == 3
     assert shm.list_segments(rt.prefix) == []
+
+
+def test_spawn_start_method():
+    with make_runtime("process", start_method="spawn") as rt:
+        h = rt.spawn(Worker, 1)
+        assert rt.get(h.call("add", np.ones(1 << 15)), timeout=30).sum() == 2 << 15
+        os.kill(h.pid, signal.SIGKILL)
+        with pytest.raises(ActorDiedError) as info:
+            rt.get(h.call("add", 1), timeout=5)
+        assert info.value.exitcode == -signal.SIGKILL
+    assert shm.list_segments(rt.prefix) == []
+    with pytest.raises(ValueError, match="fork"):
+        make_runtime("process", start_method="fork")
 
 
 def test_child_process_hygiene(process_runtime):
@@ -480,7 +506,7 @@ DRIVER = textwrap.dedent(
         def big(self):
             return np.ones(1 << 20)
 
-    rt = make_runtime("process")
+    rt = make_runtime("process", shutdown_timeout=0.5)
     actors = [rt.spawn(Napper) for _ in range(2)]
     pids = rt.get([a.call("pid") for a in actors])
     keep = rt.put(np.ones(1 << 18))   # a driver-owned segment

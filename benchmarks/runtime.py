@@ -1,0 +1,158 @@
+"""Runtime micro-benchmarks: call latency, large-result bandwidth, weight broadcast.
+
+Prints, for the process backend (and Ray actors too when ``import ray`` works):
+
+- the median round trip of an empty actor call;
+- the bandwidth of a 64 MiB numpy result travelling actor -> driver (``get`` returns a
+  usable array; ``+ read`` also touches every byte once on the driver);
+- the time to broadcast a 1M-float vector to 2 reader actors through a weights board
+  (publish, then both readers poll and hold a copy).
+
+Run: ``.venv/bin/python benchmarks/runtime.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from rl.runtime import make_runtime
+
+MIB = 1 << 20
+
+
+class Echo:
+    """The benchmark actor."""
+
+    def __init__(self, result_mib: int = 0):
+        self.result = np.ones(result_mib * MIB // 8) if result_mib else None
+        self.version = 0
+        self.weights = None
+
+    def ping(self) -> None:
+        return None
+
+    def big(self) -> np.ndarray:
+        return self.result
+
+    def sync(self, reader) -> int:
+        version, weights = reader.poll(self.version)
+        if weights is not None:
+            self.version, self.weights = version, weights
+        return self.version
+
+
+def _median_us(fn, n: int) -> float:
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
+
+
+def bench_process(args) -> dict[str, float]:
+    out = {}
+    with make_runtime("process") as rt:
+        h = rt.spawn(Echo, 64)
+        rt.get(h.call("ping"))
+        for _ in range(200):  # warm up both processes
+            rt.get(h.call("ping"))
+        out["rtt_us"] = _median_us(lambda: rt.get(h.call("ping")), args.calls)
+
+        def big_get():
+            return rt.get(h.call("big"))
+
+        big_get()
+        gbps, gbps_read = [], []
+        for _ in range(args.reps):
+            start = time.perf_counter()
+            arr = big_get()
+            got = time.perf_counter()
+            arr.sum()
+            read = time.perf_counter()
+            gbps.append(arr.nbytes / (got - start) / 1e9)
+            gbps_read.append(arr.nbytes / (read - start) / 1e9)
+            del arr
+        out["result_gb_s"] = statistics.median(gbps)
+        out["result_read_gb_s"] = statistics.median(gbps_read)
+
+        size = 1_000_000
+        board = rt.weights_board(size)
+        reader = board.reader()
+        readers = [rt.spawn(Echo) for _ in range(2)]
+        rt.get([r.call("sync", reader) for r in readers])
+        vectors = [np.full(size, i, np.float32) for i in range(2)]
+        publish_s, total_s = [], []
+        for i in range(args.reps * 4):
+            start = time.perf_counter()
+            version = board.publish(vectors[i % 2])
+            published = time.perf_counter()
+            assert rt.get([r.call("sync", reader) for r in readers]) == [version] * 2
+            total_s.append(time.perf_counter() - start)
+            publish_s.append(published - start)
+        out["broadcast_ms"] = statistics.median(total_s) * 1e3
+        out["publish_ms"] = statistics.median(publish_s) * 1e3
+    return out
+
+
+def bench_ray(args) -> dict[str, float] | None:
+    try:
+        import ray
+    except ImportError:
+        return None
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        h = ray.remote(Echo).remote(64)
+        ray.get(h.ping.remote())
+        for _ in range(200):
+            ray.get(h.ping.remote())
+        out = {"rtt_us": _median_us(lambda: ray.get(h.ping.remote()), args.calls)}
+        ray.get(h.big.remote())
+        gbps = []
+        for _ in range(args.reps):
+            start = time.perf_counter()
+            arr = ray.get(h.big.remote())
+            gbps.append(arr.nbytes / (time.perf_counter() - start) / 1e9)
+            del arr
+        out["result_gb_s"] = statistics.median(gbps)
+        return out
+    finally:
+        ray.shutdown()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
+    args = parser.parse_args()
+    args.calls, args.reps = (500, 3) if args.quick else (5000, 9)
+
+    proc = bench_process(args)
+    print(f"process  empty call round trip  median {proc['rtt_us']:8.1f} us")
+    print(
+        f"process  64 MiB result -> driver        {proc['result_gb_s']:8.2f} GB/s"
+        f"   (+ read once: {proc['result_read_gb_s']:.2f} GB/s)"
+    )
+    print(
+        f"process  1M-float broadcast to 2 readers {proc['broadcast_ms']:7.2f} ms"
+        f"   (publish alone: {proc['publish_ms']:.2f} ms)"
+    )
+    ray_out = bench_ray(args)
+    if ray_out is None:
+        print("ray      not installed; skipped")
+        return
+    print(
+        f"ray      empty call round trip  median {ray_out['rtt_us']:8.1f} us"
+        f"   (process is {ray_out['rtt_us'] / proc['rtt_us']:.1f}x faster)"
+    )
+    print(
+        f"ray      64 MiB result -> driver        {ray_out['result_gb_s']:8.2f} GB/s"
+        f"   (process / ray: {proc['result_gb_s'] / ray_out['result_gb_s']:.2f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
