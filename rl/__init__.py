@@ -8,10 +8,11 @@ Public API::
 """
 
 from rl.algorithms.algorithm import Algorithm
+from rl.algorithms.impala import IMPALAConfig
 from rl.algorithms.ppo import PPOConfig
 from rl.config import AlgorithmConfig, ConfigError
 from rl.envs import register_env
 
 __version__ = "0.1.0"
 
-__all__ = ["Algorithm", "AlgorithmConfig", "ConfigError", "PPOConfig", "register_env"]
+__all__ = ["Algorithm", "AlgorithmConfig", "ConfigError", "IMPALAConfig", "PPOConfig", "register_env"]

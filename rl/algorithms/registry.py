@@ -10,6 +10,7 @@ __all__ = ["ALGORITHMS", "UnknownAlgorithmError", "algorithm_class", "config_cla
 # name -> (module, algorithm class, config class)
 ALGORITHMS: dict[str, tuple[str, str, str]] = {
     "ppo": ("rl.algorithms.ppo", "PPO", "PPOConfig"),
+    "impala": ("rl.algorithms.impala", "IMPALA", "IMPALAConfig"),
 }
 
 

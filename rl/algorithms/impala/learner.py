@@ -1,0 +1,287 @@
+"""IMPALA's learner side: the V-trace learner, its lock, and the thread that runs it.
+
+Data flow in the driver process::
+
+    driver thread (IMPALA.training_step)          learner thread (LearnerRunner._run)
+    ────────────────────────────────────          ──────────────────────────────────
+    collect ready fragments, re-issue requests
+    stack n fragments ── QueuedBatch ──▶ LearnerQueue (bounded; full: drop oldest)
+                                                │ get()
+                                                ▼
+                                         with group.lock: stack along N, V-trace loss,
+                                         SGD step(s); every broadcast_interval updates
+                                         snapshot the weights ──┐
+    board.publish(snapshot [+ obs filter]) ◀── pop_weights() ◀──┘
+
+The learner thread only touches the learner (under ``LockedLearnerGroup.lock``, which
+the driver also takes for checkpoints and evaluation) and the thread-safe queue,
+lag and metrics objects; the weights board, workers, observation filter and timers
+stay in the driver thread. torch releases the GIL inside its kernels, so sampling
+and learning overlap. On the inline backend ``drain()`` runs the same updates
+synchronously in the driver, which keeps that backend serial and reproducible.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from rl.algorithms.impala.loss import (
+    BOOTSTRAP_OBS,
+    FINAL_INDEX,
+    FINAL_OBS,
+    IMPALALossSettings,
+    impala_loss,
+)
+from rl.algorithms.impala.queue import LearnerQueue, MetricsWindow, PolicyLag, QueuedBatch
+from rl.data import SampleBatch
+from rl.data import columns as C
+from rl.learner import Learner, LearnerGroup
+
+__all__ = ["IMPALALearner", "LearnerRunner", "LockedLearnerGroup", "stack_fragments"]
+
+log = logging.getLogger(__name__)
+
+TRAIN_COLUMNS = (C.OBS, C.ACTIONS, C.LOGP, C.REWARDS, C.TERMINATEDS, C.TRUNCATEDS, C.NEXT_OBS)
+"""Fragment columns the learner reads; ``next_obs`` only at truncations and the last row."""
+
+
+def stack_fragments(fragments: list[dict[str, np.ndarray]]) -> SampleBatch:
+    """Time-major fragments ``[T, n_i, ...]`` -> one time-major batch ``[T, sum n_i, ...]``."""
+    if len(fragments) == 1:
+        return SampleBatch({k: fragments[0][k] for k in TRAIN_COLUMNS})
+    return SampleBatch({k: np.concatenate([f[k] for f in fragments], axis=1)
+                        for k in TRAIN_COLUMNS})
+
+
+def loss_inputs(batch: SampleBatch, device: torch.device) -> dict[str, torch.Tensor]:
+    """The tensors ``impala_loss`` reads, from a time-major batch with ``next_obs``.
+
+    Only the observations the values are needed for move to the device: the
+    bootstrap observation of each env and the true final observation of each
+    truncated (not terminated) step.
+    """
+    T, N = batch[C.REWARDS].shape
+    next_obs = batch[C.NEXT_OBS]
+    t_idx, n_idx = np.nonzero(batch[C.TRUNCATEDS] & ~batch[C.TERMINATEDS])
+    arrays = {
+        **{k: batch[k] for k in (C.OBS, C.ACTIONS, C.LOGP, C.REWARDS)},
+        C.TERMINATEDS: batch[C.TERMINATEDS].astype(np.float32),
+        C.TRUNCATEDS: batch[C.TRUNCATEDS].astype(np.float32),
+        BOOTSTRAP_OBS: next_obs[-1],
+        FINAL_OBS: next_obs[t_idx, n_idx],
+        FINAL_INDEX: (t_idx * N + n_idx).astype(np.int64),
+    }
+    out = {}
+    for k, v in arrays.items():
+        t = torch.from_numpy(np.ascontiguousarray(v))
+        out[k] = t.to(device, non_blocking=True) if device.type != "cpu" else t
+    return out
+
+
+class IMPALALearner(Learner):
+    """V-trace actor-critic updates on time-major batches; Adam or RMSProp."""
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        params = self.module.parameters()
+        if cfg.optimizer == "rmsprop":
+            eps = 0.01 if cfg.optimizer_eps is None else cfg.optimizer_eps
+            return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.rmsprop_decay, eps=eps,
+                                       momentum=cfg.momentum)
+        eps = 1e-5 if cfg.optimizer_eps is None else cfg.optimizer_eps
+        return torch.optim.Adam(params, lr=cfg.lr, eps=eps)
+
+    def update(self, batch: SampleBatch, *, lr: float | None = None,
+               entropy_coeff: float | None = None) -> dict[str, float]:
+        """``num_epochs`` passes over ``batch`` (time-major ``[T, N]``, see
+        ``TRAIN_COLUMNS``), in minibatches of whole unrolls (env columns)."""
+        cfg = self.config
+        if lr is not None:
+            self.set_lr(lr)
+        settings = IMPALALossSettings(
+            gamma=cfg.gamma, vf_loss_coeff=cfg.vf_loss_coeff,
+            entropy_coeff=cfg.entropy_coeff if entropy_coeff is None else entropy_coeff,
+            clip_rho_threshold=cfg.clip_rho_threshold, clip_c_threshold=cfg.clip_c_threshold,
+            clip_pg_rho_threshold=cfg.clip_pg_rho_threshold, vtrace_lambda=cfg.vtrace_lambda)
+        T, N = batch[C.REWARDS].shape
+        cols = N if cfg.minibatch_size is None else max(1, cfg.minibatch_size // T)
+        whole = loss_inputs(batch, self.device) if cols >= N else None
+        sums: dict[str, float] = {}
+        steps = 0
+        for _ in range(cfg.num_epochs):
+            if whole is not None:
+                parts = [whole]
+            else:
+                perm = self.rng.permutation(N)
+                parts = (loss_inputs(SampleBatch({k: v[:, perm[i : i + cols]]
+                                                  for k, v in batch.items()}), self.device)
+                         for i in range(0, N, cols))
+            for tensors in parts:
+                loss, metrics = impala_loss(self.module, tensors, settings)
+                metrics["grad_norm"] = self.apply_loss(loss)
+                for k, v in metrics.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                steps += 1
+        out = {k: v / max(steps, 1) for k, v in sums.items()}
+        out["lr"] = self.optimizer.param_groups[0]["lr"]
+        out["entropy_coeff"] = settings.entropy_coeff
+        return out
+
+
+class LockedLearnerGroup(LearnerGroup):
+    """A ``LearnerGroup`` whose learner may be trained from another thread.
+
+    Every access goes through ``lock``, so that a checkpoint or an evaluation in the
+    driver never reads weights or optimizer state halfway through an SGD step.
+    """
+
+    def __init__(self, learner_factory: Callable[[], Learner], num_learners: int = 0):
+        super().__init__(learner_factory, num_learners)
+        self.lock = threading.RLock()
+
+    def update(self, batch: SampleBatch, **hyper: Any) -> dict[str, float]:
+        with self.lock:
+            return self.local.update(batch, **hyper)
+
+    def get_weights(self) -> np.ndarray:
+        with self.lock:
+            return self.local.get_weights()
+
+    def set_weights(self, vector: np.ndarray) -> None:
+        with self.lock:
+            self.local.set_weights(vector)
+
+    def state(self) -> dict[str, Any]:
+        with self.lock:
+            # Clone: the learner thread goes on updating the tensors after we return.
+            return _clone(self.local.state())
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        with self.lock:
+            self.local.load_state(state)
+
+
+def _clone(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _clone(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_clone(v) for v in obj)
+    return obj
+
+
+class LearnerRunner:
+    """Takes train batches off the queue and runs the learner on them.
+
+    ``start()`` runs it in a daemon thread (process and ray backends); without a
+    thread, ``drain()`` trains on every queued batch in the calling thread (inline
+    backend). Either way each batch is one learner *update* (``num_epochs`` passes);
+    the learner's weights version is the number of updates, and after every
+    ``broadcast_interval`` updates a weight snapshot waits in ``pop_weights()``.
+
+    Args:
+        group: the learner, with its lock.
+        queue: where train batches arrive.
+        lag: policy-lag bookkeeping (fed here, published to by the driver).
+        hyper: returns the per-update hyper-parameters (``lr``, ``entropy_coeff``).
+        broadcast_interval: updates between weight snapshots.
+        num_threads: torch intra-op threads while the learner thread runs.
+    """
+
+    def __init__(self, group: LockedLearnerGroup, queue: LearnerQueue, lag: PolicyLag,
+                 hyper: Callable[[], dict[str, float]], broadcast_interval: int,
+                 num_threads: int = 1):
+        self.group = group
+        self.queue = queue
+        self.lag = lag
+        self.hyper = hyper
+        self.broadcast_interval = broadcast_interval
+        self.num_threads = num_threads
+        self._saved_threads: int | None = None
+        self.metrics = MetricsWindow()
+        self.updates = 0
+        self.env_steps_trained = 0
+        self._snapshot: tuple[np.ndarray, int] | None = None
+        self._snapshot_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ running
+    def start(self) -> None:
+        if self._thread is None:
+            # torch's intra-op pool is per process: size it for the learner, whose
+            # cores are the ones the workers leave. More threads than free cores make
+            # OpenMP spin against the workers, which costs far more than it gains.
+            self._saved_threads = torch.get_num_threads()
+            torch.set_num_threads(self.num_threads)
+            self._thread = threading.Thread(target=self._run, name="impala-learner", daemon=True)
+            self._thread.start()
+
+    @property
+    def threaded(self) -> bool:
+        return self._thread is not None
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                item = self.queue.get(timeout=None)
+                if item is not None:
+                    self.train_on(item)
+        except BaseException as e:  # handed to the driver by check()
+            self._error = e
+
+    def drain(self) -> None:
+        """Train on every queued batch now, in this thread."""
+        while (item := self.queue.get_nowait()) is not None:
+            self.train_on(item)
+
+    def train_on(self, item: QueuedBatch) -> None:
+        """One learner update on a queued batch; snapshots weights at broadcast time."""
+        batch = stack_fragments(item.fragments)
+        hyper = self.hyper()
+        with self.group.lock:
+            self.lag.observe(item.behaviour_versions, self.updates)
+            metrics = self.group.local.update(batch, **hyper)
+            self.updates += 1
+            snapshot = None
+            if self.updates % self.broadcast_interval == 0:
+                snapshot = (self.group.local.get_weights(), self.updates)
+        if snapshot is not None:
+            with self._snapshot_lock:
+                self._snapshot = snapshot
+        self.env_steps_trained += item.env_steps
+        self.metrics.add(metrics)
+
+    # ------------------------------------------------------------------ driver side
+    def pop_weights(self) -> tuple[np.ndarray, int] | None:
+        """The newest unpublished weight snapshot and its update count, or None."""
+        with self._snapshot_lock:
+            snapshot, self._snapshot = self._snapshot, None
+        return snapshot
+
+    def check(self) -> None:
+        """Raise in the driver if the learner thread died."""
+        if self._error is not None:
+            raise RuntimeError(f"the IMPALA learner thread failed: {self._error!r}") \
+                from self._error
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop and join the thread; a running update finishes first. Idempotent."""
+        self._stop.set()
+        self.queue.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("IMPALA learner thread did not stop within %.0f s", timeout)
+            self._thread = None
+        if self._saved_threads is not None:
+            torch.set_num_threads(self._saved_threads)
+            self._saved_threads = None

@@ -1,0 +1,116 @@
+"""The IMPALA loss: V-trace policy gradient + value regression to v_s - entropy bonus.
+
+A pure function of (module, time-major batch tensors, settings) -> (loss, metrics);
+the learner owns the optimizer, clipping and device. The learner's module recomputes
+the target policy's logits and the values over the whole unroll, including the
+bootstrap value V(x_T) and, at truncations inside the unroll, V(final obs); V-trace
+(``rl.data.returns.vtrace_torch``) then runs on the same device (Espeholt et al.
+2018, arXiv:1802.01561, eq. 1 and sec. 4.2)::
+
+    loss = -mean(log pi(a_s|x_s) * pg_adv_s)
+           + vf_loss_coeff * 0.5 * mean((v_s - V(x_s))^2)
+           - entropy_coeff * mean(H(pi(.|x_s)))
+
+Means rather than the paper's sums, so that the learning rate does not depend on
+the batch size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rl.data import columns as C
+from rl.data.returns import vtrace_torch
+from rl.policies import ActorCritic
+
+__all__ = ["BOOTSTRAP_OBS", "FINAL_INDEX", "FINAL_OBS", "IMPALALossSettings", "impala_loss"]
+
+# Learner-side inputs derived from the fragments' ``next_obs`` (see IMPALALearner).
+BOOTSTRAP_OBS = "bootstrap_obs"
+FINAL_OBS = "final_obs"
+FINAL_INDEX = "final_index"
+
+
+@dataclass(frozen=True, slots=True)
+class IMPALALossSettings:
+    gamma: float
+    vf_loss_coeff: float
+    entropy_coeff: float
+    clip_rho_threshold: float
+    clip_c_threshold: float
+    clip_pg_rho_threshold: float
+    vtrace_lambda: float = 1.0
+
+
+def impala_loss(module: ActorCritic, batch: dict[str, torch.Tensor],
+                s: IMPALALossSettings) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """IMPALA's V-trace actor-critic loss on one time-major batch of unrolls.
+
+    Args:
+        module: the actor-critic being trained (the target policy pi).
+        batch: tensors on the module's device: ``obs [T, N, ...]``, ``actions [T, N,
+            ...]``, ``logp [T, N]`` (behaviour log mu(a_t|x_t)), ``rewards [T, N]``,
+            ``terminateds [T, N]`` and ``truncateds [T, N]`` (float 0/1),
+            ``bootstrap_obs [N, ...]`` (the observation after each env's last step),
+            ``final_obs [K, ...]`` and ``final_index [K]`` (int64 flat ``t * N + n``):
+            the true final observations of the K truncated steps.
+        s: loss settings.
+
+    Returns:
+        ``(loss, metrics)``; metrics are detached scalars.
+    """
+    rewards = batch[C.REWARDS]
+    T, N = rewards.shape
+    obs = batch[C.OBS]
+    dist_inputs, values_flat = module(obs.reshape(T * N, *obs.shape[2:]))
+    dist = module.dist_spec(dist_inputs)
+    actions = batch[C.ACTIONS]
+    target_logp_flat = dist.log_prob(actions.reshape(T * N, *actions.shape[2:]))
+    target_logp = target_logp_flat.reshape(T, N)
+    values = values_flat.reshape(T, N)
+
+    with torch.no_grad():
+        # Values of states outside the unroll's rows: targets only, never trained on.
+        extra = torch.cat([batch[BOOTSTRAP_OBS], batch[FINAL_OBS]], dim=0)
+        extra_values = module.value(extra)
+        final_values = torch.zeros(T * N, dtype=values.dtype, device=values.device)
+        final_values[batch[FINAL_INDEX]] = extra_values[N:]
+
+    vs, pg_adv = vtrace_torch(
+        behaviour_logp=batch[C.LOGP],
+        target_logp=target_logp,
+        rewards=rewards,
+        values=values,
+        bootstrap_value=extra_values[:N],
+        terminateds=batch[C.TERMINATEDS],
+        truncateds=batch[C.TRUNCATEDS],
+        final_values=final_values.reshape(T, N),
+        gamma=s.gamma,
+        lam=s.vtrace_lambda,
+        clip_rho_threshold=s.clip_rho_threshold,
+        clip_c_threshold=s.clip_c_threshold,
+        clip_pg_rho_threshold=s.clip_pg_rho_threshold,
+    )
+    policy_loss = -(target_logp * pg_adv).mean()
+    vf_loss = 0.5 * (vs - values).pow(2).mean()
+    entropy = dist.entropy().mean()
+    loss = policy_loss + s.vf_loss_coeff * vf_loss - s.entropy_coeff * entropy
+
+    with torch.no_grad():
+        log_rho = target_logp - batch[C.LOGP]
+        var_vs = vs.var()
+        metrics = {
+            "policy_loss": policy_loss.detach(),
+            "vf_loss": vf_loss.detach(),
+            "entropy": entropy.detach(),
+            # E_mu[log mu - log pi]: a sampled estimate of KL(mu || pi).
+            "approx_kl": (-log_rho).mean(),
+            "mean_is_ratio": log_rho.exp().mean(),
+            "rho_clip_frac": (log_rho.exp() > s.clip_rho_threshold).float().mean(),
+            "explained_variance": 1.0 - (vs - values).var() / var_vs if var_vs > 0
+            else torch.tensor(float("nan")),
+            "value_mean": values.mean(),
+        }
+    return loss, metrics
