@@ -325,49 +325,51 @@ class _Outbox:
         self.fd = conn.fileno()
         self._sock = socket.socket(fileno=os.dup(self.fd))
         self._queue: deque[memoryview] = deque()
+        self.partial = False
+        """The first queued frame is half sent: the driver may be blocked reading it."""
 
     def __bool__(self) -> bool:
         return bool(self._queue)
 
     def put(self, frame: bytes) -> None:
-        data = memoryview(self._HEADER.pack(len(frame)) + frame)
-        if not self._queue:
-            data = self._send(data, socket.MSG_DONTWAIT)
-        if data:
-            self._queue.append(data)
+        self._queue.append(memoryview(self._HEADER.pack(len(frame)) + frame))
+        if len(self._queue) == 1:
+            self.flush()
 
     def flush(self, *, block: bool = False) -> None:
+        flags = 0 if block else socket.MSG_DONTWAIT
         while self._queue:
-            rest = self._send(self._queue[0], 0 if block else socket.MSG_DONTWAIT)
-            if rest:
-                self._queue[0] = rest
-                return
-            self._queue.popleft()
-
-    def _send(self, data: memoryview, flags: int) -> memoryview:
-        while data:
+            head = self._queue[0]
             try:
-                data = data[self._sock.send(data, flags) :]
+                sent = self._sock.send(head, flags)
             except BlockingIOError:
-                break
-        return data
+                return
+            if sent < len(head):
+                self._queue[0] = head[sent:]
+                self.partial = True
+                continue
+            self._queue.popleft()
+            self.partial = False
 
 
 def _serve(conn, prefix: str) -> None:
     """The actor loop: one frame in, one frame out, until ``None`` or EOF."""
     outbox = _Outbox(conn)
+    inbox: deque[bytes] = deque()
     instance: Any = None
     broken: Failure | None = None
     pickler_args = (prefix, SHM_THRESHOLD)
     while True:
         try:
-            if outbox:
+            # Never start a method while a reply is half sent (the driver would wait for
+            # its tail that long), and keep reading meanwhile so the driver never blocks.
+            while outbox.partial or (outbox and not inbox):
                 readable, writable, _ = select.select([outbox.fd], [outbox.fd], [])
                 if writable:
                     outbox.flush()
-                if not readable:
-                    continue
-            frame = conn.recv_bytes()
+                if readable:
+                    inbox.append(conn.recv_bytes())
+            frame = inbox.popleft() if inbox else conn.recv_bytes()
         except (EOFError, OSError):
             return
         key = _KEY.unpack_from(frame)[0]
@@ -483,7 +485,6 @@ class ProcessActor(ActorHandle):
         self._proc = proc
         self._conn = conn
         self._send_lock = threading.Lock()
-        self._proc_lock = threading.Lock()  # forkserver's exit status may be read once only
         self._inflight: dict[int, _Slot] = {}
         self._sent_puts: set[str] = set()
         self._free: list[str] = []
@@ -530,25 +531,28 @@ class ProcessActor(ActorHandle):
         return _CallRef(key, rt)
 
     def kill(self) -> None:
-        if self._dead:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        with self._proc_lock:
+        with self._rt._proc_lock:
+            if self._dead:
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
             self._proc.join(timeout=1.0)
 
     def is_alive(self) -> bool:
-        if self._dead:
-            return False
-        with self._proc_lock:
-            return self._proc.is_alive()
+        with self._rt._proc_lock:
+            return not self._dead and self._proc.is_alive()
 
     def _exit_status(self) -> int | None:
         # Called once the sentinel fired; join also reaps a "spawn" child whose pipe
         # closed a moment before it became a zombie.
-        with self._proc_lock:
+        with self._rt._proc_lock:
             self._proc.join(timeout=1.0)
             return self._proc.exitcode
+
+    def _release(self) -> None:
+        """Close the dead process's sentinel (one fd per dead actor otherwise)."""
+        with self._rt._proc_lock, contextlib.suppress(ValueError):
+            self._proc.close()
 
 
 class ProcessRuntime(Runtime):
@@ -587,6 +591,9 @@ class ProcessRuntime(Runtime):
         shm.sweep_stale()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
+        # Serializes every look at a child's exit status, and start(), which polls all
+        # children: forkserver reports an exit status once, to whoever reads it first.
+        self._proc_lock = threading.Lock()
         self._keys = itertools.count(1)  # 0 is the key of Init and stop frames
         self._put_ids = itertools.count()
         self._slots: dict[int, _Slot] = {}
@@ -625,7 +632,8 @@ class ProcessRuntime(Runtime):
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         cfg = _ChildConfig(name, os.getpid(), self.prefix, num_gpus)
         proc = self._ctx.Process(target=_actor_main, args=(child_conn, cfg), name=name)
-        proc.start()
+        with self._proc_lock:
+            proc.start()
         child_conn.close()
         actor = ProcessActor(self, proc, parent_conn, name, num_cpus, num_gpus, resources)
         frame, _ = _encode(0, Init(cls, args, kwargs), (self.prefix, self.shm_threshold))
@@ -878,6 +886,8 @@ class ProcessRuntime(Runtime):
         self._mark_dead(actor)
 
     def _mark_dead(self, actor: ProcessActor, detail: str = "") -> None:
+        if actor._dead:  # only the pumping thread (or shutdown) gets here
+            return
         exitcode = actor._exit_status()
         with self._lock:
             if actor._dead:
@@ -897,6 +907,7 @@ class ProcessRuntime(Runtime):
             self._unwatch(actor._proc.sentinel)
             actor._conn.close()
             self._cond.notify_all()
+        actor._release()
         # What it created and had not handed over (it died between create and send).
         shm.sweep(f"{self.prefix}{actor.pid}_")
 
