@@ -2,25 +2,31 @@
 
 Data flow::
 
-    driver process                                    actor process (one per actor)
-    ──────────────────────────────────────────        ─────────────────────────────────
-    h.call("m", x) ── Call frame ────── socketpair ──▶ _serve(): recv, run m(x), reply
+    driver process                                     actor process (one per actor)
+    ───────────────────────────────────────────        ──────────────────────────────────
+    h.call("m", x) ── Call frame ───── socketpair ───▶ _serve(): recv, run m(x), reply
        │ arrays >= 64 KiB: export_array ─▶ /dev/shm ─▶ take_array (map + unlink)
-       │ put refs: payload once per actor ──────────▶ _PUT_CACHE[key] (borrowed, read-only)
-       ▼                                                    │
-    slot table  key → value | error  ◀── Result / Failure frame ◀────────┘
-       ▲         (results of other refs      big results: /dev/shm ─▶ take_array
-       │          are buffered here)
+       │ put refs: payload once per actor ───────────▶ _PUT_CACHE[key] (read-only views)
+       ▼                                                          │
+    slot table  key -> value | error ◀── Result / Failure frame ◀─ _Outbox (never blocks)
+       ▲        (results of other refs        big results: /dev/shm ─▶ take_array
+       │         are buffered here)
     rt.get / rt.wait: one thread at a time "pumps": poll() over every actor's
-    connection, every actor's process sentinel and a wake-up pipe; the others wait on
-    a Condition. A readable sentinel means the actor is gone: what it sent before dying
-    is delivered, every other pending call fails with ActorDiedError at once.
+    connection, every actor's process sentinel and a wake-up pipe; the other threads
+    wait on a Condition. A readable sentinel means the actor is gone: what it sent
+    before dying is delivered, every other pending call fails with ActorDiedError.
 
 A frame is an 8-byte call key followed by one pickle of a small slotted message
-(``Init``, ``Call``, ``Result``, ``Failure``, ``Blob``; ``None`` stops the actor). The
-key travels outside the pickle so that a message that fails to unpickle can still be
-answered. Frames above 64 KiB go through a segment (``Blob``) so that the pipes only ever
-carry small frames and two sides writing at once cannot fill both and deadlock.
+(``Init``, ``Call``, ``Result``, ``Failure``, ``Blob``; ``None`` stops the actor). The key
+travels outside the pickle so that a message that fails to unpickle can still be
+answered. A frame above 64 KiB travels through a segment (``Blob``), so the sockets only
+carry small frames. The actor sends without blocking and keeps reading calls while its
+replies wait (``_Outbox``), so a driver that issues thousands of calls before reading
+any answer cannot deadlock against it.
+
+The poll set is kept across calls (``select.poll``, fds added at spawn and removed at
+death) rather than rebuilt per wait as ``multiprocessing.connection.wait`` does; it
+watches the same sentinels, with less work on the hot path.
 
 Pickling is cloudpickle (classes from ``__main__``, closures and lambdas work) with one
 override: numpy arrays of at least ``shm_threshold`` bytes, anywhere in a message, are

@@ -229,6 +229,9 @@ class ShmWeightsBoard(WeightsBoard):
         """The segment's name in ``/dev/shm``."""
         return self._name
 
+    def __reduce__(self):
+        raise TypeError("a weights board stays with its owner; pass board.reader() to actors")
+
     def publish(self, vector: np.ndarray) -> int:
         if self._mm is None:
             raise RuntimeError(f"weights board {self._name} is closed")
