@@ -60,11 +60,22 @@ class InlineRef(ObjectRef):
 class InlineActor(ActorHandle):
     """An actor that is the object itself; construction errors surface on ``get``."""
 
-    def __init__(self, runtime: InlineRuntime, cls: type, args: tuple, kwargs: dict, **spec: Any):
-        self.name: str = spec["name"]
-        self.num_cpus: float = spec["num_cpus"]
-        self.num_gpus: float = spec["num_gpus"]
-        self.resources: dict[str, float] = dict(spec["resources"] or {})
+    def __init__(
+        self,
+        runtime: InlineRuntime,
+        cls: type,
+        args: tuple,
+        kwargs: dict,
+        *,
+        name: str,
+        num_cpus: float,
+        num_gpus: float,
+        resources: dict[str, float] | None,
+    ):
+        self.name = name
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
+        self.resources = dict(resources or {})
         self._rt = runtime
         self._instance: Any = None
         self._broken: RemoteError | None = None

@@ -386,7 +386,10 @@ def _serve(conn, prefix: str) -> None:
                     outbox.flush(block=True)  # answers to calls queued before the stop
                 return
             if type(msg) is Init:
-                instance = msg.cls(*msg.args, **msg.kwargs)
+                try:
+                    instance = msg.cls(*msg.args, **msg.kwargs)
+                except Exception as exc:
+                    broken = _failure(exc, f"constructing {msg.cls.__name__} failed: ")
                 continue
             for put_key in msg.free:
                 _PUT_CACHE.pop(put_key, None)
@@ -395,8 +398,8 @@ def _serve(conn, prefix: str) -> None:
             else:
                 reply = Result(getattr(instance, msg.method)(*msg.args, **msg.kwargs))
         except Exception as exc:
-            if key == 0:  # the Init frame: unpickling the class or constructing it failed
-                broken = _failure(exc, "constructing the actor failed: ")
+            if key == 0:  # the Init frame
+                broken = _failure(exc, "unpickling the actor's class or arguments failed: ")
                 continue
             reply = _failure(exc)
         try:

@@ -147,7 +147,7 @@ def test_constructor_error_surfaces_on_get(runtime):
 
     h = runtime.spawn(Broken)
     for _ in range(2):
-        with pytest.raises(RemoteError, match="no config") as info:
+        with pytest.raises(RemoteError, match="constructing Broken failed: no config") as info:
             runtime.get(h.call("ping"))
         assert "__init__" in info.value.remote_traceback
 
@@ -280,6 +280,28 @@ def test_put_segments_are_freed_with_the_ref(process_runtime):
     gc.collect()
     assert rt.get(h.call("put_cache_size")) == 0  # the next call told the actor
     assert shm.list_segments(rt.prefix) == []
+
+
+def _explode():
+    raise RuntimeError("cannot be rebuilt here")
+
+
+class Bomb:
+    """Pickles fine, fails to unpickle."""
+
+    def __reduce__(self):
+        return _explode, ()
+
+
+def test_arguments_that_fail_to_unpickle_in_the_actor(process_runtime):
+    rt = process_runtime
+    h = rt.spawn(Worker)
+    with pytest.raises(RemoteError, match="cannot be rebuilt here"):
+        rt.get(h.call("echo", Bomb()))
+    assert rt.get(h.call("add", 4)) == 4
+    broken = rt.spawn(Worker, Bomb())
+    with pytest.raises(RemoteError, match="unpickling the actor's class or arguments failed"):
+        rt.get(broken.call("add", 1))
 
 
 def test_unpicklable_result_is_a_remote_error(process_runtime):
