@@ -1,0 +1,105 @@
+"""Sampling throughput: env steps/s on CartPole-v1 with the policy in the loop.
+
+Compares, in one run and interleaved rounds (so machine load hits all alike):
+
+* rl inline backend, 1 worker x 16 envs (``WorkerSet.sample``: fragments with
+  actions, log-probs, values and bootstrap values);
+* rl process backend, 2 workers x 8 envs (fragments through shared memory);
+* Stable-Baselines3 ``model.predict`` + ``DummyVecEnv`` (8 and 16 envs) and
+  ``SubprocVecEnv`` (8 envs), the same 64x64 policy.
+
+Reports the median over rounds and the ratio of each rl figure to SB3's
+DummyVecEnv (8 envs). Needs ``pip install stable-baselines3`` (benchmark only).
+
+    python benchmarks/sampling.py [--rounds 5] [--steps 32768]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def rl_sampler(backend: str, workers: int, envs: int, fragment: int):
+    from rl import PPOConfig
+
+    cfg = (PPOConfig().environment("CartPole-v1").resources(backend=backend)
+           .env_runners(num_env_runners=workers, num_envs_per_env_runner=envs,
+                        rollout_fragment_length=fragment)
+           .training(train_batch_size=max(1, workers) * envs * fragment, minibatch_size=64))
+    algo = cfg.build()
+    algo.workers.sample()  # warm-up: processes started, envs built
+
+    def run(steps: int) -> float:
+        done, start = 0, time.perf_counter()
+        while done < steps:
+            for r in algo.workers.sample():
+                done += r["batch"]["rewards"].size
+        return done / (time.perf_counter() - start)
+
+    return run, algo.stop
+
+
+def sb3_sampler(kind: str, envs: int):
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    cls = DummyVecEnv if kind == "dummy" else SubprocVecEnv
+    kwargs = {} if kind == "dummy" else {"start_method": "forkserver"}
+    venv = make_vec_env(lambda: gym.make("CartPole-v1"), n_envs=envs, vec_env_cls=cls,
+                        vec_env_kwargs=kwargs)
+    model = PPO("MlpPolicy", venv, device="cpu", seed=0)
+    obs = venv.reset()
+
+    def run(steps: int) -> float:
+        nonlocal obs
+        done, start = 0, time.perf_counter()
+        while done < steps:
+            actions, _ = model.predict(obs)
+            obs, _, _, _ = venv.step(actions)
+            done += envs
+        return done / (time.perf_counter() - start)
+
+    return run, venv.close
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=32768, help="env steps per measurement")
+    p.add_argument("--quick", action="store_true", help="2 rounds of 8192 steps")
+    args = p.parse_args()
+    if args.quick:
+        args.rounds, args.steps = 2, 8192
+    torch.set_num_threads(1)  # the driver-side samplers (ours inline, SB3) get one core each
+    samplers = {
+        "rl inline 1x16": rl_sampler("inline", 0, 16, 64),
+        "rl process 2x8": rl_sampler("process", 2, 8, 64),
+        "sb3 DummyVecEnv 8": sb3_sampler("dummy", 8),
+        "sb3 DummyVecEnv 16": sb3_sampler("dummy", 16),
+        "sb3 SubprocVecEnv 8": sb3_sampler("subproc", 8),
+    }
+    figures: dict[str, list[float]] = {name: [] for name in samplers}
+    try:
+        for _ in range(args.rounds):
+            for name, (run, _) in samplers.items():
+                figures[name].append(run(args.steps))
+    finally:
+        for _, close in samplers.values():
+            close()
+    base = statistics.median(figures["sb3 DummyVecEnv 8"])
+    print(f"CartPole-v1 sampling with the policy in the loop, median of {args.rounds} rounds "
+          f"x {args.steps} steps")
+    print(f"{'sampler':<22} {'steps/s':>10} {'vs SB3 Dummy 8':>15}")
+    for name, values in figures.items():
+        med = statistics.median(values)
+        print(f"{name:<22} {med:>10,.0f} {med / base:>14.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Wall time to solve CartPole-v1: rl PPO (default config) against SB3 PPO (rl-zoo params).
+
+Both are measured the same way, each (implementation, seed) in a fresh subprocess:
+a 10-episode greedy evaluation every ``--eval-every`` env steps, and the wall time
+from launching the process until the first evaluation with mean return >= 475
+(plus the env steps at that point). Reports per-seed figures, medians and the ratio.
+
+SB3 uses the rl-baselines3-zoo CartPole-v1 hyper-parameters: 8 envs, n_steps 32,
+batch 256, gae_lambda 0.8, gamma 0.98, 20 epochs, lr 1e-3 linear, clip 0.2 linear,
+ent_coef 0, 100k steps. Needs ``pip install stable-baselines3`` (benchmark only).
+
+    python benchmarks/time_to_solve.py [--seeds 0,1,2] [--budget 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+THRESHOLD = 475.0
+
+
+def child_rl(seed: int, budget: int, eval_every: int) -> None:
+    from rl import PPOConfig
+
+    algo = PPOConfig().environment("CartPole-v1").debugging(seed=seed).build()
+    algo.stop_timesteps = budget
+    next_eval = eval_every
+    while algo.env_steps_total < budget:
+        algo.train()
+        if algo.env_steps_total >= next_eval:
+            next_eval += eval_every
+            ret = algo.evaluate(10)["eval/episode_return_mean"]
+            print(json.dumps({"steps": algo.env_steps_total, "eval": ret}), flush=True)
+            if ret >= THRESHOLD:
+                break
+    algo.stop()
+
+
+def child_sb3(seed: int, budget: int, eval_every: int) -> None:
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    def linear(start: float):
+        return lambda progress_remaining: progress_remaining * start
+
+    venv = make_vec_env("CartPole-v1", n_envs=8, seed=seed)
+    eval_env = gym.make("CartPole-v1")
+    model = PPO("MlpPolicy", venv, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98,
+                n_epochs=20, ent_coef=0.0, learning_rate=linear(1e-3), clip_range=linear(0.2),
+                seed=seed, device="cpu")
+
+    class Eval(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.next_eval = eval_every
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps < self.next_eval:
+                return True
+            self.next_eval += eval_every
+            ret, _ = evaluate_policy(self.model, eval_env, n_eval_episodes=10, deterministic=True)
+            print(json.dumps({"steps": self.num_timesteps, "eval": float(ret)}), flush=True)
+            return ret < THRESHOLD
+
+    model.learn(total_timesteps=budget, callback=Eval())
+
+
+def measure(impl: str, seed: int, budget: int, eval_every: int) -> dict:
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, __file__, "--child", impl, "--seed", str(seed),
+                             "--budget", str(budget), "--eval-every", str(eval_every)],
+                            stdout=subprocess.PIPE, text=True)
+    solved = None
+    for line in proc.stdout:
+        rec = json.loads(line)
+        if rec["eval"] >= THRESHOLD:
+            solved = {"wall_s": time.perf_counter() - start, "steps": rec["steps"]}
+            break
+    proc.kill()
+    proc.wait()
+    return solved or {"wall_s": float("nan"), "steps": None}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--budget", type=int, default=100_000)
+    p.add_argument("--eval-every", type=int, default=10_000)
+    p.add_argument("--child", choices=["rl", "sb3"], help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        (child_rl if args.child == "rl" else child_sb3)(args.seed, args.budget, args.eval_every)
+        return
+    seeds = [int(s) for s in args.seeds.split(",")]
+    results: dict[str, list[dict]] = {"rl": [], "sb3": []}
+    for seed in seeds:  # interleave implementations so load changes hit both
+        for impl in results:
+            results[impl].append(measure(impl, seed, args.budget, args.eval_every))
+            print(impl, seed, results[impl][-1], flush=True)
+    print(f"\nCartPole-v1 time to first greedy eval >= {THRESHOLD} (eval every "
+          f"{args.eval_every} steps, budget {args.budget}), seeds {seeds}")
+    med = {}
+    for impl, runs in results.items():
+        walls = [r["wall_s"] for r in runs]
+        steps = [r["steps"] for r in runs if r["steps"] is not None]
+        solved = sum(1 for r in runs if r["steps"] is not None)
+        med[impl] = statistics.median(walls)
+        print(f"{impl:<4} solved {solved}/{len(runs)}  median wall {med[impl]:.1f}s  "
+              f"median steps {statistics.median(steps) if steps else 'n/a'}  "
+              f"per seed {[round(w, 1) for w in walls]}")
+    print(f"ratio rl/sb3 median wall time: {med['rl'] / med['sb3']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

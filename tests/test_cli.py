@@ -1,0 +1,63 @@
+"""The rl CLI: user errors exit 2 with one line, JSON output, --as-test, run directory."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rl.cli import main
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "--algo", "ppx", "--env", "CartPole-v1"], "unknown algorithm 'ppx'; did you mean ppo"),
+    (["train", "--algo", "ppo", "--env", "CartPol"], "Closest valid names: CartPole-v1"),
+    (["train", "--algo", "ppo", "--env", "CartPole-v1", "--set", "lrr=1"], "did you mean lr"),
+    (["train", "--algo", "ppo", "--env", "CartPole-v1", "--set", "lr=fast"], "lr: expected float"),
+    (["train", "--algo", "ppo", "--env", "CartPole-v1", "--set", "gamma=2"], "gamma must be <= 1.0"),
+    (["train", "-f", "/nonexistent/example.yaml"], "does not exist"),
+    (["train", "--algo", "ppo", "--env", "tests.algorithms.envs:MultiBinaryActionEnv"],
+     "cannot handle action space"),
+    (["train", "--algo", "ppo"], "missing --env"),
+    (["evaluate", "/nonexistent/ckpt"], "not a checkpoint directory"),
+])
+def test_user_errors_exit_2_with_one_line(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_broken_yaml_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("algo: ppo\nenv: [unclosed\n")
+    assert main(["train", "-f", str(bad)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_list_prints_algorithms(capsys):
+    assert main(["list"]) == 0
+    assert "ppo" in capsys.readouterr().out
+
+
+def test_train_writes_run_dir_and_json(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "rl.cli", "train", "--algo", "ppo", "--env", "CartPole",
+         "--stop-iters", "2", "--num-env-runners", "1", "--set", "train_batch_size=256",
+         "--set", "model_hiddens=32,32", "--logdir", str(tmp_path), "--json", "--as-test",
+         "--stop-reward", "10000"],
+        capture_output=True, text=True, timeout=180)
+    assert out.returncode == 1, out.stderr  # --as-test: 10000 was not reached
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["training_iteration"] == 2 and result["env_steps_total"] == 512
+    assert "eval/episode_return_mean" in result
+    run_dir = result["run_dir"]
+    with open(os.path.join(run_dir, "params.json")) as f:
+        params = json.load(f)
+    assert params["model_hiddens"] == [32, 32] and params["train_batch_size"] == 256
+    with open(os.path.join(run_dir, "result.jsonl")) as f:
+        lines = [json.loads(line) for line in f]
+    assert [r["training_iteration"] for r in lines] == [1, 2]
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(run_dir))
+    assert os.path.isfile(os.path.join(result["checkpoint"], "state.json"))
