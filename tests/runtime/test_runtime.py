@@ -471,7 +471,7 @@ def test_child_process_hygiene(process_runtime):
 
 
 def test_weights_board_is_never_torn():
-    size, versions = 1 << 18, 200  # 1 MiB vectors
+    size = 1 << 18  # 1 MiB vectors: a copy takes long enough to be caught mid-write
 
     class Writer:
         def __init__(self, prefix):
@@ -480,34 +480,37 @@ def test_weights_board_is_never_torn():
         def reader(self):
             return self.board.reader()
 
-        def run(self):
-            for v in range(1, versions + 1):
-                self.board.publish(np.full(size, v, np.float32))
+        def run(self, seconds):
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                self.board.publish(np.full(size, self.board.version + 1, np.float32))
             return self.board.version
 
     class Reader:
-        def run(self, reader):
-            last, reads, bad, backwards = 0, 0, 0, 0
-            while last < versions:
+        def run(self, reader, seconds):
+            last, reads, torn, backwards = 0, 0, 0, 0
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
                 version, vec = reader.poll(last)
                 if vec is None:
-                    time.sleep(0)
                     continue
                 reads += 1
-                bad += int(vec.min() != vec.max() or vec[0] != version)
+                torn += int(vec.min() != vec.max() or vec[0] != version)
                 backwards += int(version <= last)
                 last = version
-            return reads, bad, backwards
+            return {"reads": reads, "torn": torn, "backwards": backwards, "last": last}
 
     with make_runtime("process") as rt:
         writer = rt.spawn(Writer, rt.prefix)
         reader = rt.get(writer.call("reader"))
         readers = [rt.spawn(Reader) for _ in range(2)]
-        results = [r.call("run", reader) for r in readers]
-        assert rt.get(writer.call("run"), timeout=30) == versions
-        for reads, bad, backwards in rt.get(results, timeout=30):
-            assert reads >= 10  # they did race the writer
-            assert bad == 0 and backwards == 0
+        rt.get([r.call("run", reader, 0) for r in readers])  # both are up
+        results = [r.call("run", reader, 1.5) for r in readers]
+        final = rt.get(writer.call("run", 1.0), timeout=30)
+        for stats in rt.get(results, timeout=30):
+            assert stats["torn"] == 0 and stats["backwards"] == 0, stats
+            assert stats["reads"] >= 10, stats  # they did race the writer
+            assert stats["last"] <= final
 
 
 # ------------------------------------------------------------- driver death, Ctrl-C
