@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import traceback
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -123,7 +124,7 @@ class InlineRuntime(Runtime):
         self.prefix = f"{driver_prefix()}inline{next(_sessions)}_"
         self._actors: list[InlineActor] = []
         self._boards: list[WeightsBoard] = []
-        self._names = itertools.count(1)
+        self._names: defaultdict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
         self._closed = False
 
     def spawn(
@@ -138,7 +139,7 @@ class InlineRuntime(Runtime):
     ) -> InlineActor:
         if self._closed:
             raise RuntimeError("spawn() after shutdown()")
-        name = name or f"{cls.__name__}-{next(self._names)}"
+        name = name or f"{cls.__name__}-{next(self._names[cls.__name__])}"
         actor = InlineActor(
             self,
             cls,

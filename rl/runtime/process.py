@@ -62,7 +62,7 @@ import sys
 import threading
 import time
 import traceback
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -611,7 +611,7 @@ class ProcessRuntime(Runtime):
         self._dropped_puts: deque[str] = deque()
         self._actors: list[ProcessActor] = []
         self._boards: list[WeightsBoard] = []
-        self._names = itertools.count(1)
+        self._names: defaultdict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
         self._pumping = False
         self._waiting = 0  # threads blocked on the condition, to skip needless notifies
         self._closed = False
@@ -637,7 +637,7 @@ class ProcessRuntime(Runtime):
     ) -> ProcessActor:
         if self._closed:
             raise RuntimeError("spawn() after shutdown()")
-        name = name or f"{cls.__name__}-{next(self._names)}"
+        name = name or f"{cls.__name__}-{next(self._names[cls.__name__])}"
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         cfg = _ChildConfig(name, os.getpid(), self.prefix, num_gpus)
         proc = self._ctx.Process(target=_actor_main, args=(child_conn, cfg), name=name)

@@ -119,7 +119,12 @@ def test_call_get_keeps_order(runtime):
 def test_names_and_resources_are_recorded(runtime):
     a = runtime.spawn(Worker)
     b = runtime.spawn(Worker, num_cpus=2, num_gpus=0, name="learner", resources={"x": 1})
-    assert a.name == "Worker-1"
+
+    class Other:
+        pass
+
+    c, d = runtime.spawn(Other), runtime.spawn(Worker)
+    assert (a.name, c.name, d.name) == ("Worker-1", "Other-1", "Worker-2")
     assert b.name == "learner"
     assert (b.num_cpus, b.num_gpus, b.resources) == (2, 0, {"x": 1})
 
