@@ -516,6 +516,7 @@ def test_weights_board_is_never_torn():
             assert stats["torn"] == 0 and stats["backwards"] == 0, stats
             assert stats["reads"] >= 10, stats  # they did race the writer
             assert stats["last"] <= final
+    assert shm.list_segments(rt.prefix) == []  # the actor-owned board went with the session
 
 
 # ------------------------------------------------------------- driver death, Ctrl-C
