@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 from typing import Any
 
@@ -164,6 +165,9 @@ def _print_config_help(cfg) -> None:
 
 
 def cmd_train(args) -> int:
+    # A shell that starts us in the background leaves SIGINT ignored; `rl train`
+    # promises Ctrl-C semantics (checkpoint, clean exit 130), so take it back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     cfg, stop, _ = _make_config(args)
     if args.help_config:
         _print_config_help(cfg)

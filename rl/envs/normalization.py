@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["RunningMeanStd"]
+__all__ = ["RewardScaler", "RunningMeanStd"]
 
 
 class RunningMeanStd:
@@ -72,3 +72,45 @@ class RunningMeanStd:
     @staticmethod
     def vector_size(shape: tuple[int, ...]) -> int:
         return 2 * int(np.prod(shape)) + 1
+
+
+class RewardScaler:
+    """Scales rewards by the running std of the discounted return (no mean shift).
+
+    Keeps one discounted return per (worker, sub-env) stream across fragments, as
+    ``return = gamma * return * (1 - done_prev) + reward``, folds those returns into
+    a ``RunningMeanStd``, and divides rewards by its std (clipped to ``±clip``).
+    Used by PPO for continuous control (Engstrom et al. 2020, "reward scaling").
+    """
+
+    def __init__(self, gamma: float, clip: float = 10.0, eps: float = 1e-8):
+        self.gamma = float(gamma)
+        self.clip = float(clip)
+        self.eps = float(eps)
+        self.stats = RunningMeanStd(())
+        self.returns: dict[int, np.ndarray] = {}
+
+    def __call__(self, stream: int, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        """Scale a time-major ``[T, N]`` reward fragment of stream ``stream``."""
+        ret = self.returns.get(stream)
+        if ret is None or ret.shape != rewards.shape[1:]:
+            ret = np.zeros(rewards.shape[1:], np.float64)
+        seen = np.empty(rewards.shape, np.float64)
+        for t in range(len(rewards)):
+            ret = ret * self.gamma + rewards[t]
+            seen[t] = ret
+            ret = np.where(dones[t], 0.0, ret)
+        self.returns[stream] = ret
+        self.stats.update(seen.reshape(-1))
+        scaled = rewards / np.sqrt(self.stats.var + self.eps)
+        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+
+    def reset_stream(self, stream: int) -> None:
+        self.returns.pop(stream, None)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {f"stats_{k}": v for k, v in self.stats.state().items()}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.stats.load_state({k[len("stats_"):]: v for k, v in state.items()
+                               if k.startswith("stats_")})

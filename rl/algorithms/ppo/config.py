@@ -41,6 +41,8 @@ class PPOConfig(AlgorithmConfig):
     target_kl: float | None = setting(None, "Stop the epochs early once approx_kl exceeds "
                                       "1.5 x this; null disables", min=0.0)
     normalize_advantages: bool = setting(True, "Normalise advantages per minibatch")
+    normalize_rewards: bool = setting(False, "Scale rewards by the running std of the "
+                                      "discounted return (clip ±10); for continuous control")
 
     def validate(self) -> None:
         super().validate()

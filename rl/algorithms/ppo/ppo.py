@@ -14,6 +14,7 @@ from rl.algorithms.ppo.learner import PPOLearner
 from rl.data import SampleBatch
 from rl.data import columns as C
 from rl.data.returns import compute_gae
+from rl.envs.normalization import RewardScaler
 from rl.learner import LearnerGroup
 from rl.policies import ActorCritic
 
@@ -22,14 +23,18 @@ __all__ = ["PPO", "fragments_to_train_batch"]
 _TRAIN_COLUMNS = (C.OBS, C.ACTIONS, C.LOGP, C.VF_PREDS, C.BEHAVIOUR_LOGITS)
 
 
-def fragments_to_train_batch(results: list[dict[str, Any]], gamma: float,
-                             lam: float) -> SampleBatch:
-    """GAE on each time-major fragment, then one flat batch for SGD."""
+def fragments_to_train_batch(results: list[dict[str, Any]], gamma: float, lam: float,
+                             reward_scaler: RewardScaler | None = None) -> SampleBatch:
+    """GAE on each time-major fragment (rewards optionally scaled), then one flat batch."""
     parts = []
     for r in results:
         b = r["batch"]
+        rewards = b[C.REWARDS]
+        if reward_scaler is not None:
+            dones = b[C.TERMINATEDS] | b[C.TRUNCATEDS]
+            rewards = reward_scaler(r["worker_index"], rewards, dones)
         adv, targets = compute_gae(
-            rewards=b[C.REWARDS], values=b[C.VF_PREDS], next_values=b[C.NEXT_VF_PREDS],
+            rewards=rewards, values=b[C.VF_PREDS], next_values=b[C.NEXT_VF_PREDS],
             terminateds=b[C.TERMINATEDS], truncateds=b[C.TRUNCATEDS], gamma=gamma, lam=lam)
         cols = {k: b[k] for k in _TRAIN_COLUMNS}
         cols[C.ADVANTAGES] = adv
@@ -53,12 +58,17 @@ class PPO(Algorithm):
 
         return LearnerGroup(learner, cfg.num_learners)
 
+    def setup(self) -> None:
+        self.reward_scaler = RewardScaler(self.config.gamma) if self.config.normalize_rewards \
+            else None
+
     def training_step(self) -> dict[str, float]:
         cfg = self.config
         with self.timers("sample"):
             results = self.workers.sample()
             self.ingest_fragments(results)
-            batch = fragments_to_train_batch(results, cfg.gamma, cfg.gae_lambda)
+            batch = fragments_to_train_batch(results, cfg.gamma, cfg.gae_lambda,
+                                             self.reward_scaler)
         with self.timers("learn"):
             metrics = self.learner_group.update(
                 batch,
@@ -67,3 +77,14 @@ class PPO(Algorithm):
             )
         self.sync_weights()
         return metrics
+
+    def extra_state(self):
+        arrays = {"reward_scaler": self.reward_scaler.state()} if self.reward_scaler else {}
+        return {}, {}, arrays
+
+    def load_extra_state(self, path: str, state: dict[str, Any]) -> None:
+        from rl.checkpoint import load_arrays
+
+        saved = load_arrays(path, "reward_scaler")
+        if self.reward_scaler is not None and saved is not None:
+            self.reward_scaler.load_state(saved)
