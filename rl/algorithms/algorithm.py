@@ -70,6 +70,7 @@ class Algorithm(abc.ABC):
         self._stopped = False
         seed = 0 if config.seed is None else config.seed
         torch.manual_seed(seed)
+        self._set_learner_threads()
         self.rng = np.random.default_rng(seed)
         opts = {"address": config.ray_address} if config.backend == "ray" else {}
         self.runtime = make_runtime(config.backend, **opts)
@@ -104,6 +105,18 @@ class Algorithm(abc.ABC):
         if cfg.num_gpus_per_learner > 0 and not torch.cuda.is_available():
             raise ConfigError(f"num_gpus_per_learner={cfg.num_gpus_per_learner} but CUDA is not "
                               "available on this machine; set it to 0")
+
+    def _set_learner_threads(self) -> None:
+        """The learner in the driver gets the cores the worker processes leave free.
+
+        Oversubscribing cores is far worse than leaving one idle: OpenMP threads
+        spin-wait, and a 2-thread learner beside 2 busy workers on 2 cores runs ~20x
+        slower than a 1-thread one (measured).
+        """
+        if self.config.backend == "inline":
+            return
+        free = (os.cpu_count() or 1) - self.config.num_env_runners
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), free)))
 
     def worker_spec(self, num_envs: int | None = None, fragment: int | None = None) -> WorkerSpec:
         cfg = self.config
