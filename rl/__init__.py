@@ -5,14 +5,55 @@ Public API::
     from rl import PPOConfig
     algo = PPOConfig().environment("CartPole-v1").build()
     result = algo.train()
+
+Names load on first use, so ``import rl.runtime`` or ``rl --help`` do not pay for
+importing torch.
 """
 
-from rl.algorithms.algorithm import Algorithm
-from rl.algorithms.impala import IMPALAConfig
-from rl.algorithms.ppo import PPOConfig
-from rl.config import AlgorithmConfig, ConfigError
-from rl.envs import register_env
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Algorithm", "AlgorithmConfig", "ConfigError", "IMPALAConfig", "PPOConfig", "register_env"]
+_EXPORTS = {
+    "Algorithm": "rl.algorithms.algorithm",
+    "AlgorithmConfig": "rl.config",
+    "ConfigError": "rl.config",
+    "DQNConfig": "rl.algorithms.dqn",
+    "IMPALAConfig": "rl.algorithms.impala",
+    "PPOConfig": "rl.algorithms.ppo",
+    "register_env": "rl.envs",
+}
+
+__all__ = [
+    "Algorithm",
+    "AlgorithmConfig",
+    "ConfigError",
+    "DQNConfig",
+    "IMPALAConfig",
+    "PPOConfig",
+    "register_env",
+]
+
+if TYPE_CHECKING:
+    from rl.algorithms.algorithm import Algorithm
+    from rl.algorithms.dqn import DQNConfig
+    from rl.algorithms.impala import IMPALAConfig
+    from rl.algorithms.ppo import PPOConfig
+    from rl.config import AlgorithmConfig, ConfigError
+    from rl.envs import register_env
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
