@@ -1,4 +1,4 @@
-"""The ``rl`` command line: ``rl train | evaluate | list``.
+"""The ``rl`` command line: ``rl train | evaluate | bench | plot | list``.
 
 User errors (unknown algorithm, env, config key or value, missing or broken file,
 an action space the algorithm cannot handle) exit 2 with one line that says what
@@ -80,6 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--episodes", type=int, default=10)
     e.add_argument("--json", action="store_true")
     e.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    b = sub.add_parser("bench", help="run tuned examples over seeds and write a report")
+    b.add_argument("paths", nargs="*", default=["tuned_examples"], metavar="FILE_OR_DIR",
+                   help="tuned-example files or directories (default: tuned_examples)")
+    b.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (0,1,2)")
+    b.add_argument("--out", default="bench_out", help="report directory (bench_out)")
+    b.add_argument("--backend", choices=["process", "inline", "ray"],
+                   help="override each example's backend")
+    b.add_argument("--as-test", action="store_true", help="exit 1 if any example fails")
+    b.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    pl = sub.add_parser("plot", help="plot learning curves from run directories")
+    pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    pl.add_argument("-o", "--output", default="curves.png", help="PNG file (curves.png)")
+    pl.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     sub.add_parser("list", help="list algorithms and example envs")
     return p
@@ -253,6 +268,31 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from rl.bench import collect_examples, run_bench
+    from rl.config import ConfigError
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from None
+    runs = run_bench(collect_examples(args.paths), seeds, args.out, backend=args.backend)
+    failed = [f"{path} seed {r.seed}" for path, rs in runs.items() for r in rs if not r.passed]
+    print(f"report: {os.path.join(args.out, 'report.md')}", file=sys.stderr)
+    if failed:
+        print("failed: " + "; ".join(failed), file=sys.stderr)
+    return 1 if args.as_test and failed else 0
+
+
+def cmd_plot(args) -> int:
+    from rl.bench import plot_runs
+
+    plot_runs(args.run_dirs, args.output)
+    print(args.output)
+    return 0
+
+
 def cmd_list(args) -> int:
     from rl.algorithms.registry import ALGORITHMS
 
@@ -275,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "list": cmd_list}
+    handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench,
+                "plot": cmd_plot, "list": cmd_list}
     try:
         return handlers[args.command](args)
     except UsageError as e:

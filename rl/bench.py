@@ -1,0 +1,249 @@
+"""``rl bench`` and ``rl plot``: run tuned examples over seeds, write a report with curves.
+
+``run_bench`` runs every tuned example once per seed (sequentially, each in this
+process, logging to ``<out>/runs/``), then writes ``<out>/report.md``: one row per
+example with the seeds that passed, the median env steps and wall time to the pass
+criterion, the final return mean ± std over seeds, and the published reference; and
+one learning-curve PNG per example (return vs env steps: mean and min-max range over
+seeds, the pass threshold drawn). Plots need matplotlib (the ``bench`` extra).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rl.config import ConfigError
+from rl.experiment import TunedExample, fit, load_example
+
+__all__ = ["SeedRun", "collect_examples", "plot_runs", "run_bench", "write_report"]
+
+
+@dataclass
+class SeedRun:
+    """The outcome of one (example, seed) run."""
+
+    seed: int
+    passed: bool
+    steps_to_pass: int | None
+    time_to_pass_s: float | None
+    final_return: float
+    env_steps: int
+    wall_s: float
+    run_dir: str
+    curve: list[tuple[int, float]] = field(default_factory=list)
+
+
+def collect_examples(paths: list[str]) -> list[str]:
+    """YAML files from files and directories (recursively), sorted."""
+    files: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            files += glob.glob(os.path.join(path, "**", "*.yaml"), recursive=True)
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise ConfigError(f"{path!r} is neither a tuned-example file nor a directory")
+    if not files:
+        raise ConfigError(f"no tuned-example .yaml files found in {paths}")
+    return sorted(files)
+
+
+def criteria_met(criteria: dict[str, float], result: dict[str, Any]) -> bool:
+    """``{key: threshold}`` pass criteria: every key's value >= its threshold."""
+    for key, threshold in criteria.items():
+        value = result.get(key)
+        if value is None or (isinstance(value, float) and math.isnan(value)) or value < threshold:
+            return False
+    return True
+
+
+def run_seed(example: TunedExample, seed: int, out: str, backend: str | None = None) -> SeedRun:
+    cfg = example.config.copy().set(seed=seed)
+    if backend:
+        cfg.set(backend=backend)
+    criteria = example.pass_criteria or (
+        {"episode_return_mean": example.stop.episode_return_mean}
+        if example.stop.episode_return_mean is not None else {})
+    first_pass: dict[str, Any] = {}
+    curve: list[tuple[int, float]] = []
+    start = time.perf_counter()
+
+    def on_result(result: dict[str, Any]) -> None:
+        ret = result.get("episode_return_mean")
+        if ret is not None and not math.isnan(ret):
+            curve.append((int(result["env_steps_total"]), float(ret)))
+        if not first_pass and criteria and criteria_met(criteria, result):
+            first_pass.update(steps=result["env_steps_total"], time=time.perf_counter() - start)
+
+    with cfg.build() as algo:
+        algo.attach_logger(os.path.join(out, "runs"), console=None)
+        result, _ = fit(algo, example.stop, checkpoint_at_end=False, on_result=on_result)
+        run_dir = algo.run_dir or ""
+    return SeedRun(seed=seed, passed=bool(first_pass), steps_to_pass=first_pass.get("steps"),
+                   time_to_pass_s=first_pass.get("time"),
+                   final_return=float(result.get("episode_return_mean", float("nan"))),
+                   env_steps=int(result.get("env_steps_total", 0)),
+                   wall_s=time.perf_counter() - start, run_dir=run_dir, curve=curve)
+
+
+def run_bench(files: list[str], seeds: list[int], out: str, backend: str | None = None,
+              console=sys.stderr) -> dict[str, list[SeedRun]]:
+    """Run every example for every seed; returns ``{file: [SeedRun, ...]}``."""
+    examples = [load_example(f) for f in files]  # every file validated before any run
+    os.makedirs(out, exist_ok=True)
+    runs: dict[str, list[SeedRun]] = {}
+    total, done = len(examples) * len(seeds), 0
+    for example in examples:
+        runs[example.path] = []
+        for seed in seeds:
+            done += 1
+            if console is not None:
+                console.write(f"[{done}/{total}] {example.algo} {example.env} seed {seed} ... ")
+                console.flush()
+            run = run_seed(example, seed, out, backend)
+            runs[example.path].append(run)
+            if console is not None:
+                verdict = "PASS" if run.passed else "FAIL"
+                console.write(f"{verdict} return {run.final_return:.1f} at "
+                              f"{run.env_steps:,} steps in {run.wall_s:.0f}s\n")
+        write_report(examples, runs, out)
+    return runs
+
+
+def _median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def write_report(examples: list[TunedExample], runs: dict[str, list[SeedRun]], out: str) -> str:
+    """Write ``report.md`` (and one PNG per example when matplotlib is installed)."""
+    lines = ["# rl bench report", "",
+             "| algo | env | passed | median steps to pass | median time to pass | "
+             "final return (mean ± std) | reference |",
+             "|---|---|---|---|---|---|---|"]
+    for example in examples:
+        seed_runs = runs.get(example.path, [])
+        if not seed_runs:
+            continue
+        passed = sum(r.passed for r in seed_runs)
+        steps = _median([r.steps_to_pass for r in seed_runs])
+        wall = _median([r.time_to_pass_s for r in seed_runs])
+        finals = [r.final_return for r in seed_runs]
+        ref = example.reference
+        ref_text = (f"{ref.get('value', '?')} @ {ref.get('budget', '?')} steps "
+                    f"({ref.get('source', '?')})") if ref else "—"
+        lines.append(
+            f"| {example.algo} | {example.env} | {passed}/{len(seed_runs)} | "
+            f"{f'{steps:,.0f}' if steps is not None else '—'} | "
+            f"{f'{wall:.1f} s' if wall is not None else '—'} | "
+            f"{np.mean(finals):.1f} ± {np.std(finals):.1f} | {ref_text} |")
+        png = _png_name(example)
+        threshold = (example.pass_criteria or {}).get("episode_return_mean")
+        if plot_curves({f"seed {r.seed}": r.curve for r in seed_runs},
+                       os.path.join(out, png), f"{example.algo} {example.env}", threshold):
+            lines.append("")
+            lines.append(f"![{example.algo} {example.env}]({png})")
+            lines.append("")
+    path = os.path.join(out, "report.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(out, "runs.json"), "w") as f:
+        json.dump({k: [r.__dict__ for r in v] for k, v in runs.items()}, f, indent=1)
+    return path
+
+
+def _png_name(example: TunedExample) -> str:
+    stem = os.path.splitext(os.path.basename(example.path))[0]
+    return f"{example.algo}_{stem}.png"
+
+
+def plot_curves(curves: dict[str, list[tuple[int, float]]], path: str, title: str,
+                threshold: float | None = None) -> bool:
+    """Mean and min-max range of return-vs-steps curves; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    curves = {k: v for k, v in curves.items() if v}
+    if not curves:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    end = max(c[-1][0] for c in curves.values())
+    grid = np.linspace(0, end, 200)
+    interpolated = []
+    for points in curves.values():
+        xs, ys = zip(*points)
+        # A curve ends when its run stopped (often on reaching the threshold): hold its
+        # last value so the mean stays defined out to the longest run.
+        interpolated.append(np.interp(grid, xs, ys, left=np.nan, right=ys[-1]))
+    stacked = np.vstack(interpolated)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(stacked, axis=0)
+            lo, hi = np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0)
+    ax.fill_between(grid, lo, hi, alpha=0.25, label=f"range over {len(curves)} runs")
+    ax.plot(grid, mean, label="mean")
+    if threshold is not None:
+        ax.axhline(threshold, color="k", linestyle="--", linewidth=1, label=f"pass {threshold:g}")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("episode_return_mean")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def read_curve(run_dir: str) -> list[tuple[int, float]]:
+    """``(env_steps_total, episode_return_mean)`` pairs from a run's ``result.jsonl``."""
+    path = os.path.join(run_dir, "result.jsonl")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{run_dir!r} has no result.jsonl")
+    points = []
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            ret = r.get("episode_return_mean")
+            if ret is not None:
+                points.append((int(r["env_steps_total"]), float(ret)))
+    return points
+
+
+def plot_runs(run_dirs: list[str], output: str) -> None:
+    """``rl plot``: curves from ``result.jsonl`` files, one line per run, into a PNG."""
+    curves = {os.path.basename(os.path.normpath(d)): read_curve(d) for d in run_dirs}
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("rl plot needs matplotlib: pip install 'rl[bench]'") from None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, points in curves.items():
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, label=name)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("episode_return_mean")
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(output, dpi=100)
+    plt.close(fig)
