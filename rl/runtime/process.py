@@ -4,11 +4,11 @@ Data flow::
 
     driver process                                     actor process (one per actor)
     ───────────────────────────────────────────        ──────────────────────────────────
-    h.call("m", x) ── Call frame ───── socketpair ───▶ _serve(): recv, run m(x), reply
+    h.call("m", x) ── Call frame ───── socketpair ───▶ serve(): recv, run m(x), reply
        │ arrays >= 64 KiB: export_array ─▶ /dev/shm ─▶ take_array (map + unlink)
-       │ put refs: payload once per actor ───────────▶ _PUT_CACHE[key] (read-only views)
+       │ put refs: payload once per actor ───────────▶ PUT_CACHE[key] (read-only views)
        ▼                                                          │
-    slot table  key -> value | error ◀── Result / Failure frame ◀─ _Outbox (never blocks)
+    slot table  key -> value | error ◀── Result / Failure frame ◀─ Outbox (never blocks)
        ▲        (results of other refs        big results: /dev/shm ─▶ take_array
        │         are buffered here)
     rt.get / rt.wait: one thread at a time "pumps": poll() over every actor's
@@ -16,38 +16,28 @@ Data flow::
     wait on a Condition. A readable sentinel means the actor is gone: what it sent
     before dying is delivered, every other pending call fails with ActorDiedError.
 
-A frame is an 8-byte call key followed by one pickle of a small slotted message
-(``Init``, ``Call``, ``Result``, ``Failure``, ``Blob``; ``None`` stops the actor). The key
-travels outside the pickle so that a message that fails to unpickle can still be
-answered. A frame above 64 KiB travels through a segment (``Blob``), so the sockets only
-carry small frames. The actor sends without blocking and keeps reading calls while its
-replies wait (``_Outbox``), so a driver that issues thousands of calls before reading
-any answer cannot deadlock against it.
+This module is the driver side. The frames and their pickling are in
+``rl.runtime.wire``; the actor process (its start, init and loop) is in
+``rl.runtime.actor_loop``.
 
 The poll set is kept across calls (``select.poll``, fds added at spawn and removed at
 death) rather than rebuilt per wait as ``multiprocessing.connection.wait`` does; it
 watches the same sentinels, with less work on the hot path.
 
-Pickling is cloudpickle (classes from ``__main__``, closures and lambdas work) with one
-override: numpy arrays of at least ``shm_threshold`` bytes, anywhere in a message, are
-copied into shared memory and unpickle as zero-copy views (see ``rl.runtime.shm`` for who
-unlinks what).
-
-Stop and kill: ``shutdown()`` sends every actor the ``None`` sentinel, so calls already
-queued still get their answers, for up to ``shutdown_timeout`` seconds; then it SIGKILLs
-what is left and fails the remaining refs with ``ActorDiedError``. ``h.kill()`` is SIGKILL
-at once. Children watch the driver's pid (a pidfd; with forkserver the OS parent is the
+Stop and kill: ``shutdown()`` sends every actor the stop frame, so calls already queued
+still get their answers, for up to ``shutdown_timeout`` seconds; then it SIGKILLs what is
+left and fails the remaining refs with ``ActorDiedError``. ``h.kill()`` is SIGKILL at
+once. Children watch the driver's pid (a pidfd; with forkserver the OS parent is the
 forkserver, not the driver) and, if it dies, sweep the driver's segments and exit.
 
-Like every spawn/forkserver program, a driver script needs an
-``if __name__ == "__main__":`` guard, because each child imports the main module.
+Actors never import the driver's ``__main__`` (see ``rl.runtime.actor_loop``), so a
+driver needs no ``if __name__ == "__main__":`` guard and may be fed through stdin.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import io
 import itertools
 import multiprocessing as mp
@@ -56,9 +46,6 @@ import os
 import pickle
 import select
 import signal
-import socket
-import struct
-import sys
 import threading
 import time
 import traceback
@@ -67,10 +54,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import cloudpickle
-import numpy as np
-
-from rl.runtime import shm
+from rl.runtime import shm, wire
+from rl.runtime.actor_loop import ChildConfig, actor_main, actor_process_class
 from rl.runtime.base import (
     ActorDiedError,
     ActorHandle,
@@ -80,336 +65,49 @@ from rl.runtime.base import (
     Runtime,
     WeightsBoard,
 )
+from rl.runtime.wire import KEY, SHM_THRESHOLD, STOP_FRAME, Call, Init, Result
 
-__all__ = ["ProcessRuntime"]
-
-SHM_THRESHOLD = 64 * 1024
-"""Bytes from which an array (or a whole frame) travels through shared memory."""
+__all__ = ["DEFAULT_PRELOAD", "SHM_THRESHOLD", "ProcessActor", "ProcessRuntime"]
 
 DEFAULT_PRELOAD = ("numpy", "torch", "gymnasium", "cloudpickle", "rl", "rl.runtime.process")
 """Modules the forkserver imports once, so that each actor starts in milliseconds."""
 
-_KEY = struct.Struct("<q")
-_STOP = _KEY.pack(0) + pickle.dumps(None)
 _session_ids = itertools.count()
 
 
-# ---------------------------------------------------------------------------- messages
+class _Pickler(wire.Pickler):
+    """The driver's pickler: the wire's, plus object refs.
 
-
-@dataclass(slots=True)
-class Init:
-    """First frame to an actor: what to construct."""
-
-    cls: type
-    args: tuple
-    kwargs: dict
-
-    def __reduce__(self):
-        return Init, (self.cls, self.args, self.kwargs)
-
-
-@dataclass(slots=True)
-class Call:
-    """Run ``method(*args, **kwargs)``; ``free`` lists put keys the actor may forget."""
-
-    method: str
-    args: tuple
-    kwargs: dict
-    free: tuple[str, ...] = ()
-
-    def __reduce__(self):
-        return Call, (self.method, self.args, self.kwargs, self.free)
-
-
-@dataclass(slots=True)
-class Result:
-    """A call's return value."""
-
-    value: Any
-
-    def __reduce__(self):
-        return Result, (self.value,)
-
-
-@dataclass(slots=True)
-class Failure:
-    """A call raised; ``exc`` is the pickled exception when it pickles."""
-
-    type_name: str
-    message: str
-    traceback: str
-    exc: bytes | None = None
-
-    def __reduce__(self):
-        return Failure, (self.type_name, self.message, self.traceback, self.exc)
-
-    def to_error(self, actor_name: str) -> RemoteError:
-        cause = None
-        if self.exc is not None:
-            with contextlib.suppress(Exception):
-                cause = pickle.loads(self.exc)
-        return RemoteError(actor_name, self.type_name, self.message, self.traceback, cause)
-
-
-@dataclass(slots=True)
-class Blob:
-    """Stands in for a frame too large for the pipe; the pickle is in a segment."""
-
-    name: str
-    nbytes: int
-
-    def __reduce__(self):
-        return Blob, (self.name, self.nbytes)
-
-
-# ------------------------------------------------------------------------ serialization
-
-_MESSAGES = frozenset({Init, Call, Result, Failure, Blob})
-
-_PUT_CACHE: dict[str, Any] = {}  # actor side: put key -> value, until the driver frees it
-
-
-def _resolve_put(key: str, payload: bytes | None) -> Any:
-    if payload is None:
-        return _PUT_CACHE[key]
-    if key not in _PUT_CACHE:
-        _PUT_CACHE[key] = pickle.loads(payload)
-    return _PUT_CACHE[key]
-
-
-class _Pickler(cloudpickle.Pickler):
-    """cloudpickle plus: large arrays into segments, put refs by key, call refs refused.
+    A put ref travels as ``resolve_put(key, payload)``, with the payload only the first
+    time the receiving actor sees it; a call ref is refused with a hint.
 
     Args:
-        file: where the pickle goes.
-        prefix: segment name prefix of the session.
-        threshold: arrays with at least this many bytes go to shared memory.
-        borrow: segments stay owned by the writer (``put``), else the receiver takes them.
-        sent_puts: put keys the receiving actor already holds (``None``: no put refs).
+        sent_puts: put keys the receiving actor already holds (``None``: refs refused,
+            as inside a ``put`` value).
+
+    Attributes:
+        puts: the put refs it wrote (pinned until the call is answered).
     """
 
     def __init__(self, file, prefix, threshold, *, borrow=False, sent_puts=None):
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self.prefix = prefix
-        self.threshold = threshold
-        self.open_array = shm.borrow_array if borrow else shm.take_array
+        super().__init__(file, prefix, threshold, borrow=borrow)
         self.sent_puts = sent_puts
-        self.segments: list[str] = []
         self.puts: list[_PutRef] = []
 
     def reducer_override(self, obj):
         kind = type(obj)
-        if kind in _MESSAGES:  # the hot path: skip cloudpickle's checks for our own types
-            return obj.__reduce__()
-        if kind is type and obj in _MESSAGES:
-            return NotImplemented  # pickled by reference, as any importable class
-        if kind is np.ndarray and obj.nbytes >= self.threshold and not obj.dtype.hasobject:
-            seg = shm.export_array(obj, self.prefix)
-            self.segments.append(seg.name)
-            return self.open_array, (seg.name, seg.dtype, seg.shape)
         if kind is _PutRef:
             if self.sent_puts is None:
                 raise TypeError("an ObjectRef cannot be stored inside a put() value")
             self.puts.append(obj)
             payload = None if obj.key in self.sent_puts else obj.record.payload
-            return _resolve_put, (obj.key, payload)
+            return wire.resolve_put, (obj.key, payload)
         if kind is _CallRef:
             raise TypeError(
                 f"{obj!r} is the result of a call; pass rt.get(ref), or rt.put(value) "
                 "to share one value among actors"
             )
         return super().reducer_override(obj)
-
-
-def _encode(key: int, msg: Any, pickler_args: tuple, **pickler_kw) -> tuple[bytes, _Pickler]:
-    """One frame for ``msg``; on error every segment it created is unlinked."""
-    buf = io.BytesIO()
-    buf.write(_KEY.pack(key))
-    pickler = _Pickler(buf, *pickler_args, **pickler_kw)
-    try:
-        pickler.dump(msg)
-        if buf.tell() <= SHM_THRESHOLD:
-            return buf.getvalue(), pickler
-        name = shm.write_bytes(pickler.prefix, buf.getbuffer()[_KEY.size :])
-        pickler.segments.append(name)
-        blob = Blob(name, buf.tell() - _KEY.size)
-        return _KEY.pack(key) + pickle.dumps(blob, pickle.HIGHEST_PROTOCOL), pickler
-    except BaseException:
-        for name in pickler.segments:
-            shm.unlink(name)
-        raise
-
-
-def _decode(frame: bytes) -> Any:
-    msg = pickle.loads(memoryview(frame)[_KEY.size :])
-    if type(msg) is Blob:
-        msg = pickle.loads(shm.read_bytes(msg.name, msg.nbytes))
-    return msg
-
-
-def _failure(exc: BaseException, context: str = "") -> Failure:
-    try:
-        pickled = cloudpickle.dumps(exc)
-    except Exception:
-        pickled = None
-    message = f"{context}{exc}"
-    return Failure(type(exc).__name__, message, traceback.format_exc(), pickled)
-
-
-# --------------------------------------------------------------------------- actor side
-
-
-@dataclass(slots=True)
-class _ChildConfig:
-    name: str
-    driver_pid: int
-    prefix: str
-    num_gpus: float
-
-
-def _actor_main(conn, cfg: _ChildConfig) -> None:
-    """Entry point of an actor process: init, then the loop."""
-    driver = _init_process(cfg)
-    try:
-        _serve(conn, cfg.prefix)
-    finally:
-        if select.select([driver], [], [], 0)[0]:
-            shm.sweep(shm.driver_prefix(cfg.driver_pid))
-
-
-def _init_process(cfg: _ChildConfig) -> int:
-    """Name the process, leave Ctrl-C to the driver, one torch thread, watch the driver.
-
-    Returns a pidfd that becomes readable when the driver exits.
-    """
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = "1"
-    if cfg.num_gpus == 0:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    with contextlib.suppress(OSError, AttributeError):
-        # PR_SET_NAME (15) sets /proc/PID/comm (15 bytes), what ps and top show.
-        ctypes.CDLL(None, use_errno=True).prctl(15, f"rl:{cfg.name}".encode()[:15], 0, 0, 0)
-    mp.current_process().name = cfg.name
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
-    try:
-        driver = os.pidfd_open(cfg.driver_pid)
-    except ProcessLookupError:
-        shm.sweep(shm.driver_prefix(cfg.driver_pid))
-        os._exit(1)
-    threading.Thread(
-        target=_watch_driver, args=(driver, cfg.driver_pid), name="rl-watch-driver", daemon=True
-    ).start()
-    return driver
-
-
-def _watch_driver(pidfd: int, driver_pid: int) -> None:
-    # Blocks without a timeout: the pidfd turns readable exactly when the driver exits,
-    # however it exits (SIGKILL included), while the main thread may be busy in a method.
-    select.select([pidfd], [], [])
-    shm.sweep(shm.driver_prefix(driver_pid))
-    os._exit(1)
-
-
-class _Outbox:
-    """The actor's sending side. It never blocks, so the actor always keeps reading.
-
-    If the driver issues many calls without reading results, both socket buffers could
-    fill, the actor blocked writing a result and the driver blocked writing a call. So
-    replies are sent with ``MSG_DONTWAIT`` and whatever does not fit waits here until the
-    socket is writable again; the driver's sends then always make progress.
-    """
-
-    # multiprocessing.Connection's framing (a 4-byte big-endian length), so the driver
-    # reads these with recv_bytes. Frames are at most SHM_THRESHOLD bytes, far below the
-    # 2 GiB where Connection switches to a longer header.
-    _HEADER = struct.Struct("!i")
-
-    def __init__(self, conn):
-        self.fd = conn.fileno()
-        self._sock = socket.socket(fileno=os.dup(self.fd))
-        self._queue: deque[memoryview] = deque()
-        self.partial = False
-        """The first queued frame is half sent: the driver may be blocked reading it."""
-
-    def __bool__(self) -> bool:
-        return bool(self._queue)
-
-    def put(self, frame: bytes) -> None:
-        self._queue.append(memoryview(self._HEADER.pack(len(frame)) + frame))
-        if len(self._queue) == 1:
-            self.flush()
-
-    def flush(self, *, block: bool = False) -> None:
-        flags = 0 if block else socket.MSG_DONTWAIT
-        while self._queue:
-            head = self._queue[0]
-            try:
-                sent = self._sock.send(head, flags)
-            except BlockingIOError:
-                return
-            if sent < len(head):
-                self._queue[0] = head[sent:]
-                self.partial = True
-                continue
-            self._queue.popleft()
-            self.partial = False
-
-
-def _serve(conn, prefix: str) -> None:
-    """The actor loop: one frame in, one frame out, until ``None`` or EOF."""
-    outbox = _Outbox(conn)
-    inbox: deque[bytes] = deque()
-    instance: Any = None
-    broken: Failure | None = None
-    pickler_args = (prefix, SHM_THRESHOLD)
-    while True:
-        try:
-            # Never start a method while a reply is half sent (the driver would wait for
-            # its tail that long), and keep reading meanwhile so the driver never blocks.
-            while outbox.partial or (outbox and not inbox):
-                readable, writable, _ = select.select([outbox.fd], [outbox.fd], [])
-                if writable:
-                    outbox.flush()
-                if readable:
-                    inbox.append(conn.recv_bytes())
-            frame = inbox.popleft() if inbox else conn.recv_bytes()
-        except (EOFError, OSError):
-            return
-        key = _KEY.unpack_from(frame)[0]
-        try:
-            msg = _decode(frame)
-            if msg is None:
-                with contextlib.suppress(OSError):
-                    outbox.flush(block=True)  # answers to calls queued before the stop
-                return
-            if type(msg) is Init:
-                try:
-                    instance = msg.cls(*msg.args, **msg.kwargs)
-                except Exception as exc:
-                    broken = _failure(exc, f"constructing {msg.cls.__name__} failed: ")
-                continue
-            for put_key in msg.free:
-                _PUT_CACHE.pop(put_key, None)
-            if broken is not None:
-                reply = broken
-            else:
-                reply = Result(getattr(instance, msg.method)(*msg.args, **msg.kwargs))
-        except Exception as exc:
-            if key == 0:  # the Init frame
-                broken = _failure(exc, "unpickling the actor's class or arguments failed: ")
-                continue
-            reply = _failure(exc)
-        try:
-            out, _ = _encode(key, reply, pickler_args)
-        except Exception as exc:
-            out, _ = _encode(key, _failure(exc, "the result could not be pickled: "), pickler_args)
-        try:
-            outbox.put(out)
-        except OSError:
-            return  # the driver is gone; the session sweep removes our segments
 
 
 # -------------------------------------------------------------------------- driver side
@@ -518,10 +216,12 @@ class ProcessActor(ActorHandle):
             free, self._free = self._free, []
         with self._send_lock:
             try:
-                frame, pickler = _encode(
+                frame, pickler = wire.encode(
                     key,
                     Call(method, args, kwargs, tuple(free)),
-                    (rt.prefix, rt.shm_threshold),
+                    rt.prefix,
+                    rt.shm_threshold,
+                    pickler_cls=_Pickler,
                     sent_puts=self._sent_puts,
                 )
             except BaseException:
@@ -594,6 +294,7 @@ class ProcessRuntime(Runtime):
         self._ctx = mp.get_context(start_method)
         if start_method == "forkserver":
             self._ctx.set_forkserver_preload(list(preload))
+        self._process_class = actor_process_class(start_method)
         self.shm_threshold = shm_threshold
         self.shutdown_timeout = shutdown_timeout
         self.prefix = f"{shm.driver_prefix()}{next(_session_ids)}_"
@@ -639,13 +340,14 @@ class ProcessRuntime(Runtime):
             raise RuntimeError("spawn() after shutdown()")
         name = name or f"{cls.__name__}-{next(self._names[cls.__name__])}"
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        cfg = _ChildConfig(name, os.getpid(), self.prefix, num_gpus)
-        proc = self._ctx.Process(target=_actor_main, args=(child_conn, cfg), name=name)
+        cfg = ChildConfig(name, os.getpid(), self.prefix, num_gpus)
+        proc = self._process_class(target=actor_main, args=(child_conn, cfg), name=name)
         with self._proc_lock:
             proc.start()
         child_conn.close()
         actor = ProcessActor(self, proc, parent_conn, name, num_cpus, num_gpus, resources)
-        frame, _ = _encode(0, Init(cls, args, kwargs), (self.prefix, self.shm_threshold))
+        frame, _ = wire.encode(0, Init(cls, args, kwargs), self.prefix, self.shm_threshold,
+                               pickler_cls=_Pickler)
         with contextlib.suppress(OSError):
             parent_conn.send_bytes(frame)
         with self._lock:
@@ -862,10 +564,10 @@ class ProcessRuntime(Runtime):
             self._deliver(actor, frame)
 
     def _deliver(self, actor: ProcessActor, frame: bytes) -> None:
-        key = _KEY.unpack_from(frame)[0]
+        key = KEY.unpack_from(frame)[0]
         value, error = None, None
         try:
-            msg = _decode(frame)
+            msg = wire.decode(frame)
             if type(msg) is Result:
                 value = msg.value
             else:
@@ -927,7 +629,7 @@ class ProcessRuntime(Runtime):
             return
         try:
             os.set_blocking(actor._conn.fileno(), False)
-            actor._conn.send_bytes(_STOP)
+            actor._conn.send_bytes(STOP_FRAME)
         except OSError:
             pass
         finally:

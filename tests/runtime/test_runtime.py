@@ -74,9 +74,9 @@ class Worker:
         return float(np.sum(x["w"])) + x["bias"]
 
     def put_cache_size(self) -> int:
-        from rl.runtime import process
+        from rl.runtime import wire
 
-        return len(process._PUT_CACHE)
+        return len(wire.PUT_CACHE)
 
     def unpicklable(self):
         return threading.Lock()
@@ -575,3 +575,43 @@ def test_driver_death_takes_actors_and_segments(sig, pid_alive, wait_gone):
     finally:
         driver.kill()
         driver.wait()
+
+
+# ------------------------------------------------------------- drivers without a main guard
+
+UNGUARDED_DRIVER = textwrap.dedent(
+    """
+    from rl.runtime import make_runtime
+
+    class Scaler:
+        def __init__(self, k):
+            self.k = k
+
+        def apply(self, fn, x):
+            return fn(x) * self.k
+
+    def triple(x):
+        return 3 * x
+
+    print("driver body", flush=True)
+    for method in ("forkserver", "spawn"):
+        with make_runtime("process", start_method=method) as rt:
+            actor = rt.spawn(Scaler, 2)
+            print(method, rt.get(actor.call("apply", triple, 1), timeout=60), flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("how", ["stdin", "script"])
+def test_drivers_need_no_main_guard(how, tmp_path):
+    """Actors never import the driver's __main__: stdin and unguarded scripts work."""
+    if how == "stdin":
+        cmd, stdin = [sys.executable, "-"], UNGUARDED_DRIVER
+    else:
+        script = tmp_path / "driver.py"
+        script.write_text(UNGUARDED_DRIVER)
+        cmd, stdin = [sys.executable, str(script)], None
+    out = subprocess.run(cmd, input=stdin, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    # The body ran once: no child re-ran the script.
+    assert out.stdout.splitlines() == ["driver body", "forkserver 6", "spawn 6"], out.stderr
