@@ -23,3 +23,10 @@ def test_ppo_cartpole(seed):
     result = run_example("ppo/cartpole.yaml", seed)
     assert result["episode_return_mean"] >= 475, result
     assert result["env_steps_total"] <= 100_000 + 1024
+
+
+@pytest.mark.learning
+def test_ppo_pendulum():
+    result = run_example("ppo/pendulum.yaml", 0)
+    assert result["episode_return_mean"] >= -250, result
+    assert result["env_steps_total"] <= 300_000 + 2048
