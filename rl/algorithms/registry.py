@@ -11,6 +11,7 @@ __all__ = ["ALGORITHMS", "UnknownAlgorithmError", "algorithm_class", "config_cla
 ALGORITHMS: dict[str, tuple[str, str, str]] = {
     "ppo": ("rl.algorithms.ppo", "PPO", "PPOConfig"),
     "impala": ("rl.algorithms.impala", "IMPALA", "IMPALAConfig"),
+    "dqn": ("rl.algorithms.dqn", "DQN", "DQNConfig"),
 }
 
 

@@ -1,0 +1,229 @@
+"""DQN: epsilon-greedy workers, n-step replay in the driver, a fixed replay ratio.
+
+Mnih et al. 2015 (Nature 518), with double Q (van Hasselt et al. 2016,
+arXiv:1509.06461), dueling heads (Wang et al. 2016, arXiv:1511.06581), prioritised
+replay (Schaul et al. 2016, arXiv:1511.05952) and n-step returns; see the DQN
+checklist in shared/REFERENCE.md.
+
+One round of an iteration::
+
+    workers.sample(epsilon)  --[T, N] fragments-->  NStepAccumulator (one per worker)
+        --transitions-->  replay buffer (driver)
+        --round(training_intensity * new env steps) x [sample batch -> learner step
+          -> priorities]-->  sync_weights
+
+An iteration runs rounds until it has sampled ``min_sample_timesteps_per_iteration``
+env steps, so fragments stay short (sampling and learning interleave finely) while
+result rows stay few.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rl import checkpoint as ckpt
+from rl.algorithms.algorithm import Algorithm
+from rl.algorithms.dqn.config import DQNConfig
+from rl.algorithms.dqn.learner import TD_ERRORS, DQNLearner
+from rl.data import columns as C
+from rl.data.replay import NStepAccumulator, PrioritizedReplayBuffer, ReplayBuffer
+from rl.learner import LearnerGroup
+from rl.policies import QNetwork
+
+__all__ = ["DQN"]
+
+REPLAY_SIZE = "replay/size"
+_REPLAY_ARRAYS = "replay"
+
+
+class DQN(Algorithm):
+    """Deep Q-learning with double Q, dueling heads, PER and n-step returns."""
+
+    config_class = DQNConfig
+    config: DQNConfig
+    action_spaces = ("Discrete",)
+    policy_kind = "q"
+
+    # ------------------------------------------------------------------ construction
+    def policy_options(self) -> dict[str, Any]:
+        return {"dueling": self.config.dueling}
+
+    def make_learner_group(self) -> LearnerGroup:
+        cfg = self.config
+        obs_space, action_space, model = self.obs_space, self.action_space, self.model_config
+
+        def learner():
+            # The same QNetwork layout as the workers' QPolicy: published weights match.
+            return DQNLearner(lambda: QNetwork(obs_space, action_space, model,
+                                               dueling=cfg.dueling), cfg, cfg.device)
+
+        return LearnerGroup(learner, cfg.num_learners)
+
+    def setup(self) -> None:
+        cfg = self.config
+        self.replay: ReplayBuffer
+        if cfg.prioritized_replay:
+            self.replay = PrioritizedReplayBuffer(
+                cfg.replay_buffer_capacity, alpha=cfg.prioritized_replay_alpha,
+                beta=cfg.prioritized_replay_beta, eps=cfg.prioritized_replay_eps)
+        else:
+            self.replay = ReplayBuffer(cfg.replay_buffer_capacity)
+        # One accumulator per worker stream, and the worker's restart count when it
+        # was created: a restarted worker starts new episodes, so its stream broke.
+        self._accumulators: dict[int, tuple[int, NStepAccumulator]] = {}
+        self.update_credit = 0.0  # fractional gradient updates owed to sampled steps
+        self.last_target_update = 0  # env_steps_total at the last hard target update
+        self.num_updates_total = 0
+        self.num_target_updates = 0
+
+    # ------------------------------------------------------------------ schedules
+    def epsilon(self) -> float:
+        """Linear decay from epsilon_initial to epsilon_final over epsilon_timesteps."""
+        cfg = self.config
+        if cfg.epsilon_timesteps == 0:
+            return cfg.epsilon_final
+        frac = min(1.0, self.env_steps_total / cfg.epsilon_timesteps)
+        return cfg.epsilon_initial + frac * (cfg.epsilon_final - cfg.epsilon_initial)
+
+    def beta(self) -> float:
+        """Importance-weight exponent, annealed over the schedule horizon."""
+        cfg = self.config
+        return self.schedule(cfg.prioritized_replay_beta, cfg.prioritized_replay_beta_final)
+
+    # ------------------------------------------------------------------ the loop
+    def training_step(self) -> dict[str, float]:
+        cfg = self.config
+        sums: dict[str, float] = {}
+        num_updates = 0
+        goal = self.env_steps_total + cfg.min_sample_timesteps_per_iteration
+        while self.env_steps_total < goal:
+            epsilon = self.epsilon()
+            with self.timers("sample"):
+                steps_before = self.env_steps_total
+                results = self.workers.sample(epsilon=epsilon)
+                self.ingest_fragments(results)
+                self.store_fragments(results)
+            due = self.updates_due(steps_before)
+            if due:
+                with self.timers("learn"):
+                    for key, value in self.learn(due).items():
+                        sums[key] = sums.get(key, 0.0) + value * due
+                num_updates += due
+                self.num_updates_total += due
+                self.sync_weights()
+        metrics = {k: v / num_updates for k, v in sums.items()} if num_updates else {}
+        metrics.update(epsilon=epsilon, num_updates=float(num_updates),
+                       num_updates_total=float(self.num_updates_total),
+                       num_target_updates=float(self.num_target_updates))
+        return metrics
+
+    def store_fragments(self, results: list[dict[str, Any]]) -> None:
+        """n-step transitions of fresh fragments into the replay buffer."""
+        for r in results:
+            index = r["worker_index"]
+            restarts = self.workers.restarts[index]
+            seen, acc = self._accumulators.get(index, (restarts, None))
+            if acc is not None and seen != restarts:
+                # Close the broken stream's pending windows as shorter transitions.
+                self._add(acc.flush())
+                acc = None
+            if acc is None:
+                acc = NStepAccumulator(self.config.n_step, self.config.gamma)
+            self._accumulators[index] = (restarts, acc)
+            self._add(acc.add(r["batch"]))
+
+    def _add(self, transitions) -> None:
+        if len(transitions):
+            self.replay.add(transitions)
+
+    def updates_due(self, steps_before: int) -> int:
+        """Gradient updates owed to the env steps sampled since ``steps_before``.
+
+        ``training_intensity`` updates per sampled step once learning has started;
+        the fractional remainder carries over, so the ratio holds exactly in the long
+        run whatever the fragment size or number of workers.
+        """
+        cfg = self.config
+        new_steps = self.env_steps_total - max(steps_before,
+                                               cfg.num_steps_sampled_before_learning_starts)
+        if new_steps <= 0 or len(self.replay) == 0:
+            return 0
+        self.update_credit += cfg.training_intensity * new_steps
+        due = int(self.update_credit)
+        self.update_credit -= due
+        return due
+
+    def learn(self, num_updates: int) -> dict[str, float]:
+        """``num_updates`` gradient steps on replayed batches; mean metrics."""
+        cfg = self.config
+        lr = self.schedule(cfg.lr, 0.0, cfg.lr_schedule)
+        prioritized = isinstance(self.replay, PrioritizedReplayBuffer)
+        beta = self.beta() if prioritized else None
+        # Hard target updates are due by env steps; the copy is taken before this
+        # round's first step, so every step of the round regresses on the same target.
+        sync = (cfg.tau is None and self.env_steps_total - self.last_target_update
+                >= cfg.target_network_update_freq)
+        if sync:
+            self.last_target_update = self.env_steps_total
+        self.num_target_updates += num_updates if cfg.tau is not None else int(sync)
+        sums: dict[str, float] = {}
+        for i in range(num_updates):
+            if prioritized:
+                batch = self.replay.sample(cfg.train_batch_size, self.rng, beta=beta)
+            else:
+                batch = self.replay.sample(cfg.train_batch_size, self.rng)
+            out = self.learner_group.update(batch, lr=lr, sync_target=sync and i == 0)
+            td_errors = out.pop(TD_ERRORS)
+            if prioritized:
+                self.replay.update_priorities(batch[C.BATCH_INDEXES], td_errors)
+            for key, value in out.items():
+                sums[key] = sums.get(key, 0.0) + value
+        out = {k: v / num_updates for k, v in sums.items()}
+        if prioritized:
+            out["beta"] = float(beta)
+        return out
+
+    def train(self) -> dict[str, Any]:
+        """One iteration; adds ``replay/size`` to the base result row.
+
+        The base loop prefixes everything ``training_step`` returns with
+        ``learner/`` and logs the row itself, so the logger is held back while it
+        runs and the complete row is logged here, once.
+        """
+        logger, self.logger = self.logger, None
+        try:
+            result = super().train()
+        finally:
+            self.logger = logger
+        result[REPLAY_SIZE] = len(self.replay)
+        if self.logger is not None:
+            self.logger.log(result)
+        return result
+
+    # ------------------------------------------------------------------ checkpoints
+    def extra_state(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict]]:
+        """Counters as JSON; the replay buffer as arrays when opted in (no pickle).
+
+        The target network and optimizer travel with the learner's state; epsilon
+        and beta are functions of the restored env-step counter.
+        """
+        state = {"update_credit": self.update_credit,
+                 "last_target_update": self.last_target_update,
+                 "num_updates_total": self.num_updates_total,
+                 "num_target_updates": self.num_target_updates,
+                 "replay_saved": self.config.store_buffer_in_checkpoints}
+        arrays = {}
+        if self.config.store_buffer_in_checkpoints:
+            arrays[_REPLAY_ARRAYS] = {k: np.asarray(v) for k, v in self.replay.state_dict().items()}
+        return state, {}, arrays
+
+    def load_extra_state(self, path: str, state: dict[str, Any]) -> None:
+        self.update_credit = float(state.get("update_credit", 0.0))
+        self.last_target_update = int(state.get("last_target_update", 0))
+        self.num_updates_total = int(state.get("num_updates_total", 0))
+        self.num_target_updates = int(state.get("num_target_updates", 0))
+        replay = ckpt.load_arrays(path, _REPLAY_ARRAYS)
+        if replay is not None:
+            self.replay.load_state_dict(replay)
