@@ -183,6 +183,10 @@ def cmd_train(args) -> int:
     # A shell that starts us in the background leaves SIGINT ignored; `rl train`
     # promises Ctrl-C semantics (checkpoint, clean exit 130), so take it back.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    if args.backend in (None, "process") and not args.help_config:
+        from rl.runtime import prestart
+
+        prestart("process")
     cfg, stop, _ = _make_config(args)
     if args.help_config:
         _print_config_help(cfg)

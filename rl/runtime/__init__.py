@@ -33,6 +33,7 @@ __all__ = [
     "RuntimeErrorBase",
     "WeightsBoard",
     "make_runtime",
+    "prestart",
 ]
 
 
@@ -51,3 +52,21 @@ def make_runtime(name: str = "process", **opts: Any) -> Runtime:
 
         return RayRuntime(**opts)
     raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
+
+
+def prestart(name: str = "process") -> None:
+    """Start the process backend's forkserver now, in the background.
+
+    The forkserver imports torch once for all actors; started before the driver
+    imports torch itself, the two imports overlap instead of queueing (the CLI calls
+    this first thing). A no-op for other backends or when already running.
+    """
+    if name != "process":
+        return
+    import multiprocessing as mp
+    from multiprocessing import forkserver
+
+    from rl.runtime.process import DEFAULT_PRELOAD
+
+    mp.get_context("forkserver").set_forkserver_preload(list(DEFAULT_PRELOAD))
+    forkserver.ensure_running()
