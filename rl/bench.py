@@ -97,8 +97,13 @@ def run_seed(example: TunedExample, seed: int, out: str, backend: str | None = N
 
 
 def run_bench(files: list[str], seeds: list[int], out: str, backend: str | None = None,
-              console=sys.stderr) -> dict[str, list[SeedRun]]:
-    """Run every example for every seed; returns ``{file: [SeedRun, ...]}``."""
+              console: Any = "stderr") -> dict[str, list[SeedRun]]:
+    """Run every example for every seed; returns ``{file: [SeedRun, ...]}``.
+
+    ``console``: a text stream for progress, ``"stderr"`` (the current one) or None.
+    """
+    if console == "stderr":
+        console = sys.stderr
     examples = [load_example(f) for f in files]  # every file validated before any run
     os.makedirs(out, exist_ok=True)
     runs: dict[str, list[SeedRun]] = {}

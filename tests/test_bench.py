@@ -1,0 +1,56 @@
+"""rl bench / rl plot: report rows, learning-curve PNGs, pass/fail exit codes."""
+
+import json
+import os
+
+from rl.cli import main
+
+EXAMPLE = """\
+algo: ppo
+env: CartPole-v1
+config:
+  backend: inline
+  num_env_runners: 0
+  num_envs_per_env_runner: 4
+  train_batch_size: 256
+  minibatch_size: 128
+  num_epochs: 2
+stop:
+  training_iteration: 3
+pass:
+  episode_return_mean: {threshold}
+reference:
+  value: "500 ± 0"
+  budget: 100000
+  source: rl-baselines3-zoo
+"""
+
+
+def test_bench_writes_report_and_curves(tmp_path, capsys):
+    easy = tmp_path / "easy.yaml"
+    easy.write_text(EXAMPLE.format(threshold=1))
+    out = tmp_path / "out"
+    assert main(["bench", str(easy), "--seeds", "0,1", "--out", str(out), "--as-test"]) == 0
+    report = (out / "report.md").read_text()
+    row = [line for line in report.splitlines() if line.startswith("| ppo | CartPole-v1")][0]
+    assert "| 2/2 |" in row and "500 ± 0 @ 100000 steps (rl-baselines3-zoo)" in row
+    assert (out / "ppo_easy.png").stat().st_size > 1000
+    runs = json.loads((out / "runs.json").read_text())
+    run_dirs = [r["run_dir"] for r in runs[str(easy)]]
+    assert all(os.path.isfile(os.path.join(d, "result.jsonl")) for d in run_dirs)
+    png = tmp_path / "curves.png"
+    assert main(["plot", *run_dirs, "-o", str(png)]) == 0
+    assert png.stat().st_size > 1000
+
+
+def test_bench_as_test_fails_when_criterion_missed(tmp_path, capsys):
+    hard = tmp_path / "hard.yaml"
+    hard.write_text(EXAMPLE.format(threshold=100000))
+    assert main(["bench", str(hard), "--seeds", "0", "--out", str(tmp_path / "o"),
+                 "--as-test"]) == 1
+    assert "| 0/1 |" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_bench_rejects_missing_path(capsys):
+    assert main(["bench", "/nonexistent/dir"]) == 2
+    assert "neither a tuned-example file nor a directory" in capsys.readouterr().err
