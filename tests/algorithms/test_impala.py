@@ -20,7 +20,7 @@ from rl.policies import ActorCritic, ModelConfig
 MATCH = "tests.algorithms.impala_envs:MatchBitsEnv"
 FLASH = "tests.algorithms.impala_envs:FlashEnv"
 KEYS = ("training_iteration", "env_steps_total", "episode_return_mean", "env_steps_per_s",
-        "learner/num_updates", "learner/updates_per_s", "learner/policy_lag_mean",
+        "learner/num_updates", "learner/updates_per_s", "learner/busy_frac", "learner/policy_lag_mean",
         "learner/policy_lag_max", "learner/queue_depth", "learner/dropped_env_steps",
         "learner/env_steps_trained", "learner/weights_version", "timers/sample_s",
         "workers/healthy")

@@ -82,10 +82,12 @@ def test_policy_lag_forgets_old_versions_but_stays_bounded():
 
 def test_metrics_window_means_and_rate():
     window = MetricsWindow()
-    window.add({"loss": 1.0, "entropy": 0.5})
-    window.add({"loss": 3.0, "entropy": 0.7})
+    window.add({"loss": 1.0, "entropy": 0.5}, seconds=0.0)
+    window.add({"loss": 3.0, "entropy": 0.7}, seconds=1e-6)
+    time.sleep(0.01)
     out = window.pop()
     assert out["loss"] == 2.0 and out["entropy"] == pytest.approx(0.6)
     assert out["updates"] == 2 and out["updates_per_s"] > 0
+    assert 0 < out["busy_frac"] < 0.01
     again = window.pop()
     assert again["updates"] == 0 and "loss" not in again

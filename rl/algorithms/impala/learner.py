@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -245,6 +246,7 @@ class LearnerRunner:
 
     def train_on(self, item: QueuedBatch) -> None:
         """One learner update on a queued batch; snapshots weights at broadcast time."""
+        start = time.perf_counter()
         batch = stack_fragments(item.fragments)
         hyper = self.hyper()
         with self.group.lock:
@@ -258,7 +260,7 @@ class LearnerRunner:
             with self._snapshot_lock:
                 self._snapshot = snapshot
         self.env_steps_trained += item.env_steps
-        self.metrics.add(metrics)
+        self.metrics.add(metrics, time.perf_counter() - start)
 
     # ------------------------------------------------------------------ driver side
     def pop_weights(self) -> tuple[np.ndarray, int] | None:

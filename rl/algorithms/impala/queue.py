@@ -1,4 +1,4 @@
-"""The bookkeeping between IMPALA's sampling driver and its learner: queue and policy lag.
+"""The bookkeeping between IMPALA's sampling driver and its learner: queue, lag, metrics.
 
 * ``LearnerQueue``: a bounded FIFO of train batches. Sampling never blocks on the
   learner: when the queue is full, ``put`` drops the *oldest* batch (the most
@@ -6,8 +6,10 @@
 * ``PolicyLag``: maps each weights-board version to the learner update that
   produced it, so that the lag of a batch (learner updates since the behaviour
   policy's weights) is one subtraction, and keeps the statistics of a window.
+* ``MetricsWindow``: means of the learner's metrics and its update rate since the
+  driver last reported.
 
-Both are plain thread-safe classes with no knowledge of workers or torch, so their
+All are plain thread-safe classes with no knowledge of workers or torch, so their
 behaviour is unit-tested on scripted sequences.
 """
 
@@ -144,28 +146,33 @@ class PolicyLag:
 
 
 class MetricsWindow:
-    """Sums of learner metrics and update times since the last pop; thread-safe."""
+    """Sums of learner metrics and time spent updating since the last pop; thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sums: dict[str, float] = {}
         self._updates = 0
+        self._busy_s = 0.0
         self._since = time.perf_counter()
 
-    def add(self, metrics: dict[str, float]) -> None:
+    def add(self, metrics: dict[str, float], seconds: float = 0.0) -> None:
+        """One update's metrics and the wall time it took."""
         with self._lock:
             for k, v in metrics.items():
                 self._sums[k] = self._sums.get(k, 0.0) + float(v)
             self._updates += 1
+            self._busy_s += seconds
 
     def pop(self) -> dict[str, float]:
-        """Means over the updates of the window, plus ``updates`` and ``updates_per_s``."""
+        """Means over the window's updates, plus ``updates``, ``updates_per_s`` and
+        ``busy_frac`` (share of the window's wall time the learner spent updating)."""
         with self._lock:
-            sums, n = self._sums, self._updates
+            sums, n, busy = self._sums, self._updates, self._busy_s
             now = time.perf_counter()
-            elapsed, self._since = now - self._since, now
-            self._sums, self._updates = {}, 0
+            elapsed, self._since = max(now - self._since, 1e-9), now
+            self._sums, self._updates, self._busy_s = {}, 0, 0.0
         out = {k: v / n for k, v in sums.items()} if n else {}
         out["updates"] = float(n)
-        out["updates_per_s"] = n / max(elapsed, 1e-9)
+        out["updates_per_s"] = n / elapsed
+        out["busy_frac"] = min(1.0, busy / elapsed)
         return out
