@@ -50,7 +50,8 @@ class EnvSpec:
 
     def make(self, env_config: dict | None = None, check: bool = False) -> gym.Env:
         """Create one env instance with ``env_config`` (creator argument or
-        ``gymnasium.make`` keyword arguments). ``check`` keeps gymnasium's passive env
+        ``gymnasium.make`` keyword arguments); ``ALE/`` ids get the Atari
+        preprocessing of ``rl.envs.atari``. ``check`` keeps gymnasium's passive env
         checker (the driver's probe env uses it; workers skip its per-step wrapper)."""
         env_config = dict(env_config or {})
         if self.kind == "registered":
@@ -60,14 +61,17 @@ class EnvSpec:
         if self.kind == "import":
             target = _import_target(self.env_id)
             return target(env_config) if _takes_config(target) else target(**env_config)
-        if self.env_id.startswith("ALE/"):
-            _load_ale()
         env_config.setdefault("disable_env_checker", not check)
+        if self.kind == "atari":
+            from rl.envs.atari import make_atari
+
+            load_ale()
+            return make_atari(self.env_id, env_config)
         return gym.make(self.env_id, **env_config)
 
     @property
     def reward_threshold(self) -> float | None:
-        if self.kind != "gymnasium":
+        if self.kind not in ("gymnasium", "atari"):
             return None
         return gym.spec(self.env_id).reward_threshold
 
@@ -93,7 +97,7 @@ def user_env_creators() -> dict[str, EnvCreator]:
     return dict(_USER_ENVS)
 
 
-def _load_ale() -> None:
+def load_ale() -> None:
     global _ALE_LOADED
     if _ALE_LOADED:
         return
@@ -145,10 +149,10 @@ def resolve_env(name: str) -> EnvSpec:
             raise EnvNameError(f"{name!r} is not a class or function")
         return EnvSpec(name, "import")
     if name.startswith("ALE/"):
-        _load_ale()
+        load_ale()
     ids = _gym_ids()
     if name in ids:
-        return EnvSpec(name, "gymnasium")
+        return EnvSpec(name, "atari" if name.startswith("ALE/") else "gymnasium")
     # Short name: match the base name case-insensitively, take the highest version.
     wanted = name.lower()
     candidates: dict[str, list[tuple[int, str]]] = {}
@@ -160,7 +164,8 @@ def resolve_env(name: str) -> EnvSpec:
             candidates.setdefault(base, []).append((version, env_id))
     if len(candidates) == 1:
         (versions,) = candidates.values()
-        return EnvSpec(max(versions)[1], "gymnasium")
+        env_id = max(versions)[1]
+        return EnvSpec(env_id, "atari" if env_id.startswith("ALE/") else "gymnasium")
     if len(candidates) > 1:
         options = sorted(max(v)[1] for v in candidates.values())
         raise EnvNameError(f"env name {name!r} is ambiguous; did you mean one of: {', '.join(options)}?")
