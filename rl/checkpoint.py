@@ -9,10 +9,17 @@ Layout of ``checkpoint_<iter>/``:
 Nothing on disk is ever unpickled. A checkpoint is written into a temporary sibling
 directory, fsynced, and renamed into place, so a crash in the middle of a save leaves
 every earlier checkpoint intact and never a half-written one under the final name.
+Replacing a checkpoint of the same name (Ctrl-C right after a periodic save writes to
+the same ``checkpoint_<iter>``) swaps the two directories in one ``renameat2`` call
+where the kernel and file system allow it, so there is no moment without a loadable
+checkpoint under that name; elsewhere it takes two renames and undoes the first if
+the second fails.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import shutil
@@ -47,6 +54,49 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _fsync_tree(path: str) -> None:
+    """Flush every file of a freshly written checkpoint, then the directory itself."""
+    for name in os.listdir(path):
+        fd = os.open(os.path.join(path, name), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    _fsync_dir(path)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Atomically swap the directories ``a`` and ``b``; False where unsupported."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def _replace_dir(new: str, path: str) -> None:
+    """Put the directory ``new`` at ``path``, which holds an older checkpoint."""
+    if _exchange(new, path):
+        shutil.rmtree(new, ignore_errors=True)  # it now holds the old checkpoint
+        return
+    old = f"{new}.old"
+    os.rename(path, old)
+    try:
+        os.rename(new, path)
+    except BaseException:
+        os.rename(old, path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def save_checkpoint(path: str, state: dict[str, Any], tensors: dict[str, Any] | None = None,
                     arrays: dict[str, dict[str, np.ndarray]] | None = None) -> str:
     """Atomically write a checkpoint directory at ``path``; returns the absolute path."""
@@ -63,14 +113,9 @@ def save_checkpoint(path: str, state: dict[str, Any], tensors: dict[str, Any] | 
                 np.savez(f, **cols)
         with open(os.path.join(tmp, STATE_FILE), "w") as f:
             json.dump(state, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        _fsync_tree(tmp)
         if os.path.exists(path):
-            trash = f"{tmp}.old"
-            os.rename(path, trash)
-            os.rename(tmp, path)
-            shutil.rmtree(trash, ignore_errors=True)
+            _replace_dir(tmp, path)
         else:
             os.rename(tmp, path)
         _fsync_dir(parent)

@@ -4,7 +4,8 @@ User errors (unknown algorithm, env, config key or value, missing or broken file
 an action space the algorithm cannot handle) exit 2 with one line that says what
 was wrong and what is valid, before any process starts; ``--debug`` shows the
 traceback. Ctrl-C writes a checkpoint, ends every child and exits 130 (SIGTERM:
-143). ``--as-test`` exits 1 when the stop reward was not reached.
+143). Workers failing past their restart budget: a checkpoint, one error line, exit 1.
+``--as-test`` exits 1 when the stop reward was not reached.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import signal
 import sys
 from typing import Any
 
+EXIT_FAILED = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
@@ -193,6 +195,7 @@ def cmd_train(args) -> int:
         return 0
     from rl.algorithms.algorithm import Algorithm
     from rl.experiment import Terminated, fit
+    from rl.rollout import WorkerFailedError
 
     if args.resume:
         overrides = {k: v for k, v in cfg.to_dict().items()
@@ -217,6 +220,11 @@ def cmd_train(args) -> int:
         except Terminated:
             print(f"\nterminated; checkpoint: {algo.last_checkpoint}", file=sys.stderr)
             return EXIT_TERMINATED
+        except WorkerFailedError as e:
+            if args.debug:
+                raise
+            print(f"rl train: error: {e}\ncheckpoint: {algo.last_checkpoint}", file=sys.stderr)
+            return EXIT_FAILED
         if algo.logger is not None:
             algo.logger.close()
             algo.logger = None

@@ -10,11 +10,13 @@ A tuned example is a YAML file::
     reference: {value: "500 ± 0", budget: 100000, source: rl-baselines3-zoo}
 
 ``fit()`` runs iterations until a stop criterion holds, writes periodic checkpoints,
-and on Ctrl-C / SIGTERM abandons the iteration, writes a checkpoint and re-raises.
+and on Ctrl-C / SIGTERM, or when workers fail past their restart budget, abandons the
+iteration, writes a checkpoint and re-raises.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
@@ -26,10 +28,13 @@ import yaml
 from rl import metrics as M
 from rl.algorithms.registry import config_class
 from rl.config import AlgorithmConfig, ConfigError
+from rl.rollout import WorkerFailedError
 
 __all__ = ["Stop", "TunedExample", "Terminated", "fit", "load_example"]
 
 DEFAULT_BUDGET_STEPS = 1_000_000
+
+log = logging.getLogger("rl")
 
 
 @dataclass
@@ -126,8 +131,10 @@ def fit(algo, stop: Stop, checkpoint_every: int = 0, checkpoint_at_end: bool = T
         on_result=None) -> tuple[dict[str, Any], str | None]:
     """Train until ``stop`` holds; returns the last result and the final checkpoint.
 
-    Ctrl-C (KeyboardInterrupt) and SIGTERM (``Terminated``) abandon the running
-    iteration, write a checkpoint, and propagate.
+    Ctrl-C (KeyboardInterrupt), SIGTERM (``Terminated``) and ``WorkerFailedError``
+    abandon the running iteration, write a checkpoint (``algo.last_checkpoint``), and
+    propagate. A second Ctrl-C during that save abandons the save; the previous
+    checkpoint stays intact (saves are atomic).
     """
     if stop.env_steps_total and not algo.stop_timesteps:
         algo.stop_timesteps = int(stop.env_steps_total)
@@ -148,8 +155,11 @@ def fit(algo, stop: Stop, checkpoint_every: int = 0, checkpoint_at_end: bool = T
             if reason:
                 result["stop_reason"] = reason
                 break
-    except (KeyboardInterrupt, Terminated):
-        algo.save()
+    except (KeyboardInterrupt, Terminated, WorkerFailedError):
+        try:
+            algo.save()
+        except Exception:
+            log.exception("the checkpoint after the interruption could not be written")
         raise
     finally:
         if previous is not None:

@@ -1,7 +1,7 @@
 """Result keys, the episode-statistics window, timers, and the run's writers.
 
 Result dicts are flat with slash-separated keys under fixed prefixes
-(``learner/``, ``timers/``, ``eval/``, ``workers/``). ``RunLogger`` writes
+(``learner/``, ``timers/``, ``eval/``, ``workers/``, ``env/``). ``RunLogger`` writes
 ``params.json`` once, one JSON line per iteration to ``result.jsonl``, TensorBoard
 scalars for every numeric key plus the resolved hyper-parameters as text, and
 console progress (a live bar on a TTY, one line per iteration otherwise).
@@ -42,6 +42,7 @@ EVAL_LEN_MEAN = "eval/episode_len_mean"
 WORKERS_HEALTHY = "workers/healthy"
 WORKERS_RESTARTS = "workers/restarts"
 WORKERS_DROPPED = "workers/dropped_fragments"
+ENV_ERRORS = "env/errors"
 
 
 class EpisodeWindow:

@@ -127,7 +127,8 @@ class Algorithm(abc.ABC):
             fragment_length=fragment or cfg.fragment_length(), seed=cfg.seed,
             model=self.model_config, policy_kind=self.policy_kind,
             normalize_obs=cfg.normalize_obs, needs_next_obs=self.policy_kind == "q",
-            policy_options=self.policy_options())
+            policy_options=self.policy_options(),
+            restart_failed_sub_envs=cfg.restart_failed_sub_environments)
 
     def policy_options(self) -> dict[str, Any]:
         return {}
@@ -202,6 +203,7 @@ class Algorithm(abc.ABC):
             M.WORKERS_HEALTHY: self.workers.num_healthy,
             M.WORKERS_RESTARTS: self.workers.total_restarts,
             M.WORKERS_DROPPED: self.workers.dropped_fragments,
+            M.ENV_ERRORS: self.workers.env_errors,
         }
         interval = self.config.evaluation_interval
         if interval and self.iteration % interval == 0:
@@ -298,8 +300,9 @@ class Algorithm(abc.ABC):
             "stop_timesteps": self.stop_timesteps,
             "extra": extra_json,
         }
+        state["workers"], worker_arrays = self.workers.get_state()
         tensors = {"learner": self.learner_group.state(), **extra_tensors}
-        arrays = dict(extra_arrays)
+        arrays = {**extra_arrays, **worker_arrays}
         if self.obs_filter is not None:
             arrays["obs_filter"] = self.obs_filter.state()
         self.last_checkpoint = ckpt.save_checkpoint(path, state, tensors, arrays)
@@ -320,6 +323,10 @@ class Algorithm(abc.ABC):
         if self.obs_filter is not None and filt is not None:
             self.obs_filter.load_state(filt)
         self.load_extra_state(path, state.get("extra", {}))
+        workers = state.get("workers") or {}
+        self.workers.set_state(workers, {
+            f"worker_{i}": arrays for i in range(int(workers.get("num_workers", 0)))
+            if (arrays := ckpt.load_arrays(path, f"worker_{i}")) is not None})
         self.sync_weights()
         self.timers.pop()
 

@@ -109,8 +109,13 @@ class RewardScaler:
         self.returns.pop(stream, None)
 
     def state(self) -> dict[str, np.ndarray]:
-        return {f"stats_{k}": v for k, v in self.stats.state().items()}
+        """The return statistics and each stream's running discounted return."""
+        out = {f"stats_{k}": v for k, v in self.stats.state().items()}
+        out.update({f"return_{stream}": ret.copy() for stream, ret in self.returns.items()})
+        return out
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         self.stats.load_state({k[len("stats_"):]: v for k, v in state.items()
                                if k.startswith("stats_")})
+        self.returns = {int(k[len("return_"):]): np.array(v, np.float64)
+                        for k, v in state.items() if k.startswith("return_")}

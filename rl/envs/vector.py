@@ -7,18 +7,45 @@ next episode, and the true final observation is returned separately so the
 caller can bootstrap a truncated episode from ``V(final_obs)``. No reset step is
 ever a transition: the caller never sees one.
 
-Each sub-env is seeded ``seed + global_index`` on its first reset.
+**Seeding.** With a seed, every reset of every sub-env is seeded: episode ``k`` of the
+sub-env with global index ``g`` gets ``episode_seed(seed, g, k, stream)``, so each
+episode is reproducible on its own, whatever happened before it. That is what makes a
+vector env's state small: ``get_state()`` is, per sub-env, the number of resets so far,
+the actions taken since the last one and the running return and length;
+``set_state()`` re-seeds the current episode and replays those actions. The replay is
+exact for envs that are deterministic given their seed and actions (every classic
+control, Box2D and MuJoCo env, and ALE with sticky actions seeded by ``reset``); for
+others the restored episode differs from the saved one, which ``set_state`` reports.
+Without a seed nothing is recorded and ``set_state`` starts fresh episodes.
+
+**Failing sub-envs.** With ``restart_failed=True`` a sub-env whose ``step`` or ``reset``
+raises is closed, created anew and reset; the error goes to ``errors`` (the caller
+drains it). A failed step ends the broken episode as a truncation at its last
+good observation, with reward 0, and is listed in ``StepResult.failed``; the episode is
+not reported in ``StepResult.episodes``. Without it the exception propagates.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["StepResult", "VectorEnv"]
+__all__ = ["StepResult", "VectorEnv", "episode_seed"]
+
+
+def episode_seed(seed: int, env_index: int, episode: int, stream: int = 0) -> int:
+    """The seed of episode ``episode`` of the sub-env with global index ``env_index``.
+
+    ``stream`` separates the envs of a restarted worker from its predecessor's, so a
+    replacement does not replay the episodes its predecessor already played.
+    """
+    entropy = (seed & 0xFFFFFFFFFFFFFFFF, env_index, stream, episode)
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 @dataclass(slots=True)
@@ -32,6 +59,7 @@ class StepResult:
         final_obs: sub-env index -> true final observation, for every sub-env that
             ended this step (terminated or truncated).
         episodes: ``(return, length)`` of each episode that ended this step.
+        failed: sub-envs whose ``step`` raised (recreated; their episode was discarded).
     """
 
     obs: np.ndarray
@@ -40,6 +68,7 @@ class StepResult:
     truncateds: np.ndarray
     final_obs: dict[int, np.ndarray] = field(default_factory=dict)
     episodes: list[tuple[float, int]] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
 
 
 class VectorEnv:
@@ -48,9 +77,15 @@ class VectorEnv:
     Args:
         make_env: creates one (already observation-wrapped) env.
         num_envs: number of sub-envs.
-        seed: base seed; sub-env ``i`` gets ``seed + first_index + i``.
+        seed: base seed of every episode's seed (``episode_seed``); None: unseeded.
         first_index: global index of sub-env 0 across all workers.
         obs_dtype: dtype of the observation arrays.
+        stream: seed stream (see ``episode_seed``).
+        restart_failed: recreate a sub-env whose ``step``/``reset`` raises.
+
+    Attributes:
+        errors: ``(global sub-env index, "step" or "reset", "ExcType: message")`` of each
+            sub-env error survived since the caller last cleared the list.
     """
 
     def __init__(
@@ -60,11 +95,18 @@ class VectorEnv:
         seed: int | None,
         first_index: int = 0,
         obs_dtype: np.dtype | type = np.float32,
+        *,
+        stream: int = 0,
+        restart_failed: bool = False,
     ):
+        self.make_env = make_env
         self.envs = [make_env() for _ in range(num_envs)]
         self.num_envs = num_envs
         self.seed = seed
         self.first_index = first_index
+        self.stream = stream
+        self.restart_failed = restart_failed
+        self.errors: list[tuple[int, str, str]] = []
         self.observation_space = self.envs[0].observation_space
         self.action_space = self.envs[0].action_space
         shape = self.observation_space.shape
@@ -74,38 +116,77 @@ class VectorEnv:
         self._truncs = np.zeros(num_envs, np.bool_)
         self._ep_return = np.zeros(num_envs, np.float64)
         self._ep_len = np.zeros(num_envs, np.int64)
-        self._needs_reset = True
+        self._resets = np.zeros(num_envs, np.int64)
+        # Per sub-env, the actions since its last reset: the state set_state() replays.
+        self._actions: list[list[Any]] | None = (
+            None if seed is None else [[] for _ in range(num_envs)]
+        )
 
+    # ------------------------------------------------------------------ resets
     def reset(self) -> np.ndarray:
-        """Reset every sub-env (seeded on the first call); returns ``[N, *obs_shape]``."""
-        for i, env in enumerate(self.envs):
-            seed = None
-            if self._needs_reset and self.seed is not None:
-                seed = self.seed + self.first_index + i
-            self.obs[i], _ = env.reset(seed=seed)
-            if self._needs_reset and self.seed is not None:
-                env.action_space.seed(seed)
-        self._needs_reset = False
-        self._ep_return[:] = 0.0
-        self._ep_len[:] = 0
+        """Reset every sub-env (each starts a new episode); returns ``[N, *obs_shape]``."""
+        for i in range(self.num_envs):
+            self.obs[i] = self._reset_or_recreate(i)
         return self.obs
 
     def reset_one(self, i: int, env: gym.Env | None = None) -> None:
         """Replace (optionally) and reset sub-env ``i``, dropping its running episode."""
         if env is not None:
             self.envs[i] = env
-        self.obs[i], _ = self.envs[i].reset()
+        self.obs[i] = self._reset_or_recreate(i)
+
+    def _reset(self, i: int) -> Any:
+        """Reset sub-env ``i`` with its next episode's seed; returns the observation."""
+        seed = None
+        if self.seed is not None:
+            seed = episode_seed(self.seed, self.first_index + i, int(self._resets[i]),
+                                self.stream)
+        obs, _ = self.envs[i].reset(seed=seed)
+        if seed is not None and self._resets[i] == 0:
+            self.envs[i].action_space.seed(seed)
+        self._resets[i] += 1
         self._ep_return[i] = 0.0
         self._ep_len[i] = 0
+        if self._actions is not None:
+            self._actions[i].clear()
+        return obs
 
+    def _reset_or_recreate(self, i: int) -> Any:
+        try:
+            return self._reset(i)
+        except Exception as exc:
+            if not self.restart_failed:
+                raise
+            self._recreate(i, exc, "reset")
+            return self._reset(i)
+
+    def _recreate(self, i: int, exc: Exception, method: str) -> None:
+        """Replace broken sub-env ``i`` by a new instance (not yet reset)."""
+        self.errors.append((self.first_index + i, method, f"{type(exc).__name__}: {exc}"))
+        with contextlib.suppress(Exception):
+            self.envs[i].close()
+        self.envs[i] = self.make_env()
+
+    # ------------------------------------------------------------------ stepping
     def step(self, actions: np.ndarray) -> StepResult:
         """Step every sub-env with ``actions[i]``; autoreset those that ended."""
         result = StepResult(self.obs, self._rewards, self._terms, self._truncs)
         # Python ints pass Discrete.contains() far faster than numpy scalars.
         if actions.ndim == 1 and actions.dtype.kind in "iu":
             actions = actions.tolist()
+        record = self._actions
         for i, env in enumerate(self.envs):
-            obs, reward, term, trunc, _ = env.step(actions[i])
+            try:
+                obs, reward, term, trunc, _ = env.step(actions[i])
+            except Exception as exc:
+                if not self.restart_failed:
+                    raise
+                self._fail_step(i, exc, result)
+                continue
+            if record is not None:
+                # A row of an action array is a view into the caller's batch: copy it.
+                a = actions[i]
+                record[i].append(a.copy() if isinstance(a, np.ndarray) else a)
             self._rewards[i] = reward
             self._terms[i] = term
             self._truncs[i] = trunc
@@ -114,11 +195,71 @@ class VectorEnv:
             if term or trunc:
                 result.final_obs[i] = np.asarray(obs, dtype=self.obs.dtype)
                 result.episodes.append((float(self._ep_return[i]), int(self._ep_len[i])))
-                self._ep_return[i] = 0.0
-                self._ep_len[i] = 0
-                obs, _ = env.reset()
+                obs = self._reset_or_recreate(i)
             self.obs[i] = obs
         return result
+
+    def _fail_step(self, i: int, exc: Exception, result: StepResult) -> None:
+        """Sub-env ``i`` raised in ``step``: truncate at its last good obs, start anew."""
+        result.final_obs[i] = self.obs[i].copy()
+        result.failed.append(i)
+        self._rewards[i] = 0.0
+        self._terms[i] = False
+        self._truncs[i] = True
+        self._recreate(i, exc, "step")
+        self.obs[i] = self._reset(i)
+
+    # ------------------------------------------------------------------ state
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Resets, running returns and lengths, observations, and (with a seed) the
+        actions since each sub-env's last reset as ``actions_<i>``. Arrays only."""
+        state = {
+            "seed_stream": np.array(self.stream, np.int64),
+            "resets": self._resets.copy(),
+            "episode_returns": self._ep_return.copy(),
+            "episode_lens": self._ep_len.copy(),
+            "obs": self.obs.copy(),
+        }
+        if self._actions is not None:
+            for i, actions in enumerate(self._actions):
+                state[f"actions_{i}"] = np.asarray(actions)
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> list[int]:
+        """Re-seed each sub-env's current episode and replay its actions.
+
+        Returns:
+            The sub-envs whose replayed observation differs from the saved one (the
+            env is not deterministic given its seed), or that had to start a fresh
+            episode (no seed, or no recorded actions).
+        """
+        resets = np.asarray(state["resets"], np.int64)
+        if resets.shape != (self.num_envs,):
+            raise ValueError(f"state of {len(resets)} sub-envs given to a VectorEnv of "
+                             f"{self.num_envs}")
+        self.stream = int(state["seed_stream"])
+        differ = []
+        for i in range(self.num_envs):
+            actions = state.get(f"actions_{i}")
+            if self._actions is None or actions is None or resets[i] < 1:
+                self.obs[i] = self._reset(i)
+                differ.append(i)
+                continue
+            self._resets[i] = resets[i] - 1
+            obs = self._reset(i)
+            steps = actions.tolist() if actions.ndim == 1 and actions.dtype.kind in "iu" \
+                else list(actions)
+            ended = False
+            for a in steps:
+                obs, _, term, trunc, _ = self.envs[i].step(a)
+                self._actions[i].append(a)
+                ended |= bool(term or trunc)
+            self.obs[i] = obs
+            self._ep_return[i] = state["episode_returns"][i]
+            self._ep_len[i] = state["episode_lens"][i]
+            if ended or not np.array_equal(self.obs[i], state["obs"][i]):
+                differ.append(i)
+        return differ
 
     def close(self) -> None:
         for env in self.envs:

@@ -8,14 +8,24 @@ A worker is an actor (or, with ``num_env_runners=0``, an object in the driver). 
    ``torch.inference_mode()`` forward per step for all sub-envs, writing into
    freshly allocated time-major columns ``[T, N, ...]`` (on the process backend
    the runtime ships these through shared memory, never through pickling);
-3. returns the columns plus the episodes it finished and, with observation
-   normalisation on, the raw-observation statistics it gathered.
+3. returns the columns plus the episodes it finished, the sub-env errors it survived
+   and, with observation normalisation on, the raw-observation statistics it gathered.
 
 Bootstrapping: ``next_vf_preds[t]`` holds V(s_{t+1}) for the transition at t: the
 next row's value inside an episode, V(final obs) where the episode was truncated,
 V(obs_T) for the fragment's last row (and 0 where it terminated). With
 ``needs_next_obs`` the worker also writes ``next_obs`` (true final obs at episode
 ends) for off-policy replay.
+
+A sub-env that raises (with ``restart_failed_sub_envs``) is recreated by the
+``VectorEnv``; its broken episode ends as a truncation at its last good observation,
+is not reported, and its rows in the fragment are flagged in ``discarded`` so that an
+algorithm can leave them out of training.
+
+State (``get_state``/``set_state``, for exact resume): the ``VectorEnv``'s state (resets,
+actions since each reset, running returns) plus the action-sampling generator. Restoring
+it on a fresh worker continues the saved one's episodes and action stream exactly (for
+envs that are deterministic given seed and actions; see ``rl.envs.vector``).
 """
 
 from __future__ import annotations
@@ -52,12 +62,22 @@ class WorkerSpec:
     normalize_obs: bool = False
     needs_next_obs: bool = False
     policy_options: dict = field(default_factory=dict)
+    restart_failed_sub_envs: bool = False
 
 
 class RolloutWorker:
-    """Owns ``spec.num_envs`` envs and an inference copy of the policy."""
+    """Owns ``spec.num_envs`` envs and an inference copy of the policy.
 
-    def __init__(self, spec: WorkerSpec, worker_index: int, board: BoardReader | None):
+    Args:
+        spec: what to build.
+        worker_index: the worker's index; its sub-envs' global indices follow from it.
+        board: where to read weights (None: ``set_weights`` only).
+        incarnation: how many workers held this index before (restarts); a replacement
+            plays episodes of its own seed stream rather than its predecessor's.
+    """
+
+    def __init__(self, spec: WorkerSpec, worker_index: int, board: BoardReader | None,
+                 incarnation: int = 0):
         self.spec = spec
         self.worker_index = worker_index
         self.board = board
@@ -66,13 +86,16 @@ class RolloutWorker:
         image = is_image_space(spec.obs_space)
         self.obs_dtype = spec.obs_space.dtype if image else np.float32
         self.venv = VectorEnv(env_factory(spec.env_spec, spec.env_config), spec.num_envs,
-                              spec.seed, first_index=first, obs_dtype=self.obs_dtype)
+                              spec.seed, first_index=first, obs_dtype=self.obs_dtype,
+                              stream=incarnation,
+                              restart_failed=spec.restart_failed_sub_envs)
         self.dist_spec = DistributionSpec(spec.action_space)
         self.policy = build_inference_policy(spec.policy_kind, spec.obs_space, spec.action_space,
                                              spec.model, spec.policy_options)
         self.num_params = num_flat_params(self.policy.module)
         seed = 0 if spec.seed is None else spec.seed
-        self.generator = torch.Generator().manual_seed(seed * 7919 + worker_index)
+        self.generator = torch.Generator().manual_seed(
+            seed * 7919 + worker_index + 104_729 * incarnation)
         self.obs_filter = RunningMeanStd(spec.obs_space.shape) if spec.normalize_obs else None
         self.obs = self.venv.reset().copy()
 
@@ -106,7 +129,8 @@ class RolloutWorker:
         Returns:
             ``{"batch": {column: [T, N, ...] array}, "episode_returns": [E],
             "episode_lens": [E], "weights_version": int, "obs_stats": (mean, var, count)
-            or None, "worker_index": int}``.
+            or None, "worker_index": int, "env_errors": [(sub-env, method, error)],
+            "discarded": bool [T, N] (rows of episodes a sub-env error broke) or None}``.
         """
         self.sync_weights()
         T, N = self.spec.fragment_length, self.spec.num_envs
@@ -126,6 +150,8 @@ class RolloutWorker:
         ends: list[tuple[int, int, np.ndarray]] = []
         episode_returns: list[float] = []
         episode_lens: list[int] = []
+        discarded: np.ndarray | None = None
+        episode_start = np.zeros(N, np.int64)  # first row of each sub-env's episode
         obs = self.obs
         for t in range(T):
             if raw_obs is not None:
@@ -139,8 +165,13 @@ class RolloutWorker:
             batch[C.REWARDS][t] = res.rewards
             batch[C.TERMINATEDS][t] = res.terminateds
             batch[C.TRUNCATEDS][t] = res.truncateds
+            for i in res.failed:
+                if discarded is None:
+                    discarded = np.zeros((T, N), np.bool_)
+                discarded[episode_start[i] : t + 1, i] = True
             for i, final in res.final_obs.items():
                 ends.append((t, i, final))
+                episode_start[i] = t + 1
             for ret, length in res.episodes:
                 episode_returns.append(ret)
                 episode_lens.append(length)
@@ -161,6 +192,7 @@ class RolloutWorker:
         if raw_obs is not None:
             flat = raw_obs.reshape(T * N, *obs_shape)
             stats = (flat.mean(axis=0), flat.var(axis=0), float(len(flat)))
+        env_errors, self.venv.errors = self.venv.errors, []
         return {
             "batch": batch,
             "episode_returns": np.asarray(episode_returns, np.float64),
@@ -168,6 +200,8 @@ class RolloutWorker:
             "weights_version": self.weights_version,
             "obs_stats": stats,
             "worker_index": self.worker_index,
+            "env_errors": env_errors,
+            "discarded": discarded,
         }
 
     def _next_values(self, batch: dict[str, np.ndarray], last_obs: np.ndarray,
@@ -217,6 +251,25 @@ class RolloutWorker:
             obs = res.obs
         venv.close()
         return {"episode_returns": np.asarray(returns), "episode_lens": np.asarray(lens)}
+
+    # ------------------------------------------------------------------ state
+    def get_state(self) -> dict[str, np.ndarray]:
+        """The env state (see ``VectorEnv.get_state``) and the action generator's state."""
+        state = self.venv.get_state()
+        state["generator"] = self.generator.get_state().numpy().copy()
+        return state
+
+    def set_state(self, state: dict[str, np.ndarray]) -> list[int]:
+        """Continue where the worker that saved ``state`` stopped.
+
+        Returns:
+            Global indices of the sub-envs whose episode could not be restored exactly.
+        """
+        differ = self.venv.set_state(state)
+        generator = np.ascontiguousarray(state["generator"], np.uint8)
+        self.generator.set_state(torch.from_numpy(generator.copy()))
+        self.obs = self.venv.obs.copy()
+        return [self.venv.first_index + i for i in differ]
 
     def ping(self) -> int:
         return self.worker_index

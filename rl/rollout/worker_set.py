@@ -7,11 +7,22 @@ offers two ways to sample:
 * ``sample()``: one fragment from every worker, in parallel (PPO, DQN);
 * ``submit(i)`` / ``collect_ready()``: asynchronous requests (IMPALA).
 
-A worker that dies, raises, or stays silent past ``sample_timeout_s`` is killed and
-replaced by a new actor with the same index (its first ``sample`` loads the current
-weights and observation filter from the board); its in-flight fragment is dropped
-and counted. Past ``max_restarts_per_env_runner`` restarts of one worker, sampling
-raises ``WorkerFailedError`` naming it and its last error.
+Failure semantics:
+
+* A worker that dies (any signal), raises, or stays silent past ``sample_timeout_s``
+  is killed and replaced by a new actor with the same index, whose first ``sample``
+  loads the current weights and observation filter from the board. Its in-flight
+  fragment is dropped and counted (``dropped_fragments``); the other workers' fragments
+  are used meanwhile. Each failure is logged once, as one line.
+* Past ``max_restarts_per_env_runner`` restarts of one worker (or at its first failure
+  with restarts off), sampling raises ``WorkerFailedError`` naming it and its last error.
+* Sub-env errors that a worker survived (``restart_failed_sub_environments``) arrive
+  with its fragments: they are counted in ``env_errors`` and each distinct error text
+  is logged once.
+
+``get_state()``/``set_state()`` carry the counters and every worker's state through a
+checkpoint (see ``RolloutWorker.get_state``), so that a resumed run continues the saved
+run's episodes.
 """
 
 from __future__ import annotations
@@ -19,6 +30,8 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
+
+import numpy as np
 
 from rl.rollout.worker import RolloutWorker, WorkerSpec
 from rl.runtime import ActorDiedError, GetTimeoutError, ObjectRef, RemoteError, Runtime
@@ -28,13 +41,36 @@ __all__ = ["WorkerFailedError", "WorkerSet"]
 
 log = logging.getLogger(__name__)
 
+_FAILURES = (ActorDiedError, RemoteError, GetTimeoutError)
+
 
 class WorkerFailedError(RuntimeError):
-    """A worker failed more often than the restart budget allows."""
+    """A worker failed more often than the restart budget allows.
+
+    Attributes:
+        worker: the worker's name, e.g. ``"RolloutWorker-1"``.
+        last_error: the error of its last failure (also ``__cause__``).
+    """
+
+    def __init__(self, message: str, worker: str, last_error: BaseException):
+        super().__init__(message)
+        self.worker = worker
+        self.last_error = last_error
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 class WorkerSet:
-    """Spawns, samples from, and heals the rollout workers."""
+    """Spawns, samples from, and heals the rollout workers.
+
+    Attributes:
+        restarts: per worker index, how many times it was replaced.
+        dropped_fragments: fragments lost to failures.
+        env_errors: sub-env errors the workers survived.
+    """
 
     def __init__(self, runtime: Runtime, spec: WorkerSpec, num_workers: int,
                  board: BoardReader | None, *, restart: bool = True, max_restarts: int = 3,
@@ -56,11 +92,17 @@ class WorkerSet:
         self.num_workers = max(1, num_workers)
         self.restarts = [0] * self.num_workers
         self.dropped_fragments = 0
+        self.env_errors = 0
+        self._logged_env_errors: set[str] = set()
+        # True from the start of a sync sample() until it returns: if it never returned
+        # (Ctrl-C), the workers are mid-fragment and their state is not worth saving.
+        self._sampling = False
         self.workers: list[ActorHandle] = [self._spawn(i) for i in range(self.num_workers)]
         self.in_flight: dict[ObjectRef, tuple[int, float]] = {}
 
     def _spawn(self, index: int) -> ActorHandle:
-        return self.runtime.spawn(RolloutWorker, self.spec, index, self.board, num_cpus=1,
+        return self.runtime.spawn(RolloutWorker, self.spec, index, self.board,
+                                  self.restarts[index], num_cpus=1,
                                   name=f"RolloutWorker-{index}")
 
     # ------------------------------------------------------------------ health
@@ -77,31 +119,46 @@ class WorkerSet:
         self.restarts[index] += 1
         name = self.workers[index].name
         if not self.restart or self.restarts[index] > self.max_restarts:
+            self.workers[index].kill()
+            budget = (f"max_restarts_per_env_runner={self.max_restarts}" if self.restart
+                      else "restart_failed_env_runners=False")
             raise WorkerFailedError(
-                f"{name} failed {self.restarts[index]} time(s) (restart budget "
-                f"max_restarts_per_env_runner={self.max_restarts}, restarts "
-                f"{'on' if self.restart else 'off'}); last error: {error}"
-            ) from error
-        log.warning("%s failed (%s); restarting it (%d/%d)", name,
-                    str(error).splitlines()[0], self.restarts[index], self.max_restarts)
+                f"{name} failed {self.restarts[index]} time(s), past its restart budget "
+                f"({budget}); last error: {_first_line(error)}", name, error) from error
+        log.warning("%s failed (%s); restarting it (%d/%d)", name, _first_line(error),
+                    self.restarts[index], self.max_restarts)
         self.workers[index].kill()
         self.workers[index] = self._spawn(index)
+
+    def _ingest(self, result: dict[str, Any]) -> dict[str, Any]:
+        """Count (and log once) the sub-env errors a fragment reports."""
+        for env_index, method, error in result.get("env_errors") or ():
+            self.env_errors += 1
+            if error not in self._logged_env_errors:
+                self._logged_env_errors.add(error)
+                log.warning("sub-env %d of RolloutWorker-%d: %s() raised %s; recreated it and "
+                            "discarded its episode (repeats are counted in env/errors)",
+                            env_index, result["worker_index"], method, error)
+        return result
 
     # ------------------------------------------------------------------ sync sampling
     def sample(self, **request: Any) -> list[dict[str, Any]]:
         """One fragment from every healthy worker; failed ones are replaced and their
         fragments dropped. Retries until at least one fragment arrives."""
+        self._sampling = True
         while True:
             refs = {w.call("sample", **request): i for i, w in enumerate(self.workers)}
             results = []
-            deadline = None if self.sample_timeout_s is None else time.monotonic() + self.sample_timeout_s
+            deadline = None if self.sample_timeout_s is None else \
+                time.monotonic() + self.sample_timeout_s
             pending = list(refs)
             while pending:
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                ready, pending = self.runtime.wait(pending, num_returns=len(pending), timeout=timeout)
+                ready, pending = self.runtime.wait(pending, num_returns=len(pending),
+                                                   timeout=timeout)
                 for ref in ready:
                     try:
-                        results.append(self.runtime.get(ref))
+                        results.append(self._ingest(self.runtime.get(ref)))
                     except (ActorDiedError, RemoteError) as e:
                         self.dropped_fragments += 1
                         self._replace(refs[ref], e)
@@ -112,6 +169,7 @@ class WorkerSet:
                             f"no fragment within sample_timeout_s={self.sample_timeout_s}"))
                     pending = []
             if results:
+                self._sampling = False
                 return results
 
     # ------------------------------------------------------------------ async sampling
@@ -129,9 +187,11 @@ class WorkerSet:
         ready, _ = self.runtime.wait(list(self.in_flight), num_returns=1, timeout=timeout)
         out = []
         for ref in ready:
+            if ref not in self.in_flight:
+                continue  # dropped with its worker's other requests below
             index, _ = self.in_flight.pop(ref)
             try:
-                out.append((index, self.runtime.get(ref)))
+                out.append((index, self._ingest(self.runtime.get(ref))))
             except (ActorDiedError, RemoteError) as e:
                 self.dropped_fragments += 1
                 self._drop_requests_of(index)
@@ -139,6 +199,8 @@ class WorkerSet:
                 out.append((index, None))
         now = time.monotonic()
         for ref, (index, started) in list(self.in_flight.items()):
+            if ref not in self.in_flight:
+                continue
             if self.sample_timeout_s is not None and now - started > self.sample_timeout_s:
                 self.in_flight.pop(ref, None)
                 self.dropped_fragments += 1
@@ -156,6 +218,63 @@ class WorkerSet:
 
     def num_in_flight(self, index: int) -> int:
         return sum(1 for i, _ in self.in_flight.values() if i == index)
+
+    # ------------------------------------------------------------------ state
+    def get_state(self) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+        """The counters (JSON) and each worker's state (arrays, ``worker_<i>``).
+
+        Worker states are left out, with a warning, when a worker cannot give one (it
+        died, or does not answer within ``sample_timeout_s``) or when the last
+        ``sample()`` was interrupted; a run resumed from such a checkpoint starts fresh
+        episodes.
+        """
+        counters = {"restarts": list(self.restarts), "dropped_fragments": self.dropped_fragments,
+                    "env_errors": self.env_errors, "num_workers": self.num_workers,
+                    "num_envs": self.spec.num_envs}
+        if self._sampling:
+            log.warning("worker states not saved: the last sample() did not complete; a "
+                        "resumed run starts fresh episodes")
+            return counters, {}
+        try:
+            states = self.runtime.get([w.call("get_state") for w in self.workers],
+                                      timeout=self.sample_timeout_s)
+        except _FAILURES as e:
+            log.warning("worker states not saved (%s); a resumed run starts fresh episodes",
+                        _first_line(e))
+            return counters, {}
+        return counters, {f"worker_{i}": s for i, s in enumerate(states)}
+
+    def set_state(self, counters: dict[str, Any],
+                  states: dict[str, dict[str, np.ndarray]]) -> None:
+        """Restore ``get_state()``'s output into a set with the same number of workers
+        and envs (otherwise only the totals are kept and the workers start afresh)."""
+        same_shape = (counters.get("num_workers") == self.num_workers
+                      and counters.get("num_envs") == self.spec.num_envs)
+        restarts = [int(r) for r in counters.get("restarts", [])]
+        if same_shape and len(restarts) == self.num_workers:
+            self.restarts = restarts
+        else:
+            # Totals survive a change of shape; they are reported summed anyway.
+            self.restarts[0] += sum(restarts)
+        self.dropped_fragments = int(counters.get("dropped_fragments", 0))
+        self.env_errors = int(counters.get("env_errors", 0))
+        if not states:
+            return
+        if not same_shape or len(states) != self.num_workers:
+            log.warning("checkpoint holds %s workers x %s envs, this run %d x %d: the workers "
+                        "start fresh episodes", counters.get("num_workers"),
+                        counters.get("num_envs"), self.num_workers, self.spec.num_envs)
+            return
+        refs = [w.call("set_state", states[f"worker_{i}"]) for i, w in enumerate(self.workers)]
+        for i, ref in enumerate(refs):
+            try:
+                differ = self.runtime.get(ref, timeout=self.sample_timeout_s)
+            except _FAILURES as e:
+                self._replace(i, e)
+                continue
+            if differ:
+                log.warning("sub-envs %s did not replay their saved episode exactly (the env "
+                            "is not deterministic given its seed and actions)", differ)
 
     # ------------------------------------------------------------------ misc
     def call_all(self, method: str, *args: Any) -> list[Any]:

@@ -313,7 +313,11 @@ class ProcessRuntime(Runtime):
         self._actors: list[ProcessActor] = []
         self._boards: list[WeightsBoard] = []
         self._names: defaultdict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
-        self._pumping = False
+        # The thread that pumps (reads the sockets) now, if any. An ident rather than a
+        # flag: an exception raised by a signal handler (Ctrl-C) right after a pump can
+        # leave the mark set, and a thread that finds its own ident there knows it is
+        # stale instead of waiting forever for itself.
+        self._pumper: int | None = None
         self._waiting = 0  # threads blocked on the condition, to skip needless notifies
         self._closed = False
         self._poller = select.poll()
@@ -354,7 +358,7 @@ class ProcessRuntime(Runtime):
             self._actors.append(actor)
             self._watch(parent_conn.fileno(), (actor, False))
             self._watch(proc.sentinel, (actor, True))
-            if self._pumping:
+            if self._pumper is not None:
                 self._wake()  # the pumping thread must poll the new fds too
         return actor
 
@@ -416,12 +420,13 @@ class ProcessRuntime(Runtime):
             # Take over the pipes: the pumping thread wakes up, finishes its round and,
             # seeing _closed, waits for shutdown to settle its refs instead of pumping.
             self._wake()
+            me = threading.get_ident()
             give_up = time.monotonic() + 5.0
-            while self._pumping and time.monotonic() < give_up:
+            while self._pumper not in (None, me) and time.monotonic() < give_up:
                 self._waiting += 1
                 self._cond.wait(0.05)
                 self._waiting -= 1
-            self._pumping = True
+            self._pumper = me
         atexit.unregister(self.shutdown)
         live = [a for a in self._actors if not a._dead]
         for actor in live:
@@ -507,6 +512,7 @@ class ProcessRuntime(Runtime):
         deadline = None if timeout is None else time.monotonic() + timeout
         pumped = False
         first = 0  # slots[:first] are done; a get of many refs stays linear in their number
+        me = threading.get_ident()
         with self._cond:
             while True:
                 self._reap()
@@ -517,22 +523,23 @@ class ProcessRuntime(Runtime):
                 ):
                     return True
                 remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0 and (pumped or self._pumping):
+                other_pumps = self._pumper not in (None, me)
+                if remaining is not None and remaining <= 0 and (pumped or other_pumps):
                     return False
-                if self._pumping or self._closed:
+                if other_pumps or self._closed:
                     self._waiting += 1
                     try:
                         self._cond.wait(remaining)
                     finally:
                         self._waiting -= 1
                     continue
-                self._pumping = True
+                self._pumper = me
                 self._lock.release()
                 try:
                     self._pump(remaining)
                 finally:
                     self._lock.acquire()
-                    self._pumping = False
+                    self._pumper = None
                     if self._waiting:
                         self._cond.notify_all()
                 pumped = True

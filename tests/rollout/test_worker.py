@@ -5,20 +5,22 @@ import torch
 
 from rl.data import columns as C
 from rl.envs import VectorEnv, register_env, resolve_env
+from rl.envs.vector import episode_seed
 from rl.policies import ModelConfig
 from rl.rollout import RolloutWorker, WorkerSpec
 from tests.rollout.scripted_env import ScriptedEnv
 
 
-def _spec(name, num_envs=2, T=7, **kw):
+def _spec(name, num_envs=2, T=7, seed=None, **kw):
+    # Unseeded, ScriptedEnv numbers its episodes 0, 1, 2, ... (alternating lengths).
     register_env(name, lambda cfg: ScriptedEnv(**cfg))
     env = ScriptedEnv(**kw)
     return WorkerSpec(resolve_env(name), dict(kw), env.observation_space, env.action_space,
-                      num_envs, T, seed=0, model=ModelConfig(hiddens=[8]))
+                      num_envs, T, seed=seed, model=ModelConfig(hiddens=[8]))
 
 
 def test_vector_env_same_step_autoreset_returns_final_obs():
-    venv = VectorEnv(lambda: ScriptedEnv(lengths=(2,)), 1, seed=0)
+    venv = VectorEnv(lambda: ScriptedEnv(lengths=(2,)), 1, seed=None)
     obs = venv.reset()
     assert obs[0].tolist() == [0, 0]
     r1 = venv.step(np.array([0]))
@@ -31,11 +33,14 @@ def test_vector_env_same_step_autoreset_returns_final_obs():
     assert r2.episodes == [(3.0, 2)]
 
 
-def test_sub_envs_are_seeded_with_global_index():
-    venv = VectorEnv(lambda: ScriptedEnv(), 3, seed=10, first_index=4)
-    obs = venv.reset()
-    # ScriptedEnv maps seed s to episode id 100*s.
-    assert obs[:, 0].tolist() == [1400, 1500, 1600]
+def test_every_episode_is_seeded_from_seed_global_index_and_episode_number():
+    venv = VectorEnv(lambda: ScriptedEnv(lengths=(1,)), 3, seed=10, first_index=4)
+    # ScriptedEnv maps seed s to episode id 100*s (float32 observations).
+    for episode in range(3):
+        obs = venv.reset() if episode == 0 else venv.step(np.zeros(3, np.int64)).obs
+        expected = [np.float32(100 * episode_seed(10, 4 + i, episode)) for i in range(3)]
+        assert obs[:, 0].tolist() == expected
+    assert len({float(x) for x in obs[:, 0]}) == 3
 
 
 def test_worker_columns_and_bootstrap_values():
@@ -96,8 +101,8 @@ def test_next_obs_for_replay_uses_true_final_obs():
 
 def test_same_seed_same_fragment():
     torch.manual_seed(0)  # same initial weights; the action sampling seed comes from the spec
-    a = RolloutWorker(_spec("scripted-det", T=9), 0, None).sample()["batch"]
+    a = RolloutWorker(_spec("scripted-det", T=9, seed=0), 0, None).sample()["batch"]
     torch.manual_seed(0)
-    b = RolloutWorker(_spec("scripted-det", T=9), 0, None).sample()["batch"]
+    b = RolloutWorker(_spec("scripted-det", T=9, seed=0), 0, None).sample()["batch"]
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])

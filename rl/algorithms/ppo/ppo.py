@@ -25,7 +25,8 @@ _TRAIN_COLUMNS = (C.OBS, C.ACTIONS, C.LOGP, C.VF_PREDS, C.BEHAVIOUR_LOGITS)
 
 def fragments_to_train_batch(results: list[dict[str, Any]], gamma: float, lam: float,
                              reward_scaler: RewardScaler | None = None) -> SampleBatch:
-    """GAE on each time-major fragment (rewards optionally scaled), then one flat batch."""
+    """GAE on each time-major fragment (rewards optionally scaled), then one flat batch
+    without the rows of episodes that a sub-env error broke."""
     parts = []
     for r in results:
         b = r["batch"]
@@ -39,7 +40,10 @@ def fragments_to_train_batch(results: list[dict[str, Any]], gamma: float, lam: f
         cols = {k: b[k] for k in _TRAIN_COLUMNS}
         cols[C.ADVANTAGES] = adv
         cols[C.VALUE_TARGETS] = targets
-        parts.append(SampleBatch(cols).flatten_time())
+        flat = SampleBatch(cols).flatten_time()
+        if r.get("discarded") is not None:
+            flat = flat[~r["discarded"].reshape(-1)]
+        parts.append(flat)
     return SampleBatch.concat(parts)
 
 
