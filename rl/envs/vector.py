@@ -68,6 +68,11 @@ class StepResult:
     truncateds: np.ndarray
     final_obs: dict[int, np.ndarray] = field(default_factory=dict)
     episodes: list[tuple[float, int]] = field(default_factory=list)
+    real_episodes: list[tuple[float, int]] = field(default_factory=list)
+
+    def reported_episodes(self, real: bool) -> list[tuple[float, int]]:
+        """The episodes to report: real games where the envs record them."""
+        return self.real_episodes if real else self.episodes
     failed: list[int] = field(default_factory=list)
 
 
@@ -101,6 +106,9 @@ class VectorEnv:
     ):
         self.make_env = make_env
         self.envs = [make_env() for _ in range(num_envs)]
+        # Envs that report true episodes themselves (Atari: real games, unclipped
+        # scores) are counted from info["rl_episode"], not from our own counters.
+        self._real_stats = [env.has_wrapper_attr("reports_real_episodes") for env in self.envs]
         self.num_envs = num_envs
         self.seed = seed
         self.first_index = first_index
@@ -177,7 +185,7 @@ class VectorEnv:
         record = self._actions
         for i, env in enumerate(self.envs):
             try:
-                obs, reward, term, trunc, _ = env.step(actions[i])
+                obs, reward, term, trunc, info = env.step(actions[i])
             except Exception as exc:
                 if not self.restart_failed:
                     raise
@@ -192,6 +200,9 @@ class VectorEnv:
             self._truncs[i] = trunc
             self._ep_return[i] += reward
             self._ep_len[i] += 1
+            if self._real_stats[i] and "rl_episode" in info:
+                ret, length = info["rl_episode"]
+                result.real_episodes.append((float(ret), int(length)))
             if term or trunc:
                 result.final_obs[i] = np.asarray(obs, dtype=self.obs.dtype)
                 result.episodes.append((float(self._ep_return[i]), int(self._ep_len[i])))
@@ -260,6 +271,10 @@ class VectorEnv:
             if ended or not np.array_equal(self.obs[i], state["obs"][i]):
                 differ.append(i)
         return differ
+
+    @property
+    def reports_real_episodes(self) -> bool:
+        return all(self._real_stats)
 
     def close(self) -> None:
         for env in self.envs:

@@ -4,7 +4,11 @@
   records ``logp``, ``vf_preds`` and the ``behaviour_logits`` (distribution inputs).
 * ``QPolicy`` (DQN): epsilon-greedy over Q-values, epsilon sent with each request.
 
-Both run under ``torch.inference_mode()`` on CPU with one forward per vector step.
+Both do one forward per vector step. MLP networks run through their numpy mirror
+(``rl.policies.numpy_mlp``: several times cheaper than torch at worker batch sizes),
+refreshed on every ``load_weights``; other networks run in torch under
+``inference_mode``. Sampling and log-probabilities always use the torch
+distributions.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import torch
 from gymnasium import spaces
 
 from rl.data import columns as C
-from rl.policies import ActorCritic, ModelConfig, QNetwork
+from rl.policies import ActorCritic, ModelConfig, QNetwork, load_flat_params
+from rl.policies.numpy_mlp import compile_actor_critic, compile_q_network
 
 __all__ = ["ActorCriticPolicy", "QPolicy", "build_inference_policy"]
 
@@ -28,6 +33,13 @@ class ActorCriticPolicy:
         self.module = ActorCritic(obs_space, action_space, model)
         self.module.eval()
         self.dist_spec = self.module.dist_spec
+        self._fast = compile_actor_critic(self.module)
+
+    def load_weights(self, vector: np.ndarray) -> None:
+        """Copy a flat weight vector into the module (and its numpy mirror)."""
+        load_flat_params(self.module, vector)
+        if self._fast is not None:
+            self._fast = compile_actor_critic(self.module)
 
     def columns(self) -> dict[str, tuple[tuple[int, ...], type]]:
         """Extra per-step columns this policy writes."""
@@ -37,9 +49,15 @@ class ActorCriticPolicy:
             C.BEHAVIOUR_LOGITS: ((self.dist_spec.input_dim,), np.float32),
         }
 
+    def _forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._fast is not None:
+            dist_inputs, values = self._fast(obs.numpy())
+            return torch.from_numpy(dist_inputs), torch.from_numpy(values)
+        return self.module(obs)
+
     @torch.inference_mode()
     def act(self, obs: torch.Tensor, generator: torch.Generator, request: dict) -> dict[str, Any]:
-        dist_inputs, values = self.module(obs)
+        dist_inputs, values = self._forward(obs)
         dist = self.dist_spec(dist_inputs)
         actions = dist.sample(generator)
         return {
@@ -51,11 +69,13 @@ class ActorCriticPolicy:
 
     @torch.inference_mode()
     def value(self, obs: torch.Tensor) -> np.ndarray:
+        if self._fast is not None:
+            return self._fast(obs.numpy())[1]
         return self.module.value(obs).numpy()
 
     @torch.inference_mode()
     def greedy(self, obs: torch.Tensor) -> np.ndarray:
-        dist_inputs, _ = self.module(obs)
+        dist_inputs, _ = self._forward(obs)
         return self.dist_spec(dist_inputs).deterministic().numpy()
 
 
@@ -67,14 +87,25 @@ class QPolicy:
         self.module = QNetwork(obs_space, action_space, model, dueling=dueling)
         self.module.eval()
         self.n_actions = int(action_space.n)
+        self._fast = compile_q_network(self.module)
+
+    def load_weights(self, vector: np.ndarray) -> None:
+        load_flat_params(self.module, vector)
+        if self._fast is not None:
+            self._fast = compile_q_network(self.module)
 
     def columns(self) -> dict[str, tuple[tuple[int, ...], type]]:
         return {}
 
+    def q_values(self, obs: torch.Tensor) -> torch.Tensor:
+        if self._fast is not None:
+            return torch.from_numpy(self._fast(obs.numpy()))
+        return self.module(obs)
+
     @torch.inference_mode()
     def act(self, obs: torch.Tensor, generator: torch.Generator, request: dict) -> dict[str, Any]:
         epsilon = float(request.get("epsilon", 0.0))
-        greedy = self.module(obs).argmax(dim=-1)
+        greedy = self.q_values(obs).argmax(dim=-1)
         n = obs.shape[0]
         explore = torch.rand(n, generator=generator) < epsilon
         random = torch.randint(self.n_actions, (n,), generator=generator)
@@ -82,7 +113,7 @@ class QPolicy:
 
     @torch.inference_mode()
     def greedy(self, obs: torch.Tensor) -> np.ndarray:
-        return self.module(obs).argmax(dim=-1).numpy()
+        return self.q_values(obs).argmax(dim=-1).numpy()
 
 
 def build_inference_policy(kind: str, obs_space, action_space, model: ModelConfig,
@@ -93,5 +124,3 @@ def build_inference_policy(kind: str, obs_space, action_space, model: ModelConfi
     if kind == "q":
         return QPolicy(obs_space, action_space, model, **options)
     raise ValueError(f"unknown policy kind {kind!r}; valid: actor_critic, q")
-
-

@@ -39,7 +39,7 @@ import torch
 from rl.data import columns as C
 from rl.envs import EnvSpec, VectorEnv, env_factory, is_image_space
 from rl.envs.normalization import RunningMeanStd
-from rl.policies import DistributionSpec, ModelConfig, load_flat_params, num_flat_params
+from rl.policies import DistributionSpec, ModelConfig, num_flat_params
 from rl.rollout.policy import build_inference_policy
 from rl.runtime.base import BoardReader
 
@@ -106,7 +106,7 @@ class RolloutWorker:
             return self.weights_version
         version, vector = self.board.poll(self.weights_version)
         if vector is not None:
-            load_flat_params(self.policy.module, vector[: self.num_params])
+            self.policy.load_weights(vector[: self.num_params])
             if self.obs_filter is not None:
                 self.obs_filter.load_vector(vector[self.num_params :])
             self.weights_version = version
@@ -114,7 +114,7 @@ class RolloutWorker:
 
     def set_weights(self, vector: np.ndarray, version: int) -> None:
         """Load weights directly (used where no board exists, e.g. evaluation)."""
-        load_flat_params(self.policy.module, vector[: self.num_params])
+        self.policy.load_weights(vector[: self.num_params])
         if self.obs_filter is not None:
             self.obs_filter.load_vector(vector[self.num_params :])
         self.weights_version = version
@@ -172,7 +172,7 @@ class RolloutWorker:
             for i, final in res.final_obs.items():
                 ends.append((t, i, final))
                 episode_start[i] = t + 1
-            for ret, length in res.episodes:
+            for ret, length in res.reported_episodes(self.venv.reports_real_episodes):
                 episode_returns.append(ret)
                 episode_lens.append(length)
             obs = res.obs
