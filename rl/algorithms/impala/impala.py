@@ -72,8 +72,7 @@ class IMPALA(Algorithm):
         self.lag = PolicyLag()
         self.lag.record_publish(self.board.version, 0)
         self.runner = LearnerRunner(self.learner_group, self.queue, self.lag, self._hyper,
-                                    cfg.broadcast_interval,
-                                    num_threads=max(1, int(cfg.num_cpus_per_learner)))
+                                    cfg.broadcast_interval)
         # The learner runs beside sampling except on the inline backend, which stays
         # serial so that runs there are exactly reproducible.
         self.concurrent = cfg.backend != "inline"

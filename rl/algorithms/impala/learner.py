@@ -193,19 +193,15 @@ class LearnerRunner:
         lag: policy-lag bookkeeping (fed here, published to by the driver).
         hyper: returns the per-update hyper-parameters (``lr``, ``entropy_coeff``).
         broadcast_interval: updates between weight snapshots.
-        num_threads: torch intra-op threads while the learner thread runs.
     """
 
     def __init__(self, group: LockedLearnerGroup, queue: LearnerQueue, lag: PolicyLag,
-                 hyper: Callable[[], dict[str, float]], broadcast_interval: int,
-                 num_threads: int = 1):
+                 hyper: Callable[[], dict[str, float]], broadcast_interval: int):
         self.group = group
         self.queue = queue
         self.lag = lag
         self.hyper = hyper
         self.broadcast_interval = broadcast_interval
-        self.num_threads = num_threads
-        self._saved_threads: int | None = None
         self.metrics = MetricsWindow()
         self.updates = 0
         self.env_steps_trained = 0
@@ -218,11 +214,6 @@ class LearnerRunner:
     # ------------------------------------------------------------------ running
     def start(self) -> None:
         if self._thread is None:
-            # torch's intra-op pool is per process: size it for the learner, whose
-            # cores are the ones the workers leave. More threads than free cores make
-            # OpenMP spin against the workers, which costs far more than it gains.
-            self._saved_threads = torch.get_num_threads()
-            torch.set_num_threads(self.num_threads)
             self._thread = threading.Thread(target=self._run, name="impala-learner", daemon=True)
             self._thread.start()
 
@@ -284,6 +275,3 @@ class LearnerRunner:
             if self._thread.is_alive():
                 log.warning("IMPALA learner thread did not stop within %.0f s", timeout)
             self._thread = None
-        if self._saved_threads is not None:
-            torch.set_num_threads(self._saved_threads)
-            self._saved_threads = None
