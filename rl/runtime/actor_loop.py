@@ -148,10 +148,13 @@ class ChildConfig:
 def actor_main(conn, cfg: ChildConfig) -> None:
     """Entry point of an actor process: init, then the loop."""
     driver = init_process(cfg)
+    stopped = False
     try:
-        serve(conn, cfg.prefix)
+        stopped = serve(conn, cfg.prefix)
     finally:
-        if select.select([driver], [], [], 0)[0]:
+        # EOF without a stop frame means the driver is dying: its sockets close a moment
+        # before its pidfd turns readable, so wait for that moment rather than race it.
+        if select.select([driver], [], [], 0 if stopped else 2.0)[0]:
             shm.sweep(shm.driver_prefix(cfg.driver_pid))
 
 
@@ -238,8 +241,12 @@ class Outbox:
             self.partial = False
 
 
-def serve(conn, prefix: str) -> None:
-    """The actor loop: one frame in, one frame out, until ``None`` or EOF."""
+def serve(conn, prefix: str) -> bool:
+    """The actor loop: one frame in, one frame out, until ``None`` or EOF.
+
+    Returns:
+        True if told to stop, False at EOF (the driver is gone).
+    """
     outbox = Outbox(conn)
     inbox: deque[bytes] = deque()
     instance: Any = None
@@ -256,14 +263,14 @@ def serve(conn, prefix: str) -> None:
                     inbox.append(conn.recv_bytes())
             frame = inbox.popleft() if inbox else conn.recv_bytes()
         except (EOFError, OSError):
-            return
+            return False
         key = KEY.unpack_from(frame)[0]
         try:
             msg = decode(frame)
             if msg is None:
                 with contextlib.suppress(OSError):
                     outbox.flush(block=True)  # answers to calls queued before the stop
-                return
+                return True
             if type(msg) is Init:
                 try:
                     instance = msg.cls(*msg.args, **msg.kwargs)
@@ -289,4 +296,4 @@ def serve(conn, prefix: str) -> None:
         try:
             outbox.put(out)
         except OSError:
-            return  # the driver is gone; the session sweep removes our segments
+            return False  # the driver is gone
