@@ -10,8 +10,8 @@ A tuned example is a YAML file::
     reference: {value: "500 ± 0", budget: 100000, source: rl-baselines3-zoo}
 
 ``fit()`` runs iterations until a stop criterion holds, writes periodic checkpoints,
-and on Ctrl-C / SIGTERM, or when workers fail past their restart budget, abandons the
-iteration, writes a checkpoint and re-raises.
+and on Ctrl-C / SIGTERM, or when workers fail past their restart budget, stops at the
+next safe point, writes a checkpoint and re-raises (see ``rl.interrupts``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import signal
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +27,7 @@ import yaml
 from rl import metrics as M
 from rl.algorithms.registry import config_class
 from rl.config import AlgorithmConfig, ConfigError
+from rl.interrupts import INTERRUPTS, Terminated
 from rl.rollout import WorkerFailedError
 
 __all__ = ["Stop", "TunedExample", "Terminated", "fit", "load_example"]
@@ -119,50 +119,39 @@ def load_example(path: str) -> TunedExample:
                         reference=dict(data.get("reference") or {}))
 
 
-class Terminated(Exception):
-    """SIGTERM arrived during training (the CLI exits 143)."""
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
-
-
 def fit(algo, stop: Stop, checkpoint_every: int = 0, checkpoint_at_end: bool = True,
         on_result=None) -> tuple[dict[str, Any], str | None]:
     """Train until ``stop`` holds; returns the last result and the final checkpoint.
 
-    Ctrl-C (KeyboardInterrupt), SIGTERM (``Terminated``) and ``WorkerFailedError``
-    abandon the running iteration, write a checkpoint (``algo.last_checkpoint``), and
-    propagate. A second Ctrl-C during that save abandons the save; the previous
-    checkpoint stays intact (saves are atomic).
+    Ctrl-C (KeyboardInterrupt), SIGTERM (``Terminated``) and ``WorkerFailedError`` end
+    the run with a checkpoint (``algo.last_checkpoint``) and propagate. A signal
+    abandons the iteration while it waits for workers, and otherwise takes effect once
+    the learner's update is whole (``rl.interrupts``); a second signal stops at once,
+    without a checkpoint.
     """
     if stop.env_steps_total and not algo.stop_timesteps:
         algo.stop_timesteps = int(stop.env_steps_total)
-    previous = None
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread: leave SIGTERM alone
-        previous = None
     result: dict[str, Any] = {}
-    try:
-        while True:
-            result = algo.train()
-            if on_result is not None:
-                on_result(result)
-            reason = stop.reached(result)
-            if checkpoint_every and algo.iteration % checkpoint_every == 0 and not reason:
-                algo.save()
-            if reason:
-                result["stop_reason"] = reason
-                break
-    except (KeyboardInterrupt, Terminated, WorkerFailedError):
+    with INTERRUPTS.installed():
         try:
-            algo.save()
-        except Exception:
-            log.exception("the checkpoint after the interruption could not be written")
-        raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-    path = algo.save() if checkpoint_at_end else None
+            while True:
+                result = algo.train()
+                if on_result is not None:
+                    on_result(result)
+                reason = stop.reached(result)
+                if checkpoint_every and algo.iteration % checkpoint_every == 0 and not reason:
+                    algo.save()
+                INTERRUPTS.check()
+                if reason:
+                    result["stop_reason"] = reason
+                    break
+            path = algo.save() if checkpoint_at_end else None
+            INTERRUPTS.check()
+        except (KeyboardInterrupt, Terminated, WorkerFailedError):
+            if not INTERRUPTS.forced:
+                try:
+                    algo.save()
+                except Exception:
+                    log.exception("the checkpoint after the interruption could not be written")
+            raise
     return result, path

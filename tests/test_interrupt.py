@@ -1,6 +1,7 @@
 """Ctrl-C and SIGTERM of `rl train`: checkpoint written, children gone, no shm, resumable."""
 
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,9 @@ import time
 
 import pytest
 
+from rl.checkpoint import load_state
+from rl.experiment import Stop, Terminated, fit
+from rl.runtime import shm
 from tests.conftest import pid_alive, wait_gone
 
 
@@ -18,6 +22,14 @@ def _children(pid: int) -> list[int]:
     return kids + [g for k in kids for g in _children(k)]
 
 
+def _results(run_root) -> int:
+    files = glob.glob(str(run_root / "*" / "result.jsonl"))
+    if not files:
+        return 0
+    with open(files[0]) as f:
+        return sum(1 for line in f if line.endswith("\n"))
+
+
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_writes_checkpoint_and_cleans_up(tmp_path, sig, code):
     proc = subprocess.Popen(
@@ -25,29 +37,98 @@ def test_signal_writes_checkpoint_and_cleans_up(tmp_path, sig, code):
          "--stop-timesteps", "100000000", "--logdir", str(tmp_path), "--num-env-runners", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not glob.glob(str(tmp_path / "*" / "result.jsonl")) or \
-            os.path.getsize(glob.glob(str(tmp_path / "*" / "result.jsonl"))[0]) == 0:
+    while _results(tmp_path) < 2:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "training never produced a result"
-        time.sleep(0.2)
+        time.sleep(0.05)
     children = _children(proc.pid)
     assert children, "expected worker processes"
+    time.sleep(0.1)  # somewhere inside an iteration
     proc.send_signal(sig)
+    sent = time.monotonic()
     try:
-        _, err = proc.communicate(timeout=20)
+        _, err = proc.communicate(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
-        raise
+        pytest.fail(f"rl train did not exit within 10 s of signal {sig}")
     assert proc.returncode == code, err
+    assert time.monotonic() - sent <= 10
     assert wait_gone(children, 5.0) == []
-    ckpts = glob.glob(str(tmp_path / "*" / "checkpoint_*" / "state.json"))
-    assert ckpts, err
-    assert not [s for s in os.listdir("/dev/shm") if s.startswith(f"rl_{proc.pid}_")]
-    # The checkpoint resumes.
+    assert shm.list_segments(shm.driver_prefix(proc.pid)) == []
+    path = err.strip().splitlines()[-1].split("checkpoint: ")[-1]
+    saved = load_state(path)
+    assert saved["iteration"] >= 2 and saved["env_steps_total"] == 1024 * saved["iteration"]
+    # The checkpoint resumes, and the counters go on from it.
     resumed = subprocess.run(
-        [sys.executable, "-m", "rl.cli", "train", "--resume", os.path.dirname(ckpts[0]),
+        [sys.executable, "-m", "rl.cli", "train", "--resume", path,
          "--algo", "ppo", "--env", "CartPole-v1", "--stop-iters", "1000000",
          "--stop-timesteps", "1", "--logdir", str(tmp_path / "resumed"), "--json", "--no-eval"],
         capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert result["training_iteration"] == saved["iteration"] + 1
+    assert result["env_steps_total"] == saved["env_steps_total"] + 1024
     assert pid_alive(os.getpid())
+
+
+# ------------------------------------------------- where a signal takes effect (in-process)
+
+
+def _inline_ppo(tmp_path):
+    from rl import PPOConfig
+
+    config = (PPOConfig().environment("CartPole-v1").resources(backend="inline")
+              .env_runners(num_env_runners=1, num_envs_per_env_runner=2)
+              .training(train_batch_size=128, minibatch_size=64, num_epochs=2))
+    return config.build(logdir=str(tmp_path))
+
+
+def _signal_inside(obj, method: str, when, signals=(signal.SIGINT,)):
+    """Wrap ``obj.method`` so that ``signals`` arrive in the middle of it when ``when()``."""
+    real = getattr(obj, method)
+
+    def wrapped(*args, **kwargs):
+        if when():
+            for sig in signals:
+                os.kill(os.getpid(), sig)
+        return real(*args, **kwargs)
+
+    setattr(obj, method, wrapped)
+
+
+@pytest.mark.parametrize("sig,exc", [(signal.SIGINT, KeyboardInterrupt),
+                                     (signal.SIGTERM, Terminated)])
+def test_a_signal_during_the_update_takes_effect_once_it_is_whole(tmp_path, sig, exc):
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    algo = _inline_ppo(tmp_path)
+    with algo:
+        _signal_inside(algo.learner_group, "update", lambda: algo.iteration == 1, (sig,))
+        with pytest.raises(exc):
+            fit(algo, Stop(training_iteration=10))
+        saved = load_state(algo.last_checkpoint)
+    # The second iteration's update completed and was counted; nothing is torn.
+    assert saved["iteration"] == 2 and saved["env_steps_total"] == 256
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+
+
+def test_a_signal_while_sampling_abandons_the_iteration(tmp_path):
+    algo = _inline_ppo(tmp_path)
+    with algo:
+        worker = algo.workers.workers[0]._instance  # inline: the worker object itself
+        _signal_inside(worker, "sample", lambda: algo.iteration == 2)
+        with pytest.raises(KeyboardInterrupt):
+            fit(algo, Stop(training_iteration=10))
+        saved = load_state(algo.last_checkpoint)
+    assert saved["iteration"] == 2 and saved["env_steps_total"] == 256
+    # The workers were mid-fragment: their state is not saved, a resume starts afresh.
+    assert not os.path.exists(os.path.join(algo.last_checkpoint, "worker_0.npz"))
+
+
+def test_a_second_signal_stops_at_once_without_a_checkpoint(tmp_path):
+    algo = _inline_ppo(tmp_path)
+    with algo:
+        _signal_inside(algo.learner_group, "update", lambda: algo.iteration == 1,
+                       (signal.SIGINT, signal.SIGINT))
+        with pytest.raises(KeyboardInterrupt):
+            fit(algo, Stop(training_iteration=10))
+        assert algo.last_checkpoint is None

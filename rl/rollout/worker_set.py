@@ -20,6 +20,8 @@ Failure semantics:
   with its fragments: they are counted in ``env_errors`` and each distinct error text
   is logged once.
 
+Waiting for workers is where Ctrl-C may abandon an iteration (``rl.interrupts``).
+
 ``get_state()``/``set_state()`` carry the counters and every worker's state through a
 checkpoint (see ``RolloutWorker.get_state``), so that a resumed run continues the saved
 run's episodes.
@@ -33,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from rl.interrupts import INTERRUPTS
 from rl.rollout.worker import RolloutWorker, WorkerSpec
 from rl.runtime import ActorDiedError, GetTimeoutError, ObjectRef, RemoteError, Runtime
 from rl.runtime.base import ActorHandle, BoardReader
@@ -154,8 +157,9 @@ class WorkerSet:
             pending = list(refs)
             while pending:
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                ready, pending = self.runtime.wait(pending, num_returns=len(pending),
-                                                   timeout=timeout)
+                with INTERRUPTS.abandonable():
+                    ready, pending = self.runtime.wait(pending, num_returns=len(pending),
+                                                       timeout=timeout)
                 for ref in ready:
                     try:
                         results.append(self._ingest(self.runtime.get(ref)))
@@ -184,7 +188,8 @@ class WorkerSet:
         worker was replaced."""
         if not self.in_flight:
             return []
-        ready, _ = self.runtime.wait(list(self.in_flight), num_returns=1, timeout=timeout)
+        with INTERRUPTS.abandonable():
+            ready, _ = self.runtime.wait(list(self.in_flight), num_returns=1, timeout=timeout)
         out = []
         for ref in ready:
             if ref not in self.in_flight:
@@ -236,8 +241,9 @@ class WorkerSet:
                         "resumed run starts fresh episodes")
             return counters, {}
         try:
-            states = self.runtime.get([w.call("get_state") for w in self.workers],
-                                      timeout=self.sample_timeout_s)
+            with INTERRUPTS.abandonable():  # a save may be abandoned: it is atomic
+                states = self.runtime.get([w.call("get_state") for w in self.workers],
+                                          timeout=self.sample_timeout_s)
         except _FAILURES as e:
             log.warning("worker states not saved (%s); a resumed run starts fresh episodes",
                         _first_line(e))
