@@ -324,6 +324,27 @@ def test_vector_env_state_replays_the_running_episodes():
         np.testing.assert_array_equal(other.step(a).obs, obs)
 
 
+def test_vector_env_state_replays_atari_games_across_lost_lives():
+    pytest.importorskip("ale_py")
+    spec = resolve_env("ALE/Breakout-v5")
+    venv = VectorEnv(lambda: make_one_env(spec), 2, seed=3)
+    venv.reset()
+    rng = np.random.default_rng(0)
+    for _ in range(700):
+        venv.step(rng.integers(0, 4, 2))
+    state = venv.get_state()
+    # Life losses inside the running games: soft resets that continue the game.
+    assert sum(len(state[f"soft_resets_{i}"]) for i in range(2)) > 0
+    after = [venv.step(a).obs.copy() for a in rng.integers(0, 4, (50, 2))]
+    other = VectorEnv(lambda: make_one_env(spec), 2, seed=3)
+    other.reset()
+    assert other.set_state(state) == []
+    rng = np.random.default_rng(0)
+    rng.integers(0, 4, (700, 2))
+    for a, obs in zip(rng.integers(0, 4, (50, 2)), after):
+        np.testing.assert_array_equal(other.step(a).obs, obs)
+
+
 def test_vector_env_reports_envs_it_could_not_replay():
     from tests.faulty_envs import NoisyResetEnv
 

@@ -7,16 +7,20 @@ next episode, and the true final observation is returned separately so the
 caller can bootstrap a truncated episode from ``V(final_obs)``. No reset step is
 ever a transition: the caller never sees one.
 
-**Seeding.** With a seed, every reset of every sub-env is seeded: episode ``k`` of the
+**Seeding.** With a seed, every reset of every sub-env is seeded: reset ``k`` of the
 sub-env with global index ``g`` gets ``episode_seed(seed, g, k, stream)``, so each
 episode is reproducible on its own, whatever happened before it. That is what makes a
-vector env's state small: ``get_state()`` is, per sub-env, the number of resets so far,
-the actions taken since the last one and the running return and length;
-``set_state()`` re-seeds the current episode and replays those actions. The replay is
-exact for envs that are deterministic given their seed and actions (every classic
-control, Box2D and MuJoCo env, and ALE with sticky actions seeded by ``reset``); for
-others the restored episode differs from the saved one, which ``set_state`` reports.
-Without a seed nothing is recorded and ``set_state`` starts fresh episodes.
+vector env's state small: ``get_state()`` is, per sub-env, the index of the reset that
+began its running game, the actions since then and the running return and length;
+``set_state()`` repeats that reset and replays those actions. A game normally is one
+episode; for envs that report real games (``reports_real_episodes``: Atari, where a
+lost life ends the learner's episode but the next reset continues the game) it spans
+the soft resets in between, which are recorded and replayed too. The replay is exact
+for envs that are deterministic given their seed and actions (classic control, Box2D,
+MuJoCo, ALE with its sticky actions drawn from the seeded RNG); for others, and for a
+game longer than ``MAX_REPLAY_STEPS``, the restored sub-env differs from the saved one
+(or starts afresh), which ``set_state`` reports. Without a seed nothing is recorded and
+``set_state`` starts fresh episodes.
 
 **Failing sub-envs.** With ``restart_failed=True`` a sub-env whose ``step`` or ``reset``
 raises is closed, created anew and reset; the error goes to ``errors`` (the caller
@@ -35,7 +39,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["StepResult", "VectorEnv", "episode_seed"]
+__all__ = ["MAX_REPLAY_STEPS", "StepResult", "VectorEnv", "episode_seed"]
+
+MAX_REPLAY_STEPS = 100_000
+"""Longest game whose actions are kept for ``set_state`` (memory: one action per step)."""
 
 
 def episode_seed(seed: int, env_index: int, episode: int, stream: int = 0) -> int:
@@ -59,6 +66,8 @@ class StepResult:
         final_obs: sub-env index -> true final observation, for every sub-env that
             ended this step (terminated or truncated).
         episodes: ``(return, length)`` of each episode that ended this step.
+        real_episodes: true games that ended this step, for envs that report them
+            (``info["rl_episode"]``, e.g. Atari with life-loss ends and clipped rewards).
         failed: sub-envs whose ``step`` raised (recreated; their episode was discarded).
     """
 
@@ -125,10 +134,14 @@ class VectorEnv:
         self._ep_return = np.zeros(num_envs, np.float64)
         self._ep_len = np.zeros(num_envs, np.int64)
         self._resets = np.zeros(num_envs, np.int64)
-        # Per sub-env, the actions since its last reset: the state set_state() replays.
+        # What set_state() replays, per sub-env: the reset that began its running game,
+        # the actions since, and after how many of them a soft reset came.
         self._actions: list[list[Any]] | None = (
             None if seed is None else [[] for _ in range(num_envs)]
         )
+        self._soft_resets: list[list[int]] = [[] for _ in range(num_envs)]
+        self._game_start = np.zeros(num_envs, np.int64)
+        self._game_over = np.ones(num_envs, np.bool_)  # the next reset starts a new game
 
     # ------------------------------------------------------------------ resets
     def reset(self) -> np.ndarray:
@@ -156,7 +169,15 @@ class VectorEnv:
         self._ep_return[i] = 0.0
         self._ep_len[i] = 0
         if self._actions is not None:
-            self._actions[i].clear()
+            if self._game_over[i]:
+                self._game_start[i] = self._resets[i] - 1
+                self._actions[i].clear()
+                self._soft_resets[i].clear()
+            else:
+                self._soft_resets[i].append(len(self._actions[i]))
+        # A sub-env that reports real games continues its game after this reset until
+        # it says the game ended; for any other env every reset starts a new game.
+        self._game_over[i] = not self._real_stats[i]
         return obs
 
     def _reset_or_recreate(self, i: int) -> Any:
@@ -174,6 +195,7 @@ class VectorEnv:
         with contextlib.suppress(Exception):
             self.envs[i].close()
         self.envs[i] = self.make_env()
+        self._game_over[i] = True
 
     # ------------------------------------------------------------------ stepping
     def step(self, actions: np.ndarray) -> StepResult:
@@ -191,7 +213,7 @@ class VectorEnv:
                     raise
                 self._fail_step(i, exc, result)
                 continue
-            if record is not None:
+            if record is not None and len(record[i]) < MAX_REPLAY_STEPS:
                 # A row of an action array is a view into the caller's batch: copy it.
                 a = actions[i]
                 record[i].append(a.copy() if isinstance(a, np.ndarray) else a)
@@ -203,6 +225,7 @@ class VectorEnv:
             if self._real_stats[i] and "rl_episode" in info:
                 ret, length = info["rl_episode"]
                 result.real_episodes.append((float(ret), int(length)))
+                self._game_over[i] = True
             if term or trunc:
                 result.final_obs[i] = np.asarray(obs, dtype=self.obs.dtype)
                 result.episodes.append((float(self._ep_return[i]), int(self._ep_len[i])))
@@ -222,27 +245,29 @@ class VectorEnv:
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> dict[str, np.ndarray]:
-        """Resets, running returns and lengths, observations, and (with a seed) the
-        actions since each sub-env's last reset as ``actions_<i>``. Arrays only."""
+        """Running returns, lengths and observations, and (with a seed) what replays each
+        sub-env's game: ``game_start``, ``actions_<i>``, ``soft_resets_<i>``. Arrays only."""
         state = {
             "seed_stream": np.array(self.stream, np.int64),
             "resets": self._resets.copy(),
+            "game_start": self._game_start.copy(),
             "episode_returns": self._ep_return.copy(),
             "episode_lens": self._ep_len.copy(),
             "obs": self.obs.copy(),
         }
-        if self._actions is not None:
-            for i, actions in enumerate(self._actions):
+        for i, actions in enumerate(self._actions or ()):
+            if len(actions) < MAX_REPLAY_STEPS:
                 state[f"actions_{i}"] = np.asarray(actions)
+                state[f"soft_resets_{i}"] = np.asarray(self._soft_resets[i], np.int64)
         return state
 
     def set_state(self, state: dict[str, np.ndarray]) -> list[int]:
-        """Re-seed each sub-env's current episode and replay its actions.
+        """Repeat each sub-env's game-starting reset and replay its actions and resets.
 
         Returns:
             The sub-envs whose replayed observation differs from the saved one (the
             env is not deterministic given its seed), or that had to start a fresh
-            episode (no seed, or no recorded actions).
+            episode (no seed, or no recorded game).
         """
         resets = np.asarray(state["resets"], np.int64)
         if resets.shape != (self.num_envs,):
@@ -252,25 +277,48 @@ class VectorEnv:
         differ = []
         for i in range(self.num_envs):
             actions = state.get(f"actions_{i}")
-            if self._actions is None or actions is None or resets[i] < 1:
+            self._game_over[i] = True
+            if self._actions is None or actions is None:
+                self._resets[i] = resets[i]
                 self.obs[i] = self._reset(i)
                 differ.append(i)
                 continue
-            self._resets[i] = resets[i] - 1
-            obs = self._reset(i)
-            steps = actions.tolist() if actions.ndim == 1 and actions.dtype.kind in "iu" \
-                else list(actions)
-            ended = False
-            for a in steps:
-                obs, _, term, trunc, _ = self.envs[i].step(a)
-                self._actions[i].append(a)
-                ended |= bool(term or trunc)
-            self.obs[i] = obs
+            # A fresh instance: a reset of a used one need not start a new game (Atari's
+            # EpisodicLife continues the game it is in).
+            self.envs[i].close()
+            self.envs[i] = self.make_env()
+            self._resets[i] = state["game_start"][i]
+            if not self._replay(i, actions, state[f"soft_resets_{i}"]) \
+                    or self._resets[i] != resets[i] \
+                    or not np.array_equal(self.obs[i], state["obs"][i]):
+                differ.append(i)
             self._ep_return[i] = state["episode_returns"][i]
             self._ep_len[i] = state["episode_lens"][i]
-            if ended or not np.array_equal(self.obs[i], state["obs"][i]):
-                differ.append(i)
         return differ
+
+    def _replay(self, i: int, actions: np.ndarray, soft_resets: np.ndarray) -> bool:
+        """Reset sub-env ``i`` and replay ``actions`` with resets after the counts in
+        ``soft_resets``; False if an episode ended where none was recorded."""
+        steps = actions.tolist() if actions.ndim == 1 and actions.dtype.kind in "iu" \
+            else list(actions)
+        soft = soft_resets.tolist()
+        obs = self._reset(i)
+        consistent = True
+        for n, a in enumerate(steps):
+            while soft and soft[0] == n:
+                soft.pop(0)
+                obs = self._reset(i)
+            obs, _, term, trunc, info = self.envs[i].step(a)
+            self._actions[i].append(a)
+            if self._real_stats[i] and "rl_episode" in info:
+                consistent = False  # the game ended: its history would have been dropped
+            if (term or trunc) and not (soft and soft[0] == n + 1):
+                consistent = False
+        while soft:
+            soft.pop(0)
+            obs = self._reset(i)
+        self.obs[i] = obs
+        return consistent
 
     @property
     def reports_real_episodes(self) -> bool:

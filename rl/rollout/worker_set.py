@@ -264,8 +264,8 @@ class WorkerSet:
             self.restarts[0] += sum(restarts)
         self.dropped_fragments = int(counters.get("dropped_fragments", 0))
         self.env_errors = int(counters.get("env_errors", 0))
-        if not states:
-            return
+        if not states or self.spec.seed is None:
+            return  # unseeded episodes cannot be replayed: the workers start afresh
         if not same_shape or len(states) != self.num_workers:
             log.warning("checkpoint holds %s workers x %s envs, this run %d x %d: the workers "
                         "start fresh episodes", counters.get("num_workers"),
