@@ -5,11 +5,10 @@ Two measurements:
 1. **Throughput**: env steps/s of training (sampling *and* learning) with 2 workers
    x 8 envs on the process backend. IMPALA runs its tuned example
    (``tuned_examples/impala/cartpole.yaml``); PPO runs its defaults with the same
-   layout (1024 steps, 10 epochs of 256-step minibatches per iteration). PPO is
-   timed twice, with torch's default intra-op threads and with one thread, and the
-   faster of the two is the baseline, so that IMPALA's gain is not a thread-count
-   artefact. The rounds of all contenders alternate, so that a change of machine
-   load hits them alike; each figure is the median over the rounds.
+   layout (1024 steps, 10 epochs of 256-step minibatches per iteration). Both size
+   torch's intra-op pool the same way (``Algorithm._set_learner_threads``). The rounds
+   of the contenders alternate, so that a change of machine load hits them alike;
+   each figure is the median over the rounds.
 2. **Time to solve**: wall time until ``episode_return_mean >= 475`` (100-episode
    window), median over seeds, from ``build()`` (process start included) and as
    ``time_total_s`` (training only), for IMPALA's tuned example and PPO.
@@ -50,41 +49,31 @@ def ppo_config(seed: int) -> PPOConfig:
 
 
 class Contender:
-    """A built algorithm timed in rounds; ``threads`` fixes torch's intra-op pool."""
+    """A built algorithm whose training throughput is timed in rounds."""
 
-    def __init__(self, name: str, make: Callable[[], Algorithm], threads: int | None):
+    def __init__(self, name: str, make: Callable[[], Algorithm]):
         self.name = name
-        self.threads = threads
         self.algo = make()
         self.rates: list[float] = []
 
     def round(self, seconds: float) -> float:
-        saved = torch.get_num_threads()
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
-        try:
-            self.algo.train()  # warm-up: refill the pipeline after the other contenders
-            start_steps, start = self.algo.env_steps_total, time.perf_counter()
-            while time.perf_counter() - start < seconds:
-                self.algo.train()
-            rate = (self.algo.env_steps_total - start_steps) / (time.perf_counter() - start)
-        finally:
-            torch.set_num_threads(saved)
+        self.algo.train()  # warm-up: refill the pipeline after the other contender's round
+        start_steps, start = self.algo.env_steps_total, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            self.algo.train()
+        rate = (self.algo.env_steps_total - start_steps) / (time.perf_counter() - start)
         self.rates.append(rate)
         return rate
 
 
 def throughput(rounds: int, round_s: float) -> dict[str, float]:
-    contenders = [
-        Contender("impala", lambda: impala_config(0).build(), None),
-        Contender("ppo", lambda: ppo_config(0).build(), None),
-        Contender("ppo (1 torch thread)", lambda: ppo_config(0).build(), 1),
-    ]
+    contenders = [Contender("impala", lambda: impala_config(0).build()),
+                  Contender("ppo", lambda: ppo_config(0).build())]
     try:
         for r in range(rounds):
             for c in contenders:
                 rate = c.round(round_s)
-                print(f"  round {r + 1}/{rounds}  {c.name:<22} {rate:10,.0f} env steps/s",
+                print(f"  round {r + 1}/{rounds}  {c.name:<8} {rate:10,.0f} env steps/s",
                       flush=True)
     finally:
         for c in contenders:
@@ -115,14 +104,14 @@ def main() -> None:
     args = p.parse_args()
 
     print(f"CartPole-v1, 2 workers x 8 envs, process backend, {os.cpu_count()} cores, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} intra-op threads)")
+          f"torch {torch.__version__}")
     print("throughput (sampling + learning):")
     rates = throughput(args.rounds, args.round_s)
-    baseline = max(rates["ppo"], rates["ppo (1 torch thread)"])
     for name, rate in rates.items():
-        print(f"  {name:<22} {rate:10,.0f} env steps/s (median of {args.rounds})")
-    print(f"  IMPALA / best PPO = {rates['impala'] / baseline:.2f}x")
-    out: dict[str, Any] = {"throughput": rates, "speedup": rates["impala"] / baseline}
+        print(f"  {name:<8} {rate:10,.0f} env steps/s (median of {args.rounds})")
+    speedup = rates["impala"] / rates["ppo"]
+    print(f"  IMPALA / PPO = {speedup:.2f}x")
+    out: dict[str, Any] = {"throughput": rates, "speedup": speedup}
 
     if not args.no_solve:
         for name, make in (("impala", impala_config), ("ppo", ppo_config)):
