@@ -137,8 +137,8 @@ class AlgorithmConfig:
     evaluation_num_envs: int = setting(5, "Parallel envs used by evaluation",
                                        section="evaluation", min=1)
     # debugging
-    seed: int | None = setting(0, "Global seed; sub-env i is seeded seed + i",
-                               section="debugging")
+    seed: int | None = setting(0, "Global seed; episode k of sub-env i is seeded from "
+                               "(seed, i, k), so runs resume exactly", section="debugging")
     log_level: str = setting("info", "Logging level", section="debugging",
                              choices=("debug", "info", "warning", "error"))
     # reporting
