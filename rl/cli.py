@@ -198,9 +198,12 @@ def cmd_train(args) -> int:
     from rl.rollout import WorkerFailedError
 
     if args.resume:
-        overrides = {k: v for k, v in cfg.to_dict().items()
-                     if k in ("num_env_runners", "backend", "device", "ray_address")}
-        algo = Algorithm.from_checkpoint(args.resume, **overrides)
+        # Only what the command line says overrides the checkpoint's config: a default
+        # here must not change the saved run's layout (its worker states would not fit).
+        given = {"num_env_runners": args.num_env_runners, "backend": args.backend,
+                 "device": args.device, "ray_address": args.address}
+        algo = Algorithm.from_checkpoint(
+            args.resume, **{k: v for k, v in given.items() if v is not None})
     else:
         algo = cfg.build()
     status = 0
@@ -209,8 +212,9 @@ def cmd_train(args) -> int:
         _default_stop(stop, algo)
         budget = stop.env_steps_total
         algo.attach_logger(args.logdir, console=sys.stderr, budget_steps=budget)
-        print(f"{algo.name} on {algo.env_spec.env_id} ({cfg.backend} backend, "
-              f"{cfg.num_env_runners} workers x {cfg.num_envs_per_env_runner} envs); "
+        run = algo.config
+        print(f"{algo.name} on {algo.env_spec.env_id} ({run.backend} backend, "
+              f"{run.num_env_runners} workers x {run.num_envs_per_env_runner} envs); "
               f"stop: {stop.to_dict()}; run dir: {algo.run_dir}", file=sys.stderr)
         try:
             result, checkpoint = fit(algo, stop, checkpoint_every=args.checkpoint_every)

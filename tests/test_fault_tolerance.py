@@ -305,6 +305,29 @@ def test_exact_resume_on_the_inline_backend(tmp_path):
     assert got == expected
 
 
+def test_cli_resume_continues_exactly(tmp_path, capsys):
+    def train(*extra):
+        code = main(["train", "--algo", "ppo", "--env", "CartPole-v1", "--backend", "inline",
+                     "--num-env-runners", "1", "--seed", "3", "--set", "train_batch_size=128",
+                     "--set", "minibatch_size=64", "--set", "normalize_obs=true",
+                     "--no-eval", "--json", *extra])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        return json.loads(out.out.strip().splitlines()[-1])
+
+    straight = train("--stop-iters", "4", "--logdir", str(tmp_path / "a"))
+    half = train("--stop-iters", "2", "--logdir", str(tmp_path / "b"))
+    # No layout flags on resume: the checkpoint's backend and workers are kept.
+    code = main(["train", "--algo", "ppo", "--env", "CartPole-v1", "--resume", half["checkpoint"],
+                 "--stop-iters", "4", "--no-eval", "--json", "--logdir", str(tmp_path / "c")])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    resumed = json.loads(out.out.strip().splitlines()[-1])
+    expected = _learning_metrics(straight["run_dir"])
+    got = _learning_metrics(half["run_dir"]) + _learning_metrics(resumed["run_dir"])
+    assert got == expected
+
+
 def test_vector_env_state_replays_the_running_episodes():
     spec = resolve_env("CartPole-v1")
     venv = VectorEnv(lambda: make_one_env(spec), 3, seed=5)
