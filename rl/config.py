@@ -117,12 +117,15 @@ class AlgorithmConfig:
                                     choices=("tanh", "relu", "elu", "silu", "gelu"))
     vf_share_layers: bool = setting(False, "One trunk for policy and value (always for images)")
     # learners
-    num_learners: int = setting(0, "Learner processes; 0 = one learner in the driver",
+    num_learners: int = setting(0, "Learner processes training as one (DDP, each on an equal "
+                                "share of the batch); 0 = one learner in the driver",
                                 section="learners", min=0)
-    num_gpus_per_learner: float = setting(0.0, "GPUs per learner", section="learners", min=0.0)
-    num_cpus_per_learner: float = setting(1.0, "CPUs per learner process", section="learners",
-                                          min=0.0)
-    device: str = setting("auto", "Learner device: auto, cpu, cuda or cuda:N", section="learners")
+    num_gpus_per_learner: float = setting(0.0, "GPUs per learner process; learner r takes GPU r",
+                                          section="learners", min=0.0)
+    num_cpus_per_learner: float = setting(1.0, "CPUs (torch threads) per learner process",
+                                          section="learners", min=0.0)
+    device: str = setting("auto", "Learner device: auto (CUDA when the learner has a GPU), cpu, "
+                          "cuda or cuda:N", section="learners")
     # resources
     backend: str = setting("process", "Actor runtime backend", section="resources",
                            choices=("process", "inline", "ray"))

@@ -94,10 +94,7 @@ class Algorithm(abc.ABC):
     # ------------------------------------------------------------------ construction hooks
     def _check_resources(self) -> None:
         cfg = self.config
-        if cfg.num_learners != 0:
-            raise ConfigError(f"num_learners={cfg.num_learners}: learner processes are not "
-                              "available in this release; use num_learners=0 (one learner in "
-                              "the driver, on the device chosen by `device`)")
+        n = cfg.num_learners
         try:
             resolve_device(cfg.device)
         except ValueError as e:
@@ -105,6 +102,27 @@ class Algorithm(abc.ABC):
         if cfg.num_gpus_per_learner > 0 and not torch.cuda.is_available():
             raise ConfigError(f"num_gpus_per_learner={cfg.num_gpus_per_learner} but CUDA is not "
                               "available on this machine; set it to 0")
+        if n == 0:
+            return
+        if n > 1 and cfg.backend == "inline":
+            raise ConfigError(f"num_learners={n} needs backend=process or ray: the inline "
+                              "backend runs learners in the driver process, which can hold only "
+                              "one torch.distributed rank; use num_learners 0 or 1 with inline")
+        if cfg.device.startswith("cuda") and cfg.num_gpus_per_learner == 0:
+            raise ConfigError(f"device={cfg.device} with num_learners={n} needs "
+                              "num_gpus_per_learner > 0: a learner process sees only the GPUs "
+                              "it is given")
+        if n > 1 and cfg.device.startswith("cuda:"):
+            raise ConfigError(f"device={cfg.device} would put all {n} learners on one GPU; use "
+                              "device=cuda or auto (learner r takes GPU r)")
+        gpus = n * cfg.num_gpus_per_learner
+        if cfg.backend == "process" and gpus > torch.cuda.device_count() > 0:
+            raise ConfigError(f"num_learners={n} x num_gpus_per_learner="
+                              f"{cfg.num_gpus_per_learner} needs {gpus:g} GPUs; this machine "
+                              f"has {torch.cuda.device_count()}")
+        if cfg.train_batch_size % n:
+            raise ConfigError(f"train_batch_size ({cfg.train_batch_size}) must be divisible by "
+                              f"num_learners ({n}): each learner trains on an equal share")
 
     def _set_learner_threads(self) -> None:
         """The learner in the driver gets the cores the worker processes leave free.

@@ -4,6 +4,12 @@ An algorithm subclasses ``Learner`` and implements ``update(batch, **hyper)``; t
 loss itself is a near-pure function of (module, batch tensors, settings) that knows
 nothing about optimizers or devices. ``apply_loss`` does backward, global grad-norm
 clipping and the optimizer step.
+
+In a group of learner processes (``rl.learner.group``), ``distribute`` wraps the
+module in DDP, so every backward averages the gradients of all ranks, and
+``all_reduce_mean`` lets an ``update`` agree with its peers on anything it decides
+from data (early stopping, adaptive coefficients, reported metrics). Alone, both are
+no-ops and the learner behaves exactly as it does in the driver.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from rl.data import SampleBatch
@@ -47,8 +54,12 @@ class Learner(abc.ABC):
         self.module = module_factory().to(self.device)
         self.optimizer = self.make_optimizer()
         seed = 0 if config.seed is None else config.seed
+        # Every rank of a group draws from the same stream: shards have equal sizes, so
+        # all ranks take the same minibatch positions in the same order.
         self.rng = np.random.default_rng(seed + 12345)
         self.num_updates = 0
+        self.world_size = 1
+        """Learners training together (1: alone); set by ``distribute``."""
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.module.parameters(), lr=self.config.lr, eps=1e-5)
@@ -67,6 +78,29 @@ class Learner(abc.ABC):
         self.optimizer.step()
         self.num_updates += 1
         return float(norm)
+
+    # ------------------------------------------------------------------ groups
+    def distribute(self, world_size: int) -> None:
+        """Train as one of ``world_size`` ranks of the (initialised) default process group.
+
+        The module is wrapped in DDP for the forward passes of the loss; state dicts,
+        flat weights and attributes still read as the plain module's.
+        """
+        from rl.learner.distributed import wrap_module
+
+        self.world_size = world_size
+        self.module = wrap_module(self.module, self.device)
+
+    def all_reduce_mean(self, values: list[float] | torch.Tensor) -> torch.Tensor:
+        """The mean of ``values`` (float64 on this learner's device) over the group's ranks.
+
+        Every rank must call it at the same point of its update, as with any collective.
+        """
+        tensor = torch.as_tensor(values, dtype=torch.float64, device=self.device)
+        if self.world_size > 1:
+            dist.all_reduce(tensor)
+            tensor /= self.world_size
+        return tensor
 
     @abc.abstractmethod
     def update(self, batch: SampleBatch, **hyper: Any) -> dict[str, float]:

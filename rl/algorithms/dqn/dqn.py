@@ -59,7 +59,7 @@ class DQN(Algorithm):
             return DQNLearner(lambda: QNetwork(obs_space, action_space, model,
                                                dueling=cfg.dueling), cfg, cfg.device)
 
-        return LearnerGroup(learner, cfg.num_learners)
+        return LearnerGroup(learner, cfg, self.runtime)
 
     def setup(self) -> None:
         cfg = self.config

@@ -58,7 +58,8 @@ class IMPALA(Algorithm):
             return IMPALALearner(lambda: ActorCritic(obs_space, action_space, model), cfg,
                                  cfg.device)
 
-        return LockedLearnerGroup(learner, cfg.num_learners)
+        # Learners split a time-major batch by env columns (whole unrolls).
+        return LockedLearnerGroup(learner, cfg, self.runtime, shard_axis=1)
 
     def worker_spec(self, num_envs: int | None = None, fragment: int | None = None) -> WorkerSpec:
         spec = super().worker_spec(num_envs, fragment)
@@ -96,7 +97,7 @@ class IMPALA(Algorithm):
         with self.timers("sync"):
             if snapshot is None:
                 with self.learner_group.lock:
-                    snapshot = (self.learner_group.local.get_weights(), self.runner.updates)
+                    snapshot = (self.learner_group.get_weights(), self.runner.updates)
             weights, updates = snapshot
             if self.obs_filter is not None:
                 weights = np.concatenate([weights, self.obs_filter.to_vector()])

@@ -17,8 +17,10 @@ The learner thread only touches the learner (under ``LockedLearnerGroup.lock``, 
 the driver also takes for checkpoints and evaluation) and the thread-safe queue,
 lag and metrics objects; the weights board, workers, observation filter and timers
 stay in the driver thread. torch releases the GIL inside its kernels, so sampling
-and learning overlap. On the inline backend ``drain()`` runs the same updates
-synchronously in the driver, which keeps that backend serial and reproducible.
+and learning overlap. With ``num_learners >= 1`` the thread's ``group.update`` ships
+each batch to the learner processes (split by env columns) and waits for them. On the
+inline backend ``drain()`` runs the same updates synchronously in the driver, which
+keeps that backend serial and reproducible.
 """
 
 from __future__ import annotations
@@ -142,30 +144,31 @@ class LockedLearnerGroup(LearnerGroup):
     driver never reads weights or optimizer state halfway through an SGD step.
     """
 
-    def __init__(self, learner_factory: Callable[[], Learner], num_learners: int = 0):
-        super().__init__(learner_factory, num_learners)
+    def __init__(self, learner_factory: Callable[[], Learner], config: Any, runtime: Any = None,
+                 *, shard_axis: int = 0):
+        super().__init__(learner_factory, config, runtime, shard_axis=shard_axis)
         self.lock = threading.RLock()
 
     def update(self, batch: SampleBatch, **hyper: Any) -> dict[str, float]:
         with self.lock:
-            return self.local.update(batch, **hyper)
+            return super().update(batch, **hyper)
 
     def get_weights(self) -> np.ndarray:
         with self.lock:
-            return self.local.get_weights()
+            return super().get_weights()
 
     def set_weights(self, vector: np.ndarray) -> None:
         with self.lock:
-            self.local.set_weights(vector)
+            super().set_weights(vector)
 
     def state(self) -> dict[str, Any]:
         with self.lock:
             # Clone: the learner thread goes on updating the tensors after we return.
-            return _clone(self.local.state())
+            return _clone(super().state())
 
     def load_state(self, state: dict[str, Any]) -> None:
         with self.lock:
-            self.local.load_state(state)
+            super().load_state(state)
 
 
 def _clone(obj: Any) -> Any:
@@ -242,11 +245,11 @@ class LearnerRunner:
         hyper = self.hyper()
         with self.group.lock:
             self.lag.observe(item.behaviour_versions, self.updates)
-            metrics = self.group.local.update(batch, **hyper)
+            metrics = self.group.update(batch, **hyper)
             self.updates += 1
             snapshot = None
             if self.updates % self.broadcast_interval == 0:
-                snapshot = (self.group.local.get_weights(), self.updates)
+                snapshot = (self.group.get_weights(), self.updates)
         if snapshot is not None:
             with self._snapshot_lock:
                 self._snapshot = snapshot

@@ -1,7 +1,17 @@
-"""PPOLearner: epochs of shuffled minibatch SGD on the PPO loss, adaptive KL, early stop."""
+"""PPOLearner: epochs of shuffled minibatch SGD on the PPO loss, adaptive KL, early stop.
+
+In a group of N learners each rank trains on its own equal shard with the same
+minibatch positions (``epoch_order`` draws from a stream all ranks share), DDP
+averages the gradients, and the ranks agree on everything they decide from data:
+advantages are normalised with the statistics of the whole N-rank minibatch, the
+early stop reads the KL averaged over ranks, and the metrics (hence the adaptive KL
+coefficient) are averaged before use. So one update of N learners equals one update
+of a single learner whose minibatch ``j`` is the union of the ranks' minibatches ``j``.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -44,18 +54,22 @@ class PPOLearner(Learner):
             vf_loss_coeff=cfg.vf_loss_coeff,
             entropy_coeff=cfg.entropy_coeff if entropy_coeff is None else entropy_coeff,
             kl_coeff=self.kl_coeff,
-            normalize_advantages=cfg.normalize_advantages,
+            # In a group the loss would see one rank's rows only; see _normalize_across.
+            normalize_advantages=cfg.normalize_advantages and self.world_size == 1,
         )
+        normalize_across = cfg.normalize_advantages and self.world_size > 1
         n, mbs = len(batch), cfg.minibatch_size
         sums: dict[str, float] = {}
         count = 0
         epochs_run = 0
         for _ in range(cfg.num_epochs):
-            perm = torch.from_numpy(self.rng.permutation(n)).to(self.device)
+            perm = torch.from_numpy(self.epoch_order(n)).to(self.device)
             epoch_kl = []
             for start in range(0, n, mbs):
                 idx = perm[start : start + mbs]
                 mb = {k: v[idx] for k, v in tensors.items()}
+                if normalize_across:
+                    mb[C.ADVANTAGES] = self._normalize_across(mb[C.ADVANTAGES])
                 loss, metrics = ppo_loss(self.module, mb, settings)
                 metrics["grad_norm"] = self.apply_loss(loss)
                 for k, v in metrics.items():
@@ -63,8 +77,13 @@ class PPOLearner(Learner):
                 count += 1
                 epoch_kl.append(float(metrics["approx_kl"]))
             epochs_run += 1
-            if cfg.target_kl is not None and np.mean(epoch_kl) > 1.5 * cfg.target_kl:
+            if cfg.target_kl is not None and \
+                    float(self.all_reduce_mean([np.mean(epoch_kl)])[0]) > 1.5 * cfg.target_kl:
                 break
+        if self.world_size > 1 and sums:
+            # Every rank ran the same minibatches; ranks agree on the averaged sums.
+            keys = sorted(sums)
+            sums = dict(zip(keys, self.all_reduce_mean([sums[k] for k in keys]).tolist()))
         out = {k: v / max(count, 1) for k, v in sums.items()}
         if self.kl_coeff > 0:
             # Adaptive KL penalty (Schulman et al. 2017, sec. 4).
@@ -78,6 +97,27 @@ class PPOLearner(Learner):
         out["epochs"] = float(epochs_run)
         out["explained_variance"] = explained_variance(batch[C.VF_PREDS], batch[C.VALUE_TARGETS])
         return out
+
+    def epoch_order(self, n: int) -> np.ndarray:
+        """The row order of one epoch over ``n`` rows; minibatches are consecutive slices.
+
+        Ranks of a group draw the same order (same seed, equal shard sizes), so rank r's
+        minibatch j holds the same positions of shard r on every rank.
+        """
+        return self.rng.permutation(n)
+
+    def _normalize_across(self, adv: torch.Tensor) -> torch.Tensor:
+        """Advantages normalised with the mean and (unbiased) std of this minibatch on
+        all ranks together, as a single learner would over their union."""
+        local = adv.double()
+        count = torch.tensor(float(adv.numel()), dtype=torch.float64, device=adv.device)
+        stats = self.all_reduce_mean(torch.stack([count, local.sum(), local.square().sum()]))
+        n, total, squares = (stats * self.world_size).tolist()
+        if n <= 1:
+            return adv
+        mean = total / n
+        std = math.sqrt(max(squares - n * mean * mean, 0.0) / (n - 1))
+        return ((local - mean) / (std + 1e-8)).to(adv.dtype)
 
     def extra_state(self) -> dict[str, Any]:
         return {"num_updates": self.num_updates, "kl_coeff": self.kl_coeff,

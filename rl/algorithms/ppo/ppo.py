@@ -60,7 +60,7 @@ class PPO(Algorithm):
         def learner():
             return PPOLearner(lambda: ActorCritic(obs_space, action_space, model), cfg, cfg.device)
 
-        return LearnerGroup(learner, cfg.num_learners)
+        return LearnerGroup(learner, cfg, self.runtime)
 
     def setup(self) -> None:
         self.reward_scaler = RewardScaler(self.config.gamma) if self.config.normalize_rewards \

@@ -1,0 +1,122 @@
+"""N learners equal one: a PPO update on 2 ranks matches one learner on the union.
+
+Each rank trains on an equal, contiguous half of the batch and all ranks draw the same
+minibatch positions (``PPOLearner.epoch_order`` from a shared seed). The reference is a
+single learner whose minibatch ``j`` is the union of the ranks' minibatches ``j`` (the
+same positions in both halves), with twice the minibatch size. DDP averages the ranks'
+gradients, which is the gradient of the mean loss over the union, and advantages are
+normalised with the statistics of the whole union on both sides (the group's learners
+all-reduce them; we chose that over disabling normalisation so that the default config
+is the one tested). So the parameters agree up to float rounding.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from rl import PPOConfig
+from rl.algorithms.ppo.learner import PPOLearner
+from rl.data import SampleBatch
+from rl.data import columns as C
+from rl.learner import LearnerGroup, merge_metrics, shard_batch
+from rl.policies import ActorCritic, ModelConfig
+from tests.conftest import open_runtime
+
+OBS = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+ACTIONS = gym.spaces.Discrete(3)
+ROWS, MINIBATCH = 256, 32
+
+
+class UnionOrderLearner(PPOLearner):
+    """The single-learner reference: minibatch j = positions p[j] of each half."""
+
+    def epoch_order(self, n: int) -> np.ndarray:
+        half = n // 2
+        p = self.rng.permutation(half)
+        chunks = np.split(p, half // MINIBATCH)
+        return np.concatenate([np.concatenate([c, c + half]) for c in chunks])
+
+
+def config(**overrides) -> PPOConfig:
+    return (PPOConfig().environment("CartPole-v1")
+            .training(minibatch_size=MINIBATCH, num_epochs=3, lr=3e-3, grad_clip=0.5)
+            .debugging(seed=0).set(**overrides))
+
+
+def learner_factory(cls: type[PPOLearner], cfg: PPOConfig):
+    # partials of importable classes: picklable by reference into the learner processes
+    module = functools.partial(ActorCritic, OBS, ACTIONS, ModelConfig(hiddens=[32, 32]))
+    return functools.partial(cls, module, cfg, "cpu")
+
+
+def fixed_batch(seed: int = 1) -> SampleBatch:
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(ROWS, 3)).astype(np.float32)
+    actions = rng.integers(0, 3, ROWS)
+    logp = logits[np.arange(ROWS), actions] - np.log(np.exp(logits).sum(1))
+    values = rng.normal(size=ROWS).astype(np.float32)
+    return SampleBatch({
+        C.OBS: rng.uniform(-1, 1, (ROWS, 4)).astype(np.float32),
+        C.ACTIONS: actions,
+        C.LOGP: logp.astype(np.float32),
+        C.VF_PREDS: values,
+        C.ADVANTAGES: (rng.normal(size=ROWS) * 3 + 1).astype(np.float32),
+        C.VALUE_TARGETS: (values + rng.normal(size=ROWS)).astype(np.float32),
+        C.BEHAVIOUR_LOGITS: logits,
+    })
+
+
+@pytest.mark.parametrize("settings", [
+    {},
+    {"kl_coeff": 0.3, "vf_clip_param": 0.5},  # adaptive KL from rank-averaged metrics
+    {"target_kl": 1e-6},  # the early stop reads the rank-averaged KL: one epoch on both
+], ids=["plain", "kl_penalty", "early_stop"])
+def test_two_learners_match_one_on_the_union(settings):
+    batch = fixed_batch()
+    torch.manual_seed(0)  # what a learner rank does before building its learner
+    reference = learner_factory(UnionOrderLearner, config(minibatch_size=2 * MINIBATCH,
+                                                          **settings))()
+    initial = reference.get_weights()
+    expected = reference.update(batch, lr=3e-3)
+
+    for runtime in open_runtime("process"):
+        group = LearnerGroup(learner_factory(PPOLearner, config(num_learners=2, **settings)),
+                             config(num_learners=2), runtime)
+        try:
+            np.testing.assert_array_equal(group.get_weights(), initial)
+            got = group.update(batch, lr=3e-3)
+            rank0 = group.get_weights()
+            rank1 = runtime.get(group.actors[1].call("get_weights"))
+        finally:
+            group.stop()
+
+    np.testing.assert_array_equal(rank0, rank1)  # DDP kept the ranks identical
+    assert np.abs(rank0 - initial).max() > 1e-3  # the update moved the weights
+    np.testing.assert_allclose(rank0, reference.get_weights(), rtol=0, atol=1e-5)
+    assert got["epochs"] == expected["epochs"] == (1.0 if "target_kl" in settings else 3.0)
+    for key in ("policy_loss", "vf_loss", "entropy", "approx_kl", "clip_frac", "grad_norm",
+                "kl_coeff"):
+        assert got[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), key
+
+
+def test_shards_are_equal_contiguous_and_drop_the_remainder():
+    batch = SampleBatch({"x": np.arange(11), "y": np.arange(22).reshape(11, 2)})
+    shards = shard_batch(batch, 3)
+    assert [s["x"].tolist() for s in shards] == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    assert shards[2]["y"].tolist() == [[12, 13], [14, 15], [16, 17]]
+    assert shard_batch(batch, 1)[0] is batch
+    time_major = SampleBatch({"r": np.arange(15).reshape(3, 5)})  # [T=3, N=5]
+    cols = shard_batch(time_major, 2, axis=1)
+    assert [c["r"].tolist() for c in cols] == [[[0, 1], [5, 6], [10, 11]],
+                                               [[2, 3], [7, 8], [12, 13]]]
+
+
+def test_metrics_average_and_per_row_arrays_concatenate_in_shard_order():
+    merged = merge_metrics([{"loss": 1.0, "td": np.array([1, 2])},
+                            {"loss": 3.0, "td": np.array([3, 4])}])
+    assert merged["loss"] == 2.0 and merged["td"].tolist() == [1, 2, 3, 4]
