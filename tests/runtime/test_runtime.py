@@ -615,3 +615,13 @@ def test_drivers_need_no_main_guard(how, tmp_path):
     assert out.returncode == 0, out.stderr
     # The body ran once: no child re-ran the script.
     assert out.stdout.splitlines() == ["driver body", "forkserver 6", "spawn 6"], out.stderr
+
+
+def test_a_stale_pump_mark_of_this_thread_does_not_block_it(process_runtime):
+    """Ctrl-C right after a pump can leave the calling thread marked as the pumper."""
+    rt = process_runtime
+    h = rt.spawn(Worker)
+    rt._pumper = threading.get_ident()  # what an exception between pump and reset leaves
+    assert rt.get(h.call("add", 2), timeout=10) == 2
+    rt._pumper = threading.get_ident()
+    rt.shutdown()  # takes over at once instead of waiting for a pumper that is not there
