@@ -62,3 +62,17 @@ class NoisyResetEnv(gym.Env):
 
     def step(self, action):
         return self.np_random.normal(size=1).astype("float32"), 1.0, False, False, {}
+
+
+class FlakyResetCartPole(CartPoleEnv):
+    """CartPole whose second ``reset`` of an instance raises (the first one works)."""
+
+    def __init__(self):
+        super().__init__()
+        self.resets = 0
+
+    def reset(self, *, seed=None, options=None):
+        self.resets += 1
+        if self.resets == 2:
+            raise RuntimeError("reset failed")
+        return super().reset(seed=seed, options=options)

@@ -179,6 +179,26 @@ def test_worker_discards_the_rows_of_a_broken_episode():
     assert len(out["episode_lens"]) == int(ends.sum()) - 4
 
 
+def test_a_failing_reset_recreates_the_sub_env_or_raises():
+    from tests.faulty_envs import FlakyResetCartPole
+
+    venv = VectorEnv(FlakyResetCartPole, 2, seed=0, restart_failed=True)
+    venv.reset()
+    episodes = 0
+    rng = np.random.default_rng(0)
+    while episodes < 6:
+        res = venv.step(rng.integers(0, 2, 2))
+        episodes += len(res.episodes)
+        assert not res.failed  # the episodes themselves are fine, only resets fail
+    assert {(e[1], e[2]) for e in venv.errors} == {("reset", "RuntimeError: reset failed")}
+    assert len(venv.errors) >= 4
+    strict = VectorEnv(FlakyResetCartPole, 1, seed=0)
+    strict.reset()
+    with pytest.raises(RuntimeError, match="reset failed"):
+        for _ in range(1000):
+            strict.step(np.zeros(1, np.int64))
+
+
 # ------------------------------------------------------------------- driver death
 
 
