@@ -132,11 +132,11 @@ class LearnerGroup:
         # The inline backend's learner lives in the driver: its threads are the driver's.
         threads = None if rt.name == "inline" else max(1, int(config.num_cpus_per_learner))
         seed = 0 if config.seed is None else int(config.seed)
-        self.actors = [
-            rt.spawn(LearnerActor, learner_factory, rank=r, world_size=n, seed=seed,
-                     num_threads=threads, use_gpu=gpus > 0, num_cpus=config.num_cpus_per_learner,
-                     num_gpus=gpus, name=f"Learner-{r}")
-            for r in range(n)]
+        for r in range(n):  # appended one by one: stop() ends those spawned before an error
+            self.actors.append(rt.spawn(
+                LearnerActor, learner_factory, rank=r, world_size=n, seed=seed,
+                num_threads=threads, use_gpu=gpus > 0, num_cpus=config.num_cpus_per_learner,
+                num_gpus=gpus, name=f"Learner-{r}"))
         devices = self._call_all("device")
         if n > 1:
             backend = process_group_backend(devices)
