@@ -1,6 +1,7 @@
 """Runtime micro-benchmarks: call latency, large-result bandwidth, weight broadcast.
 
-Prints, for the process backend (and Ray actors too when ``import ray`` works):
+Prints, for the process backend and, when ``import ray`` works, rl's Ray backend (and a
+plain Ray actor, the floor under it):
 
 - the median round trip of an empty actor call;
 - the bandwidth of a 64 MiB numpy result travelling actor -> driver (``get`` returns a
@@ -54,9 +55,10 @@ def _median_us(fn, n: int) -> float:
     return statistics.median(times) * 1e6
 
 
-def bench_process(args) -> dict[str, float]:
+def bench_backend(backend: str, args) -> dict[str, float]:
+    """The three figures for one backend of ``make_runtime``."""
     out = {}
-    with make_runtime("process") as rt:
+    with make_runtime(backend) as rt:
         h = rt.spawn(Echo, 64)
         rt.get(h.call("ping"))
         for _ in range(200):  # warm up both processes
@@ -99,29 +101,40 @@ def bench_process(args) -> dict[str, float]:
     return out
 
 
-def bench_ray(args) -> dict[str, float] | None:
+def bench_plain_ray(args) -> float:
+    """Median round trip of an empty call to a plain Ray actor, in microseconds."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level="WARNING")
     try:
-        import ray
-    except ImportError:
-        return None
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        h = ray.remote(Echo).remote(64)
-        ray.get(h.ping.remote())
+        h = ray.remote(Echo).remote()
         for _ in range(200):
             ray.get(h.ping.remote())
-        out = {"rtt_us": _median_us(lambda: ray.get(h.ping.remote()), args.calls)}
-        ray.get(h.big.remote())
-        gbps = []
-        for _ in range(args.reps):
-            start = time.perf_counter()
-            arr = ray.get(h.big.remote())
-            gbps.append(arr.nbytes / (time.perf_counter() - start) / 1e9)
-            del arr
-        out["result_gb_s"] = statistics.median(gbps)
-        return out
+        return _median_us(lambda: ray.get(h.ping.remote()), args.calls)
     finally:
         ray.shutdown()
+
+
+def ray_installed() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def print_backend(name: str, out: dict[str, float], base: dict[str, float] | None = None) -> None:
+    vs = "" if base is None else f"   ({out['rtt_us'] / base['rtt_us']:.1f}x process)"
+    print(f"{name:<8} empty call round trip  median {out['rtt_us']:8.1f} us{vs}")
+    print(
+        f"{name:<8} 64 MiB result -> driver        {out['result_gb_s']:8.2f} GB/s"
+        f"   (+ read once: {out['result_read_gb_s']:.2f} GB/s)"
+    )
+    print(
+        f"{name:<8} 1M-float broadcast to 2 readers {out['broadcast_ms']:7.2f} ms"
+        f"   (publish alone: {out['publish_ms']:.2f} ms)"
+    )
 
 
 def main() -> None:
@@ -130,29 +143,14 @@ def main() -> None:
     args = parser.parse_args()
     args.calls, args.reps = (500, 3) if args.quick else (5000, 9)
 
-    proc = bench_process(args)
-    print(f"process  empty call round trip  median {proc['rtt_us']:8.1f} us")
-    print(
-        f"process  64 MiB result -> driver        {proc['result_gb_s']:8.2f} GB/s"
-        f"   (+ read once: {proc['result_read_gb_s']:.2f} GB/s)"
-    )
-    print(
-        f"process  1M-float broadcast to 2 readers {proc['broadcast_ms']:7.2f} ms"
-        f"   (publish alone: {proc['publish_ms']:.2f} ms)"
-    )
-    ray_out = bench_ray(args)
-    if ray_out is None:
-        print("ray      not installed; skipped")
+    proc = bench_backend("process", args)
+    print_backend("process", proc)
+    if not ray_installed():
+        print("ray      not installed (pip install 'rl[ray]'); skipped")
         return
-    print(
-        f"ray      empty call round trip  median {ray_out['rtt_us']:8.1f} us"
-        f"   (process is {ray_out['rtt_us'] / proc['rtt_us']:.1f}x faster)"
-    )
-    print(
-        f"ray      64 MiB result -> driver        {ray_out['result_gb_s']:8.2f} GB/s"
-        f"   (process / ray: {proc['result_gb_s'] / ray_out['result_gb_s']:.2f})"
-    )
-
+    print_backend("ray", bench_backend("ray", args), proc)
+    plain = bench_plain_ray(args)
+    print(f"plain Ray actor round trip       median {plain:8.1f} us   (the floor under rl's)")
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import types
 import typing
 from dataclasses import dataclass, field
@@ -264,6 +265,9 @@ class AlgorithmConfig:
                               f"got {self.model_hiddens}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.backend == "ray" and not ray_installed():
+            raise ConfigError("backend=ray needs Ray, which is not installed: "
+                              "pip install 'rl[ray]'")
 
     # ----------------------------------------------------------------- derived values
     @property
@@ -308,6 +312,11 @@ class AlgorithmConfig:
 
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self.to_dict() == other.to_dict()
+
+
+def ray_installed() -> bool:
+    """Whether the ray backend can be used (checked without importing Ray, which is slow)."""
+    return importlib.util.find_spec("ray") is not None
 
 
 def _plain(value: Any) -> Any:

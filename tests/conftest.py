@@ -1,15 +1,26 @@
-"""Shared fixtures: ``runtime`` runs a test on every local backend and checks cleanup."""
+"""Shared fixtures: ``runtime`` runs a test on every backend and checks cleanup.
+
+Ray tests share one local Ray for the whole session (``ray_session``; starting one takes
+seconds): runtimes created while it is up join it, and each test still checks that its
+runtime's actor processes are gone after ``shutdown()``.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from rl.config import ray_installed
 from rl.runtime import Runtime, make_runtime, shm
 
 LOCAL_BACKENDS = ("inline", "process")
+BACKENDS = (*LOCAL_BACKENDS, "ray")
+ACTOR_PROCESS_BACKENDS = ("process", "ray")
+"""Backends whose actors are processes of their own (timeouts, signals, threads)."""
 
 
 def pid_alive(pid: int) -> bool:
@@ -33,10 +44,12 @@ def wait_gone(pids: list[int], timeout: float) -> list[int]:
 
 
 def assert_clean(rt: Runtime) -> None:
-    """After ``shutdown()``: no child process and no segment of the session."""
-    pids = [a.pid for a in rt.actors if hasattr(a, "pid")]
-    assert wait_gone(pids, 2.0) == [], "actor processes survived shutdown"
-    assert shm.list_segments(rt.prefix) == [], "segments left in /dev/shm"
+    """After ``shutdown()``: no actor process and no segment of the session."""
+    pids = [pid for a in rt.actors if (pid := getattr(a, "pid", None)) is not None]
+    assert wait_gone(pids, 5.0 if rt.name == "ray" else 2.0) == [], \
+        "actor processes survived shutdown"
+    if hasattr(rt, "prefix"):
+        assert shm.list_segments(rt.prefix) == [], "segments left in /dev/shm"
 
 
 def open_runtime(backend: str, **opts) -> Iterator[Runtime]:
@@ -46,6 +59,29 @@ def open_runtime(backend: str, **opts) -> Iterator[Runtime]:
     finally:
         rt.shutdown()
         assert_clean(rt)
+
+
+def require_ray() -> None:
+    """Skip without Ray, except in CI, which installs it (`make test`) and must run these."""
+    if not ray_installed():
+        if os.environ.get("CI"):
+            pytest.fail("Ray is not installed; `make test` installs the rl[ray] extra")
+        pytest.skip("Ray is not installed (pip install 'rl[ray]')")
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One local Ray for the test session: 8 logical CPUs (more than the machine's, so
+    that tests may hold several actors) and one unit of a custom resource ``x``."""
+    require_ray()
+    import ray
+
+    ray.init(num_cpus=8, resources={"x": 1}, object_store_memory=1 << 30,
+             include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 @pytest.fixture(name="pid_alive")
@@ -60,13 +96,23 @@ def wait_gone_fixture():
     return wait_gone
 
 
-@pytest.fixture(params=LOCAL_BACKENDS, ids=LOCAL_BACKENDS)
+@pytest.fixture(params=BACKENDS, ids=BACKENDS)
 def runtime(request) -> Iterator[Runtime]:
-    """A fresh runtime of each local backend; shut down and checked for leaks after."""
+    """A fresh runtime of each backend; shut down and checked for leaks after."""
+    if request.param == "ray":
+        request.getfixturevalue("ray_session")
     yield from open_runtime(request.param)
+
+
+@pytest.fixture(params=ACTOR_PROCESS_BACKENDS, ids=ACTOR_PROCESS_BACKENDS)
+def actor_runtime(request) -> Iterator[Runtime]:
+    """A runtime whose actors are processes: for timeouts, signals and threads."""
+    if request.param == "ray":
+        request.getfixturevalue("ray_session")
+    yield from open_runtime(request.param, shutdown_timeout=1.0)
 
 
 @pytest.fixture
 def process_runtime() -> Iterator[Runtime]:
-    """For behaviour only a process backend has (timeouts, signals, processes)."""
+    """For behaviour only the process backend has (shared memory, its own sockets)."""
     yield from open_runtime("process", shutdown_timeout=1.0)

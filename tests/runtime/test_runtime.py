@@ -1,6 +1,9 @@
 """Behaviour of the runtime backends: every test runs on every backend where it applies.
 
-Tests that need real processes (timeouts, signals, shared memory) use ``process_runtime``.
+``runtime`` is every backend (inline, process, ray); tests that need actors in processes
+of their own (timeouts, signals, threads) use ``actor_runtime`` (process, ray); the
+process backend's own machinery (shared memory, sockets, forkserver) uses
+``process_runtime``. Ray-only behaviour is in ``test_ray.py``.
 """
 
 from __future__ import annotations
@@ -193,7 +196,10 @@ def test_large_arrays_nested_round_trip(runtime):
     assert out["nested"][1][1] == "tag"
     assert out["records"].dtype == batch["records"].dtype
     np.testing.assert_array_equal(out["small"], np.arange(3))
-    out["obs"][0, 0] = 1.0  # results are the caller's to modify
+    if runtime.name == "ray":
+        assert not out["obs"].flags.writeable  # a zero-copy view of Ray's object store
+    else:
+        out["obs"][0, 0] = 1.0  # results are the caller's to modify
 
 
 def test_put_is_resolved_in_every_actor(runtime):
@@ -202,8 +208,12 @@ def test_put_is_resolved_in_every_actor(runtime):
     actors = [runtime.spawn(Worker) for _ in range(3)]
     totals = runtime.get([a.call("total", ref) for a in actors])
     assert totals == [float(w.sum()) + 0.5] * 3
-    # The same ref again is the actor's cached value, not a new copy.
-    assert len(set(runtime.get([actors[0].call("ident", ref) for _ in range(3)]))) == 1
+    if runtime.name == "ray":
+        # Each call resolves the ref to a view of the node's one stored copy.
+        assert not runtime.get(actors[0].call("writable", runtime.put(w)))
+    else:
+        # The same ref again is the actor's cached value, not a new copy.
+        assert len(set(runtime.get([actors[0].call("ident", ref) for _ in range(3)]))) == 1
     nested = runtime.get(actors[1].call("echo", {"inside": [ref]}))
     np.testing.assert_array_equal(nested["inside"][0]["w"], w)
     np.testing.assert_array_equal(runtime.get(ref)["w"], w)
@@ -298,8 +308,8 @@ class Bomb:
         return _explode, ()
 
 
-def test_arguments_that_fail_to_unpickle_in_the_actor(process_runtime):
-    rt = process_runtime
+def test_arguments_that_fail_to_unpickle_in_the_actor(actor_runtime):
+    rt = actor_runtime
     h = rt.spawn(Worker)
     with pytest.raises(RemoteError, match="cannot be rebuilt here"):
         rt.get(h.call("echo", Bomb()))
@@ -309,11 +319,11 @@ def test_arguments_that_fail_to_unpickle_in_the_actor(process_runtime):
         rt.get(broken.call("add", 1))
 
 
-def test_unpicklable_result_is_a_remote_error(process_runtime):
-    h = process_runtime.spawn(Worker)
-    with pytest.raises(RemoteError, match="could not be pickled"):
-        process_runtime.get(h.call("unpicklable"))
-    assert process_runtime.get(h.call("add", 2)) == 2
+def test_unpicklable_result_is_a_remote_error(actor_runtime):
+    h = actor_runtime.spawn(Worker)
+    with pytest.raises(RemoteError, match="could not be pickled|cannot pickle"):
+        actor_runtime.get(h.call("unpicklable"))
+    assert actor_runtime.get(h.call("add", 2)) == 2
 
 
 def test_many_calls_without_reading_do_not_deadlock(process_runtime):
@@ -323,20 +333,22 @@ def test_many_calls_without_reading_do_not_deadlock(process_runtime):
     assert process_runtime.get(refs, timeout=20) == list(range(5000))
 
 
-def test_get_timeout(process_runtime):
-    h = process_runtime.spawn(Worker)
+def test_get_timeout(actor_runtime):
+    h = actor_runtime.spawn(Worker)
+    actor_runtime.get(h.call("add", 0), timeout=30)  # started
     ref = h.call("sleep", 1.0)
     start = time.monotonic()
     with pytest.raises(GetTimeoutError):
-        process_runtime.get(ref, timeout=0.2)
+        actor_runtime.get(ref, timeout=0.2)
     assert time.monotonic() - start < 0.6
     assert isinstance(GetTimeoutError(), TimeoutError)
-    assert process_runtime.get(ref, timeout=5) == 1.0
+    assert actor_runtime.get(ref, timeout=5) == 1.0
 
 
-def test_wait_semantics_with_slow_calls(process_runtime):
-    rt = process_runtime
+def test_wait_semantics_with_slow_calls(actor_runtime):
+    rt = actor_runtime
     slow, fast = rt.spawn(Worker), rt.spawn(Worker)
+    rt.get([slow.call("add", 0), fast.call("add", 0)], timeout=30)  # both started
     refs = [slow.call("sleep", 1.0), fast.call("sleep", 0.0), fast.call("sleep", 0.05)]
     ready, pending = rt.wait(refs, num_returns=1, timeout=5)
     assert ready == [refs[1]] and pending == [refs[0], refs[2]]
@@ -352,18 +364,21 @@ def test_wait_semantics_with_slow_calls(process_runtime):
     assert ready == refs
 
 
-def test_sigkill_fails_pending_and_later_gets_within_a_second(process_runtime):
-    rt = process_runtime
+def test_sigkill_fails_pending_and_later_gets_within_a_second(actor_runtime):
+    rt = actor_runtime
     h = rt.spawn(Worker)
-    rt.get(h.call("pid"))
+    pid = rt.get(h.call("pid"), timeout=30)
     pending = [h.call("sleep", 30), h.call("add", 1)]
-    killer = threading.Timer(0.2, os.kill, (h.pid, signal.SIGKILL))
+    killer = threading.Timer(0.2, os.kill, (pid, signal.SIGKILL))
     killer.start()
     start = time.monotonic()
     for ref in pending:
         with pytest.raises(ActorDiedError) as info:
             rt.get(ref)
-        assert info.value.exitcode == -signal.SIGKILL
+        if rt.name == "process":
+            assert info.value.exitcode == -signal.SIGKILL
+        else:  # Ray reports no exit code; its exit report names the process
+            assert f"pid {pid}" in str(info.value)
         assert h.name in str(info.value)
     assert time.monotonic() - start < 1.2
     with pytest.raises(ActorDiedError):
@@ -371,9 +386,10 @@ def test_sigkill_fails_pending_and_later_gets_within_a_second(process_runtime):
     assert not h.is_alive()
 
 
-def test_gets_from_many_threads(process_runtime):
-    rt = process_runtime
+def test_gets_from_many_threads(actor_runtime):
+    rt = actor_runtime
     slow, fast = rt.spawn(Worker), rt.spawn(Worker, 1)
+    rt.get([slow.call("add", 0), fast.call("add", 0)], timeout=30)  # both started
     slow_ref = slow.call("sleep", 0.3)
     results: dict[str, object] = {}
 
@@ -395,8 +411,8 @@ def test_gets_from_many_threads(process_runtime):
         assert results[f"s{k}"] == [i + 1 for i in range(200)]
 
 
-def test_spawn_while_another_thread_waits(process_runtime):
-    rt = process_runtime
+def test_spawn_while_another_thread_waits(actor_runtime):
+    rt = actor_runtime
     first = rt.spawn(Worker)
     blocker = first.call("sleep", 1.5)
     waiter = threading.Thread(target=rt.get, args=(blocker,))
@@ -405,14 +421,15 @@ def test_spawn_while_another_thread_waits(process_runtime):
     second = rt.spawn(Worker, 7)  # the waiting thread must start polling this actor too
     start = time.monotonic()
     assert rt.get(second.call("add", 0), timeout=5) == 7
-    assert time.monotonic() - start < 1.0
+    # A Ray actor's start is a new worker process; the process backend forks one.
+    assert time.monotonic() - start < (1.0 if rt.name == "process" else 4.0)
     waiter.join(5)
 
 
-def test_shutdown_with_calls_in_flight(process_runtime, wait_gone):
-    rt = process_runtime
+def test_shutdown_with_calls_in_flight(actor_runtime, wait_gone):
+    rt = actor_runtime
     actors = [rt.spawn(Worker) for _ in range(2)]
-    pids = rt.get([a.call("pid") for a in actors])
+    pids = rt.get([a.call("pid") for a in actors], timeout=30)
     quick = actors[0].call("sleep", 0.1)
     stuck = [a.call("sleep", 60) for a in actors]
     errors = []
@@ -435,8 +452,9 @@ def test_shutdown_with_calls_in_flight(process_runtime, wait_gone):
     for ref in stuck:
         with pytest.raises(ActorDiedError):
             rt.get(ref)
-    assert wait_gone(pids, 2.0) == []
-    assert shm.list_segments(rt.prefix) == []
+    assert wait_gone(pids, 5.0) == []
+    if rt.name == "process":
+        assert shm.list_segments(rt.prefix) == []
     with pytest.raises(ActorDiedError):
         rt.get(actors[0].call("add", 1))
 
@@ -463,15 +481,16 @@ def test_spawn_start_method():
         make_runtime("process", start_method="fork")
 
 
-def test_child_process_hygiene(process_runtime):
-    rt = process_runtime
+def test_child_process_hygiene(actor_runtime):
+    rt = actor_runtime
     h = rt.spawn(Worker, name="Probe-1")
-    facts = rt.get(h.call("process_facts"))
-    assert facts["comm"] == "rl:Probe-1"
+    facts = rt.get(h.call("process_facts"), timeout=30)
+    if rt.name == "process":  # Ray titles its workers itself (ray::<class>.<method>)
+        assert facts["comm"] == "rl:Probe-1"
     assert facts["mp_name"] == "Probe-1"
     assert facts["torch_threads"] == 1
     assert facts["sigint"] == signal.SIG_IGN
-    os.kill(h.pid, signal.SIGINT)  # the driver handles Ctrl-C, not the actors
+    os.kill(rt.get(h.call("pid")), signal.SIGINT)  # the driver handles Ctrl-C, not actors
     assert rt.get(h.call("add", 3), timeout=5) == 3
 
 
