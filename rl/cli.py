@@ -30,9 +30,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from rl.checkpoint import CheckpointError
     from rl.config import ConfigError
     from rl.envs import EnvNameError, UnsupportedSpaceError
+    from rl.runtime import UnschedulableError
 
     return (ConfigError, EnvNameError, UnsupportedSpaceError, UnknownAlgorithmError,
-            CheckpointError)
+            CheckpointError, UnschedulableError)
 
 
 class UsageError(Exception):

@@ -16,6 +16,7 @@ from rl.runtime.base import (
     RemoteError,
     Runtime,
     RuntimeErrorBase,
+    UnschedulableError,
     WeightsBoard,
 )
 
@@ -31,6 +32,7 @@ __all__ = [
     "RemoteError",
     "Runtime",
     "RuntimeErrorBase",
+    "UnschedulableError",
     "WeightsBoard",
     "make_runtime",
     "prestart",

@@ -34,6 +34,7 @@ __all__ = [
     "RemoteError",
     "Runtime",
     "RuntimeErrorBase",
+    "UnschedulableError",
     "WeightsBoard",
 ]
 
@@ -99,6 +100,10 @@ class RemoteError(RuntimeErrorBase):
             type(self),
             (self.actor_name, self.remote_type, self.message, self.remote_traceback, None),
         )
+
+
+class UnschedulableError(RuntimeErrorBase):
+    """``spawn`` asked for resources (CPUs, GPUs, custom) the runtime can never provide."""
 
 
 class GetTimeoutError(RuntimeErrorBase, TimeoutError):

@@ -5,19 +5,22 @@ Data flow::
 
     driver                                             Ray actor (a worker process, any node)
     ──────────────────────────────────────────         ─────────────────────────────────────
-    rt.spawn(Cls, *a)  ── payload = cloudpickle ──────▶ _ActorBox: init (SIGINT ignored, one
+    rt.spawn(Cls, *a)  ── payload = cloudpickle ───────▶ ActorBox: init (SIGINT ignored, one
                           (Cls, a, k); num_cpus,        torch thread), unpickle, Cls(*a, **k)
                           num_gpus, resources           (a failure is kept, answered per call)
-    h.call("m", x) ──── _ActorBox.call.remote ────────▶ run m(x) ─▶ value, or a Failure value
+    h.call("m", x) ──── ActorBox.call.remote ─────────▶ run m(x) ─▶ value, or a Failure value
                         put refs in x ride as             │  value serialized once into the
                         top-level arguments: Ray          │  node's object store
                         fetches them to the node          ▼
     rt.get(ref) ◀──── ray.get: numpy arrays are zero-copy, read-only views of the object
                       store (pulled to the driver's node first when remote)
 
-    board.publish(w):  ray.put(w) once ─▶ _BoardActor.publish(version, [ref])  (acknowledged)
-    reader.poll(v):    _BoardActor.newer(v) ─▶ (version, [ref]) only if newer ─▶ ray.get(ref):
+    board.publish(w):  ray.put(w) once ─▶ BoardActor.publish(version, [ref])  (acknowledged)
+    reader.poll(v):    BoardActor.newer(v) ─▶ (version, [ref]) only if newer ─▶ ray.get(ref):
                        one copy per node's object store, shared by every reader on the node
+
+This module is the driver side; what runs in Ray's worker processes (the actor box,
+the board actor and its reader) is in ``rl.runtime.ray_actor``.
 
 **Errors.** A method that raises answers with a ``Failure`` value (the process backend's
 message, with the remote traceback), which ``get`` raises as ``RemoteError``; so does a
@@ -32,11 +35,17 @@ immutable object store, so writing to one raises instead of changing shared memo
 a column (``np.array(x)``) to modify it.
 
 **Cluster.** Without an address the runtime starts a local Ray (no dashboard, quiet
-logs) with this machine's cores and shuts it down on ``shutdown()``; it then also
-refuses, at ``spawn``, an actor that could never be placed (Ray would queue it forever).
-With an address (``"auto"`` or ``host:port``) it joins that cluster and, on shutdown,
-kills its own actors and disconnects, never stopping the cluster. A program that has
-called ``ray.init`` itself is joined the same way.
+logs) with this machine's cores and shuts it down on ``shutdown()``; as nothing else
+frees or adds resources there, ``spawn`` raises ``UnschedulableError`` for an actor that
+does not fit beside the others (Ray would queue it forever). With an address (``"auto"``
+or ``host:port``) it joins that cluster, where Ray queues an actor until it fits (an
+autoscaler may add a node); on shutdown it ends its own actors and disconnects, never
+stopping the cluster. A program that has called ``ray.init`` itself is joined the same
+way.
+
+**Stop and kill.** ``h.kill()`` is ``ray.kill`` at once. ``shutdown()`` asks every actor
+to exit after the calls queued before (Ray's graceful exit), waits up to
+``shutdown_timeout`` seconds, then kills what is left.
 
 **Observed death.** Ray tells the driver that an actor died through the refs of its
 calls; ``is_alive()`` is ``False`` after ``kill()`` or after such an error, not sooner.
@@ -47,12 +56,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import multiprocessing
 import os
 import re
-import signal
-import sys
-import threading
 import traceback
 from collections import defaultdict
 from collections.abc import Sequence
@@ -71,15 +76,16 @@ except ImportError as exc:  # rl.config reports this before any process starts
 from rl.runtime.base import (
     ActorDiedError,
     ActorHandle,
-    BoardReader,
     GetTimeoutError,
     ObjectRef,
     RemoteError,
     Runtime,
     RuntimeErrorBase,
+    UnschedulableError,
     WeightsBoard,
 )
-from rl.runtime.wire import Failure, failure
+from rl.runtime.ray_actor import PutArg, RayBoardReader, RemoteBoard, box_class
+from rl.runtime.wire import Failure
 
 __all__ = ["RayActor", "RayBoardReader", "RayRef", "RayRuntime", "RayWeightsBoard"]
 
@@ -89,18 +95,6 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 # ------------------------------------------------------------------------------ refs
-
-
-class _PutArg:
-    """Stands in an argument for the ``index``-th put ref of a call (see ``_pack``)."""
-
-    __slots__ = ("index",)
-
-    def __init__(self, index: int):
-        self.index = index
-
-    def __reduce__(self):
-        return _PutArg, (self.index,)
 
 
 class RayRef(ObjectRef):
@@ -140,90 +134,12 @@ def _pack(value: Any, puts: list) -> Any:
                 "to share one value among actors"
             )
         puts.append(value.raw)
-        return _PutArg(len(puts) - 1)
+        return PutArg(len(puts) - 1)
     if kind in (list, tuple):
         return kind(_pack(v, puts) for v in value)
     if kind is dict:
         return {k: _pack(v, puts) for k, v in value.items()}
     return value
-
-
-def _unpack(value: Any, resolved: tuple) -> Any:
-    """The actor-side inverse of ``_pack``."""
-    kind = type(value)
-    if kind is _PutArg:
-        return resolved[value.index]
-    if kind in (list, tuple):
-        return kind(_unpack(v, resolved) for v in value)
-    if kind is dict:
-        return {k: _unpack(v, resolved) for k, v in value.items()}
-    return value
-
-
-# ------------------------------------------------------------------------- actor side
-
-
-class _ActorBox:
-    """What runs in the Ray worker process: the user's instance, behind ``call``.
-
-    Ray names the actor after this class's subclass (the user's class name, see
-    ``_box_class``); ``__repr__`` gives Ray's log prefix the readable name.
-    """
-
-    def __init__(self, name: str, payload: bytes, *puts: Any):
-        self._name = name
-        self._instance: Any = None
-        self._broken: Failure | None = None
-        # Ctrl-C belongs to the driver, which stops the actors itself; one torch thread
-        # per actor, since Ray packs one actor per core. The env vars must be set before
-        # torch is first imported, which unpickling the class may do.
-        with contextlib.suppress(ValueError):  # not the main thread: nothing to ignore
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-        multiprocessing.current_process().name = name  # for %(processName)s in logs
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            os.environ[var] = "1"
-        try:
-            cls, args, kwargs = cloudpickle.loads(payload)
-        except Exception as exc:
-            self._broken = failure(exc, "unpickling the actor's class or arguments failed: ")
-            return
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(1)
-        try:
-            self._instance = cls(*_unpack(args, puts), **_unpack(kwargs, puts))
-        except Exception as exc:
-            self._broken = failure(exc, f"constructing {cls.__name__} failed: ")
-
-    def __repr__(self) -> str:
-        return self._name
-
-    def call(self, method: str, args: tuple, kwargs: dict, *puts: Any) -> Any:
-        if self._broken is not None:
-            return self._broken
-        if puts:
-            args, kwargs = _unpack(args, puts), _unpack(kwargs, puts)
-        try:
-            return getattr(self._instance, method)(*args, **kwargs)
-        except Exception as exc:
-            return failure(exc)
-
-    def info(self) -> tuple[int, str]:
-        """``(pid, node id)`` of the process running this actor."""
-        return os.getpid(), ray.get_runtime_context().get_node_id()
-
-
-_box_classes: dict[str, Any] = {}
-_box_lock = threading.Lock()
-
-
-def _box_class(cls_name: str) -> Any:
-    """The Ray actor class for actors of ``cls_name``: an ``_ActorBox`` subclass of that
-    name, so that Ray's errors, logs and ``ray list actors`` name the user's class."""
-    with _box_lock:
-        if cls_name not in _box_classes:
-            box = type(cls_name, (_ActorBox,), {"__module__": __name__})
-            _box_classes[cls_name] = ray.remote(box)
-        return _box_classes[cls_name]
 
 
 # ------------------------------------------------------------------------- driver side
@@ -290,52 +206,6 @@ class RayActor(ActorHandle):
         return None if where is None else where[1]
 
 
-class _BoardActor:
-    """Holds the newest ``(version, [ObjectRef])`` of one weights board.
-
-    The ref is wrapped in a list so that Ray hands it over as a ref (the board holds a
-    reference, keeping the vector alive) instead of resolving it to the vector.
-    """
-
-    def __init__(self) -> None:
-        self.version = 0
-        self.refs: list | None = None
-
-    def publish(self, version: int, refs: list) -> None:
-        self.version, self.refs = version, refs
-
-    def newer(self, last_version: int) -> tuple[int, list | None]:
-        if self.version <= last_version:
-            return self.version, None
-        return self.version, self.refs
-
-
-_RemoteBoard = ray.remote(num_cpus=0, max_restarts=0)(_BoardActor)
-
-
-class RayBoardReader(BoardReader):
-    """Reader of a ``RayWeightsBoard``: a handle of the board actor, picklable.
-
-    A poll is one small actor call; only a new version fetches the vector, from the
-    reader node's object store (one transfer per node and version).
-    """
-
-    def __init__(self, board: Any, size: int):
-        self.board = board
-        self.size = size
-
-    def poll(self, last_version: int) -> tuple[int, np.ndarray | None]:
-        try:
-            version, refs = ray.get(self.board.newer.remote(last_version))
-            if refs is None or version <= last_version:
-                return last_version, None
-            # A writable copy, as the interface promises: the store's view is read-only,
-            # and torch warns about every read-only array it wraps.
-            return version, np.array(ray.get(refs[0]))
-        except rex.RayActorError:
-            raise RuntimeError("weights board no longer exists (closed by its owner)") from None
-
-
 class RayWeightsBoard(WeightsBoard):
     """One ``ray.put`` per version, shared by every reader; see the module docstring.
 
@@ -349,7 +219,7 @@ class RayWeightsBoard(WeightsBoard):
         if size <= 0:
             raise ValueError(f"a weights board needs size >= 1, got {size}")
         self.size = int(size)
-        self._actor = _RemoteBoard.options(
+        self._actor = RemoteBoard.options(
             # Beside the driver, which publishes; readers anywhere fetch from it.
             scheduling_strategy=NodeAffinitySchedulingStrategy(
                 ray.get_runtime_context().get_node_id(), soft=True)).remote()
@@ -454,7 +324,7 @@ class RayRuntime(Runtime):
         self._check_capacity(name, num_cpus, num_gpus, resources)
         puts: list = []
         payload = cloudpickle.dumps((cls, _pack(args, puts), _pack(kwargs, puts)))
-        handle = _box_class(cls.__name__).options(
+        handle = box_class(cls.__name__).options(
             num_cpus=num_cpus, num_gpus=num_gpus, resources=dict(resources or {}),
             max_restarts=0, max_task_retries=0,
         ).remote(name, payload, *puts)
@@ -570,7 +440,7 @@ class RayRuntime(Runtime):
             used = sum(amount for _, amount in holders)
             if used + amount > total + 1e-9:
                 held = f" (held by {', '.join(a.name for a, _ in holders)})" if holders else ""
-                raise RuntimeError(
+                raise UnschedulableError(
                     f"cannot start {name}: it needs {key}={amount:g}, and the local Ray has "
                     f"{max(0.0, total - used):g} of {total:g} free{held}. Ask for fewer "
                     "actors or resources, start a bigger local Ray "

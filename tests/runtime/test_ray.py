@@ -81,7 +81,7 @@ def test_cpus_are_honoured(rt):
 LOCAL_RAY = textwrap.dedent(
     """
     import json, os, sys
-    from rl.runtime import make_runtime
+    from rl.runtime import UnschedulableError, make_runtime
 
     class Probe:
         def pid(self):
@@ -111,7 +111,7 @@ LOCAL_RAY = textwrap.dedent(
     try:
         rt.spawn(Probe, num_cpus=0.5)
         error = None
-    except RuntimeError as exc:
+    except UnschedulableError as exc:
         error = str(exc)
     pids = rt.get([a.call("pid"), b.call("pid")], timeout=60)
     ray_processes = descendants(os.getpid())
