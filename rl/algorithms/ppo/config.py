@@ -24,7 +24,7 @@ class PPOConfig(AlgorithmConfig):
     lr_schedule: str = setting("linear", "Learning-rate schedule over schedule_timesteps",
                                choices=("constant", "linear"))
     train_batch_size: int = setting(1024, "Env steps per iteration (all workers)", min=1)
-    minibatch_size: int = setting(256, "SGD minibatch size per learner (N learners step on "
+    minibatch_size: int = setting(128, "SGD minibatch size per learner (N learners step on "
                                   "N x this many rows)", min=1)
     num_epochs: int = setting(10, "Passes over the train batch per iteration", min=1)
     gae_lambda: float = setting(0.95, "GAE lambda", min=0.0, max=1.0)
