@@ -172,7 +172,7 @@ def small_config(**overrides) -> DQNConfig:
                     rollout_fragment_length=4, model_hiddens=[16], train_batch_size=8,
                     replay_buffer_capacity=1000, num_steps_sampled_before_learning_starts=16,
                     min_sample_timesteps_per_iteration=40, training_intensity=0.5,
-                    epsilon_timesteps=200, seed=0)
+                    epsilon_timesteps=200, n_step=1, seed=0)
     settings.update(overrides)
     return DQNConfig().environment("CartPole-v1").set(**settings)
 

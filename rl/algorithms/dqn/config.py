@@ -38,7 +38,7 @@ class DQNConfig(AlgorithmConfig):
         AUTO_FRAGMENT_LENGTH, "Steps per sub-env per sample request; small, so sampling and "
         f"learning interleave ('auto' = {AUTO_FRAGMENT_LENGTH})", section="env_runners")
     lr: float = setting(1e-3, "Adam learning rate (eps 1e-5)", min=0.0)
-    train_batch_size: int = setting(64, "Transitions per gradient update (SGD batch)", min=1)
+    train_batch_size: int = setting(128, "Transitions per gradient update (SGD batch)", min=1)
     grad_clip: float | None = setting(10.0, "Global gradient-norm clip; null disables", min=0.0)
     model_hiddens: list[int] = setting([256, 256], "MLP layer widths")
     model_activation: str = setting("relu", "MLP activation",
@@ -58,7 +58,7 @@ class DQNConfig(AlgorithmConfig):
     store_buffer_in_checkpoints: bool = setting(False, "Save the replay buffer in checkpoints "
                                                 "(can be large)")
     # targets and loss
-    n_step: int = setting(1, "Steps per return (stops at termination, bootstraps at "
+    n_step: int = setting(3, "Steps per return (stops at termination, bootstraps at "
                           "truncation with gamma^k)", min=1)
     double_q: bool = setting(True, "Double-Q targets: online argmax, target evaluation")
     dueling: bool = setting(True, "Dueling head: Q = V + A - mean(A)")
@@ -72,7 +72,7 @@ class DQNConfig(AlgorithmConfig):
         1000, "Env steps sampled (random-ish, at epsilon_initial) before the first update",
         min=0)
     training_intensity: float = setting(
-        1.0, "Gradient updates per sampled env step, whatever the number of workers and envs",
+        0.5, "Gradient updates per sampled env step, whatever the number of workers and envs",
         min=0.0)
     min_sample_timesteps_per_iteration: int = setting(
         1000, "Env steps per training iteration (one result row): an iteration runs "
@@ -80,7 +80,7 @@ class DQNConfig(AlgorithmConfig):
         section="reporting", min=1)
     # exploration
     epsilon_initial: float = setting(1.0, "Exploration rate at step 0", min=0.0, max=1.0)
-    epsilon_final: float = setting(0.02, "Exploration rate after epsilon_timesteps",
+    epsilon_final: float = setting(0.01, "Exploration rate after epsilon_timesteps",
                                    min=0.0, max=1.0)
     epsilon_timesteps: int = setting(10_000, "Env steps (global) of the linear epsilon decay",
                                      min=0)
