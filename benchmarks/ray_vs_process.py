@@ -80,10 +80,23 @@ def main() -> None:
         print(startup_once(args.startup_child))
         return
 
+    print(f"PPO CartPole-v1, {WORKERS} workers x {ENVS} envs, {FRAGMENT}-step fragments; "
+          f"medians of alternating rounds")
+    print(f"{'':38} {'process':>9} {'ray':>9}   ray/process")
+    med: dict[str, dict[str, float]] = {}
+
+    def report(label: str, key: str, values: dict[str, list[float]], unit: str,
+               fmt: str) -> None:
+        med[key] = {b: statistics.median(values[b]) for b in BACKENDS}
+        p, r = med[key]["process"], med[key]["ray"]
+        print(f"{label:38} {fmt.format(p)} {fmt.format(r)}   {r / p:6.2f}x  ({unit})",
+              flush=True)
+
     starts: dict[str, list[float]] = {b: [] for b in BACKENDS}
     for _ in range(max(1, args.rounds // 2 + 1)):
         for backend in BACKENDS:
             starts[backend].append(startup(backend))
+    report("startup (build -> first fragments)", "startup_s", starts, "s", "{:9.2f}")
 
     algos = {b: config(b).build() for b in BACKENDS}
     samples: dict[str, list[float]] = {b: [] for b in BACKENDS}
@@ -98,29 +111,17 @@ def main() -> None:
     finally:
         for algo in algos.values():
             algo.stop()
+    report("sampling throughput", "sample_steps_per_s", samples, "steps/s", "{:9.0f}")
+    report("training throughput (PPO iteration)", "train_steps_per_s", trains, "steps/s",
+           "{:9.0f}")
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from runtime import bench_backend  # benchmarks/runtime.py
 
     calls = argparse.Namespace(calls=2000, reps=3)
-    rtt = {b: bench_backend(b, calls)["rtt_us"] for b in BACKENDS}
-
-    med = {name: {b: statistics.median(v[b]) for b in BACKENDS}
-           for name, v in (("startup_s", starts), ("sample_steps_per_s", samples),
-                           ("train_steps_per_s", trains), ("call_rtt_us", {
-                               b: [rtt[b]] for b in BACKENDS}))}
-    print(f"PPO CartPole-v1, {WORKERS} workers x {ENVS} envs, {FRAGMENT}-step fragments; "
-          f"medians of {args.rounds} rounds")
-    rows = (("startup (build -> first fragments)", "startup_s", "s", "{:9.2f}"),
-            ("sampling throughput", "sample_steps_per_s", "steps/s", "{:9.0f}"),
-            ("training throughput (PPO iteration)", "train_steps_per_s", "steps/s", "{:9.0f}"),
-            ("empty call round trip", "call_rtt_us", "us", "{:9.1f}"))
-    print(f"{'':38} {'process':>9} {'ray':>9}   ray/process")
-    for label, key, unit, fmt in rows:
-        p, r = med[key]["process"], med[key]["ray"]
-        print(f"{label:38} {fmt.format(p)} {fmt.format(r)}   {r / p:6.2f}x  ({unit})")
+    rtt = {b: [bench_backend(b, calls)["rtt_us"]] for b in BACKENDS}
+    report("empty call round trip", "call_rtt_us", rtt, "us", "{:9.1f}")
     print(json.dumps(med))
-
 
 if __name__ == "__main__":
     main()

@@ -85,7 +85,8 @@ def bench_backend(backend: str, args) -> dict[str, float]:
         size = 1_000_000
         board = rt.weights_board(size)
         reader = board.reader()
-        readers = [rt.spawn(Echo) for _ in range(2)]
+        # Half a CPU each: idle between polls, and all three fit a 2-CPU local Ray.
+        readers = [rt.spawn(Echo, num_cpus=0.5) for _ in range(2)]
         rt.get([r.call("sync", reader) for r in readers])
         vectors = [np.full(size, i, np.float32) for i in range(2)]
         publish_s, total_s = [], []

@@ -123,7 +123,7 @@ class RayRef(ObjectRef):
 
 
 def _pack(value: Any, puts: list) -> Any:
-    """``value`` with put refs (in lists, tuples and dicts) replaced by ``_PutArg``s; their
+    """``value`` with put refs (in lists, tuples and dicts) replaced by ``PutArg``s; their
     raw refs are appended to ``puts``, to travel as top-level arguments that Ray resolves
     (fetching each to the actor's node once) before the call runs."""
     kind = type(value)
