@@ -6,7 +6,7 @@ from a cloudpickled payload, and every ``call`` runs one method and answers with
 value or a ``Failure`` (``rl.runtime.wire``) carrying the remote traceback::
 
     ActorBox(name, payload, *put values)   construct; a failure is kept, answered per call
-    ActorBox.call(method, args, kwargs, *put values) ─▶ value | Failure
+    ActorBox.call(method | (method, args, kwargs), *put values) ─▶ value | Failure
     ActorBox.info() ─▶ (pid, node id)
 
 Put refs travel as top-level arguments, which Ray resolves (fetching each value to the
@@ -98,9 +98,11 @@ class ActorBox:
     def __repr__(self) -> str:
         return self._name
 
-    def call(self, method: str, args: tuple, kwargs: dict, *puts: Any) -> Any:
+    def call(self, message: str | tuple[str, tuple, dict], *puts: Any) -> Any:
+        """Run ``message``: a method name, or ``(method, args, kwargs)``."""
         if self._broken is not None:
             return self._broken
+        method, args, kwargs = (message, (), {}) if type(message) is str else message
         if puts:
             args, kwargs = unpack(args, puts), unpack(kwargs, puts)
         try:
