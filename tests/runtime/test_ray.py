@@ -7,16 +7,20 @@ The shared suite (``test_runtime.py``) runs on Ray through the ``runtime`` and
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rl import ConfigError, DQNConfig, IMPALAConfig, PPOConfig
+from rl.checkpoint import load_state
 from rl.cli import main as cli_main
 from tests.conftest import open_runtime, require_ray, wait_gone
 
@@ -78,33 +82,35 @@ def test_cpus_are_honoured(rt):
     assert ready == []
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` in the process tree."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 LOCAL_RAY = textwrap.dedent(
     """
     import json, os, sys
+    import ray
     from rl.runtime import UnschedulableError, make_runtime
 
     class Probe:
         def pid(self):
             return os.getpid()
 
-    def descendants(pid):
-        kids = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat") as f:
-                        kids.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(
-                            int(entry))
-                except OSError:
-                    pass
-        out, todo = [], [pid]
-        while todo:
-            for kid in kids.get(todo.pop(), []):
-                out.append(kid)
-                todo.append(kid)
-        return out
-
-    import ray
     rt = make_runtime("ray", num_cpus=2, resources={"y": 1})
     a = rt.spawn(Probe, num_cpus=1.5)
     b = rt.spawn(Probe, num_cpus=0.5, resources={"y": 1})
@@ -114,45 +120,82 @@ LOCAL_RAY = textwrap.dedent(
     except UnschedulableError as exc:
         error = str(exc)
     pids = rt.get([a.call("pid"), b.call("pid")], timeout=60)
-    ray_processes = descendants(os.getpid())
+    print(json.dumps({"error": error, "actors": pids}), flush=True)
+    sys.stdin.readline()  # the test looks at the process tree meanwhile
     rt.shutdown()
-    print(json.dumps({"error": error, "actors": pids, "ray": ray_processes,
-                      "initialized": ray.is_initialized()}))
+    print(json.dumps({"initialized": ray.is_initialized()}), flush=True)
     """
 )
 
 
-def test_local_ray_is_started_checked_and_stopped(tmp_path):
+def test_local_ray_is_started_checked_and_stopped():
     """Without an address the runtime starts a local Ray with the resources asked for,
-    refuses an actor it could never place, and leaves no process after shutdown()."""
+    refuses an actor that does not fit, and leaves no process after shutdown()."""
     require_ray()
-    out = subprocess.run([sys.executable, "-c", LOCAL_RAY], cwd=REPO, capture_output=True,
-                         text=True, timeout=180)
-    assert out.returncode == 0, out.stderr
-    import json
-
-    facts = json.loads(out.stdout.strip().splitlines()[-1])
+    driver = subprocess.Popen([sys.executable, "-c", LOCAL_RAY], cwd=REPO, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    try:
+        line = driver.stdout.readline()
+        assert line, driver.stderr.read()
+        facts = json.loads(line)
+        tree = descendants(driver.pid)
+        out, err = driver.communicate("go\n", timeout=60)
+        assert driver.returncode == 0, err
+    finally:
+        driver.kill()
+        driver.wait()
     assert "it needs CPU=0.5" in facts["error"] and "0 of 2 free" in facts["error"]
     assert "held by Probe-1, Probe-2" in facts["error"]
-    assert set(facts["actors"]) <= set(facts["ray"])  # the actors ran under our Ray
-    assert len(facts["ray"]) >= 3  # gcs, raylet, workers
-    assert not facts["initialized"]
-    assert wait_gone(facts["ray"], 10.0) == [], "Ray processes survived shutdown()"
+    assert set(facts["actors"]) <= set(tree)  # the actors ran under our Ray
+    assert len(tree) >= 3  # gcs, raylet, workers
+    assert json.loads(out.strip().splitlines()[-1]) == {"initialized": False}
+    assert wait_gone(tree, 10.0) == [], "Ray processes survived shutdown()"
+
+
+def test_ctrl_c_on_ray_checkpoints_and_ends_every_process(tmp_path):
+    """Ctrl-C in a terminal reaches the whole process group: the driver, and the local
+    Ray it started. `rl train` still checkpoints, leaves no process and exits 130."""
+    require_ray()
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "rl.cli", "train", "--algo", "ppo", "--env", "CartPole-v1",
+         "--backend", "ray", "--num-env-runners", "2", "--stop-timesteps", "100000000",
+         "--logdir", str(tmp_path)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(len(p.read_text().splitlines()) >= 2
+                      for p in tmp_path.glob("*/result.jsonl")):
+            assert driver.poll() is None, driver.communicate()
+            assert time.monotonic() < deadline, "no result within 120 s"
+            time.sleep(0.05)
+        tree = descendants(driver.pid)
+        os.killpg(driver.pid, signal.SIGINT)
+        _, err = driver.communicate(timeout=30)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    assert driver.returncode == 130, err
+    checkpoint = err.strip().splitlines()[-1].split("checkpoint: ")[-1]
+    assert load_state(checkpoint)["iteration"] >= 2
+    assert wait_gone(tree, 10.0) == [], "processes survived Ctrl-C"
 
 
 # ---------------------------------------------------------------------- missing extra
 
 
 def test_backend_ray_without_ray_fails_before_anything_starts(monkeypatch, capsys):
+    import rl.algorithms.algorithm
     import rl.config
-    import rl.runtime
 
     monkeypatch.setattr(rl.config, "ray_installed", lambda: False)
 
     def no_runtime(*args, **kwargs):
         raise AssertionError("a runtime was started")
 
-    monkeypatch.setattr(rl.runtime, "make_runtime", no_runtime)
+    monkeypatch.setattr(rl.algorithms.algorithm, "make_runtime", no_runtime)
     with pytest.raises(ConfigError, match=r"pip install 'rl\[ray\]'"):
         PPOConfig().environment("CartPole-v1").resources(backend="ray").build()
     code = cli_main(["train", "--algo", "ppo", "--env", "CartPole-v1", "--backend", "ray"])
