@@ -95,11 +95,15 @@ class Algorithm(abc.ABC):
     def _check_resources(self) -> None:
         cfg = self.config
         n = cfg.num_learners
+        # On a Ray cluster, learner processes land on whichever nodes have the GPUs;
+        # this machine's CUDA says nothing about theirs, so Ray's scheduler decides.
+        remote_learners = cfg.backend == "ray" and cfg.ray_address is not None and n >= 1
         try:
-            resolve_device(cfg.device)
+            if not remote_learners:
+                resolve_device(cfg.device)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        if cfg.num_gpus_per_learner > 0 and not torch.cuda.is_available():
+        if cfg.num_gpus_per_learner > 0 and not torch.cuda.is_available() and not remote_learners:
             raise ConfigError(f"num_gpus_per_learner={cfg.num_gpus_per_learner} but CUDA is not "
                               "available on this machine; set it to 0")
         if n == 0:
