@@ -50,7 +50,7 @@ def test_workers_act_with_the_published_online_weights():
         algo.train()
         published = algo.learner_group.get_weights()
         np.testing.assert_array_equal(published, flat_params(algo.learner_group.module))
-        obs = np.zeros((3, 4), np.float32)
+        obs = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
         with torch.no_grad():
             q = algo.learner_group.module(torch.from_numpy(obs))
         np.testing.assert_array_equal(algo.compute_actions(obs), q.argmax(-1).numpy())

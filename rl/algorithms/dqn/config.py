@@ -64,7 +64,8 @@ class DQNConfig(AlgorithmConfig):
     dueling: bool = setting(True, "Dueling head: Q = V + A - mean(A)")
     td_error_loss_fn: str = setting("huber", "Loss on the TD error", choices=("huber", "mse"))
     target_network_update_freq: int = setting(500, "Env steps between hard target-network "
-                                              "updates (when tau is null)", min=1)
+                                              "updates (when tau is null; checked once per "
+                                              "sample round)", min=1)
     tau: float | None = setting(None, "Polyak coefficient applied after every gradient "
                                 "update; null = hard updates", min=0.0, max=1.0)
     # replay ratio
