@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import gymnasium as gym
 import numpy as np
@@ -20,6 +21,7 @@ from rl.data import SampleBatch
 from rl.data import columns as C
 from rl.data.replay import PrioritizedReplayBuffer
 from rl.envs import UnsupportedSpaceError
+from rl.experiment import load_example
 from rl.policies import ModelConfig, QNetwork, flat_params
 
 GAMMA = 0.99
@@ -356,3 +358,13 @@ def test_config_round_trips_through_yaml():
     cfg = DQNConfig().environment("CartPole-v1").training(n_step=3, tau=0.01,
                                                           prioritized_replay=True)
     assert DQNConfig.from_yaml(cfg.to_yaml()) == cfg
+
+
+def test_tuned_example_loads_and_validates():
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "tuned_examples", "dqn",
+                        "cartpole.yaml")
+    example = load_example(path)
+    example.config.validate()
+    assert isinstance(example.config, DQNConfig) and example.config.env == "CartPole-v1"
+    assert example.stop.env_steps_total == 100_000 and example.pass_criteria == {
+        "episode_return_mean": 475}
