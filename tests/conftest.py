@@ -46,7 +46,7 @@ def wait_gone(pids: list[int], timeout: float) -> list[int]:
 def assert_clean(rt: Runtime) -> None:
     """After ``shutdown()``: no actor process and no segment of the session."""
     pids = [pid for a in rt.actors if (pid := getattr(a, "pid", None)) is not None]
-    assert wait_gone(pids, 5.0 if rt.name == "ray" else 2.0) == [], \
+    assert wait_gone(pids, 20.0 if rt.name == "ray" else 2.0) == [], \
         "actor processes survived shutdown"
     if hasattr(rt, "prefix"):
         assert shm.list_segments(rt.prefix) == [], "segments left in /dev/shm"
