@@ -136,6 +136,7 @@ def write_report(examples: list[TunedExample], runs: dict[str, list[SeedRun]], o
              "| algo | env | passed | median steps to pass | median time to pass | "
              "final return (mean ± std) | reference |",
              "|---|---|---|---|---|---|---|"]
+    images: list[str] = []
     for example in examples:
         seed_runs = runs.get(example.path, [])
         if not seed_runs:
@@ -156,9 +157,9 @@ def write_report(examples: list[TunedExample], runs: dict[str, list[SeedRun]], o
         threshold = (example.pass_criteria or {}).get("episode_return_mean")
         if plot_curves({f"seed {r.seed}": r.curve for r in seed_runs},
                        os.path.join(out, png), f"{example.algo} {example.env}", threshold):
-            lines.append("")
-            lines.append(f"![{example.algo} {example.env}]({png})")
-            lines.append("")
+            images.append(f"![{example.algo} {example.env}]({png})")
+    # Curves go below the table: a line between rows would end the markdown table.
+    lines += [""] + [line for image in images for line in (image, "")]
     path = os.path.join(out, "report.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
