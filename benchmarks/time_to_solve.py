@@ -15,13 +15,9 @@ ent_coef 0, 100k steps. Needs ``pip install stable-baselines3`` (benchmark only)
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
-import sys
-import time
 
-THRESHOLD = 475.0
+from solve_harness import THRESHOLD, measure, report, sb3_eval_callback
 
 
 def child_rl(seed: int, budget: int, eval_every: int) -> None:
@@ -35,7 +31,7 @@ def child_rl(seed: int, budget: int, eval_every: int) -> None:
         if algo.env_steps_total >= next_eval:
             next_eval += eval_every
             ret = algo.evaluate(10)["eval/episode_return_mean"]
-            print(json.dumps({"steps": algo.env_steps_total, "eval": ret}), flush=True)
+            report(algo.env_steps_total, ret)
             if ret >= THRESHOLD:
                 break
     algo.stop()
@@ -44,9 +40,7 @@ def child_rl(seed: int, budget: int, eval_every: int) -> None:
 def child_sb3(seed: int, budget: int, eval_every: int) -> None:
     import gymnasium as gym
     from stable_baselines3 import PPO
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.evaluation import evaluate_policy
 
     def linear(start: float):
         return lambda progress_remaining: progress_remaining * start
@@ -57,36 +51,7 @@ def child_sb3(seed: int, budget: int, eval_every: int) -> None:
                 n_epochs=20, ent_coef=0.0, learning_rate=linear(1e-3), clip_range=linear(0.2),
                 seed=seed, device="cpu")
 
-    class Eval(BaseCallback):
-        def __init__(self):
-            super().__init__()
-            self.next_eval = eval_every
-
-        def _on_step(self) -> bool:
-            if self.num_timesteps < self.next_eval:
-                return True
-            self.next_eval += eval_every
-            ret, _ = evaluate_policy(self.model, eval_env, n_eval_episodes=10, deterministic=True)
-            print(json.dumps({"steps": self.num_timesteps, "eval": float(ret)}), flush=True)
-            return ret < THRESHOLD
-
-    model.learn(total_timesteps=budget, callback=Eval())
-
-
-def measure(impl: str, seed: int, budget: int, eval_every: int) -> dict:
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--child", impl, "--seed", str(seed),
-                             "--budget", str(budget), "--eval-every", str(eval_every)],
-                            stdout=subprocess.PIPE, text=True)
-    solved = None
-    for line in proc.stdout:
-        rec = json.loads(line)
-        if rec["eval"] >= THRESHOLD:
-            solved = {"wall_s": time.perf_counter() - start, "steps": rec["steps"]}
-            break
-    proc.kill()
-    proc.wait()
-    return solved or {"wall_s": float("nan"), "steps": None}
+    model.learn(total_timesteps=budget, callback=sb3_eval_callback(eval_env, eval_every))
 
 
 def main() -> None:
@@ -104,7 +69,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {"rl": [], "sb3": []}
     for seed in seeds:  # interleave implementations so load changes hit both
         for impl in results:
-            results[impl].append(measure(impl, seed, args.budget, args.eval_every))
+            results[impl].append(measure(__file__, impl, seed, args.budget, args.eval_every))
             print(impl, seed, results[impl][-1], flush=True)
     print(f"\nCartPole-v1 time to first greedy eval >= {THRESHOLD} (eval every "
           f"{args.eval_every} steps, budget {args.budget}), seeds {seeds}")

@@ -27,14 +27,11 @@ SB3 is given the same, its best case on a small shared machine). Needs
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
-import time
 
-THRESHOLD = 475.0
+from solve_harness import THRESHOLD, measure, report, sb3_eval_callback
+
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "tuned_examples", "dqn", "cartpole.yaml")
 
 # rl-baselines3-zoo hyperparams/dqn.yml, CartPole-v1 (n_timesteps 5e4).
@@ -42,10 +39,6 @@ ZOO = dict(lr=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000, 
            target_update_interval=10, train_freq=256, gradient_steps=128,
            exploration_fraction=0.16, exploration_final_eps=0.04, net_arch=[256, 256],
            n_timesteps=50_000)
-
-
-def report(steps: int, ret: float) -> None:
-    print(json.dumps({"steps": steps, "eval": ret}), flush=True)
 
 
 def child_rl(seed: int, budget: int, eval_every: int, tuned: bool) -> None:
@@ -88,8 +81,6 @@ def child_sb3(seed: int, budget: int, eval_every: int) -> None:
     import gymnasium as gym
     import torch
     from stable_baselines3 import DQN
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.evaluation import evaluate_policy
 
     torch.set_num_threads(1)
     env = gym.make("CartPole-v1")
@@ -104,41 +95,7 @@ def child_sb3(seed: int, budget: int, eval_every: int) -> None:
                 exploration_final_eps=ZOO["exploration_final_eps"],
                 policy_kwargs={"net_arch": ZOO["net_arch"]}, seed=seed, device="cpu")
 
-    class Eval(BaseCallback):
-        def __init__(self):
-            super().__init__()
-            self.next_eval = eval_every
-
-        def _on_step(self) -> bool:
-            if self.num_timesteps < self.next_eval:
-                return True
-            self.next_eval += eval_every
-            ret, _ = evaluate_policy(self.model, eval_env, n_eval_episodes=10, deterministic=True)
-            report(self.num_timesteps, float(ret))
-            return ret < THRESHOLD
-
-    model.learn(total_timesteps=budget, callback=Eval())
-
-
-def measure(impl: str, seed: int, budget: int, eval_every: int) -> dict:
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--child", impl, "--seed", str(seed),
-                             "--budget", str(budget), "--eval-every", str(eval_every)],
-                            stdout=subprocess.PIPE, text=True)
-    solved = None
-    evals = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        rec = json.loads(line)
-        evals.append(round(rec["eval"]))
-        if rec["eval"] >= THRESHOLD:
-            solved = {"wall_s": time.perf_counter() - start, "steps": rec["steps"]}
-            break
-    proc.kill()
-    proc.wait()
-    out = solved or {"wall_s": float("nan"), "steps": None}
-    out["evals"] = evals
-    return out
+    model.learn(total_timesteps=budget, callback=sb3_eval_callback(eval_env, eval_every))
 
 
 def main() -> None:
@@ -161,7 +118,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {impl: [] for impl in args.impls.split(",")}
     for seed in seeds:  # interleave implementations so load changes hit all alike
         for impl, runs in results.items():
-            runs.append(measure(impl, seed, args.budget, args.eval_every))
+            runs.append(measure(__file__, impl, seed, args.budget, args.eval_every))
             print(impl, seed, runs[-1], flush=True)
     print(f"\nCartPole-v1 DQN time to first greedy eval >= {THRESHOLD} (10 episodes every "
           f"{args.eval_every} steps, budget {args.budget}), seeds {seeds}")

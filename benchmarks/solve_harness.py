@@ -1,0 +1,71 @@
+"""Shared harness of the time-to-solve benchmarks (``time_to_solve*.py``).
+
+A benchmark script re-runs itself as ``--child IMPL`` in a fresh process per
+(implementation, seed); the child prints one JSON line ``{"steps", "eval"}`` per greedy
+evaluation, and ``measure`` times from launching the child until the first evaluation
+at or above ``THRESHOLD``. ``sb3_eval_callback`` gives SB3 children the same protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+THRESHOLD = 475.0
+
+
+def report(steps: int, ret: float) -> None:
+    """Child side: one evaluation result, flushed at once (the parent times its arrival)."""
+    print(json.dumps({"steps": int(steps), "eval": float(ret)}), flush=True)
+
+
+def measure(script: str, impl: str, seed: int, budget: int, eval_every: int) -> dict[str, Any]:
+    """Run ``script --child impl`` and time it to the first evaluation >= THRESHOLD.
+
+    Returns ``{"wall_s", "steps", "evals"}`` (``wall_s`` nan and ``steps`` None if the
+    budget ran out first; ``evals`` lists every evaluation's rounded return).
+    """
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, script, "--child", impl, "--seed", str(seed),
+                             "--budget", str(budget), "--eval-every", str(eval_every)],
+                            stdout=subprocess.PIPE, text=True)
+    solved = None
+    evals: list[int] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        rec = json.loads(line)
+        evals.append(round(rec["eval"]))
+        if rec["eval"] >= THRESHOLD:
+            solved = {"wall_s": time.perf_counter() - start, "steps": rec["steps"]}
+            break
+    proc.kill()
+    proc.wait()
+    out: dict[str, Any] = solved or {"wall_s": float("nan"), "steps": None}
+    out["evals"] = evals
+    return out
+
+
+def sb3_eval_callback(eval_env: Any, eval_every: int,
+                      on_eval: Callable[[int, float], None] = report):
+    """An SB3 callback: 10 greedy episodes every ``eval_every`` steps; stops when solved."""
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    class Eval(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.next_eval = eval_every
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps < self.next_eval:
+                return True
+            self.next_eval += eval_every
+            ret, _ = evaluate_policy(self.model, eval_env, n_eval_episodes=10, deterministic=True)
+            on_eval(self.num_timesteps, float(ret))
+            return ret < THRESHOLD
+
+    return Eval()
