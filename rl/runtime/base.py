@@ -20,6 +20,7 @@ order, and a ``timeout`` of ``None`` waits forever, ``0`` polls.
 from __future__ import annotations
 
 import abc
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -199,6 +200,14 @@ class Runtime(abc.ABC):
 
         Construction errors surface as ``RemoteError`` on the first ``get`` of a call.
         """
+
+    def actor_name(self, cls: type, name: str | None) -> str:
+        """``name``, or the default ``ClassName-<n>`` counted per class in this runtime."""
+        if name:
+            return name
+        counters = self.__dict__.setdefault("_name_counters", {})
+        counter = counters.setdefault(cls.__name__, itertools.count(1))
+        return f"{cls.__name__}-{next(counter)}"
 
     @abc.abstractmethod
     def get(self, refs: ObjectRef | Sequence[ObjectRef], timeout: float | None = None) -> Any:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import traceback
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -124,7 +123,6 @@ class InlineRuntime(Runtime):
         self.prefix = f"{driver_prefix()}inline{next(_sessions)}_"
         self._actors: list[InlineActor] = []
         self._boards: list[WeightsBoard] = []
-        self._names: defaultdict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
         self._closed = False
 
     def spawn(
@@ -139,7 +137,7 @@ class InlineRuntime(Runtime):
     ) -> InlineActor:
         if self._closed:
             raise RuntimeError("spawn() after shutdown()")
-        name = name or f"{cls.__name__}-{next(self._names[cls.__name__])}"
+        name = self.actor_name(cls, name)
         actor = InlineActor(
             self,
             cls,

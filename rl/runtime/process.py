@@ -49,7 +49,7 @@ import signal
 import threading
 import time
 import traceback
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -312,7 +312,6 @@ class ProcessRuntime(Runtime):
         self._dropped_puts: deque[str] = deque()
         self._actors: list[ProcessActor] = []
         self._boards: list[WeightsBoard] = []
-        self._names: defaultdict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
         # The thread that pumps (reads the sockets) now, if any. An ident rather than a
         # flag: an exception raised by a signal handler (Ctrl-C) right after a pump can
         # leave the mark set, and a thread that finds its own ident there knows it is
@@ -342,7 +341,7 @@ class ProcessRuntime(Runtime):
     ) -> ProcessActor:
         if self._closed:
             raise RuntimeError("spawn() after shutdown()")
-        name = name or f"{cls.__name__}-{next(self._names[cls.__name__])}"
+        name = self.actor_name(cls, name)
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         cfg = ChildConfig(name, os.getpid(), self.prefix, num_gpus)
         proc = self._process_class(target=actor_main, args=(child_conn, cfg), name=name)

@@ -54,12 +54,10 @@ calls; ``is_alive()`` is ``False`` after ``kill()`` or after such an error, not 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import re
 import traceback
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -305,7 +303,6 @@ class RayRuntime(Runtime):
             self._owns_ray = True
         self._actors: list[RayActor] = []
         self._boards: list[RayWeightsBoard] = []
-        self._names: defaultdict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
         self._closed = False
 
     # ------------------------------------------------------------------ public API
@@ -322,7 +319,7 @@ class RayRuntime(Runtime):
     ) -> RayActor:
         if self._closed:
             raise RuntimeError("spawn() after shutdown()")
-        name = name or f"{cls.__name__}-{next(self._names[cls.__name__])}"
+        name = self.actor_name(cls, name)
         self._check_capacity(name, num_cpus, num_gpus, resources)
         puts: list = []
         payload = cloudpickle.dumps((cls, _pack(args, puts), _pack(kwargs, puts)))
