@@ -62,12 +62,19 @@ def test_policy_lag_for_a_scripted_sequence():
     lag.record_publish(3, 4)
     assert lag.observe([3], learner_updates=4) == [0]
     assert lag.observe([2, 3, 3], learner_updates=5) == [3, 1, 1]
-    stats = lag.pop_stats()
+
+
+def test_metrics_window_reports_lags_with_the_updates_they_belong_to():
+    window = MetricsWindow()
+    window.add({"loss": 1.0}, lags=[3, 1])
+    window.add({"loss": 2.0}, lags=[0])
+    window.add({"loss": 3.0}, lags=[3, 1, 1])
+    stats = window.pop()
     assert stats["policy_lag_mean"] == pytest.approx((3 + 1 + 0 + 3 + 1 + 1) / 6)
-    assert stats["policy_lag_max"] == 3
-    # The window restarts after a pop.
-    empty = lag.pop_stats()
-    assert empty["policy_lag_mean"] != empty["policy_lag_mean"]  # nan
+    assert stats["policy_lag_max"] == 3 and stats["updates"] == 3
+    # The window restarts after a pop: no update, no lag (nan), no loss.
+    empty = window.pop()
+    assert empty["policy_lag_mean"] != empty["policy_lag_mean"] and "loss" not in empty
 
 
 def test_policy_lag_forgets_old_versions_but_stays_bounded():

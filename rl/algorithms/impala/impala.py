@@ -145,7 +145,6 @@ class IMPALA(Algorithm):
 
     def _learner_metrics(self) -> dict[str, float]:
         out = self.runner.metrics.pop()
-        out.update(self.lag.pop_stats())
         out.update(
             num_updates=float(self.runner.updates),
             weights_version=float(self.board.version),

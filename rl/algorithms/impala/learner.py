@@ -244,7 +244,7 @@ class LearnerRunner:
         batch = stack_fragments(item.fragments)
         hyper = self.hyper()
         with self.group.lock:
-            self.lag.observe(item.behaviour_versions, self.updates)
+            lags = self.lag.observe(item.behaviour_versions, self.updates)
             metrics = self.group.update(batch, **hyper)
             self.updates += 1
             snapshot = None
@@ -254,7 +254,7 @@ class LearnerRunner:
             with self._snapshot_lock:
                 self._snapshot = snapshot
         self.env_steps_trained += item.env_steps
-        self.metrics.add(metrics, time.perf_counter() - start)
+        self.metrics.add(metrics, time.perf_counter() - start, lags)
 
     # ------------------------------------------------------------------ driver side
     def pop_weights(self) -> tuple[np.ndarray, int] | None:

@@ -110,7 +110,6 @@ class PolicyLag:
         self._lock = threading.Lock()
         self._updates_at: dict[int, int] = {0: 0}
         self._history = history
-        self._lags: list[int] = []
 
     def record_publish(self, version: int, learner_updates: int) -> None:
         """Board ``version`` now holds the weights after ``learner_updates`` updates."""
@@ -130,19 +129,8 @@ class PolicyLag:
         return max(0, learner_updates - known)
 
     def observe(self, versions: list[int], learner_updates: int) -> list[int]:
-        """Record the lags of a batch's fragments (for the window); returns them."""
-        lags = [self.lag(v, learner_updates) for v in versions]
-        with self._lock:
-            self._lags.extend(lags)
-        return lags
-
-    def pop_stats(self) -> dict[str, float]:
-        """``policy_lag_mean`` / ``policy_lag_max`` since the last pop (nan if none)."""
-        with self._lock:
-            lags, self._lags = self._lags, []
-        if not lags:
-            return {"policy_lag_mean": float("nan"), "policy_lag_max": float("nan")}
-        return {"policy_lag_mean": sum(lags) / len(lags), "policy_lag_max": float(max(lags))}
+        """The lags of a batch's fragments, one per fragment."""
+        return [self.lag(v, learner_updates) for v in versions]
 
 
 class MetricsWindow:
@@ -153,25 +141,35 @@ class MetricsWindow:
         self._sums: dict[str, float] = {}
         self._updates = 0
         self._busy_s = 0.0
+        self._lags: list[int] = []
         self._since = time.perf_counter()
 
-    def add(self, metrics: dict[str, float], seconds: float = 0.0) -> None:
-        """One update's metrics and the wall time it took."""
+    def add(self, metrics: dict[str, float], seconds: float = 0.0,
+            lags: list[int] | None = None) -> None:
+        """One update's metrics, the wall time it took and its fragments' policy lags.
+
+        Everything one update produced lands in the same window under one lock, so a
+        pop never reports an update's losses without its lags or the other way round.
+        """
         with self._lock:
             for k, v in metrics.items():
                 self._sums[k] = self._sums.get(k, 0.0) + float(v)
             self._updates += 1
             self._busy_s += seconds
+            self._lags.extend(lags or ())
 
     def pop(self) -> dict[str, float]:
-        """Means over the window's updates, plus ``updates``, ``updates_per_s`` and
-        ``busy_frac`` (share of the window's wall time the learner spent updating)."""
+        """Means over the window's updates, plus ``updates``, ``updates_per_s``,
+        ``busy_frac`` (share of the window's wall time the learner spent updating) and
+        ``policy_lag_mean`` / ``policy_lag_max`` (nan when the window saw no update)."""
         with self._lock:
-            sums, n, busy = self._sums, self._updates, self._busy_s
+            sums, n, busy, lags = self._sums, self._updates, self._busy_s, self._lags
             now = time.perf_counter()
             elapsed, self._since = max(now - self._since, 1e-9), now
-            self._sums, self._updates, self._busy_s = {}, 0, 0.0
+            self._sums, self._updates, self._busy_s, self._lags = {}, 0, 0.0, []
         out = {k: v / n for k, v in sums.items()} if n else {}
+        out["policy_lag_mean"] = sum(lags) / len(lags) if lags else float("nan")
+        out["policy_lag_max"] = float(max(lags)) if lags else float("nan")
         out["updates"] = float(n)
         out["updates_per_s"] = n / elapsed
         out["busy_frac"] = min(1.0, busy / elapsed)
