@@ -226,6 +226,7 @@ class Algorithm(abc.ABC):
             M.WORKERS_RESTARTS: self.workers.total_restarts,
             M.WORKERS_DROPPED: self.workers.dropped_fragments,
             M.ENV_ERRORS: self.workers.env_errors,
+            **self.result_extras(),
         }
         interval = self.config.evaluation_interval
         if interval and self.iteration % interval == 0:
@@ -233,6 +234,11 @@ class Algorithm(abc.ABC):
         if self.logger is not None:
             self.logger.log(result)
         return result
+
+    def result_extras(self) -> dict[str, Any]:
+        """Algorithm-specific keys added to every result row unprefixed (for example
+        DQN's ``replay/size``); ``training_step``'s keys get ``learner/`` instead."""
+        return {}
 
     def fit(self, stop: dict[str, Any] | Any, checkpoint_every: int = 0,
             checkpoint_at_end: bool = True) -> tuple[dict[str, Any], str | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -43,6 +44,17 @@ def test_smoke(backend, num_workers):
     assert np.isfinite(weights).all()
     if backend == "process":
         assert shm.list_segments(algo.runtime.prefix) == []
+
+
+def test_logged_rows_carry_the_replay_size_once_per_iteration(tmp_path):
+    with small_config(num_env_runners=0).build() as algo:
+        run_dir = algo.attach_logger(str(tmp_path), tensorboard=False)
+        results = [algo.train() for _ in range(2)]
+    with open(os.path.join(run_dir, "result.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    assert [r["training_iteration"] for r in rows] == [1, 2]
+    assert [r["replay/size"] for r in rows] == [r["replay/size"] for r in results]
+    assert rows[-1]["replay/size"] > 0
 
 
 def test_workers_act_with_the_published_online_weights():

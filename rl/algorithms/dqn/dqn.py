@@ -185,22 +185,8 @@ class DQN(Algorithm):
             out["beta"] = float(beta)
         return out
 
-    def train(self) -> dict[str, Any]:
-        """One iteration; adds ``replay/size`` to the base result row.
-
-        The base loop prefixes everything ``training_step`` returns with
-        ``learner/`` and logs the row itself, so the logger is held back while it
-        runs and the complete row is logged here, once.
-        """
-        logger, self.logger = self.logger, None
-        try:
-            result = super().train()
-        finally:
-            self.logger = logger
-        result[REPLAY_SIZE] = len(self.replay)
-        if self.logger is not None:
-            self.logger.log(result)
-        return result
+    def result_extras(self) -> dict[str, Any]:
+        return {REPLAY_SIZE: len(self.replay)}
 
     # ------------------------------------------------------------------ checkpoints
     def extra_state(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict]]:
