@@ -163,12 +163,23 @@ class WeightsBoard(abc.ABC):
     size: int
 
     @abc.abstractmethod
-    def publish(self, vector: np.ndarray) -> int:
-        """Publish ``vector`` (float32, shape ``[size]``); returns the new version."""
+    def publish(self, vector: np.ndarray, version: int | None = None) -> int:
+        """Publish ``vector`` (float32, shape ``[size]``); returns the new version.
+
+        ``version`` (greater than the current one) sets the new version instead of
+        the next integer: a restored run continues its saved numbering.
+        """
 
     @abc.abstractmethod
     def reader(self) -> BoardReader:
         """A picklable reader to hand to actors."""
+
+    def _next_version(self, current: int, version: int | None) -> int:
+        if version is None:
+            return current + 1
+        if int(version) <= current:
+            raise ValueError(f"version {version} is not newer than the board's {current}")
+        return int(version)
 
     @property
     @abc.abstractmethod

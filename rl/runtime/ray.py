@@ -229,7 +229,7 @@ class RayWeightsBoard(WeightsBoard):
     def __reduce__(self):
         raise TypeError("a weights board stays with its owner; pass board.reader() to actors")
 
-    def publish(self, vector: np.ndarray) -> int:
+    def publish(self, vector: np.ndarray, version: int | None = None) -> int:
         if self._closed:
             raise RuntimeError("weights board is closed")
         values = np.asarray(vector).reshape(-1)
@@ -238,10 +238,11 @@ class RayWeightsBoard(WeightsBoard):
                 f"publish expects {self.size} values, got {values.shape[0]} "
                 f"(shape {np.shape(vector)})"
             )
+        new = self._next_version(self._version, version)
         ref = ray.put(np.ascontiguousarray(values, dtype=np.float32))
-        ray.get(self._actor.publish.remote(self._version + 1, [ref]))
-        self._version += 1
-        return self._version
+        ray.get(self._actor.publish.remote(new, [ref]))
+        self._version = new
+        return new
 
     def reader(self) -> RayBoardReader:
         return RayBoardReader(self._actor, self.size)

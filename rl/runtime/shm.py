@@ -232,7 +232,7 @@ class ShmWeightsBoard(WeightsBoard):
     def __reduce__(self):
         raise TypeError("a weights board stays with its owner; pass board.reader() to actors")
 
-    def publish(self, vector: np.ndarray) -> int:
+    def publish(self, vector: np.ndarray, version: int | None = None) -> int:
         if self._mm is None:
             raise RuntimeError(f"weights board {self._name} is closed")
         values = np.asarray(vector).reshape(-1)
@@ -243,9 +243,10 @@ class ShmWeightsBoard(WeightsBoard):
             )
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
+            new = self._next_version(int(self._version[0]), version)
             self._data[:] = values
-            self._version[0] += 1
-            return int(self._version[0])
+            self._version[0] = new
+            return new
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 

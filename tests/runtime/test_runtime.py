@@ -267,6 +267,13 @@ def test_weights_board_publish_and_poll(runtime):
     np.testing.assert_array_equal(vec, np.arange(1000))
     with pytest.raises(ValueError, match="1000 values"):
         board.publish(np.zeros(10, np.float32))
+    # A restored run continues its saved numbering: readers see the jump as new.
+    assert board.publish(np.full(1000, 3.0, np.float32), version=10) == 10 == board.version
+    version, vec = runtime.get(h.call("poll_board", reader, 2))
+    assert version == 10 and np.all(vec == 3.0)
+    with pytest.raises(ValueError, match="not newer than the board's 10"):
+        board.publish(np.zeros(1000, np.float32), version=10)
+    assert board.publish(np.zeros(1000, np.float32)) == 11
 
 
 # ---------------------------------------------------------------------- process only
