@@ -288,7 +288,9 @@ def test_replacing_a_checkpoint_without_renameat2_rolls_back_on_failure(tmp_path
 # ---------------------------------------------------------------------- exact resume
 
 
-LEARNING_KEYS_SKIPPED = ("time_total_s", "env_steps_per_s")
+# Wall-clock figures; everything else in a result row must match exactly.
+LEARNING_KEYS_SKIPPED = ("time_total_s", "env_steps_per_s", "learner/updates_per_s",
+                         "learner/busy_frac")
 
 
 def _learning_metrics(run_dir: str) -> list[dict]:
@@ -298,30 +300,54 @@ def _learning_metrics(run_dir: str) -> list[dict]:
              if not k.startswith("timers/") and k not in LEARNING_KEYS_SKIPPED} for r in rows]
 
 
-def test_exact_resume_on_the_inline_backend(tmp_path):
-    def config():
-        # Everything that carries state across iterations: obs and reward normalisers,
-        # lr and entropy schedules, the adaptive KL coefficient, episodes in progress.
-        return small(backend="inline", normalize_obs=True, normalize_rewards=True,
-                     lr_schedule="linear", schedule_timesteps=1024, entropy_coeff=0.01,
-                     entropy_coeff_final=0.0, kl_coeff=0.2, seed=7)
+def _ppo_with_every_kind_of_state():
+    # Obs and reward normalisers, lr and entropy schedules, the adaptive KL
+    # coefficient, episodes in progress.
+    return small(backend="inline", normalize_obs=True, normalize_rewards=True,
+                 lr_schedule="linear", schedule_timesteps=1024, entropy_coeff=0.01,
+                 entropy_coeff_final=0.0, kl_coeff=0.2, seed=7)
 
+
+def _dqn_with_every_kind_of_state():
+    # n-step windows open across the save, prioritised replay, epsilon and beta
+    # schedules, the replay ratio's fractional credit, hard target updates.
+    from tests.algorithms.test_dqn import small_config
+    return small_config(num_env_runners=2, n_step=3, prioritized_replay=True,
+                        store_buffer_in_checkpoints=True, target_network_update_freq=50,
+                        seed=7)
+
+
+def _impala_with_every_kind_of_state():
+    # Fragments in flight and a partial train batch at the save, a board older than
+    # the learner (broadcast_interval=3), the obs filter inside the published vector.
+    from tests.algorithms.test_impala import small as small_impala
+    return small_impala(runners=2, broadcast_interval=3, normalize_obs=True,
+                        max_requests_in_flight_per_env_runner=2, train_batch_size=60, seed=7)
+
+
+@pytest.mark.parametrize("config,iterations", [
+    (_ppo_with_every_kind_of_state, 4),
+    (_dqn_with_every_kind_of_state, 6),
+    (_impala_with_every_kind_of_state, 6),
+], ids=["ppo", "dqn", "impala"])
+def test_exact_resume_on_the_inline_backend(tmp_path, config, iterations):
+    half = iterations // 2
     with config().build(logdir=str(tmp_path / "straight")) as algo:
-        for _ in range(4):
+        for _ in range(iterations):
             algo.train()
         straight = algo.run_dir
     with config().build(logdir=str(tmp_path / "split")) as algo:
-        for _ in range(2):
+        for _ in range(half):
             algo.train()
         path = algo.save()
         first_half = algo.run_dir
     with Algorithm.from_checkpoint(path, logdir=str(tmp_path / "resumed")) as algo:
-        for _ in range(2):
+        for _ in range(iterations - half):
             algo.train()
         second_half = algo.run_dir
     expected = _learning_metrics(straight)
     got = _learning_metrics(first_half) + _learning_metrics(second_half)
-    assert [r["training_iteration"] for r in got] == [1, 2, 3, 4]
+    assert [r["training_iteration"] for r in got] == list(range(1, iterations + 1))
     assert got == expected
 
 

@@ -66,6 +66,7 @@ class Algorithm(abc.ABC):
         self.run_dir: str | None = None
         self.last_checkpoint: str | None = None
         self.stop_timesteps: int | None = None
+        self.resumed_workers: list[int] = []  # set by load_checkpoint
         self._eval_worker: RolloutWorker | None = None
         self._stopped = False
         seed = 0 if config.seed is None else config.seed
@@ -307,8 +308,13 @@ class Algorithm(abc.ABC):
         """Algorithm-specific (json state, tensors, arrays) to add to checkpoints."""
         return {}, {}, {}
 
+    def publish_restored_weights(self) -> None:
+        """Put the restored weights on the board for the workers (the learner's)."""
+        self.sync_weights()
+
     def load_extra_state(self, path: str, state: dict[str, Any]) -> None:
-        """Restore what ``extra_state`` saved."""
+        """Restore what ``extra_state`` saved; runs after the workers' state is restored
+        (``self.resumed_workers``: those whose episodes continue exactly)."""
 
     def save(self, path: str | None = None) -> str:
         """Write a checkpoint (default: ``<run_dir>/checkpoint_<iter>``); returns its path."""
@@ -350,12 +356,12 @@ class Algorithm(abc.ABC):
         filt = ckpt.load_arrays(path, "obs_filter")
         if self.obs_filter is not None and filt is not None:
             self.obs_filter.load_state(filt)
-        self.load_extra_state(path, state.get("extra", {}))
         workers = state.get("workers") or {}
-        self.workers.set_state(workers, {
+        self.resumed_workers = self.workers.set_state(workers, {
             f"worker_{i}": arrays for i in range(int(workers.get("num_workers", 0)))
             if (arrays := ckpt.load_arrays(path, f"worker_{i}")) is not None})
-        self.sync_weights()
+        self.load_extra_state(path, state.get("extra", {}))
+        self.publish_restored_weights()
         self.timers.pop()
 
     @staticmethod

@@ -142,6 +142,33 @@ class NStepAccumulator:
         self._reset()
         return out
 
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The held-back windows as flat arrays (for checkpoints; no pickle needed)."""
+        state = {"carry_done": self._carry_done.copy()}
+        if self._keys is not None:
+            state["keys"] = np.array(sorted(self._keys))
+        if self._last_next_obs is not None:
+            state["last_next_obs"] = self._last_next_obs.copy()
+        for j, chunk in enumerate(self._chunks):
+            for key, value in chunk.items():
+                state[f"chunk{j}/{key}"] = value
+        return state
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore what ``state_dict`` returned: the next ``add`` continues the stream."""
+        self._reset()
+        self._carry_done = np.asarray(state["carry_done"], dtype=bool).copy()
+        if "keys" in state:
+            self._keys = {str(k) for k in state["keys"]}
+        if "last_next_obs" in state:
+            self._last_next_obs = np.array(state["last_next_obs"])
+        chunks: dict[int, dict[str, np.ndarray]] = {}
+        for name, value in state.items():
+            if name.startswith("chunk"):
+                index, key = name[len("chunk"):].split("/", 1)
+                chunks.setdefault(int(index), {})[key] = np.array(value)
+        self._chunks = [chunks[j] for j in sorted(chunks)]
+
     def _check(self, frag: Mapping[str, np.ndarray]) -> tuple[int, int]:
         missing = [k for k in _WINDOW_COLUMNS if k not in frag]
         if missing:

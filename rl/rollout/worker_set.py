@@ -224,6 +224,26 @@ class WorkerSet:
     def num_in_flight(self, index: int) -> int:
         return sum(1 for i, _ in self.in_flight.values() if i == index)
 
+    def in_flight_results(self) -> list[tuple[int, dict[str, Any]]] | None:
+        """Every in-flight request's result, in submission order, as
+        ``(worker_index, result)``, waiting up to ``sample_timeout_s`` for them; the
+        requests stay in flight (for checkpoints). None if one failed or timed out."""
+        refs = list(self.in_flight)
+        try:
+            with INTERRUPTS.abandonable():
+                results = self.runtime.get(refs, timeout=self.sample_timeout_s)
+        except _FAILURES as e:
+            log.warning("in-flight fragments not saved (%s)", _first_line(e))
+            return None
+        return [(self.in_flight[ref][0], r) for ref, r in zip(refs, results)]
+
+    def restore_in_flight(self, results: list[tuple[int, dict[str, Any]]]) -> None:
+        """Make saved ``in_flight_results()`` in flight again, ready at once, ahead of
+        any new request (the workers' restored state already follows them)."""
+        now = time.monotonic()
+        for index, result in results:  # a smaller set takes over the extra ones' share
+            self.in_flight[self.runtime.put(result)] = (index % self.num_workers, now)
+
     # ------------------------------------------------------------------ state
     def get_state(self) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
         """The counters (JSON) and each worker's state (arrays, ``worker_<i>``).
@@ -251,9 +271,14 @@ class WorkerSet:
         return counters, {f"worker_{i}": s for i, s in enumerate(states)}
 
     def set_state(self, counters: dict[str, Any],
-                  states: dict[str, dict[str, np.ndarray]]) -> None:
+                  states: dict[str, dict[str, np.ndarray]]) -> list[int]:
         """Restore ``get_state()``'s output into a set with the same number of workers
-        and envs (otherwise only the totals are kept and the workers start afresh)."""
+        and envs (otherwise only the totals are kept and the workers start afresh).
+
+        Returns:
+            The indexes of the workers whose running episodes continue exactly where
+            the checkpoint left them (the others start fresh episodes).
+        """
         same_shape = (counters.get("num_workers") == self.num_workers
                       and counters.get("num_envs") == self.spec.num_envs)
         restarts = [int(r) for r in counters.get("restarts", [])]
@@ -265,12 +290,13 @@ class WorkerSet:
         self.dropped_fragments = int(counters.get("dropped_fragments", 0))
         self.env_errors = int(counters.get("env_errors", 0))
         if not states or self.spec.seed is None:
-            return  # unseeded episodes cannot be replayed: the workers start afresh
+            return []  # unseeded episodes cannot be replayed: the workers start afresh
         if not same_shape or len(states) != self.num_workers:
             log.warning("checkpoint holds %s workers x %s envs, this run %d x %d: the workers "
                         "start fresh episodes", counters.get("num_workers"),
                         counters.get("num_envs"), self.num_workers, self.spec.num_envs)
-            return
+            return []
+        resumed = []
         refs = [w.call("set_state", states[f"worker_{i}"]) for i, w in enumerate(self.workers)]
         for i, ref in enumerate(refs):
             try:
@@ -281,6 +307,9 @@ class WorkerSet:
             if differ:
                 log.warning("sub-envs %s did not replay their saved episode exactly (the env "
                             "is not deterministic given its seed and actions)", differ)
+            else:
+                resumed.append(i)
+        return resumed
 
     # ------------------------------------------------------------------ misc
     def call_all(self, method: str, *args: Any) -> list[Any]:

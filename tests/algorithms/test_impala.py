@@ -10,12 +10,16 @@ import pytest
 import torch
 
 from rl import Algorithm, ConfigError, IMPALAConfig
+from rl import checkpoint as ckpt
 from rl.algorithms.impala.learner import IMPALALearner, loss_inputs, stack_fragments
 from rl.algorithms.impala.loss import IMPALALossSettings, impala_loss
+from rl.algorithms.impala.queue import QueuedBatch
+from rl.algorithms.impala.resume import pack_state, unpack_state
 from rl.algorithms.registry import algorithm_class, config_class
 from rl.data import SampleBatch
 from rl.data import columns as C
 from rl.policies import ActorCritic, ModelConfig
+from rl.runtime import shm
 
 MATCH = "tests.algorithms.impala_envs:MatchBitsEnv"
 FLASH = "tests.algorithms.impala_envs:FlashEnv"
@@ -271,6 +275,51 @@ def test_checkpoint_round_trip(tmp_path):
         assert restored.train()["training_iteration"] == 4
     finally:
         restored.stop()
+
+
+def test_resume_on_the_process_backend_keeps_the_fragments_in_flight(tmp_path):
+    # Nothing sampled is lost across a checkpoint: the fragments the workers had
+    # already sampled come back in flight, and the run goes on from them.
+    with small(backend="process", max_requests_in_flight_per_env_runner=2).build() as algo:
+        for _ in range(3):
+            algo.train()
+        in_flight = len(algo.workers.in_flight)
+        path = algo.save(str(tmp_path / "ckpt"))
+        version = algo.board.version
+    assert in_flight == 4  # 2 workers x 2 requests
+    with Algorithm.from_checkpoint(path) as algo:
+        assert len(algo.workers.in_flight) == 4
+        # The saved numbering goes on (a fresh board is at 1 already: then 2 aliases 1).
+        assert algo.board.version == max(version, 2)
+        results = [algo.train() for _ in range(3)]
+        prefix = algo.runtime.prefix
+    assert results[-1]["training_iteration"] == 6
+    assert results[-1]["learner/weights_version"] >= version
+    assert shm.list_segments(prefix) == []
+
+
+def test_resume_state_packs_worker_results_without_pickle(tmp_path):
+    result = {"batch": {C.REWARDS: np.ones((2, 3), np.float32), C.ACTIONS: np.zeros((2, 3))},
+              "episode_returns": np.array([1.5]), "episode_lens": np.array([7]),
+              "weights_version": 4, "obs_stats": (np.zeros(2), np.ones(2), 6.0),
+              "worker_index": 1, "env_errors": [(0, "step", "boom")], "discarded": None}
+    queued = QueuedBatch([result["batch"]], 6, [3])
+    state, arrays = pack_state(board=np.arange(5, dtype=np.float32), board_version=9,
+                               updates_at={"9": 12}, pending=[result["batch"]],
+                               pending_versions=[4], queued=[queued],
+                               in_flight=[(1, result)])
+    ckpt.save_checkpoint(str(tmp_path / "c"), {"impala": state}, arrays={"impala": arrays})
+    loaded = unpack_state(ckpt.load_state(str(tmp_path / "c"))["impala"],
+                          ckpt.load_arrays(str(tmp_path / "c"), "impala"))
+    assert loaded["board_version"] == 9 and loaded["updates_at"] == {"9": 12}
+    np.testing.assert_array_equal(loaded["board"], np.arange(5))
+    (index, back), = loaded["in_flight"]
+    assert index == 1 and back["weights_version"] == 4 and back["discarded"] is None
+    assert back["env_errors"] == [[0, "step", "boom"]] and back["obs_stats"][2] == 6.0
+    np.testing.assert_array_equal(back["batch"][C.REWARDS], result["batch"][C.REWARDS])
+    np.testing.assert_array_equal(back["obs_stats"][1], np.ones(2))
+    assert loaded["queued"][0].env_steps == 6 and loaded["queued"][0].behaviour_versions == [3]
+    np.testing.assert_array_equal(loaded["pending"][0][C.ACTIONS], np.zeros((2, 3)))
 
 
 def test_stop_is_idempotent_and_joins_a_running_learner():

@@ -36,6 +36,7 @@ __all__ = ["DQN"]
 
 REPLAY_SIZE = "replay/size"
 _REPLAY_ARRAYS = "replay"
+_NSTEP_ARRAYS = "nstep"
 
 
 class DQN(Algorithm):
@@ -203,6 +204,12 @@ class DQN(Algorithm):
         arrays = {}
         if self.config.store_buffer_in_checkpoints:
             arrays[_REPLAY_ARRAYS] = {k: np.asarray(v) for k, v in self.replay.state_dict().items()}
+            # The n-step windows still open in each worker's stream: the steps they
+            # hold belong in the buffer once the windows close after the resume.
+            arrays[_NSTEP_ARRAYS] = {
+                f"{index}/{key}": value
+                for index, (_, acc) in self._accumulators.items()
+                for key, value in acc.state_dict().items()}
         return state, {}, arrays
 
     def load_extra_state(self, path: str, state: dict[str, Any]) -> None:
@@ -213,3 +220,14 @@ class DQN(Algorithm):
         replay = ckpt.load_arrays(path, _REPLAY_ARRAYS)
         if replay is not None:
             self.replay.load_state_dict(replay)
+        per_worker: dict[int, dict[str, np.ndarray]] = {}
+        for name, value in (ckpt.load_arrays(path, _NSTEP_ARRAYS) or {}).items():
+            index, key = name.split("/", 1)
+            per_worker.setdefault(int(index), {})[key] = value
+        for index, acc_state in per_worker.items():
+            acc = NStepAccumulator(self.config.n_step, self.config.gamma)
+            acc.load_state_dict(acc_state)
+            if index in self.resumed_workers:  # the stream goes on where it stopped
+                self._accumulators[index] = (self.workers.restarts[index], acc)
+            else:  # fresh episodes follow: close the open windows as shorter transitions
+                self._add(acc.flush())

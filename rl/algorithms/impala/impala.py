@@ -27,10 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from rl import checkpoint as ckpt
 from rl.algorithms.algorithm import Algorithm
 from rl.algorithms.impala.config import IMPALAConfig
 from rl.algorithms.impala.learner import IMPALALearner, LearnerRunner, LockedLearnerGroup
 from rl.algorithms.impala.queue import LearnerQueue, PolicyLag, QueuedBatch
+from rl.algorithms.impala.resume import pack_state, unpack_state
 from rl.data import columns as C
 from rl.learner import LearnerGroup
 from rl.policies import ActorCritic
@@ -38,6 +40,7 @@ from rl.rollout import WorkerSpec
 
 __all__ = ["IMPALA"]
 
+_STATE_ARRAYS = "impala"
 _POLL_S = 0.05
 """Longest wait for a fragment before the driver looks at the learner again (to
 publish fresh weights or surface a learner error); not a spin: it blocks in ``wait``."""
@@ -80,6 +83,8 @@ class IMPALA(Algorithm):
         self._pending: list[dict[str, Any]] = []
         self._pending_versions: list[int] = []
         self._pending_steps = 0
+        self._published: np.ndarray | None = None  # the board's vector, for checkpoints
+        self._restored_board: tuple[np.ndarray, int] | None = None
 
     def _hyper(self) -> dict[str, float]:
         cfg = self.config
@@ -102,6 +107,7 @@ class IMPALA(Algorithm):
             if self.obs_filter is not None:
                 weights = np.concatenate([weights, self.obs_filter.to_vector()])
             self.lag.record_publish(self.board.publish(weights), updates)
+            self._published = weights
 
     # ------------------------------------------------------------------ the loop
     def _fill_requests(self) -> None:
@@ -156,12 +162,52 @@ class IMPALA(Algorithm):
 
     # ------------------------------------------------------------------ checkpoints
     def extra_state(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict]]:
-        return ({"learner_updates": self.runner.updates,
-                 "env_steps_trained": self.runner.env_steps_trained}, {}, {})
+        """Learner counters, plus every sampled step not yet trained on (in-flight
+        fragments, the partial batch, queued batches) and the board (see resume.py)."""
+        with self.learner_group.lock:
+            counters = {"learner_updates": self.runner.updates,
+                        "env_steps_trained": self.runner.env_steps_trained}
+        packed, arrays = pack_state(
+            board=self._published, board_version=self.board.version,
+            updates_at=self.lag.state(), pending=self._pending,
+            pending_versions=self._pending_versions, queued=self.queue.snapshot(),
+            in_flight=self.workers.in_flight_results())
+        counters.update(dropped_batches=self.queue.dropped_batches,
+                        dropped_env_steps=self.queue.dropped_env_steps, **packed)
+        return counters, {}, {_STATE_ARRAYS: arrays}
 
     def load_extra_state(self, path: str, state: dict[str, Any]) -> None:
         self.runner.updates = int(state.get("learner_updates", 0))
         self.runner.env_steps_trained = int(state.get("env_steps_trained", 0))
+        self.queue.dropped_batches = int(state.get("dropped_batches", 0))
+        self.queue.dropped_env_steps = int(state.get("dropped_env_steps", 0))
+        arrays = ckpt.load_arrays(path, _STATE_ARRAYS)
+        if arrays is None or "board_version" not in state:
+            return
+        saved = unpack_state(state, arrays)
+        self.lag.load_state(saved["updates_at"])
+        self._pending = saved["pending"]
+        self._pending_versions = saved["pending_versions"]
+        self._pending_steps = sum(int(f[C.REWARDS].size) for f in self._pending)
+        for batch in saved["queued"]:
+            self.queue.put(batch)
+        if saved["in_flight"]:
+            self.workers.restore_in_flight(saved["in_flight"])
+        self._restored_board = (saved["board"], saved["board_version"])
+
+    def publish_restored_weights(self) -> None:
+        """The board's saved weights under their saved version: they may be older than
+        the learner's (``broadcast_interval``), and fragments in flight name them."""
+        restored, self._restored_board = self._restored_board, None
+        if restored is None or restored[0].shape != (self.board.size,):
+            self.sync_weights()
+            return
+        weights, version = restored
+        with self.timers("sync"):
+            new = self.board.publish(weights, version=max(version, self.board.version + 1))
+            if new != version:  # the fresh board is already past it: alias the version
+                self.lag.record_publish(new, self.lag.updates_at(version))
+            self._published = weights
 
     # ------------------------------------------------------------------ shutdown
     def stop(self) -> None:

@@ -91,6 +91,11 @@ class LearnerQueue:
         with self._cond:
             return len(self._items)
 
+    def snapshot(self) -> list[QueuedBatch]:
+        """The batches waiting, oldest first (for checkpoints; the queue is unchanged)."""
+        with self._cond:
+            return list(self._items)
+
 
 class PolicyLag:
     """Policy lag bookkeeping, in learner updates.
@@ -111,6 +116,15 @@ class PolicyLag:
         self._updates_at: dict[int, int] = {0: 0}
         self._history = history
 
+    def state(self) -> dict[str, int]:
+        """``{board version: learner updates}`` for checkpoints (JSON-safe keys)."""
+        with self._lock:
+            return {str(v): u for v, u in self._updates_at.items()}
+
+    def load_state(self, state: dict[str, int]) -> None:
+        with self._lock:
+            self._updates_at = {int(v): int(u) for v, u in state.items()} or {0: 0}
+
     def record_publish(self, version: int, learner_updates: int) -> None:
         """Board ``version`` now holds the weights after ``learner_updates`` updates."""
         with self._lock:
@@ -120,13 +134,15 @@ class PolicyLag:
                 for old in sorted(self._updates_at)[: len(self._updates_at) - self._history]:
                     del self._updates_at[old]
 
-    def lag(self, version: int, learner_updates: int) -> int:
-        """Lag of a fragment sampled with board ``version`` trained at ``learner_updates``."""
+    def updates_at(self, version: int) -> int:
+        """Learner updates behind board ``version`` (the oldest remembered if unknown)."""
         with self._lock:
             known = self._updates_at.get(version)
-            if known is None:
-                known = self._updates_at[min(self._updates_at)]
-        return max(0, learner_updates - known)
+            return self._updates_at[min(self._updates_at)] if known is None else known
+
+    def lag(self, version: int, learner_updates: int) -> int:
+        """Lag of a fragment sampled with board ``version`` trained at ``learner_updates``."""
+        return max(0, learner_updates - self.updates_at(version))
 
     def observe(self, versions: list[int], learner_updates: int) -> list[int]:
         """The lags of a batch's fragments, one per fragment."""
