@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import io
 import itertools
 import multiprocessing as mp
 import multiprocessing.util  # noqa: F401  (its atexit hook must be registered before ours)
@@ -393,15 +392,9 @@ class ProcessRuntime(Runtime):
 
     def put(self, value: Any) -> ObjectRef:
         key = f"put-{next(self._put_ids)}"
-        buf = io.BytesIO()
-        pickler = _Pickler(buf, self.prefix, self.shm_threshold, borrow=True)
-        try:
-            pickler.dump(value)
-        except BaseException:
-            for name in pickler.segments:
-                shm.unlink(name)
-            raise
-        record = _PutRecord(buf.getvalue(), pickler.segments)
+        payload, segments = wire.pickle_borrowed(value, self.prefix, self.shm_threshold,
+                                                 pickler_cls=_Pickler)
+        record = _PutRecord(payload, segments)
         with self._lock:
             self._puts[key] = record
         return _PutRef(key, record, self)

@@ -32,6 +32,7 @@ import numpy as np
 import ray
 import ray.exceptions as rex
 
+from rl.runtime import shared
 from rl.runtime.base import BoardReader
 from rl.runtime.wire import Failure, failure
 
@@ -64,6 +65,29 @@ def unpack(value: Any, resolved: tuple) -> Any:
     return value
 
 
+class RayShared(shared.Shared):
+    """A value an actor shared through Ray's object store (``rl.runtime.shared``).
+
+    The ref is wrapped in a list so that Ray hands it over as a ref, never resolved
+    into the value on the way; the actor that put it owns the object.
+    """
+
+    __slots__ = ("refs",)
+
+    def __init__(self, refs: list):
+        self.refs = refs
+
+    @classmethod
+    def put(cls, value: Any) -> RayShared:
+        return cls([ray.put(value)])
+
+    def resolve(self) -> Any:
+        return ray.get(self.refs[0])
+
+    def __reduce__(self):
+        return RayShared, (self.refs,)
+
+
 class ActorBox:
     """What runs in the Ray worker process: the user's instance, behind ``call``.
 
@@ -83,6 +107,7 @@ class ActorBox:
         multiprocessing.current_process().name = name  # for %(processName)s in logs
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[var] = "1"
+        shared.use_sharer(RayShared.put)
         try:
             cls, args, kwargs = cloudpickle.loads(payload)
         except Exception as exc:

@@ -53,6 +53,7 @@ __all__ = [
     "decode",
     "encode",
     "failure",
+    "pickle_borrowed",
     "resolve_put",
 ]
 
@@ -222,6 +223,25 @@ def encode(key: int, msg: Any, prefix: str, threshold: int = SHM_THRESHOLD, *,
         for name in pickler.segments:
             shm.unlink(name)
         raise
+
+
+def pickle_borrowed(value: Any, prefix: str, threshold: int = SHM_THRESHOLD, *,
+                    pickler_cls: type[Pickler] = Pickler) -> tuple[bytes, list[str]]:
+    """``value`` pickled with its large arrays in segments that stay the writer's to
+    unlink (readers map them read-only); on error every segment made is unlinked.
+
+    Returns:
+        The pickle and the names of the segments it refers to.
+    """
+    buf = io.BytesIO()
+    pickler = pickler_cls(buf, prefix, threshold, borrow=True)
+    try:
+        pickler.dump(value)
+    except BaseException:
+        for name in pickler.segments:
+            shm.unlink(name)
+        raise
+    return buf.getvalue(), pickler.segments
 
 
 def decode(frame: bytes) -> Any:

@@ -1,0 +1,128 @@
+"""Values an actor shares by reference, so that the driver moves handles, not data.
+
+Inside an actor, ``share(value)`` stores ``value`` in the backend's object store and
+returns a small ``Shared`` handle. The handle travels in the actor's result to the
+driver, which may pass it on, in a call's arguments, to another actor; there
+``resolve()`` gives the value. The data goes from the first actor to the last without
+the driver reading it::
+
+    worker:  return {"batch": share(batch), "env_steps": n}      # a handle
+    driver:  learner.call("update_fragments", [result["batch"], ...])
+    learner: fragment = handle.resolve(); handle.release()
+
+What the handle holds, per backend:
+
+* process: the value pickled with its large arrays in ``/dev/shm`` segments named
+  under the driver's session prefix (so a crash sweep finds them). ``resolve()`` maps
+  them read-only, without a copy, in whatever process calls it; ``release()`` unlinks
+  them (mappings already made stay valid). The consumer releases; a handle the driver
+  drops unused (a full queue) must be released there. A handle lost without a release
+  is swept with the session when the runtime shuts down.
+* ray: a Ray ``ObjectRef`` from ``ray.put`` in the actor; Ray's reference counting
+  frees it, ``release()`` does nothing.
+* inline, or outside any actor: the value itself.
+
+The actor loops of the backends install their sharer (``use_sharer``) when an actor
+process starts; the default, in-process one is the inline backend's.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+from rl.runtime import shm
+
+__all__ = ["LocalShared", "Shared", "ShmShared", "release_all", "resolve", "share",
+           "shm_sharer", "use_sharer"]
+
+
+class Shared(abc.ABC):
+    """A handle of a value an actor shared; picklable, small."""
+
+    @abc.abstractmethod
+    def resolve(self) -> Any:
+        """The value (read-only arrays where the backend maps them)."""
+
+    def release(self) -> None:  # noqa: B027 - optional: most stores free on their own
+        """Free the stored value once nobody will resolve it again. Idempotent."""
+
+
+class LocalShared(Shared):
+    """The value itself (inline backend, or a share outside any actor)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def resolve(self) -> Any:
+        return self.value
+
+    def __reduce__(self):
+        return LocalShared, (self.value,)
+
+
+class ShmShared(Shared):
+    """A pickle whose large arrays live in borrowed ``/dev/shm`` segments."""
+
+    __slots__ = ("payload", "segments")
+
+    def __init__(self, payload: bytes, segments: tuple[str, ...]):
+        self.payload = payload
+        self.segments = segments
+
+    def resolve(self) -> Any:
+        return pickle.loads(self.payload)
+
+    def release(self) -> None:
+        for name in self.segments:
+            shm.unlink(name)
+
+    def __reduce__(self):
+        return ShmShared, (self.payload, self.segments)
+
+    def __repr__(self) -> str:
+        return f"ShmShared({len(self.payload)} bytes, {len(self.segments)} segments)"
+
+
+def shm_sharer(prefix: str) -> Callable[[Any], ShmShared]:
+    """The process backend's sharer: arrays of ``SHM_THRESHOLD`` bytes or more go into
+    segments named under ``prefix``, read-only for every process that resolves them."""
+    from rl.runtime import wire  # wire imports this package's base: import late
+
+    def share_in_shm(value: Any) -> ShmShared:
+        payload, segments = wire.pickle_borrowed(value, prefix)
+        return ShmShared(payload, tuple(segments))
+
+    return share_in_shm
+
+
+_sharer: Callable[[Any], Shared] = LocalShared
+
+
+def use_sharer(sharer: Callable[[Any], Shared]) -> None:
+    """Install this process's sharer (the backends' actor loops call it at start)."""
+    global _sharer
+    _sharer = sharer
+
+
+def share(value: Any) -> Shared:
+    """Store ``value`` in this actor's object store; returns its handle."""
+    return _sharer(value)
+
+
+def resolve(value: Any) -> Any:
+    """``value.resolve()`` for a handle, ``value`` itself otherwise."""
+    return value.resolve() if isinstance(value, Shared) else value
+
+
+def release_all(values: Any) -> None:
+    """Release every handle in ``values`` (an iterable); other items are ignored."""
+    for value in values:
+        if isinstance(value, Shared):
+            with contextlib.suppress(OSError):
+                value.release()
