@@ -80,6 +80,7 @@ class Algorithm(abc.ABC):
             weights = self._weights_vector()
             self.board = self.runtime.weights_board(len(weights))
             self.board.publish(weights)
+            self.initial_weights = weights  # what the board holds until the first sync
             self.workers = WorkerSet(
                 self.runtime, self.worker_spec(), config.num_env_runners, self.board.reader(),
                 restart=config.restart_failed_env_runners,
@@ -190,8 +191,7 @@ class Algorithm(abc.ABC):
             self.episodes.add(r["episode_returns"], r["episode_lens"])
             if self.obs_filter is not None and r["obs_stats"] is not None:
                 self.obs_filter.merge(*r["obs_stats"])
-            rewards = r["batch"]["rewards"]
-            steps += int(rewards.size)
+            steps += int(r["env_steps"])
         self.env_steps_total += steps
         return steps
 

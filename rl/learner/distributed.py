@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rl.data import SampleBatch
 from rl.learner.learner import Learner
+from rl.runtime import shared
 
 __all__ = ["COLLECTIVE_TIMEOUT_S", "DistributedModule", "LearnerActor", "free_port",
            "process_group_backend", "wrap_module"]
@@ -148,6 +149,19 @@ class LearnerActor:
 
     def update(self, batch: SampleBatch, **hyper: Any) -> dict[str, Any]:
         return self.learner.update(batch, **hyper)
+
+    def update_fragments(self, pieces: list[tuple[Any, int, int]],
+                         **hyper: Any) -> dict[str, Any]:
+        """One update on this rank's share of a batch of time-major worker fragments.
+
+        Args:
+            pieces: ``(fragment, start, stop)``: env columns ``start:stop`` of a
+                fragment given as a ``Shared`` handle (``rl.runtime.shared``), read
+                here straight from the object store, or as the fragment itself.
+        """
+        values = [{k: v[:, start:stop] for k, v in shared.resolve(f).items()}
+                  for f, start, stop in pieces]
+        return self.learner.update_fragments(values, **hyper)
 
     def get_weights(self) -> np.ndarray:
         return self.learner.get_weights()

@@ -36,7 +36,7 @@ import numpy as np
 from rl.data import SampleBatch
 from rl.learner.distributed import LearnerActor, free_port, process_group_backend
 from rl.learner.learner import Learner
-from rl.runtime import ActorDiedError, RuntimeErrorBase
+from rl.runtime import ActorDiedError, RuntimeErrorBase, shared
 
 __all__ = ["LearnerFailedError", "LearnerGroup", "merge_metrics", "shard_batch"]
 
@@ -160,6 +160,34 @@ class LearnerGroup:
         shards = shard_batch(batch, self.num_learners, self.shard_axis)
         results = self._call_each("update", [(s,) for s in shards], hyper)
         return merge_metrics(results, self.shard_axis)
+
+    def update_fragments(self, fragments: list[Any], columns: int,
+                         **hyper: Any) -> dict[str, Any]:
+        """One update on time-major worker fragments ``[T, columns, ...]`` stacked along
+        the env axis, for learners that define ``update_fragments`` (IMPALA).
+
+        Fragments may be ``Shared`` handles (``rl.runtime.shared``): with learner
+        processes each rank resolves the fragments of its contiguous ``1/N`` of the env
+        columns itself (the same shards ``update`` would cut from the stacked batch),
+        so the driver moves handles only. The handles are released once every rank
+        has answered.
+        """
+        try:
+            if self.local is not None:
+                return self.local.update_fragments([shared.resolve(f) for f in fragments],
+                                                   **hyper)
+            per = len(fragments) * columns // self.num_learners
+            pieces = []
+            for r in range(self.num_learners):
+                lo, hi = r * per, (r + 1) * per
+                pieces.append(([(f, max(lo, i * columns) - i * columns,
+                                 min(hi, (i + 1) * columns) - i * columns)
+                                for i, f in enumerate(fragments)
+                                if max(lo, i * columns) < min(hi, (i + 1) * columns)],))
+            return merge_metrics(self._call_each("update_fragments", pieces, hyper),
+                                 self.shard_axis)
+        finally:
+            shared.release_all(fragments)
 
     def get_weights(self) -> np.ndarray:
         """Rank 0's parameters and buffers as one float32 vector."""

@@ -42,6 +42,7 @@ from rl.envs.normalization import RunningMeanStd
 from rl.policies import DistributionSpec, ModelConfig, num_flat_params
 from rl.rollout.policy import build_inference_policy
 from rl.runtime.base import BoardReader
+from rl.runtime.shared import share
 
 __all__ = ["RolloutWorker", "WorkerSpec"]
 
@@ -124,10 +125,13 @@ class RolloutWorker:
 
     # ------------------------------------------------------------------ sampling
     def sample(self, **request: Any) -> dict[str, Any]:
-        """Run one fragment; ``request`` carries per-call options (e.g. ``epsilon``).
+        """Run one fragment; ``request`` carries per-call options (e.g. ``epsilon``;
+        ``share_batch=True`` returns the batch as a ``Shared`` handle, see
+        ``rl.runtime.shared``, for the driver to pass on to learner processes).
 
         Returns:
-            ``{"batch": {column: [T, N, ...] array}, "episode_returns": [E],
+            ``{"batch": {column: [T, N, ...] array}, "env_steps": T * N,
+            "episode_returns": [E],
             "episode_lens": [E], "weights_version": int, "obs_stats": (mean, var, count)
             or None, "worker_index": int, "env_errors": [(sub-env, method, error)],
             "discarded": bool [T, N] (rows of episodes a sub-env error broke) or None}``.
@@ -194,7 +198,8 @@ class RolloutWorker:
             stats = (flat.mean(axis=0), flat.var(axis=0), float(len(flat)))
         env_errors, self.venv.errors = self.venv.errors, []
         return {
-            "batch": batch,
+            "batch": share(batch) if request.get("share_batch") else batch,
+            "env_steps": T * N,
             "episode_returns": np.asarray(episode_returns, np.float64),
             "episode_lens": np.asarray(episode_lens, np.int64),
             "weights_version": self.weights_version,

@@ -120,3 +120,55 @@ def test_metrics_average_and_per_row_arrays_concatenate_in_shard_order():
     merged = merge_metrics([{"loss": 1.0, "td": np.array([1, 2])},
                             {"loss": 3.0, "td": np.array([3, 4])}])
     assert merged["loss"] == 2.0 and merged["td"].tolist() == [1, 2, 3, 4]
+
+
+# ------------------------------------------------------------------------------ IMPALA
+
+
+def impala_learner_factory():
+    from rl import IMPALAConfig
+    from rl.algorithms.impala.learner import IMPALALearner
+
+    cfg = (IMPALAConfig().environment("CartPole-v1")
+           .env_runners(num_envs_per_env_runner=2, rollout_fragment_length=6)
+           .training(train_batch_size=36, lr=3e-3, num_epochs=2).debugging(seed=0))
+    module = functools.partial(ActorCritic, gym.spaces.Box(-5, 5, (4,), np.float32), ACTIONS,
+                               ModelConfig(hiddens=[16]))
+    return cfg, functools.partial(IMPALALearner, module, cfg, "cpu")
+
+
+def test_impala_learners_reading_shared_fragments_match_the_stacked_batch_path():
+    # Three fragments of 4 env columns on 2 learners: 6 columns each, so the middle
+    # fragment straddles the ranks. Each rank resolves its pieces from shared memory;
+    # the parameters equal those of the data path, which ships each rank its shard of
+    # the stacked batch.
+    from rl.algorithms.impala.learner import stack_fragments
+    from rl.runtime import shared, shm
+    from tests.algorithms.test_impala import fixed_batch
+
+    cfg, factory = impala_learner_factory()
+    probe = factory()
+    # T=1100: obs and next_obs (70 KB each) travel through shared-memory segments.
+    fragments = [dict(fixed_batch(probe.module, T=1100, N=4, seed=s)) for s in range(3)]
+    results = {}
+    for path in ("data", "handles"):
+        for rt in open_runtime("process"):
+            group = LearnerGroup(factory, cfg.copy().set(num_learners=2), rt, shard_axis=1)
+            try:
+                if path == "data":
+                    metrics = group.update(stack_fragments(fragments), lr=3e-3)
+                else:
+                    share = shared.shm_sharer(rt.prefix)
+                    handles = [share(f) for f in fragments]
+                    assert len(shm.list_segments(rt.prefix)) == 6  # obs, next_obs x 3
+                    data = sum(v.nbytes for v in fragments[0].values())
+                    assert all(len(h.payload) < data / 2 for h in handles)
+                    metrics = group.update_fragments(handles, 4, lr=3e-3)
+                    # Released once both ranks answered.
+                    assert shm.list_segments(rt.prefix) == []
+                results[path] = (group.get_weights(), metrics)
+            finally:
+                group.stop()
+    np.testing.assert_allclose(results["handles"][0], results["data"][0], rtol=0, atol=1e-7)
+    for key, value in results["data"][1].items():
+        assert results["handles"][1][key] == pytest.approx(value), key

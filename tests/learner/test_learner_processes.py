@@ -18,6 +18,7 @@ import torch
 from rl import Algorithm, ConfigError, DQNConfig, IMPALAConfig, PPOConfig
 from rl.learner import LearnerFailedError
 from rl.runtime import shm
+from rl.runtime.shared import ShmShared
 from tests.conftest import wait_gone
 
 
@@ -86,6 +87,27 @@ def test_every_algorithm_trains_with_learner_processes(make, backend, learners):
         pids = [a.pid for a in algo.learner_group.actors if hasattr(a, "pid")]
     assert result["training_iteration"] == 3 and np.isfinite(weights).all()
     assert_no_leftovers(algo, pids)
+
+
+def test_impala_driver_moves_fragment_handles_to_the_learner_processes():
+    # With learner processes the workers share their fragments and the driver passes
+    # the handles on; the learners read the data (tests/runtime/test_shared.py).
+    with impala(learners=2).build() as algo:
+        seen: list[type] = []
+        update = algo.learner_group.update_fragments
+
+        def spy(fragments, columns, **hyper):
+            seen.extend(type(f) for f in fragments)
+            return update(fragments, columns, **hyper)
+
+        algo.learner_group.update_fragments = spy
+        for _ in range(50):  # the learner thread may lag a few iterations
+            algo.train()
+            if seen:
+                break
+        pids, prefix = learner_pids(algo), algo.runtime.prefix
+    assert seen and set(seen) == {ShmShared}
+    assert wait_gone(pids, 5.0) == [] and shm.list_segments(prefix) == []
 
 
 def test_one_learner_process_trains_exactly_like_the_driver_learner():

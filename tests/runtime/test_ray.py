@@ -244,19 +244,31 @@ def test_dqn_on_ray(ray_session):
     assert np.isfinite(results[-1]["learner/loss"])
 
 
-def test_impala_on_ray(ray_session):
+@pytest.mark.parametrize("learners", [0, 2])
+def test_impala_on_ray(ray_session, learners):
     cfg = (IMPALAConfig().environment("CartPole-v1").resources(backend="ray")
-           .env_runners(num_env_runners=2, num_envs_per_env_runner=2,
+           .env_runners(num_env_runners=2 - learners // 2, num_envs_per_env_runner=2,
                         rollout_fragment_length=10)
-           .training(train_batch_size=40, lr=1e-3, model_hiddens=[16]).debugging(seed=0))
+           .training(train_batch_size=40, lr=1e-3, model_hiddens=[16])
+           .learners(num_learners=learners).debugging(seed=0))
+    seen: list[type] = []
     with cfg.build() as algo:
+        update = algo.learner_group.update_fragments
+
+        def spy(fragments, columns, **hyper):
+            seen.extend(type(f).__name__ for f in fragments)
+            return update(fragments, columns, **hyper)
+
+        algo.learner_group.update_fragments = spy
         results = [algo.train() for _ in range(3)]
         for _ in range(100):  # the concurrent learner may lag a few iterations
-            if results[-1]["learner/num_updates"] >= 2:
+            if results[-1]["learner/num_updates"] >= 2 and "learner/policy_loss" in results[-1]:
                 break
             results.append(algo.train())
     assert results[-1]["learner/num_updates"] >= 2
     assert np.isfinite(results[-1]["learner/policy_loss"])
+    # Learner actors read the fragments from Ray's object store; the driver moved refs.
+    assert set(seen) == ({"RayShared"} if learners else {"dict"})
 
 
 @pytest.mark.parametrize("learners", [1, 2])

@@ -19,6 +19,10 @@ One ``train()`` iteration lasts until ``train_batch_size`` new env steps were sa
 and reports the learner metrics of the updates completed meanwhile, the policy lag
 (learner updates between the behaviour weights and the weights trained on), the
 queue depth, and updates/s.
+
+With learner processes (``num_learners >= 1``) workers share their fragments through
+the object store (``rl.runtime.shared``) and the queue holds handles: the learners read
+the data, the driver never does.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from rl.data import columns as C
 from rl.learner import LearnerGroup
 from rl.policies import ActorCritic
 from rl.rollout import WorkerSpec
+from rl.runtime import shared
 
 __all__ = ["IMPALA"]
 
@@ -76,14 +81,17 @@ class IMPALA(Algorithm):
         self.lag = PolicyLag()
         self.lag.record_publish(self.board.version, 0)
         self.runner = LearnerRunner(self.learner_group, self.queue, self.lag, self._hyper,
-                                    cfg.broadcast_interval)
+                                    cfg.broadcast_interval, cfg.num_envs_per_env_runner)
         # The learner runs beside sampling except on the inline backend, which stays
         # serial so that runs there are exactly reproducible.
         self.concurrent = cfg.backend != "inline"
         self._pending: list[dict[str, Any]] = []
         self._pending_versions: list[int] = []
         self._pending_steps = 0
-        self._published: np.ndarray | None = None  # the board's vector, for checkpoints
+        # Learner processes read fragments straight from the object store: the workers
+        # share them (rl.runtime.shared) and the driver moves only the handles.
+        self.share_batches = cfg.num_learners >= 1
+        self._published: np.ndarray = self.initial_weights  # the board's, for checkpoints
         self._restored_board: tuple[np.ndarray, int] | None = None
 
     def _hyper(self) -> dict[str, float]:
@@ -115,16 +123,18 @@ class IMPALA(Algorithm):
         quota = self.config.max_requests_in_flight_per_env_runner
         for i in range(self.workers.num_workers):
             for _ in range(quota - self.workers.num_in_flight(i)):
-                self.workers.submit(i)
+                self.workers.submit(i, share_batch=self.share_batches)
 
     def _enqueue(self, result: dict[str, Any]) -> None:
         """Group a fragment into the pending train batch; queue the batch when full."""
         self._pending.append(result["batch"])
         self._pending_versions.append(int(result["weights_version"]))
-        self._pending_steps += int(result["batch"][C.REWARDS].size)
+        self._pending_steps += int(result["env_steps"])
         if self._pending_steps >= self.config.train_batch_size:
-            self.queue.put(QueuedBatch(self._pending, self._pending_steps,
-                                       self._pending_versions))
+            dropped = self.queue.put(QueuedBatch(self._pending, self._pending_steps,
+                                                 self._pending_versions))
+            if dropped is not None:  # nobody will read its fragments now
+                shared.release_all(dropped.fragments)
             self._pending, self._pending_versions, self._pending_steps = [], [], 0
 
     def training_step(self) -> dict[str, float]:
@@ -167,11 +177,15 @@ class IMPALA(Algorithm):
         with self.learner_group.lock:
             counters = {"learner_updates": self.runner.updates,
                         "env_steps_trained": self.runner.env_steps_trained}
+        in_flight = self.workers.in_flight_results()
         packed, arrays = pack_state(
             board=self._published, board_version=self.board.version,
-            updates_at=self.lag.state(), pending=self._pending,
-            pending_versions=self._pending_versions, queued=self.queue.snapshot(),
-            in_flight=self.workers.in_flight_results())
+            updates_at=self.lag.state(), pending=[shared.resolve(f) for f in self._pending],
+            pending_versions=self._pending_versions,
+            queued=[QueuedBatch([shared.resolve(f) for f in b.fragments], b.env_steps,
+                                b.behaviour_versions) for b in self.queue.snapshot()],
+            in_flight=None if in_flight is None else [
+                (i, {**r, "batch": shared.resolve(r["batch"])}) for i, r in in_flight])
         counters.update(dropped_batches=self.queue.dropped_batches,
                         dropped_env_steps=self.queue.dropped_env_steps, **packed)
         return counters, {}, {_STATE_ARRAYS: arrays}
@@ -214,5 +228,9 @@ class IMPALA(Algorithm):
         """Join the learner thread, then stop workers and release shared memory."""
         runner = getattr(self, "runner", None)
         if runner is not None:
+            leftovers = [f for b in self.queue.snapshot() for f in b.fragments] + self._pending
             runner.stop()
+            # Handles nobody will resolve now (the runtime's shutdown sweeps any others).
+            shared.release_all(leftovers)
+            self._pending = []
         super().stop()

@@ -17,8 +17,10 @@ The learner thread only touches the learner (under ``LockedLearnerGroup.lock``, 
 the driver also takes for checkpoints and evaluation) and the thread-safe queue,
 lag and metrics objects; the weights board, workers, observation filter and timers
 stay in the driver thread. torch releases the GIL inside its kernels, so sampling
-and learning overlap. With ``num_learners >= 1`` the thread's ``group.update`` ships
-each batch to the learner processes (split by env columns) and waits for them. On the
+and learning overlap. With ``num_learners >= 1`` the fragments are ``Shared`` handles
+(``rl.runtime.shared``): the thread's ``group.update_fragments`` hands each learner
+process the handles of its env columns, the learners read the data from the object
+store, and the driver only ever moves handles. On the
 inline backend ``drain()`` runs the same updates synchronously in the driver, which
 keeps that backend serial and reproducible.
 """
@@ -136,6 +138,16 @@ class IMPALALearner(Learner):
         out["entropy_coeff"] = settings.entropy_coeff
         return out
 
+    def update_fragments(self, fragments: list[dict[str, np.ndarray]], *,
+                         lr: float | None = None,
+                         entropy_coeff: float | None = None) -> dict[str, float]:
+        """``update`` on worker fragments, stacked along the env axis: a train batch, or
+        a learner process's share of one read from the object store."""
+        batch = stack_fragments(fragments)
+        # Views of the object store are read-only, and torch wants writable arrays.
+        batch = SampleBatch({k: v if v.flags.writeable else v.copy() for k, v in batch.items()})
+        return self.update(batch, lr=lr, entropy_coeff=entropy_coeff)
+
 
 class LockedLearnerGroup(LearnerGroup):
     """A ``LearnerGroup`` whose learner may be trained from another thread.
@@ -152,6 +164,11 @@ class LockedLearnerGroup(LearnerGroup):
     def update(self, batch: SampleBatch, **hyper: Any) -> dict[str, float]:
         with self.lock:
             return super().update(batch, **hyper)
+
+    def update_fragments(self, fragments: list[Any], columns: int,
+                         **hyper: Any) -> dict[str, float]:
+        with self.lock:
+            return super().update_fragments(fragments, columns, **hyper)
 
     def get_weights(self) -> np.ndarray:
         with self.lock:
@@ -196,11 +213,14 @@ class LearnerRunner:
         lag: policy-lag bookkeeping (fed here, published to by the driver).
         hyper: returns the per-update hyper-parameters (``lr``, ``entropy_coeff``).
         broadcast_interval: updates between weight snapshots.
+        columns: env columns per fragment (``num_envs_per_env_runner``).
     """
 
     def __init__(self, group: LockedLearnerGroup, queue: LearnerQueue, lag: PolicyLag,
-                 hyper: Callable[[], dict[str, float]], broadcast_interval: int):
+                 hyper: Callable[[], dict[str, float]], broadcast_interval: int,
+                 columns: int):
         self.group = group
+        self.columns = columns
         self.queue = queue
         self.lag = lag
         self.hyper = hyper
@@ -241,11 +261,11 @@ class LearnerRunner:
     def train_on(self, item: QueuedBatch) -> None:
         """One learner update on a queued batch; snapshots weights at broadcast time."""
         start = time.perf_counter()
-        batch = stack_fragments(item.fragments)
         hyper = self.hyper()
         with self.group.lock:
             lags = self.lag.observe(item.behaviour_versions, self.updates)
-            metrics = self.group.update(batch, **hyper)
+            # Learner processes read the fragments from the object store themselves.
+            metrics = self.group.update_fragments(item.fragments, self.columns, **hyper)
             self.updates += 1
             snapshot = None
             if self.updates % self.broadcast_interval == 0:
