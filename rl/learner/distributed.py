@@ -7,8 +7,10 @@ processes work on every backend (inline for a single learner, local processes, R
     ─────────────────────                       ─────────────────────────
     spawn(LearnerActor, num_cpus, num_gpus) ──▶ threads = num_cpus, GPU r, seed, build learner
     call("device") on every rank           ──▶ "cpu" | "cuda:i"   (construction errors here)
-    call("join", tcp://127.0.0.1:port)     ──▶ init_process_group (gloo | nccl), wrap in DDP
+    call("rendezvous") on rank 0           ──▶ tcp://<rank 0's node IP>:<free port>
+    call("join", address)                  ──▶ init_process_group (gloo | nccl), wrap in DDP
     call("update", shard_r, **hyper)       ──▶ learner.update: DDP averages every gradient
+    call("update_fragments", pieces_r)     ──▶ resolve shared fragments, stack, update
     call("get_weights") on rank 0          ──▶ flat float32 vector, published by the driver
     call("leave") on every rank            ──▶ destroy_process_group
 
@@ -30,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rl.data import SampleBatch
 from rl.learner.learner import Learner
-from rl.runtime import shared
+from rl.runtime import context, shared
 
 __all__ = ["COLLECTIVE_TIMEOUT_S", "DistributedModule", "LearnerActor", "free_port",
            "process_group_backend", "wrap_module"]
@@ -76,10 +78,10 @@ def wrap_module(module: torch.nn.Module, device: torch.device) -> DistributedMod
     return DistributedModule(module, device_ids=ids)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (rank 0 binds it next)."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that was free a moment ago (rank 0 binds it next)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -137,6 +139,12 @@ class LearnerActor:
         if device.type == "cuda" and device.index is None:
             return f"cuda:{torch.cuda.current_device()}"
         return str(device)
+
+    def rendezvous(self) -> str:
+        """``tcp://host:port`` for the group's rendezvous, hosted by this rank: its
+        address as the other ranks reach it (another node's on a Ray cluster)."""
+        host = context.reachable_host()
+        return f"tcp://{host}:{free_port(host)}"
 
     def join(self, init_method: str, backend: str) -> None:
         """Enter the process group (blocks until every rank has called it) and wrap the

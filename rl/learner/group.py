@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from rl.data import SampleBatch
-from rl.learner.distributed import LearnerActor, free_port, process_group_backend
+from rl.learner.distributed import LearnerActor, process_group_backend
 from rl.learner.learner import Learner
 from rl.runtime import ActorDiedError, RuntimeErrorBase, shared
 
@@ -140,7 +140,7 @@ class LearnerGroup:
         devices = self._call_all("device")
         if n > 1:
             backend = process_group_backend(devices)
-            address = f"tcp://127.0.0.1:{free_port()}"
+            address = self._call_each("rendezvous", [()], {})[0]  # rank 0 hosts it
             self._call_all("join", address, backend)
             log.debug("%d learners joined a %s group at %s on %s", n, backend, address, devices)
 

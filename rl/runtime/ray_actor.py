@@ -32,7 +32,7 @@ import numpy as np
 import ray
 import ray.exceptions as rex
 
-from rl.runtime import shared
+from rl.runtime import context, shared
 from rl.runtime.base import BoardReader
 from rl.runtime.wire import Failure, failure
 
@@ -108,6 +108,7 @@ class ActorBox:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[var] = "1"
         shared.use_sharer(RayShared.put)
+        context.use_host(ray.util.get_node_ip_address())  # peers may be on other nodes
         try:
             cls, args, kwargs = cloudpickle.loads(payload)
         except Exception as exc:

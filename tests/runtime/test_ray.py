@@ -279,6 +279,11 @@ def test_learner_actors_on_ray(ray_session, learners):
         results = [algo.train() for _ in range(2)]
         names = [a.name for a in algo.learner_group.actors]
         assert all(a.node_id for a in algo.learner_group.actors)
+        # Rank 0 hosts the rendezvous at its node's IP, which ranks on other nodes reach.
+        address = algo.learner_group.actors[0].call("rendezvous")
+        import ray
+
+        assert algo.runtime.get(address).startswith(f"tcp://{ray.util.get_node_ip_address()}:")
     assert names == [f"Learner-{r}" for r in range(learners)]
     assert np.isfinite(results[-1]["learner/policy_loss"])
 
