@@ -16,8 +16,9 @@ Data flow::
     wait on a Condition. A readable sentinel means the actor is gone: what it sent
     before dying is delivered, every other pending call fails with ActorDiedError.
 
-This module is the driver side. The frames and their pickling are in
-``rl.runtime.wire``; the actor process (its start, init and loop) is in
+This module is the driver side: the runtime, its slot table and the pump. The actor
+handle and the refs are in ``rl.runtime.process_actor``; the frames and their pickling
+in ``rl.runtime.wire``; the actor process (its start, init and loop) in
 ``rl.runtime.actor_loop``.
 
 The poll set is kept across calls (``select.poll``, fds added at spawn and removed at
@@ -50,21 +51,27 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from rl.runtime import shm, wire
 from rl.runtime.actor_loop import ChildConfig, actor_main, actor_process_class
 from rl.runtime.base import (
     ActorDiedError,
-    ActorHandle,
     GetTimeoutError,
     ObjectRef,
     RemoteError,
     Runtime,
     WeightsBoard,
 )
-from rl.runtime.wire import KEY, SHM_THRESHOLD, STOP_FRAME, Call, Init, Result
+from rl.runtime.process_actor import (
+    CallRef,
+    DriverPickler,
+    ProcessActor,
+    PutRecord,
+    PutRef,
+    Slot,
+)
+from rl.runtime.wire import KEY, SHM_THRESHOLD, STOP_FRAME, Init, Result
 
 __all__ = ["DEFAULT_PRELOAD", "SHM_THRESHOLD", "ProcessActor", "ProcessRuntime"]
 
@@ -72,195 +79,6 @@ DEFAULT_PRELOAD = ("numpy", "torch", "gymnasium", "cloudpickle", "rl", "rl.runti
 """Modules the forkserver imports once, so that each actor starts in milliseconds."""
 
 _session_ids = itertools.count()
-
-
-class _Pickler(wire.Pickler):
-    """The driver's pickler: the wire's, plus object refs.
-
-    A put ref travels as ``resolve_put(key, payload)``, with the payload only the first
-    time the receiving actor sees it; a call ref is refused with a hint.
-
-    Args:
-        sent_puts: put keys the receiving actor already holds (``None``: refs refused,
-            as inside a ``put`` value).
-
-    Attributes:
-        puts: the put refs it wrote (pinned until the call is answered).
-    """
-
-    def __init__(self, file, prefix, threshold, *, borrow=False, sent_puts=None):
-        super().__init__(file, prefix, threshold, borrow=borrow)
-        self.sent_puts = sent_puts
-        self.puts: list[_PutRef] = []
-
-    def reducer_override(self, obj):
-        kind = type(obj)
-        if kind is _PutRef:
-            if self.sent_puts is None:
-                raise TypeError("an ObjectRef cannot be stored inside a put() value")
-            self.puts.append(obj)
-            payload = None if obj.key in self.sent_puts else obj.record.payload
-            return wire.resolve_put, (obj.key, payload)
-        if kind is _CallRef:
-            raise TypeError(
-                f"{obj!r} is the result of a call; pass rt.get(ref), or rt.put(value) "
-                "to share one value among actors"
-            )
-        return super().reducer_override(obj)
-
-
-# -------------------------------------------------------------------------- driver side
-
-
-@dataclass(slots=True, eq=False)
-class _Slot:
-    """Driver-side state of one call; ``keep`` pins the put refs its arguments use."""
-
-    done: bool = False
-    value: Any = None
-    error: BaseException | None = None
-    keep: tuple = ()
-    dropped: bool = False
-
-
-@dataclass(slots=True, eq=False)
-class _PutRecord:
-    payload: bytes
-    segments: list[str]
-    value: Any = None
-    loaded: bool = False
-
-
-class _CallRef(ObjectRef):
-    """The result of one call. Dropping it lets the runtime forget the result."""
-
-    __slots__ = ("key", "runtime")
-
-    def __init__(self, key: int, runtime: ProcessRuntime):
-        self.key = key
-        self.runtime = runtime
-
-    @property
-    def id(self) -> str:
-        return f"call-{self.key}"
-
-    def __del__(self):
-        # deque.append is atomic and never blocks: safe whichever thread runs the GC.
-        self.runtime._dropped.append(self.key)
-
-
-class _PutRef(ObjectRef):
-    """A value stored once by ``put``; shipped to each actor at most once."""
-
-    __slots__ = ("key", "record", "runtime")
-
-    def __init__(self, key: str, record: _PutRecord, runtime: ProcessRuntime):
-        self.key = key
-        self.record = record
-        self.runtime = runtime
-
-    @property
-    def id(self) -> str:
-        return self.key
-
-    def __del__(self):
-        # No call can use the value any more (in-flight calls pin their refs), and every
-        # actor that needed it has mapped it already: unlinking now is safe. Telling the
-        # actors to drop their cached copies waits for the next call to each.
-        for name in self.record.segments:
-            shm.unlink(name)
-        self.runtime._dropped_puts.append(self.key)
-
-
-class ProcessActor(ActorHandle):
-    """Driver-side handle of one actor process.
-
-    Attributes:
-        name: readable name, also the child's process name (``rl:<name>``).
-        pid: the child's pid.
-        num_cpus, num_gpus, resources: what ``spawn`` was asked for (recorded only).
-    """
-
-    def __init__(self, runtime: ProcessRuntime, proc, conn, name, num_cpus, num_gpus, resources):
-        self.name = name
-        self.pid: int = proc.pid
-        self.num_cpus = num_cpus
-        self.num_gpus = num_gpus
-        self.resources = dict(resources or {})
-        self._rt = runtime
-        self._proc = proc
-        self._conn = conn
-        self._send_lock = threading.Lock()
-        self._inflight: dict[int, _Slot] = {}
-        self._sent_puts: set[str] = set()
-        self._free: list[str] = []
-        self._dead = False
-        self._exitcode: int | None = None
-
-    def __repr__(self) -> str:
-        return f"ProcessActor({self.name!r}, pid={self.pid})"
-
-    def call(self, method: str, *args: Any, **kwargs: Any) -> ObjectRef:
-        rt = self._rt
-        key = next(rt._keys)
-        slot = _Slot()
-        with rt._lock:
-            rt._reap()
-            rt._slots[key] = slot
-            if self._dead or rt._closed:
-                slot.done = True
-                slot.error = ActorDiedError(self.name, self._exitcode, "call after it stopped")
-                return _CallRef(key, rt)
-            self._inflight[key] = slot
-            free, self._free = self._free, []
-        with self._send_lock:
-            try:
-                frame, pickler = wire.encode(
-                    key,
-                    Call(method, args, kwargs, tuple(free)),
-                    rt.prefix,
-                    rt.shm_threshold,
-                    pickler_cls=_Pickler,
-                    sent_puts=self._sent_puts,
-                )
-            except BaseException:
-                with rt._lock:
-                    self._inflight.pop(key, None)
-                    rt._slots.pop(key, None)
-                    self._free.extend(free)
-                raise
-            slot.keep = tuple(pickler.puts)
-            try:
-                self._conn.send_bytes(frame)
-            except OSError:
-                pass  # it died; the sentinel fails this call with ActorDiedError
-            else:
-                self._sent_puts.update(p.key for p in pickler.puts)
-        return _CallRef(key, rt)
-
-    def kill(self) -> None:
-        with self._rt._proc_lock:
-            if self._dead:
-                return
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            self._proc.join(timeout=1.0)
-
-    def is_alive(self) -> bool:
-        with self._rt._proc_lock:
-            return not self._dead and self._proc.is_alive()
-
-    def _exit_status(self) -> int | None:
-        # Called once the sentinel fired; join also reaps a "spawn" child whose pipe
-        # closed a moment before it became a zombie.
-        with self._rt._proc_lock:
-            self._proc.join(timeout=1.0)
-            return self._proc.exitcode
-
-    def _release(self) -> None:
-        """Close the dead process's sentinel (one fd per dead actor otherwise)."""
-        with self._rt._proc_lock, contextlib.suppress(ValueError):
-            self._proc.close()
 
 
 class ProcessRuntime(Runtime):
@@ -305,8 +123,8 @@ class ProcessRuntime(Runtime):
         self._proc_lock = threading.Lock()
         self._keys = itertools.count(1)  # 0 is the key of Init and stop frames
         self._put_ids = itertools.count()
-        self._slots: dict[int, _Slot] = {}
-        self._puts: dict[str, _PutRecord] = {}
+        self._slots: dict[int, Slot] = {}
+        self._puts: dict[str, PutRecord] = {}
         self._dropped: deque[int] = deque()
         self._dropped_puts: deque[str] = deque()
         self._actors: list[ProcessActor] = []
@@ -349,7 +167,7 @@ class ProcessRuntime(Runtime):
         child_conn.close()
         actor = ProcessActor(self, proc, parent_conn, name, num_cpus, num_gpus, resources)
         frame, _ = wire.encode(0, Init(cls, args, kwargs), self.prefix, self.shm_threshold,
-                               pickler_cls=_Pickler)
+                               pickler_cls=DriverPickler)
         with contextlib.suppress(OSError):
             parent_conn.send_bytes(frame)
         with self._lock:
@@ -371,7 +189,7 @@ class ProcessRuntime(Runtime):
         for ref, slot in zip(items, slots):
             if slot.error is not None:
                 raise slot.error.with_traceback(None)
-            values.append(self._put_value(ref) if type(ref) is _PutRef else slot.value)
+            values.append(self._put_value(ref) if type(ref) is PutRef else slot.value)
         return values[0] if single else values
 
     def wait(
@@ -393,11 +211,11 @@ class ProcessRuntime(Runtime):
     def put(self, value: Any) -> ObjectRef:
         key = f"put-{next(self._put_ids)}"
         payload, segments = wire.pickle_borrowed(value, self.prefix, self.shm_threshold,
-                                                 pickler_cls=_Pickler)
-        record = _PutRecord(payload, segments)
+                                                 pickler_cls=DriverPickler)
+        record = PutRecord(payload, segments)
         with self._lock:
             self._puts[key] = record
-        return _PutRef(key, record, self)
+        return PutRef(key, record, self)
 
     def weights_board(self, size: int) -> WeightsBoard:
         board = shm.ShmWeightsBoard(size, prefix=self.prefix)
@@ -453,13 +271,13 @@ class ProcessRuntime(Runtime):
     # ------------------------------------------------------------------ internals
 
     def _slot(self, ref: ObjectRef) -> Any:
-        if type(ref) is _CallRef and ref.runtime is self:
+        if type(ref) is CallRef and ref.runtime is self:
             return self._slots[ref.key]
-        if type(ref) is _PutRef and ref.runtime is self:
-            return _Slot(done=True)
+        if type(ref) is PutRef and ref.runtime is self:
+            return Slot(done=True)
         raise TypeError(f"{ref!r} does not belong to this runtime")
 
-    def _put_value(self, ref: _PutRef) -> Any:
+    def _put_value(self, ref: PutRef) -> Any:
         record = ref.record
         with self._lock:
             if not record.loaded:
