@@ -66,7 +66,7 @@ class Algorithm(abc.ABC):
         self.run_dir: str | None = None
         self.last_checkpoint: str | None = None
         self.stop_timesteps: int | None = None
-        self.resumed_workers: list[int] = []  # set by load_checkpoint
+        self.resumed_workers: list[int] = []  # set by restore()
         self._eval_worker: RolloutWorker | None = None
         self._stopped = False
         seed = 0 if config.seed is None else config.seed
@@ -87,6 +87,7 @@ class Algorithm(abc.ABC):
                 max_restarts=config.max_restarts_per_env_runner,
                 sample_timeout_s=config.sample_timeout_s)
             self.setup()
+            self.initial_weights = None  # setup() had its look; don't pin a copy
         except BaseException:
             self.runtime.shutdown()
             raise
@@ -227,8 +228,9 @@ class Algorithm(abc.ABC):
             M.WORKERS_RESTARTS: self.workers.total_restarts,
             M.WORKERS_DROPPED: self.workers.dropped_fragments,
             M.ENV_ERRORS: self.workers.env_errors,
-            **self.result_extras(),
         }
+        # Algorithm-specific keys never replace the base ones.
+        result.update({k: v for k, v in self.result_extras().items() if k not in result})
         interval = self.config.evaluation_interval
         if interval and self.iteration % interval == 0:
             result.update(self.evaluate())

@@ -133,10 +133,10 @@ class NStepAccumulator:
         ``gamma^k`` for its ``k < n`` steps: a correct, if shorter, target.
         """
         out = SampleBatch()
-        if self._chunks:
+        steps, envs = np.nonzero(~self._carry_done)
+        if self._chunks and len(steps):
             stream = _Stream(self._chunks)
             result = self._nstep(stream)
-            steps, envs = np.nonzero(~self._carry_done)
             # Pending windows reached the last step seen without closing.
             out = self._transitions(stream, result, steps, envs, self._last_next_obs[envs])
         self._reset()

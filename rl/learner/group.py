@@ -1,7 +1,8 @@
 """LearnerGroup: the algorithm's view of its learner(s), in the driver or in N processes.
 
-Algorithms only call ``update``, ``get_weights``, ``set_weights``, ``state``,
-``load_state`` and ``stop`` on it, whatever ``num_learners`` is:
+Algorithms only call ``update`` (or ``update_fragments``), ``get_weights``,
+``set_weights``, ``state``, ``load_state`` and ``stop`` on it, whatever ``num_learners``
+is:
 
 * ``num_learners=0``: one ``Learner`` in the driver (``group.local``); ``update`` is a
   plain call.
@@ -9,8 +10,11 @@ Algorithms only call ``update``, ``get_weights``, ``set_weights``, ``state``,
   (``num_cpus_per_learner``, ``num_gpus_per_learner`` each), joined in one
   ``torch.distributed`` group when N > 1 (see ``rl.learner.distributed``)::
 
+      start:  rank 0 ── rendezvous() ──▶ tcp://<its reachable host>:<port> ──▶ join on all
       update(batch) ── N equal shards ──▶ rank r: learner.update(shard r)
                                           (DDP averages the gradients of every backward)
+      update_fragments(handles) ── rank r's env columns, as handles ──▶ rank r resolves
+                                          them from the object store, stacks, updates
                     ◀── metrics of every rank, averaged; per-row arrays concatenated
       get_weights() ◀── rank 0            state() ◀── rank 0 (model + optimizer)
       set_weights(), load_state() ──▶ every rank

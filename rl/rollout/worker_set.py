@@ -37,7 +37,7 @@ import numpy as np
 
 from rl.interrupts import INTERRUPTS
 from rl.rollout.worker import RolloutWorker, WorkerSpec
-from rl.runtime import ActorDiedError, GetTimeoutError, ObjectRef, RemoteError, Runtime
+from rl.runtime import ActorDiedError, GetTimeoutError, ObjectRef, RemoteError, Runtime, shared
 from rl.runtime.base import ActorHandle, BoardReader
 
 __all__ = ["WorkerFailedError", "WorkerSet"]
@@ -220,22 +220,37 @@ class WorkerSet:
             if i == index:
                 self.in_flight.pop(ref)
                 self.dropped_fragments += 1
+                self._release_result(ref)
+
+    def _release_result(self, ref: ObjectRef) -> None:
+        """Release what a dropped request's result shared, if it already arrived."""
+        try:
+            if self.runtime.wait([ref], num_returns=1, timeout=0)[0]:
+                result = self.runtime.get(ref, timeout=0)
+                shared.release_all(result.values() if isinstance(result, dict) else ())
+        except _FAILURES:
+            pass
 
     def num_in_flight(self, index: int) -> int:
         return sum(1 for i, _ in self.in_flight.values() if i == index)
 
-    def in_flight_results(self) -> list[tuple[int, dict[str, Any]]] | None:
-        """Every in-flight request's result, in submission order, as
-        ``(worker_index, result)``, waiting up to ``sample_timeout_s`` for them; the
-        requests stay in flight (for checkpoints). None if one failed or timed out."""
-        refs = list(self.in_flight)
-        try:
-            with INTERRUPTS.abandonable():
-                results = self.runtime.get(refs, timeout=self.sample_timeout_s)
-        except _FAILURES as e:
-            log.warning("in-flight fragments not saved (%s)", _first_line(e))
-            return None
-        return [(self.in_flight[ref][0], r) for ref, r in zip(refs, results)]
+    def in_flight_results(self) -> list[tuple[int, dict[str, Any]]]:
+        """The in-flight requests' results, in submission order, as ``(worker_index,
+        result)``, waiting up to ``sample_timeout_s`` in all; the requests stay in
+        flight (for checkpoints). A request that fails or does not answer in time is
+        left out, with a warning (its worker's failure surfaces at the next collect)."""
+        deadline = None if self.sample_timeout_s is None else \
+            time.monotonic() + self.sample_timeout_s
+        out = []
+        for ref, (index, _) in list(self.in_flight.items()):
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                with INTERRUPTS.abandonable():
+                    out.append((index, self.runtime.get(ref, timeout=timeout)))
+            except _FAILURES as e:
+                log.warning("an in-flight fragment of RolloutWorker-%d is not saved (%s)",
+                            index, _first_line(e))
+        return out
 
     def restore_in_flight(self, results: list[tuple[int, dict[str, Any]]]) -> None:
         """Make saved ``in_flight_results()`` in flight again, ready at once, ahead of

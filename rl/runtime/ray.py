@@ -15,6 +15,11 @@ Data flow::
     rt.get(ref) ◀──── ray.get: numpy arrays are zero-copy, read-only views of the object
                       store (pulled to the driver's node first when remote)
 
+    A call has two returns, both owned by the driver: the result, and the list of values
+    the method shared (``rl.runtime.shared.share``; usually empty). ``get`` binds the
+    ``RayShared`` handles in the result to that list's ref, so the driver can pass them
+    on to other actors without reading the data, and they outlive the sharing actor.
+
     board.publish(w):  ray.put(w) once ─▶ BoardActor.publish(version, [ref])  (acknowledged)
     reader.poll(v):    BoardActor.newer(v) ─▶ (version, [ref]) only if newer ─▶ ray.get(ref):
                        one copy per node's object store, shared by every reader on the node
@@ -82,7 +87,7 @@ from rl.runtime.base import (
     UnschedulableError,
     WeightsBoard,
 )
-from rl.runtime.ray_actor import PutArg, RayBoardReader, RemoteBoard, box_class
+from rl.runtime.ray_actor import PutArg, RayBoardReader, RemoteBoard, bind_shared, box_class
 from rl.runtime.wire import Failure
 
 __all__ = ["RayActor", "RayBoardReader", "RayRef", "RayRuntime", "RayWeightsBoard"]
@@ -102,12 +107,14 @@ class RayRef(ObjectRef):
     instead and is ready at once.
     """
 
-    __slots__ = ("actor", "error", "raw")
+    __slots__ = ("actor", "error", "raw", "shared")
 
-    def __init__(self, raw: Any, actor: RayActor | None, error: BaseException | None = None):
+    def __init__(self, raw: Any, actor: RayActor | None, error: BaseException | None = None,
+                 shared: Any = None):
         self.raw = raw
         self.actor = actor
         self.error = error
+        self.shared = shared  # a call's second return: the values it shared
 
     @property
     def id(self) -> str:
@@ -174,7 +181,8 @@ class RayActor(ActorHandle):
         # top-level argument on its own, at tens of microseconds apiece.
         puts: list = []
         message = (method, _pack(args, puts), _pack(kwargs, puts)) if args or kwargs else method
-        return RayRef(self._handle.call.remote(message, *puts), self)
+        raw, shared_raw = self._handle.call.options(num_returns=2).remote(message, *puts)
+        return RayRef(raw, self, shared=shared_raw)
 
     def kill(self) -> None:
         if self._dead:
@@ -350,6 +358,8 @@ class RayRuntime(Runtime):
         for ref, value in zip(items, values):
             if type(value) is Failure:
                 raise value.to_error(ref.actor.name)
+            if ref.shared is not None:
+                bind_shared(value, ref.shared)
         return values[0] if single else values
 
     def wait(

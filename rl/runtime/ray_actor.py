@@ -66,26 +66,55 @@ def unpack(value: Any, resolved: tuple) -> Any:
 
 
 class RayShared(shared.Shared):
-    """A value an actor shared through Ray's object store (``rl.runtime.shared``).
+    """A value an actor shared during a call (``rl.runtime.shared``), on Ray.
 
-    The ref is wrapped in a list so that Ray hands it over as a ref, never resolved
-    into the value on the way; the actor that put it owns the object.
+    ``ActorBox.call`` answers with two objects: the method's result and the list of the
+    values it shared. Both are owned by the caller (the driver), so they stay readable
+    after the actor that shared them died; Ray frees them with their last ref. In the
+    result the handle holds its index in that list; the runtime binds it to the list's
+    ref when the driver reads the result (``bind_shared``). The ref is wrapped in a list
+    so that Ray hands it over as a ref, never resolved into the list on the way.
     """
 
-    __slots__ = ("refs",)
+    __slots__ = ("index", "refs")
 
-    def __init__(self, refs: list):
+    def __init__(self, index: int, refs: list | None = None):
+        self.index = index
         self.refs = refs
 
-    @classmethod
-    def put(cls, value: Any) -> RayShared:
-        return cls([ray.put(value)])
-
     def resolve(self) -> Any:
-        return ray.get(self.refs[0])
+        if self.refs is None:
+            raise RuntimeError("a shared value's handle was read before the driver got it")
+        return ray.get(self.refs[0])[self.index]
 
     def __reduce__(self):
-        return RayShared, (self.refs,)
+        return RayShared, (self.index, self.refs)
+
+
+_SHARED_IN_CALL: list | None = None
+"""Values shared by the running call (Ray actors run one call at a time)."""
+
+
+def _share_in_call(value: Any) -> RayShared:
+    if _SHARED_IN_CALL is None:
+        raise RuntimeError("share() on Ray works inside an actor method call")
+    _SHARED_IN_CALL.append(value)
+    return RayShared(len(_SHARED_IN_CALL) - 1)
+
+
+def bind_shared(value: Any, ref: Any) -> None:
+    """Give the ``RayShared`` handles in a call's result (nested in dicts, lists and
+    tuples) the ref of the list of values that call shared."""
+    kind = type(value)
+    if kind is RayShared:
+        if value.refs is None:
+            value.refs = [ref]
+    elif kind is dict:
+        for item in value.values():
+            bind_shared(item, ref)
+    elif kind in (list, tuple):
+        for item in value:
+            bind_shared(item, ref)
 
 
 class ActorBox:
@@ -107,7 +136,7 @@ class ActorBox:
         multiprocessing.current_process().name = name  # for %(processName)s in logs
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[var] = "1"
-        shared.use_sharer(RayShared.put)
+        shared.use_sharer(_share_in_call)
         context.use_host(ray.util.get_node_ip_address())  # peers may be on other nodes
         try:
             cls, args, kwargs = cloudpickle.loads(payload)
@@ -124,17 +153,22 @@ class ActorBox:
     def __repr__(self) -> str:
         return self._name
 
-    def call(self, message: str | tuple[str, tuple, dict], *puts: Any) -> Any:
-        """Run ``message``: a method name, or ``(method, args, kwargs)``."""
+    def call(self, message: str | tuple[str, tuple, dict], *puts: Any) -> tuple[Any, list]:
+        """Run ``message``: a method name, or ``(method, args, kwargs)``. Two returns:
+        the result (or a ``Failure``) and the values the method shared (``RayShared``)."""
+        global _SHARED_IN_CALL
         if self._broken is not None:
-            return self._broken
+            return self._broken, []
         method, args, kwargs = (message, (), {}) if type(message) is str else message
-        if puts:
-            args, kwargs = unpack(args, puts), unpack(kwargs, puts)
+        _SHARED_IN_CALL = []
         try:
-            return getattr(self._instance, method)(*args, **kwargs)
+            if puts:
+                args, kwargs = unpack(args, puts), unpack(kwargs, puts)
+            return getattr(self._instance, method)(*args, **kwargs), _SHARED_IN_CALL
         except Exception as exc:
-            return failure(exc)
+            return failure(exc), []
+        finally:
+            _SHARED_IN_CALL = None
 
     def info(self) -> tuple[int, str]:
         """``(pid, node id)`` of the process running this actor."""

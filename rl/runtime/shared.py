@@ -7,19 +7,22 @@ driver, which may pass it on, in a call's arguments, to another actor; there
 the driver reading it::
 
     worker:  return {"batch": share(batch), "env_steps": n}      # a handle
-    driver:  learner.call("update_fragments", [result["batch"], ...])
-    learner: fragment = handle.resolve(); handle.release()
+    driver:  ref = learner.call("update_fragments", [result["batch"], ...])
+    learner: fragment = handle.resolve()
+    driver:  rt.get(ref); result["batch"].release()             # every reader is done
 
 What the handle holds, per backend:
 
 * process: the value pickled with its large arrays in ``/dev/shm`` segments named
-  under the driver's session prefix (so a crash sweep finds them). ``resolve()`` maps
-  them read-only, without a copy, in whatever process calls it; ``release()`` unlinks
-  them (mappings already made stay valid). The consumer releases; a handle the driver
-  drops unused (a full queue) must be released there. A handle lost without a release
-  is swept with the session when the runtime shuts down.
-* ray: a Ray ``ObjectRef`` from ``ray.put`` in the actor; Ray's reference counting
-  frees it, ``release()`` does nothing.
+  under the driver's session prefix (so a crash sweep finds them), not under the
+  sharing actor's own names: they outlive it. ``resolve()`` maps them read-only,
+  without a copy, in whatever process calls it; ``release()`` unlinks them (mappings
+  already made stay valid). Whoever holds the handle last releases it: the driver,
+  once every reader answered, or when it drops the handle unused (a full queue). A
+  handle lost without a release is swept with the session at shutdown.
+* ray: the values a method shared travel as the call's second return object, owned
+  by the driver (so they outlive the sharing actor); the handle is that object's ref
+  and an index. Ray's reference counting frees it, ``release()`` does nothing.
 * inline, or outside any actor: the value itself.
 
 The actor loops of the backends install their sharer (``use_sharer``) when an actor
@@ -91,11 +94,16 @@ class ShmShared(Shared):
 
 def shm_sharer(prefix: str) -> Callable[[Any], ShmShared]:
     """The process backend's sharer: arrays of ``SHM_THRESHOLD`` bytes or more go into
-    segments named under ``prefix``, read-only for every process that resolves them."""
+    segments named under ``prefix`` (the session's), read-only for every process that
+    resolves them, and outliving the actor that shared them."""
     from rl.runtime import wire  # wire imports this package's base: import late
 
+    # Not the actor's own "<prefix><pid>_" names, which are swept when it dies: what it
+    # shared lives on in the driver's hands (the session's sweep still covers it).
+    own = f"{prefix}s"
+
     def share_in_shm(value: Any) -> ShmShared:
-        payload, segments = wire.pickle_borrowed(value, prefix)
+        payload, segments = wire.pickle_borrowed(value, own)
         return ShmShared(payload, tuple(segments))
 
     return share_in_shm

@@ -13,15 +13,19 @@ segment (``export_array``) and sends only its ``SegmentArray`` descriptor (name,
 shape). The receiver maps the segment and unlinks it at once (``take_array``); on Linux
 the mapping stays valid after the unlink and the memory is freed when the last mapping
 goes, so the received array lives exactly as long as the numpy object that views it, with
-no copy. A segment is therefore named in ``/dev/shm`` only between ``export_array`` and
-``take_array``. If the receiver never gets the message (it died, or the sender died
+no copy. A transported segment is therefore named in ``/dev/shm`` only between
+``export_array`` and ``take_array``. If the receiver never gets the message (it died, or the sender died
 between create and send), the session sweep removes the orphan: the driver sweeps its
 session prefix at ``shutdown()``, and every actor sweeps the driver's prefix when it sees
 the driver die, so a SIGKILLed driver leaks nothing while any of its actors lives.
 
-Objects stored with ``Runtime.put`` are the one exception: the driver owns their segments,
-readers map them read-only without unlinking (``borrow_array``), and the driver unlinks
-them when the ``ObjectRef`` is dropped or at shutdown.
+Two kinds of segment are borrowed instead: readers map them read-only without unlinking
+(``borrow_array``), and their owner unlinks them. Objects stored with ``Runtime.put``
+belong to the driver, which unlinks them when the ``ObjectRef`` is dropped or at
+shutdown. Values an actor shares (``rl.runtime.shared``) are named
+``rl_<driver pid>_<session>_s<creator pid>_<n>``, outside the creator's own names (which
+the driver sweeps when that actor dies), and whoever holds the handle last unlinks them;
+the session sweep covers them too.
 
 Segments are written with ``os.write`` on a plain ``os.open`` file rather than
 ``multiprocessing.shared_memory``: its resource tracker (3.11) unlinks segments it did not
@@ -193,7 +197,7 @@ def take_array(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray
 
 
 def borrow_array(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """Map a driver-owned segment as a read-only array; the owner unlinks it later."""
+    """Map a borrowed segment (a put, or a shared value) read-only; its owner unlinks it."""
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     return np.ndarray(shape, dtype, buffer=_map(name, nbytes, take=False, writable=False))
 

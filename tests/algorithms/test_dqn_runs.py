@@ -152,3 +152,28 @@ def test_checkpoint_leaves_the_replay_buffer_out_unless_asked(tmp_path):
 def test_dqn_is_registered_and_exported():
     assert rl.DQNConfig is DQNConfig and "DQNConfig" in rl.__all__
     assert Algorithm.__subclasses__() and rl.algorithms.algorithm_class("dqn").__name__ == "DQN"
+
+
+def test_open_nstep_windows_of_a_restarted_worker_are_closed_on_resume(tmp_path):
+    # A worker restart just before the save: its open windows belong to episodes its
+    # new incarnation never continues, so the resumed run closes them as shorter
+    # transitions (as the original would have) instead of joining them to new steps.
+    cfg = small_config(n_step=3, store_buffer_in_checkpoints=True)
+    with cfg.build() as algo:
+        algo.train()
+        (seen, acc), = algo._accumulators.values()
+        pending = acc.num_pending
+        assert pending > 0
+        algo.workers.restarts[0] += 1  # as _replace() counts a restart
+        path = algo.save(str(tmp_path / "ckpt"))
+        size = len(algo.replay)
+    with Algorithm.from_checkpoint(path) as restored:
+        assert restored._accumulators == {}
+        assert len(restored.replay) == size + pending
+    # Without the restart the windows continue where they stopped.
+    with cfg.build() as algo:
+        algo.train()
+        path = algo.save(str(tmp_path / "ckpt2"))
+        size = len(algo.replay)
+    with Algorithm.from_checkpoint(path) as restored:
+        assert len(restored._accumulators) == 1 and len(restored.replay) == size

@@ -53,6 +53,10 @@ def test_registered_and_exported():
 def test_validation_states_the_constraint():
     with pytest.raises(ConfigError, match=r"multiple of one fragment = .* 50 x 8 = 400"):
         IMPALAConfig().environment("CartPole-v1").training(train_batch_size=500).validate()
+    with pytest.raises(ConfigError, match=r"num_learners \(4\) learners split a train batch "
+                                          r"by whole unrolls.* = 100 / 50 gives only 2"):
+        IMPALAConfig().environment("CartPole-v1").env_runners(num_envs_per_env_runner=1).training(
+            train_batch_size=100).learners(num_learners=4).validate()
     with pytest.raises(ConfigError, match="must be an int for IMPALA"):
         IMPALAConfig().environment("CartPole-v1").env_runners(
             rollout_fragment_length="auto").validate()

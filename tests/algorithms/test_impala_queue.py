@@ -98,3 +98,39 @@ def test_metrics_window_means_and_rate():
     assert 0 < out["busy_frac"] < 0.01
     again = window.pop()
     assert again["updates"] == 0 and "loss" not in again
+
+
+def test_a_paused_runner_leaves_every_batch_either_queued_or_trained():
+    from rl.algorithms.impala.learner import LearnerRunner
+
+    class SlowGroup:
+        lock = threading.RLock()
+        trained = 0
+
+        def update_fragments(self, fragments, columns, **hyper):
+            time.sleep(0.05)
+            SlowGroup.trained += 1
+            return {"loss": 1.0}
+
+        def get_weights(self):
+            return None
+
+    queue = LearnerQueue(10)
+    runner = LearnerRunner(SlowGroup(), queue, PolicyLag(), dict, broadcast_interval=1000,
+                           columns=1)
+    runner.start()
+    try:
+        for i in range(5):
+            queue.put(batch(str(i), 10, versions=(0,)))
+        time.sleep(0.07)  # an update is under way
+        with runner.paused():
+            trained, queued = SlowGroup.trained, len(queue)
+            assert trained + queued == 5 and runner.updates == trained
+            time.sleep(0.2)  # nothing moves while paused
+            assert (SlowGroup.trained, len(queue)) == (trained, queued)
+        deadline = time.monotonic() + 5
+        while SlowGroup.trained < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert SlowGroup.trained == 5 and runner.env_steps_trained == 50
+    finally:
+        runner.stop()

@@ -221,3 +221,16 @@ def test_accumulator_state_round_trips_through_an_npz_file(tmp_path, n):
         again = NStepAccumulator(n=n, gamma=0.9)
         again.load_state_dict(state)
         again.add({k: v for k, v in second.items() if k != C.ACTIONS})
+
+
+def test_flush_after_a_fragment_whose_windows_all_closed():
+    # Episodes end on the last two steps: the kept rows hold no open window, and the
+    # accumulator never saw a next_obs to bootstrap from; flush() has nothing to emit.
+    acc = NStepAccumulator(n=3, gamma=0.9)
+    frag = {C.OBS: np.zeros((3, 1, 2)), C.REWARDS: np.ones((3, 1), np.float32),
+            C.TERMINATEDS: np.array([[False], [True], [True]]),
+            C.TRUNCATEDS: np.zeros((3, 1), bool), C.NEXT_OBS: np.zeros((3, 1, 2))}
+    assert len(acc.add(frag)) == 3 and acc.num_pending == 0
+    restored = NStepAccumulator(n=3, gamma=0.9)
+    restored.load_state_dict(acc.state_dict())
+    assert len(acc.flush()) == 0 and len(restored.flush()) == 0

@@ -110,6 +110,27 @@ def test_impala_driver_moves_fragment_handles_to_the_learner_processes():
     assert wait_gone(pids, 5.0) == [] and shm.list_segments(prefix) == []
 
 
+def test_impala_with_learner_processes_survives_a_worker_kill():
+    # The fragments a killed worker shared stay readable for the learners (they are
+    # not the worker's own segments, which die with it), so training goes on.
+    # Fragments of 512 x 8 CartPole steps: obs and next_obs (64 KiB each) go to /dev/shm.
+    with impala(learners=2).set(num_env_runners=2, num_envs_per_env_runner=8,
+                                rollout_fragment_length=512, train_batch_size=8192,
+                                max_requests_in_flight_per_env_runner=2).build() as algo:
+        for _ in range(2):
+            algo.train()
+        os.kill(algo.workers.workers[0].pid, signal.SIGKILL)
+        results = [algo.train() for _ in range(4)]
+        for _ in range(50):  # until the learner has trained past the kill
+            if results[-1]["learner/num_updates"] >= results[0]["learner/num_updates"] + 2:
+                break
+            results.append(algo.train())
+        pids, prefix = learner_pids(algo), algo.runtime.prefix
+    assert results[-1]["workers/restarts"] == 1 and results[-1]["workers/healthy"] == 2
+    assert results[-1]["learner/num_updates"] >= results[0]["learner/num_updates"] + 2
+    assert wait_gone(pids, 5.0) == [] and shm.list_segments(prefix) == []
+
+
 def test_one_learner_process_trains_exactly_like_the_driver_learner():
     def run(learners):
         with ppo(learners=learners).build() as algo:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rl.runtime import make_runtime, shared, shm
+from rl.runtime import ActorDiedError, make_runtime, shared, shm
 from rl.runtime.shared import LocalShared, Shared, ShmShared
 
 BIG = 1 << 18  # float32 values: 1 MiB, well above the shared-memory threshold
@@ -39,6 +39,20 @@ def test_a_handle_goes_from_one_actor_to_another_through_the_driver(runtime):
     assert runtime.get(consumer.call("checksum", handle))[1] == 3
     handle.release()
     handle.release()  # idempotent
+
+
+def test_a_shared_value_outlives_the_actor_that_shared_it(actor_runtime):
+    # A rollout worker may die (and be replaced) while the fragments it shared still
+    # wait in the driver's queue for a learner.
+    rt = actor_runtime
+    producer, consumer = rt.spawn(Producer), rt.spawn(Consumer)
+    handle = rt.get(producer.call("make", 7))
+    producer.kill()
+    with pytest.raises(ActorDiedError):
+        rt.get(producer.call("make", 8))
+    total, n, _ = rt.get(consumer.call("checksum", handle))
+    assert n == 7 and total == pytest.approx(expected_sum(7), rel=1e-6)
+    handle.release()
 
 
 def test_inline_handles_are_the_values():

@@ -208,8 +208,8 @@ class DQN(Algorithm):
             # hold belong in the buffer once the windows close after the resume.
             arrays[_NSTEP_ARRAYS] = {
                 f"{index}/{key}": value
-                for index, (_, acc) in self._accumulators.items()
-                for key, value in acc.state_dict().items()}
+                for index, (seen, acc) in self._accumulators.items()
+                for key, value in {**acc.state_dict(), "seen": np.array(seen)}.items()}
         return state, {}, arrays
 
     def load_extra_state(self, path: str, state: dict[str, Any]) -> None:
@@ -225,9 +225,12 @@ class DQN(Algorithm):
             index, key = name.split("/", 1)
             per_worker.setdefault(int(index), {})[key] = value
         for index, acc_state in per_worker.items():
+            seen = int(acc_state.pop("seen", -1))
             acc = NStepAccumulator(self.config.n_step, self.config.gamma)
             acc.load_state_dict(acc_state)
-            if index in self.resumed_workers:  # the stream goes on where it stopped
-                self._accumulators[index] = (self.workers.restarts[index], acc)
+            # The stream goes on where it stopped only if the worker resumes the episodes
+            # these windows belong to: same incarnation (no restart since), replayed exactly.
+            if index in self.resumed_workers and seen == self.workers.restarts[index]:
+                self._accumulators[index] = (seen, acc)
             else:  # fresh episodes follow: close the open windows as shorter transitions
                 self._add(acc.flush())

@@ -74,6 +74,12 @@ class IMPALAConfig(AlgorithmConfig):
                 f"train_batch_size ({self.train_batch_size}) must be a multiple of one "
                 f"fragment = rollout_fragment_length x num_envs_per_env_runner = {frag} x "
                 f"{self.num_envs_per_env_runner} = {per_fragment}")
+        columns = self.train_batch_size // frag
+        if self.num_learners > columns:
+            raise ConfigError(
+                f"num_learners ({self.num_learners}) learners split a train batch by whole "
+                f"unrolls, and train_batch_size / rollout_fragment_length = "
+                f"{self.train_batch_size} / {frag} gives only {columns}")
         if self.minibatch_size is not None:
             if self.minibatch_size > self.train_batch_size or self.minibatch_size % frag:
                 raise ConfigError(

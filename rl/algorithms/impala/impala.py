@@ -27,6 +27,7 @@ the data, the driver never does.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,8 @@ from rl.rollout import WorkerSpec
 from rl.runtime import shared
 
 __all__ = ["IMPALA"]
+
+log = logging.getLogger(__name__)
 
 _STATE_ARRAYS = "impala"
 _POLL_S = 0.05
@@ -100,12 +103,14 @@ class IMPALA(Algorithm):
                 "entropy_coeff": self.schedule(cfg.entropy_coeff, cfg.entropy_coeff_final)}
 
     # ------------------------------------------------------------------ weights
-    def sync_weights(self, snapshot: tuple[np.ndarray, int] | None = None) -> None:
+    def sync_weights(self, snapshot: tuple[np.ndarray, int] | None = None,
+                     version: int | None = None) -> None:
         """Publish learner weights (and the observation filter); record their version.
 
         Args:
             snapshot: ``(weights, learner updates)`` taken by the learner; None reads
                 the learner's current weights (e.g. after a restore).
+            version: the board version to publish under (default: the next one).
         """
         with self.timers("sync"):
             if snapshot is None:
@@ -114,7 +119,7 @@ class IMPALA(Algorithm):
             weights, updates = snapshot
             if self.obs_filter is not None:
                 weights = np.concatenate([weights, self.obs_filter.to_vector()])
-            self.lag.record_publish(self.board.publish(weights), updates)
+            self.lag.record_publish(self.board.publish(weights, version=version), updates)
             self._published = weights
 
     # ------------------------------------------------------------------ the loop
@@ -171,12 +176,17 @@ class IMPALA(Algorithm):
         return out
 
     # ------------------------------------------------------------------ checkpoints
+    def save(self, path: str | None = None) -> str:
+        """Write a checkpoint while the learner thread is paused, so that every batch
+        is either in the saved queue or in the saved weights, never both or neither."""
+        with self.runner.paused():
+            return super().save(path)
+
     def extra_state(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict]]:
         """Learner counters, plus every sampled step not yet trained on (in-flight
         fragments, the partial batch, queued batches) and the board (see resume.py)."""
-        with self.learner_group.lock:
-            counters = {"learner_updates": self.runner.updates,
-                        "env_steps_trained": self.runner.env_steps_trained}
+        counters = {"learner_updates": self.runner.updates,
+                    "env_steps_trained": self.runner.env_steps_trained}
         in_flight = self.workers.in_flight_results()
         packed, arrays = pack_state(
             board=self._published, board_version=self.board.version,
@@ -184,13 +194,21 @@ class IMPALA(Algorithm):
             pending_versions=self._pending_versions,
             queued=[QueuedBatch([shared.resolve(f) for f in b.fragments], b.env_steps,
                                 b.behaviour_versions) for b in self.queue.snapshot()],
-            in_flight=None if in_flight is None else [
-                (i, {**r, "batch": shared.resolve(r["batch"])}) for i, r in in_flight])
+            in_flight=[(i, {**r, "batch": shared.resolve(r["batch"])}) for i, r in in_flight])
         counters.update(dropped_batches=self.queue.dropped_batches,
                         dropped_env_steps=self.queue.dropped_env_steps, **packed)
         return counters, {}, {_STATE_ARRAYS: arrays}
 
     def load_extra_state(self, path: str, state: dict[str, Any]) -> None:
+        with self.runner.paused():
+            self._load_extra_state(path, state)
+
+    def _load_extra_state(self, path: str, state: dict[str, Any]) -> None:
+        # Whatever this instance sampled before is replaced by the checkpoint's.
+        shared.release_all([f for b in self.queue.snapshot() for f in b.fragments]
+                           + self._pending)
+        self.queue.clear()
+        self._pending, self._pending_versions, self._pending_steps = [], [], 0
         self.runner.updates = int(state.get("learner_updates", 0))
         self.runner.env_steps_trained = int(state.get("env_steps_trained", 0))
         self.queue.dropped_batches = int(state.get("dropped_batches", 0))
@@ -200,13 +218,28 @@ class IMPALA(Algorithm):
             return
         saved = unpack_state(state, arrays)
         self.lag.load_state(saved["updates_at"])
-        self._pending = saved["pending"]
-        self._pending_versions = saved["pending_versions"]
+        # Fragments of another layout (the run resumes with other settings) cannot
+        # join this run's batches: they are dropped and counted.
+        shape = (self.config.rollout_fragment_length, self.config.num_envs_per_env_runner)
+        fits = [f[C.REWARDS].shape == shape for f in saved["pending"]]
+        self._pending = [f for f, ok in zip(saved["pending"], fits) if ok]
+        self._pending_versions = [v for v, ok in zip(saved["pending_versions"], fits) if ok]
         self._pending_steps = sum(int(f[C.REWARDS].size) for f in self._pending)
+        lost = sum(f[C.REWARDS].size for f, ok in zip(saved["pending"], fits) if not ok)
         for batch in saved["queued"]:
-            self.queue.put(batch)
-        if saved["in_flight"]:
-            self.workers.restore_in_flight(saved["in_flight"])
+            if all(f[C.REWARDS].shape == shape for f in batch.fragments):
+                self.queue.put(batch)
+            else:
+                lost += batch.env_steps
+        in_flight = [(i, r) for i, r in saved["in_flight"] or ()
+                     if r["batch"][C.REWARDS].shape == shape]
+        lost += sum(r["batch"][C.REWARDS].size for _, r in saved["in_flight"] or ()
+                    if r["batch"][C.REWARDS].shape != shape)
+        self.workers.restore_in_flight(in_flight)
+        if lost:
+            log.warning("%d saved env steps were sampled with another fragment layout than "
+                        "%s and are dropped", lost, shape)
+            self.queue.dropped_env_steps += int(lost)
         self._restored_board = (saved["board"], saved["board_version"])
 
     def publish_restored_weights(self) -> None:
@@ -214,7 +247,9 @@ class IMPALA(Algorithm):
         the learner's (``broadcast_interval``), and fragments in flight name them."""
         restored, self._restored_board = self._restored_board, None
         if restored is None or restored[0].shape != (self.board.size,):
-            self.sync_weights()
+            # The learner's weights, numbered after the saved versions the lags know.
+            after = None if restored is None else max(restored[1], self.board.version) + 1
+            self.sync_weights(version=after)
             return
         weights, version = restored
         with self.timers("sync"):

@@ -5,12 +5,12 @@ Data flow in the driver process::
     driver thread (IMPALA.training_step)          learner thread (LearnerRunner._run)
     ────────────────────────────────────          ──────────────────────────────────
     collect ready fragments, re-issue requests
-    stack n fragments ── QueuedBatch ──▶ LearnerQueue (bounded; full: drop oldest)
+    group n fragments ── QueuedBatch ──▶ LearnerQueue (bounded; full: drop oldest)
                                                 │ get()
                                                 ▼
-                                         with group.lock: stack along N, V-trace loss,
-                                         SGD step(s); every broadcast_interval updates
-                                         snapshot the weights ──┐
+                                         with group.lock: update_fragments: stack along
+                                         N, V-trace loss, SGD step(s); every
+                                         broadcast_interval updates snapshot the weights
     board.publish(snapshot [+ obs filter]) ◀── pop_weights() ◀──┘
 
 The learner thread only touches the learner (under ``LockedLearnerGroup.lock``, which
@@ -20,17 +20,18 @@ stay in the driver thread. torch releases the GIL inside its kernels, so samplin
 and learning overlap. With ``num_learners >= 1`` the fragments are ``Shared`` handles
 (``rl.runtime.shared``): the thread's ``group.update_fragments`` hands each learner
 process the handles of its env columns, the learners read the data from the object
-store, and the driver only ever moves handles. On the
-inline backend ``drain()`` runs the same updates synchronously in the driver, which
+store, and the driver only ever moves handles. ``paused()`` holds the thread between
+two updates (checkpoints use it). On the inline backend ``drain()`` runs the same updates synchronously in the driver, which
 keeps that backend serial and reproducible.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -47,10 +48,14 @@ from rl.algorithms.impala.queue import LearnerQueue, MetricsWindow, PolicyLag, Q
 from rl.data import SampleBatch
 from rl.data import columns as C
 from rl.learner import Learner, LearnerGroup
+from rl.runtime import shared
 
 __all__ = ["IMPALALearner", "LearnerRunner", "LockedLearnerGroup", "stack_fragments"]
 
 log = logging.getLogger(__name__)
+
+_IDLE_POLL_S = 0.1
+"""How often an idle learner thread looks at its stop flag (it wakes at once on a batch)."""
 
 TRAIN_COLUMNS = (C.OBS, C.ACTIONS, C.LOGP, C.REWARDS, C.TERMINATEDS, C.TRUNCATEDS, C.NEXT_OBS)
 """Fragment columns the learner reads; ``next_obs`` only at truncations and the last row."""
@@ -233,6 +238,9 @@ class LearnerRunner:
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        # Held by the thread from taking a batch off the queue to the end of its update,
+        # and by paused(): a checkpoint sees every batch either queued or trained.
+        self._step = threading.Lock()
 
     # ------------------------------------------------------------------ running
     def start(self) -> None:
@@ -247,11 +255,21 @@ class LearnerRunner:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                item = self.queue.get(timeout=None)
-                if item is not None:
-                    self.train_on(item)
+                if not self.queue.wait_ready(timeout=_IDLE_POLL_S):
+                    continue
+                with self._step:
+                    item = self.queue.get_nowait()
+                    if item is not None:
+                        self.train_on(item)
         except BaseException as e:  # handed to the driver by check()
             self._error = e
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No update runs inside: the one in progress finishes first, and no batch
+        leaves the queue until the block ends (for consistent checkpoints)."""
+        with self._step:
+            yield
 
     def drain(self) -> None:
         """Train on every queued batch now, in this thread."""
@@ -261,19 +279,24 @@ class LearnerRunner:
     def train_on(self, item: QueuedBatch) -> None:
         """One learner update on a queued batch; snapshots weights at broadcast time."""
         start = time.perf_counter()
-        hyper = self.hyper()
-        with self.group.lock:
-            lags = self.lag.observe(item.behaviour_versions, self.updates)
-            # Learner processes read the fragments from the object store themselves.
-            metrics = self.group.update_fragments(item.fragments, self.columns, **hyper)
-            self.updates += 1
-            snapshot = None
-            if self.updates % self.broadcast_interval == 0:
-                snapshot = (self.group.get_weights(), self.updates)
+        try:
+            hyper = self.hyper()
+            with self.group.lock:
+                lags = self.lag.observe(item.behaviour_versions, self.updates)
+                # Learner processes read the fragments from the object store themselves;
+                # the group releases the handles once they answered.
+                metrics = self.group.update_fragments(item.fragments, self.columns, **hyper)
+                self.updates += 1
+                self.env_steps_trained += item.env_steps
+                snapshot = None
+                if self.updates % self.broadcast_interval == 0:
+                    snapshot = (self.group.get_weights(), self.updates)
+        except BaseException:
+            shared.release_all(item.fragments)
+            raise
         if snapshot is not None:
             with self._snapshot_lock:
                 self._snapshot = snapshot
-        self.env_steps_trained += item.env_steps
         self.metrics.add(metrics, time.perf_counter() - start, lags)
 
     # ------------------------------------------------------------------ driver side

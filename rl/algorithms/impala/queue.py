@@ -5,9 +5,9 @@
   off-policy one) and counts its env steps.
 * ``PolicyLag``: maps each weights-board version to the learner update that
   produced it, so that the lag of a batch (learner updates since the behaviour
-  policy's weights) is one subtraction, and keeps the statistics of a window.
-* ``MetricsWindow``: means of the learner's metrics and its update rate since the
-  driver last reported.
+  policy's weights) is one subtraction.
+* ``MetricsWindow``: means of the learner's metrics, its update rate and the policy
+  lags of the batches it trained on, since the driver last reported.
 
 All are plain thread-safe classes with no knowledge of workers or torch, so their
 behaviour is unit-tested on scripted sequences.
@@ -76,9 +76,21 @@ class LearnerQueue:
                 return None
             return self._items.popleft() if self._items and not self._closed else None
 
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until a batch is queued (True) or ``timeout`` passed or it closed (False);
+        takes nothing."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._items or self._closed, timeout)
+            return bool(self._items) and not self._closed
+
     def get_nowait(self) -> QueuedBatch | None:
         with self._cond:
             return self._items.popleft() if self._items else None
+
+    def clear(self) -> None:
+        """Forget every queued batch (not counted as dropped)."""
+        with self._cond:
+            self._items.clear()
 
     def close(self) -> None:
         """Wake every waiting ``get`` (they return None); later gets return None."""

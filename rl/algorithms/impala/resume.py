@@ -6,8 +6,10 @@ driver is filling, and batches queued for the learner. A checkpoint keeps all of
 them, plus the weights on the board (which may be older than the learner's when
 ``broadcast_interval > 1``) with its version and the version -> learner-update map,
 so that a resumed run trains on exactly what the original would have. On the inline
-backend that makes resume exact; elsewhere the learner thread's timing differs
-anyway, but nothing sampled is lost.
+backend that makes resume exact. Elsewhere the learner thread is paused while the
+checkpoint is written (every batch is in the saved queue or in the saved weights), the
+thread's timing after the resume differs anyway, and only a fragment whose worker
+failed or timed out during the save is missing (logged).
 
 Everything is stored as JSON (scalars, lists, structure) plus flat arrays under
 ``/``-separated keys, loaded without pickle.
