@@ -7,7 +7,10 @@ plain Ray actor, the floor under it):
 - the bandwidth of a 64 MiB numpy result travelling actor -> driver (``get`` returns a
   usable array; ``+ read`` also touches every byte once on the driver);
 - the time to broadcast a 1M-float vector to 2 reader actors through a weights board
-  (publish, then both readers poll and hold a copy).
+  (publish, then both readers poll and hold a copy);
+- the floor under any process actor's round trip on this machine: a raw 20-byte
+  ping-pong over a socketpair with a bare Python child (two process wake-ups, no
+  pickling, no runtime), measured in the same run.
 
 Run: ``.venv/bin/python benchmarks/runtime.py [--quick]``.
 """
@@ -15,7 +18,10 @@ Run: ``.venv/bin/python benchmarks/runtime.py [--quick]``.
 from __future__ import annotations
 
 import argparse
+import socket
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -117,6 +123,32 @@ def bench_plain_ray(args) -> float:
         ray.shutdown()
 
 
+_ECHO_CHILD = """
+import socket, sys
+s = socket.socket(fileno=int(sys.argv[1]))
+while (data := s.recv(64)):
+    s.send(data)
+"""
+
+
+def bench_socket_floor(args) -> float:
+    """Median round trip of a raw socketpair ping-pong with a bare Python child."""
+    mine, theirs = socket.socketpair()
+    child = subprocess.Popen([sys.executable, "-c", _ECHO_CHILD, str(theirs.fileno())],
+                             pass_fds=(theirs.fileno(),))
+    theirs.close()
+    try:
+        def ping():
+            mine.send(b"x" * 20)
+            mine.recv(64)
+
+        ping()
+        return statistics.median(_median_us(ping, args.calls) for _ in range(args.reps))
+    finally:
+        mine.close()
+        child.wait(timeout=10)
+
+
 def ray_installed() -> bool:
     try:
         import ray  # noqa: F401
@@ -146,6 +178,9 @@ def main() -> None:
 
     proc = bench_backend("process", args)
     print_backend("process", proc)
+    floor = bench_socket_floor(args)
+    print(f"raw socketpair ping-pong         median {floor:8.1f} us   (the floor under a "
+          f"process actor's; process = {proc['rtt_us'] / floor:.2f}x it)")
     if not ray_installed():
         print("ray      not installed (pip install 'rl[ray]'); skipped")
         return
