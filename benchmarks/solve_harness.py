@@ -3,7 +3,8 @@
 A benchmark script re-runs itself as ``--child IMPL`` in a fresh process per
 (implementation, seed); the child prints one JSON line ``{"steps", "eval"}`` per greedy
 evaluation, and ``measure`` times from launching the child until the first evaluation
-at or above ``THRESHOLD``. ``sb3_eval_callback`` gives SB3 children the same protocol.
+at or above ``THRESHOLD``. ``rl_train_until_solved`` and ``sb3_eval_callback`` give rl
+and SB3 children that protocol.
 """
 
 from __future__ import annotations
@@ -47,6 +48,24 @@ def measure(script: str, impl: str, seed: int, budget: int, eval_every: int) -> 
     out: dict[str, Any] = solved or {"wall_s": float("nan"), "steps": None}
     out["evals"] = evals
     return out
+
+
+def rl_train_until_solved(algo: Any, budget: int, eval_every: int) -> None:
+    """Child side for rl: train, with 10 greedy episodes every ``eval_every`` env steps,
+    until an evaluation reaches ``THRESHOLD`` or ``budget`` steps are spent; stops ``algo``."""
+    algo.stop_timesteps = budget
+    next_eval = eval_every
+    try:
+        while algo.env_steps_total < budget:
+            algo.train()
+            if algo.env_steps_total >= next_eval:
+                next_eval += eval_every
+                ret = algo.evaluate(10)["eval/episode_return_mean"]
+                report(algo.env_steps_total, ret)
+                if ret >= THRESHOLD:
+                    break
+    finally:
+        algo.stop()
 
 
 def sb3_eval_callback(eval_env: Any, eval_every: int,

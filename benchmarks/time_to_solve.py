@@ -20,24 +20,14 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from solve_harness import THRESHOLD, measure, report, sb3_eval_callback
+from solve_harness import THRESHOLD, measure, rl_train_until_solved, sb3_eval_callback
 
 
 def child_rl(seed: int, budget: int, eval_every: int) -> None:
     from rl import PPOConfig
 
-    algo = PPOConfig().environment("CartPole-v1").debugging(seed=seed).build()
-    algo.stop_timesteps = budget
-    next_eval = eval_every
-    while algo.env_steps_total < budget:
-        algo.train()
-        if algo.env_steps_total >= next_eval:
-            next_eval += eval_every
-            ret = algo.evaluate(10)["eval/episode_return_mean"]
-            report(algo.env_steps_total, ret)
-            if ret >= THRESHOLD:
-                break
-    algo.stop()
+    rl_train_until_solved(PPOConfig().environment("CartPole-v1").debugging(seed=seed).build(),
+                          budget, eval_every)
 
 
 def child_sb3(seed: int, budget: int, eval_every: int, threads: int | None = None) -> None:

@@ -30,7 +30,7 @@ import argparse
 import os
 import statistics
 
-from solve_harness import THRESHOLD, measure, report, sb3_eval_callback
+from solve_harness import THRESHOLD, measure, rl_train_until_solved, sb3_eval_callback
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "tuned_examples", "dqn", "cartpole.yaml")
 
@@ -64,17 +64,7 @@ def child_rl(seed: int, budget: int, eval_every: int, tuned: bool) -> None:
             epsilon_timesteps=int(ZOO["exploration_fraction"] * ZOO["n_timesteps"]),
             model_hiddens=ZOO["net_arch"], model_activation="relu", grad_clip=10.0,
             double_q=False, dueling=False, n_step=1, seed=seed)
-    with cfg.build() as algo:
-        algo.stop_timesteps = budget
-        next_eval = eval_every
-        while algo.env_steps_total < budget:
-            algo.train()
-            if algo.env_steps_total >= next_eval:
-                next_eval += eval_every
-                ret = algo.evaluate(10)["eval/episode_return_mean"]
-                report(algo.env_steps_total, ret)
-                if ret >= THRESHOLD:
-                    break
+    rl_train_until_solved(cfg.build(), budget, eval_every)
 
 
 def child_sb3(seed: int, budget: int, eval_every: int) -> None:

@@ -80,14 +80,12 @@ class Algorithm(abc.ABC):
             weights = self._weights_vector()
             self.board = self.runtime.weights_board(len(weights))
             self.board.publish(weights)
-            self.initial_weights = weights  # what the board holds until the first sync
             self.workers = WorkerSet(
                 self.runtime, self.worker_spec(), config.num_env_runners, self.board.reader(),
                 restart=config.restart_failed_env_runners,
                 max_restarts=config.max_restarts_per_env_runner,
                 sample_timeout_s=config.sample_timeout_s)
             self.setup()
-            self.initial_weights = None  # setup() had its look; don't pin a copy
         except BaseException:
             self.runtime.shutdown()
             raise
@@ -174,8 +172,11 @@ class Algorithm(abc.ABC):
         """The module whose weights the workers run."""
         return self.learner_group.module
 
-    def _weights_vector(self) -> np.ndarray:
-        weights = self.learner_group.get_weights()
+    def _weights_vector(self, weights: np.ndarray | None = None) -> np.ndarray:
+        """What the board holds: ``weights`` (default: the learner's), plus the
+        observation filter's state when there is one."""
+        if weights is None:
+            weights = self.learner_group.get_weights()
         if self.obs_filter is not None:
             weights = np.concatenate([weights, self.obs_filter.to_vector()])
         return weights

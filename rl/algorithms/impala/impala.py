@@ -94,7 +94,7 @@ class IMPALA(Algorithm):
         # Learner processes read fragments straight from the object store: the workers
         # share them (rl.runtime.shared) and the driver moves only the handles.
         self.share_batches = cfg.num_learners >= 1
-        self._published: np.ndarray = self.initial_weights  # the board's, for checkpoints
+        self._published = self._weights_vector()  # the board's vector, for checkpoints
         self._restored_board: tuple[np.ndarray, int] | None = None
 
     def _hyper(self) -> dict[str, float]:
@@ -117,8 +117,7 @@ class IMPALA(Algorithm):
                 with self.learner_group.lock:
                     snapshot = (self.learner_group.get_weights(), self.runner.updates)
             weights, updates = snapshot
-            if self.obs_filter is not None:
-                weights = np.concatenate([weights, self.obs_filter.to_vector()])
+            weights = self._weights_vector(weights)
             self.lag.record_publish(self.board.publish(weights, version=version), updates)
             self._published = weights
 
