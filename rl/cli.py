@@ -314,7 +314,7 @@ def cmd_list(args) -> int:
     from rl.algorithms.registry import ALGORITHMS
 
     print("algorithms:")
-    for name, (module, cls, _) in ALGORITHMS.items():
+    for name, (module, cls) in ALGORITHMS.items():
         print(f"  {name:<8} {cls}  ({module})")
     print("example envs:")
     for env in ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1",

@@ -143,8 +143,9 @@ class AlgorithmConfig:
     # debugging
     seed: int | None = setting(0, "Global seed; episode k of sub-env i is seeded from "
                                "(seed, i, k), so runs resume exactly", section="debugging")
-    log_level: str = setting("info", "Logging level", section="debugging",
-                             choices=("debug", "info", "warning", "error"))
+    log_level: str = setting("info", "Level of the 'rl' logger, set when the algorithm is "
+                             "built (debug also shows learner-group and Ray details)",
+                             section="debugging", choices=("debug", "info", "warning", "error"))
     # reporting
     metrics_smoothing_episodes: int = setting(100, "Episodes averaged in episode_return_mean",
                                               section="reporting", min=1)
@@ -163,10 +164,6 @@ class AlgorithmConfig:
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def field_doc(cls, name: str) -> str:
-        return cls._field(name).metadata.get("doc", "")
 
     @classmethod
     def _field(cls, name: str) -> dataclasses.Field:
@@ -304,7 +301,7 @@ class AlgorithmConfig:
         return type(self).from_dict(self.to_dict())
 
     def build(self, logdir: str | None = None):
-        """Validate and construct the algorithm."""
+        """Validate and construct the algorithm registered under ``algo_name``."""
         from rl.algorithms.registry import algorithm_class
 
         self.validate()

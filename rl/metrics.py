@@ -22,8 +22,10 @@ import numpy as np
 
 __all__ = [
     "EpisodeWindow",
+    "MetricMeans",
     "RunLogger",
     "Timers",
+    "explained_variance",
     "format_duration",
 ]
 
@@ -100,6 +102,64 @@ class Timers:
         out = {f"timers/{k}_s": v for k, v in self.last.items()}
         self.last = {}
         return out
+
+
+class MetricMeans:
+    """Running means of named metrics over many updates (weighted, per key).
+
+    The one accumulator behind every "mean of the learner metrics since the last
+    report": ``add`` each update's metrics (tensors or numbers), ``means()`` reads
+    them, ``pop()`` reads and starts over.
+
+    Example:
+        >>> m = MetricMeans()
+        >>> m.add({"loss": 1.0}); m.add({"loss": 3.0}, weight=3)
+        >>> m.means()
+        {'loss': 2.5}
+    """
+
+    __slots__ = ("_sums", "_weights", "count")
+
+    def __init__(self) -> None:
+        self._sums: dict[str, float] = {}
+        self._weights: dict[str, float] = {}
+        self.count = 0
+        """Calls of ``add`` since the last ``pop``."""
+
+    def add(self, metrics: dict[str, Any], weight: float = 1.0) -> None:
+        """Add one update's metrics, each counted ``weight`` times."""
+        for k, v in metrics.items():
+            v = float(v)
+            self._sums[k] = self._sums.get(k, 0.0) + (v * weight if weight != 1.0 else v)
+            self._weights[k] = self._weights.get(k, 0.0) + weight
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        """The weighted mean of every metric added (an empty dict before any)."""
+        return {k: v / self._weights[k] for k, v in self._sums.items()}
+
+    def pop(self) -> dict[str, float]:
+        """``means()``, then forget everything."""
+        out = self.means()
+        self._sums, self._weights, self.count = {}, {}, 0
+        return out
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+
+def explained_variance(pred: Any, target: Any) -> Any:
+    """``1 - Var(target - pred) / Var(target)``: how much of the targets' variance the
+    value predictions explain (1 perfect, 0 no better than a constant, < 0 worse).
+
+    Works on numpy arrays (returns a float) and torch tensors (returns a 0-d tensor)
+    alike; nan when the targets are constant.
+    """
+    if isinstance(target, np.ndarray):
+        var = float(np.var(target))
+        return float("nan") if var == 0 else 1.0 - float(np.var(target - pred)) / var
+    var = target.var()
+    return 1.0 - (target - pred).var() / var if var > 0 else target.new_tensor(math.nan)
 
 
 def format_duration(seconds: float) -> str:

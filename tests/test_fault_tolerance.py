@@ -158,7 +158,7 @@ def test_worker_discards_the_rows_of_a_broken_episode():
     spec = WorkerSpec(resolve_env("flaky-rows"), {"fail_every": 7}, env.observation_space,
                       env.action_space, num_envs=2, fragment_length=20, seed=0,
                       model=ModelConfig(hiddens=[8]), restart_failed_sub_envs=True)
-    out = RolloutWorker(spec, worker_index=0, board=None).sample()
+    out = RolloutWorker(spec, worker_index=0, boards=None).sample()
     b, discarded = out["batch"], out["discarded"]
     # Every instance raises at its 7th step: rows 6 and 13 of each sub-env (the
     # replacement made at row 6 counts from 1 again).

@@ -10,9 +10,11 @@ and returns one flat result dict (keys in ``rl.metrics``).
 from __future__ import annotations
 
 import abc
+import functools
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,9 +25,9 @@ from rl import metrics as M
 from rl.config import AlgorithmConfig, ConfigError
 from rl.envs import check_action_space, probe_spaces, resolve_env
 from rl.envs.normalization import RunningMeanStd
-from rl.learner import LearnerGroup, resolve_device
-from rl.policies import ModelConfig
-from rl.rollout import RolloutWorker, WorkerSet, WorkerSpec
+from rl.learner import Learner, LearnerGroup, resolve_device
+from rl.policies import ActorCritic, ModelConfig
+from rl.rollout import Boards, RolloutWorker, WorkerSet, WorkerSpec
 from rl.runtime import make_runtime
 
 __all__ = ["Algorithm"]
@@ -36,20 +38,29 @@ log = logging.getLogger("rl")
 class Algorithm(abc.ABC):
     """Base class: owns the runtime, workers, learner group, counters and logger.
 
-    Subclasses set ``config_class``, ``action_spaces`` and ``policy_kind`` and
-    implement ``make_learner_group()`` and ``training_step()``.
+    Subclasses set ``config_class`` and ``learner_class`` (and, where they differ from
+    the defaults, ``module_class``, ``action_spaces``, ``policy_kind`` and
+    ``needs_next_obs``) and implement ``training_step()``.
     """
 
     config_class: ClassVar[type[AlgorithmConfig]]
+    """The config this algorithm is built from (the registry maps names to algorithms)."""
+    learner_class: ClassVar[type[Learner]]
+    module_class: ClassVar[type[torch.nn.Module]] = ActorCritic
+    """The network the learner trains and the workers run."""
     action_spaces: ClassVar[tuple[str, ...]] = ("Discrete", "Box", "MultiDiscrete")
     policy_kind: ClassVar[str] = "actor_critic"
+    """The workers' inference policy (``rl.rollout.policy``)."""
+    needs_next_obs: ClassVar[bool] = False
+    """Whether fragments carry ``next_obs`` (the true final observation at episode ends)."""
 
     def __init__(self, config: AlgorithmConfig, logdir: str | None = None):
         config.validate()
         self.config = config
         self.name = type(self).__name__
         self._check_resources()
-        # Everything below this line may fail only for reasons outside the user's input.
+        logging.getLogger("rl").setLevel(config.log_level.upper())
+        # The env is checked next (its name, then its spaces); processes start only after.
         self.env_spec = resolve_env(config.env)
         self.obs_space, self.action_space = probe_spaces(self.env_spec, config.env_config)
         check_action_space(self.action_space, self.name, self.action_spaces)
@@ -77,11 +88,20 @@ class Algorithm(abc.ABC):
         self.runtime = make_runtime(config.backend, **opts)
         try:
             self.learner_group = self.make_learner_group()
-            weights = self._weights_vector()
+            weights = self.learner_group.get_weights()
             self.board = self.runtime.weights_board(len(weights))
             self.board.publish(weights)
+            # The observation filter has its own board: it changes on its own schedule
+            # (every ingested fragment) and has nothing to do with the weights' layout.
+            self.filter_board = None
+            if self.obs_filter is not None:
+                self.filter_board = self.runtime.weights_board(
+                    RunningMeanStd.vector_size(self.obs_space.shape))
+                self.filter_board.publish(self.obs_filter.to_vector())
+            boards = Boards(self.board.reader(),
+                            None if self.filter_board is None else self.filter_board.reader())
             self.workers = WorkerSet(
-                self.runtime, self.worker_spec(), config.num_env_runners, self.board.reader(),
+                self.runtime, self.worker_spec(), config.num_env_runners, boards,
                 restart=config.restart_failed_env_runners,
                 max_restarts=config.max_restarts_per_env_runner,
                 sample_timeout_s=config.sample_timeout_s)
@@ -149,16 +169,26 @@ class Algorithm(abc.ABC):
             num_envs=num_envs or cfg.num_envs_per_env_runner,
             fragment_length=fragment or cfg.fragment_length(), seed=cfg.seed,
             model=self.model_config, policy_kind=self.policy_kind,
-            normalize_obs=cfg.normalize_obs, needs_next_obs=self.policy_kind == "q",
-            policy_options=self.policy_options(),
+            normalize_obs=cfg.normalize_obs, needs_next_obs=self.needs_next_obs,
+            policy_options=self.module_options(),
             restart_failed_sub_envs=cfg.restart_failed_sub_environments)
 
-    def policy_options(self) -> dict[str, Any]:
+    def module_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``module_class`` beyond the spaces and the model config
+        (the learner's module and the workers' inference copy get the same)."""
         return {}
 
-    @abc.abstractmethod
+    def learner_factory(self) -> Callable[[], Learner]:
+        """A picklable constructor of one learner: called in the driver, or in each
+        learner process with ``num_learners >= 1``."""
+        cfg = self.config
+        module = functools.partial(self.module_class, self.obs_space, self.action_space,
+                                   self.model_config, **self.module_options())
+        return functools.partial(self.learner_class, module, cfg, cfg.device)
+
     def make_learner_group(self) -> LearnerGroup:
         """Build the learner group (called once, before the workers start)."""
+        return LearnerGroup(self.learner_factory(), self.config, self.runtime)
 
     def setup(self) -> None:
         """Algorithm-specific state after workers and learners exist."""
@@ -168,23 +198,16 @@ class Algorithm(abc.ABC):
         """Sample, learn, sync; returns learner metrics (keys without prefix)."""
 
     # ------------------------------------------------------------------ weights
-    def inference_module(self) -> torch.nn.Module:
-        """The module whose weights the workers run."""
-        return self.learner_group.module
-
-    def _weights_vector(self, weights: np.ndarray | None = None) -> np.ndarray:
-        """What the board holds: ``weights`` (default: the learner's), plus the
-        observation filter's state when there is one."""
-        if weights is None:
-            weights = self.learner_group.get_weights()
-        if self.obs_filter is not None:
-            weights = np.concatenate([weights, self.obs_filter.to_vector()])
-        return weights
-
     def sync_weights(self) -> None:
         """Publish the learner's weights (and observation filter) to every worker."""
         with self.timers("sync"):
-            self.board.publish(self._weights_vector())
+            self.board.publish(self.learner_group.get_weights())
+            self.publish_obs_filter()
+
+    def publish_obs_filter(self) -> None:
+        """Put the driver's observation statistics on their board (if normalising)."""
+        if self.filter_board is not None:
+            self.filter_board.publish(self.obs_filter.to_vector())
 
     def ingest_fragments(self, results: list[dict[str, Any]]) -> int:
         """Book-keeping for fresh fragments: episodes, obs statistics, step counts."""
@@ -197,11 +220,25 @@ class Algorithm(abc.ABC):
         self.env_steps_total += steps
         return steps
 
-    def schedule(self, start: float, end: float | None, kind: str = "linear") -> float:
-        """Linear interpolation from ``start`` to ``end`` over the schedule horizon."""
-        horizon = self.config.schedule_timesteps or self.stop_timesteps
-        if end is None or kind == "constant" or not horizon:
+    def schedule(self, start: float, end: float | None, kind: str = "linear",
+                 horizon: int | None = None) -> float:
+        """Linear interpolation from ``start`` to ``end`` by ``env_steps_total``.
+
+        Args:
+            start, end: the values at step 0 and at the horizon (``end=None``: constant).
+            kind: ``linear`` or ``constant``.
+            horizon: env steps to reach ``end`` (0: at once). Default: the schedule
+                horizon, ``schedule_timesteps`` or else the run's stop timesteps; with
+                neither known the value stays at ``start``.
+        """
+        if end is None or kind == "constant":
             return start
+        if horizon is None:
+            horizon = self.config.schedule_timesteps or self.stop_timesteps
+            if not horizon:
+                return start
+        if horizon <= 0:
+            return end
         frac = min(1.0, self.env_steps_total / horizon)
         return start + frac * (end - start)
 
@@ -260,34 +297,30 @@ class Algorithm(abc.ABC):
     def evaluate(self, num_episodes: int | None = None) -> dict[str, float]:
         """Greedy episodes in the driver with the current weights and frozen filter."""
         n = num_episodes or self.config.evaluation_duration
-        if self._eval_worker is None:
-            spec = self.worker_spec(num_envs=self.config.evaluation_num_envs, fragment=1)
-            self._eval_worker = RolloutWorker(spec, worker_index=0, board=None)
-        self._eval_worker.set_weights(self._weights_vector(), self.board.version)
-        out = self._eval_worker.evaluate(n)
+        out = self._driver_worker().evaluate(n)
         r = out["episode_returns"]
         return {M.EVAL_RETURN_MEAN: float(np.mean(r)), M.EVAL_RETURN_STD: float(np.std(r)),
                 M.EVAL_LEN_MEAN: float(np.mean(out["episode_lens"])),
                 "eval/episodes": float(len(r))}
 
     def compute_actions(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
-        """Actions for a batch of observations ``[B, *obs_shape]`` (greedy by default)."""
-        if self._eval_worker is None:
-            self.evaluate(1)
-        worker = self._eval_worker
-        worker.set_weights(self._weights_vector(), self.board.version)
+        """Actions for one observation or a batch ``[B, *obs_shape]``, in the env's
+        format (greedy by default; ``explore`` samples as the workers do)."""
         obs = np.asarray(obs)
         single = obs.shape == self.obs_space.shape
-        batch = obs[None] if single else obs
-        batch = worker._normalize(batch).astype(worker.obs_dtype)
-        tensor = torch.from_numpy(np.ascontiguousarray(batch))
-        if explore:
-            out = worker.policy.act(tensor, worker.generator, {"epsilon": 0.0})
-            actions = out["actions"]
-        else:
-            actions = worker.policy.greedy(tensor)
-        actions = worker.dist_spec.env_actions(actions) if hasattr(worker, "dist_spec") else actions
+        actions = self._driver_worker().compute_actions(obs[None] if single else obs, explore)
         return actions[0] if single else actions
+
+    def _driver_worker(self) -> RolloutWorker:
+        """The worker in the driver that evaluates and serves, with the current weights
+        and observation filter."""
+        if self._eval_worker is None:
+            spec = self.worker_spec(num_envs=self.config.evaluation_num_envs, fragment=1)
+            self._eval_worker = RolloutWorker(spec, worker_index=0, boards=None)
+        self._eval_worker.set_weights(self.learner_group.get_weights(), self.board.version)
+        if self.obs_filter is not None:
+            self._eval_worker.set_obs_filter(self.obs_filter.to_vector())
+        return self._eval_worker
 
     # ------------------------------------------------------------------ logging
     def attach_logger(self, logdir: str, console=None, budget_steps: int | None = None,
@@ -373,10 +406,10 @@ class Algorithm(abc.ABC):
 
         ``overrides`` change config fields (e.g. ``num_env_runners``, ``backend``).
         """
-        from rl.algorithms.registry import config_class
+        from rl.algorithms.registry import algorithm_class
 
         state = ckpt.load_state(path)
-        config = config_class(state["algo"]).from_dict(state["config"])
+        config = algorithm_class(state["algo"]).config_class.from_dict(state["config"])
         config.set(**overrides)
         algo = config.build(logdir=logdir)
         try:
@@ -396,6 +429,8 @@ class Algorithm(abc.ABC):
             self.workers.stop()
             self.learner_group.stop()
             self.board.close()
+            if self.filter_board is not None:
+                self.filter_board.close()
         finally:
             self.runtime.shutdown()
             if self.logger is not None:

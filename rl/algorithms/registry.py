@@ -1,4 +1,8 @@
-"""Algorithm registry: names used by configs, the CLI and checkpoints."""
+"""Algorithm registry: the names used by configs, the CLI and checkpoints.
+
+It maps a name to its algorithm class, and only that: each algorithm names its own
+config (``Algorithm.config_class``), and a config's ``algo_name`` is the key back here.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,11 @@ import importlib
 
 __all__ = ["ALGORITHMS", "UnknownAlgorithmError", "algorithm_class", "config_class"]
 
-# name -> (module, algorithm class, config class)
-ALGORITHMS: dict[str, tuple[str, str, str]] = {
-    "ppo": ("rl.algorithms.ppo", "PPO", "PPOConfig"),
-    "impala": ("rl.algorithms.impala", "IMPALA", "IMPALAConfig"),
-    "dqn": ("rl.algorithms.dqn", "DQN", "DQNConfig"),
+# name -> (module, algorithm class); imported on first use (each pulls in torch).
+ALGORITHMS: dict[str, tuple[str, str]] = {
+    "ppo": ("rl.algorithms.ppo", "PPO"),
+    "impala": ("rl.algorithms.impala", "IMPALA"),
+    "dqn": ("rl.algorithms.dqn", "DQN"),
 }
 
 
@@ -19,21 +23,18 @@ class UnknownAlgorithmError(ValueError):
     """An algorithm name that is not registered."""
 
 
-def _lookup(name: str) -> tuple[str, str, str]:
+def algorithm_class(name: str):
+    """The algorithm class registered as ``name`` (case-insensitive)."""
     key = name.lower()
     if key not in ALGORITHMS:
         close = difflib.get_close_matches(key, list(ALGORITHMS), n=2)
         hint = f"; did you mean {close[0]}?" if close else ""
         raise UnknownAlgorithmError(
             f"unknown algorithm {name!r}{hint} Valid algorithms: {', '.join(ALGORITHMS)}")
-    return ALGORITHMS[key]
-
-
-def algorithm_class(name: str):
-    module, cls, _ = _lookup(name)
+    module, cls = ALGORITHMS[key]
     return getattr(importlib.import_module(module), cls)
 
 
 def config_class(name: str):
-    module, _, cfg = _lookup(name)
-    return getattr(importlib.import_module(module), cfg)
+    """The config class of the algorithm registered as ``name``."""
+    return algorithm_class(name).config_class

@@ -8,9 +8,13 @@ One representation of experience: a dict of numpy columns (names in
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+
+__all__ = ["SampleBatch", "minibatches"]
+
+Column = TypeVar("Column")
 
 
 class SampleBatch(dict):
@@ -84,18 +88,6 @@ class SampleBatch(dict):
         """``[T, N, ...]`` columns to ``[T * N, ...]`` (time-major order kept)."""
         return SampleBatch({k: v.reshape((-1,) + v.shape[2:]) for k, v in self.items()})
 
-    def shuffled_minibatches(
-        self, minibatch_size: int, rng: np.random.Generator, drop_last: bool = False
-    ) -> Iterator[SampleBatch]:
-        """Yield minibatches that together cover a random permutation of the rows."""
-        n = len(self)
-        perm = rng.permutation(n)
-        for start in range(0, n, minibatch_size):
-            idx = perm[start : start + minibatch_size]
-            if drop_last and len(idx) < minibatch_size:
-                return
-            yield self[idx]
-
     def to_torch(self, device: Any = "cpu", keys: Sequence[str] | None = None) -> dict[str, Any]:
         """Columns as torch tensors on ``device`` (zero-copy on CPU where possible)."""
         import torch
@@ -112,3 +104,21 @@ class SampleBatch(dict):
     def __repr__(self) -> str:
         cols = ", ".join(f"{k}: {v.dtype}{list(v.shape)}" for k, v in self.items())
         return f"SampleBatch(count={len(self)}, {cols})"
+
+
+def minibatches(columns: Mapping[str, Column], order: Any, size: int) -> Iterator[dict[str, Column]]:
+    """Minibatches over the rows of ``columns`` in the given ``order``.
+
+    Args:
+        columns: equal-length numpy arrays or torch tensors (a ``SampleBatch`` or the
+            dict of tensors from ``SampleBatch.to_torch``).
+        order: a permutation of the row indices (numpy array or tensor); minibatch ``j``
+            is rows ``order[j * size : (j + 1) * size]``, the last one possibly shorter.
+        size: rows per minibatch.
+
+    Yields:
+        ``{column: rows}`` for each minibatch, in order.
+    """
+    for start in range(0, len(order), size):
+        idx = order[start : start + size]
+        yield {k: v[idx] for k, v in columns.items()}

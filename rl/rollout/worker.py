@@ -39,12 +39,26 @@ import torch
 from rl.data import columns as C
 from rl.envs import EnvSpec, VectorEnv, env_factory, is_image_space
 from rl.envs.normalization import RunningMeanStd
-from rl.policies import DistributionSpec, ModelConfig, num_flat_params
+from rl.policies import DistributionSpec, ModelConfig
 from rl.rollout.policy import build_inference_policy
 from rl.runtime.base import BoardReader
 from rl.runtime.shared import share
 
-__all__ = ["RolloutWorker", "WorkerSpec"]
+__all__ = ["Boards", "RolloutWorker", "WorkerSpec"]
+
+
+@dataclass(frozen=True)
+class Boards:
+    """What a worker polls before each fragment, one board per channel (picklable).
+
+    Attributes:
+        weights: the policy's flat weights.
+        obs_filter: the observation filter's ``[mean, var, count]`` vector (with
+            ``normalize_obs``), else None.
+    """
+
+    weights: BoardReader
+    obs_filter: BoardReader | None = None
 
 
 @dataclass
@@ -72,17 +86,19 @@ class RolloutWorker:
     Args:
         spec: what to build.
         worker_index: the worker's index; its sub-envs' global indices follow from it.
-        board: where to read weights (None: ``set_weights`` only).
+        boards: where to read weights and the observation filter (None: ``set_weights``
+            and ``set_obs_filter`` only).
         incarnation: how many workers held this index before (restarts); a replacement
             plays episodes of its own seed stream rather than its predecessor's.
     """
 
-    def __init__(self, spec: WorkerSpec, worker_index: int, board: BoardReader | None,
+    def __init__(self, spec: WorkerSpec, worker_index: int, boards: Boards | None,
                  incarnation: int = 0):
         self.spec = spec
         self.worker_index = worker_index
-        self.board = board
+        self.boards = boards
         self.weights_version = 0
+        self.filter_version = 0
         first = worker_index * spec.num_envs
         image = is_image_space(spec.obs_space)
         self.obs_dtype = spec.obs_space.dtype if image else np.float32
@@ -93,7 +109,6 @@ class RolloutWorker:
         self.dist_spec = DistributionSpec(spec.action_space)
         self.policy = build_inference_policy(spec.policy_kind, spec.obs_space, spec.action_space,
                                              spec.model, spec.policy_options)
-        self.num_params = num_flat_params(self.policy.module)
         seed = 0 if spec.seed is None else spec.seed
         self.generator = torch.Generator().manual_seed(
             seed * 7919 + worker_index + 104_729 * incarnation)
@@ -102,26 +117,46 @@ class RolloutWorker:
 
     # ------------------------------------------------------------------ weights
     def sync_weights(self) -> int:
-        """Load the newest weights (and observation filter) if the board moved."""
-        if self.board is None:
+        """Load the newest weights and observation filter where their boards moved."""
+        if self.boards is None:
             return self.weights_version
-        version, vector = self.board.poll(self.weights_version)
+        version, vector = self.boards.weights.poll(self.weights_version)
         if vector is not None:
-            self.policy.load_weights(vector[: self.num_params])
-            if self.obs_filter is not None:
-                self.obs_filter.load_vector(vector[self.num_params :])
+            self.policy.load_weights(vector)
             self.weights_version = version
+        if self.obs_filter is not None and self.boards.obs_filter is not None:
+            version, vector = self.boards.obs_filter.poll(self.filter_version)
+            if vector is not None:
+                self.obs_filter.load_vector(vector)
+                self.filter_version = version
         return self.weights_version
 
     def set_weights(self, vector: np.ndarray, version: int) -> None:
         """Load weights directly (used where no board exists, e.g. evaluation)."""
-        self.policy.load_weights(vector[: self.num_params])
-        if self.obs_filter is not None:
-            self.obs_filter.load_vector(vector[self.num_params :])
+        self.policy.load_weights(vector)
         self.weights_version = version
 
-    def _normalize(self, obs: np.ndarray) -> np.ndarray:
-        return obs if self.obs_filter is None else self.obs_filter.normalize(obs)
+    def set_obs_filter(self, vector: np.ndarray) -> None:
+        """Load the observation filter's vector directly (no-op without normalisation)."""
+        if self.obs_filter is not None:
+            self.obs_filter.load_vector(vector)
+
+    def normalize(self, obs: np.ndarray) -> np.ndarray:
+        """Observations as the policy sees them: filtered (with ``normalize_obs``) and
+        in the policy's input dtype."""
+        if self.obs_filter is not None:
+            obs = self.obs_filter.normalize(obs)
+        return np.ascontiguousarray(obs, self.obs_dtype)
+
+    def compute_actions(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
+        """Env actions for a batch of raw observations ``[B, *obs_shape]``: greedy, or
+        sampled as in ``sample`` (with its default request) when ``explore``."""
+        tensor = torch.from_numpy(self.normalize(obs))
+        if explore:
+            actions = self.policy.act(tensor, self.generator, {})[C.ACTIONS]
+        else:
+            actions = self.policy.greedy(tensor)
+        return self.dist_spec.env_actions(actions)
 
     # ------------------------------------------------------------------ sampling
     def sample(self, **request: Any) -> dict[str, Any]:
@@ -160,7 +195,7 @@ class RolloutWorker:
         for t in range(T):
             if raw_obs is not None:
                 raw_obs[t] = obs
-            obs_in = self._normalize(obs)
+            obs_in = self.normalize(obs)
             batch[C.OBS][t] = obs_in
             out = self.policy.act(torch.from_numpy(batch[C.OBS][t]), self.generator, request)
             for name, value in out.items():
@@ -183,11 +218,11 @@ class RolloutWorker:
             if next_obs is not None and t > 0:
                 next_obs[t - 1] = batch[C.OBS][t]
         self.obs = obs.copy()
-        last_in = self._normalize(self.obs)
+        last_in = self.normalize(self.obs)
         if next_obs is not None:
             next_obs[T - 1] = last_in
             for t, i, final in ends:
-                next_obs[t, i] = self._normalize(final)
+                next_obs[t, i] = self.normalize(final)
         if C.VF_PREDS in batch:
             batch[C.NEXT_VF_PREDS] = self._next_values(batch, last_in, ends)
         if next_obs is not None:
@@ -217,7 +252,7 @@ class RolloutWorker:
         nxt[:-1] = values[1:]
         truncated = [(t, i, f) for t, i, f in ends if batch[C.TRUNCATEDS][t, i]
                      and not batch[C.TERMINATEDS][t, i]]
-        finals = [self._normalize(f) for _, _, f in truncated]
+        finals = [self.normalize(f) for _, _, f in truncated]
         inputs = np.concatenate([last_obs] + [f[None] for f in finals], axis=0)
         v = self.policy.value(torch.from_numpy(np.ascontiguousarray(inputs, self.obs_dtype)))
         nxt[-1] = v[: len(last_obs)]
@@ -245,7 +280,7 @@ class RolloutWorker:
         quota[: num_episodes % venv.num_envs] += 1
         done_count = np.zeros(venv.num_envs, np.int64)
         while (done_count < quota).any():
-            actions = self.policy.greedy(torch.from_numpy(self._normalize(obs).astype(self.obs_dtype)))
+            actions = self.policy.greedy(torch.from_numpy(self.normalize(obs)))
             res = venv.step(self.dist_spec.env_actions(actions))
             finished = sorted(res.final_obs)
             for i, (ret, length) in zip(finished, res.episodes):

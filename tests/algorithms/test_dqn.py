@@ -255,9 +255,13 @@ def test_hard_target_updates_every_n_env_steps():
     cfg = small_config(target_network_update_freq=16, num_steps_sampled_before_learning_starts=0,
                        min_sample_timesteps_per_iteration=80)
     with cfg.build() as algo:
+        learner = algo.learner_group.local
+        copies = []
+        update_target = learner.update_target
+        learner.update_target = lambda tau=1.0: (copies.append(tau), update_target(tau))
         algo.train()
         assert algo.num_target_updates == 5  # at 16, 32, 48, 64, 80
-        assert algo.learner_group.local.num_target_updates == 5
+        assert copies == [1.0] * 5  # the learner made exactly those hard copies
 
 
 def test_polyak_updates_after_every_gradient_step():

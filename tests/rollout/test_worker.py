@@ -45,7 +45,7 @@ def test_every_episode_is_seeded_from_seed_global_index_and_episode_number():
 
 def test_worker_columns_and_bootstrap_values():
     spec = _spec("scripted-boot", num_envs=2, T=8, lengths=(3, 5), max_steps=4)
-    worker = RolloutWorker(spec, worker_index=0, board=None)
+    worker = RolloutWorker(spec, worker_index=0, boards=None)
     out = worker.sample()
     b = out["batch"]
     T, N = 8, 2
@@ -79,7 +79,7 @@ def test_worker_columns_and_bootstrap_values():
 
 def test_logp_matches_the_distribution():
     spec = _spec("scripted-logp", num_envs=3, T=5)
-    worker = RolloutWorker(spec, worker_index=1, board=None)
+    worker = RolloutWorker(spec, worker_index=1, boards=None)
     b = worker.sample()["batch"]
     obs = torch.from_numpy(b[C.OBS].reshape(-1, 2))
     logits, _ = worker.policy.module(obs)
@@ -91,7 +91,7 @@ def test_logp_matches_the_distribution():
 def test_next_obs_for_replay_uses_true_final_obs():
     spec = _spec("scripted-next", num_envs=1, T=6, lengths=(2,))
     spec.needs_next_obs = True
-    worker = RolloutWorker(spec, worker_index=0, board=None)
+    worker = RolloutWorker(spec, worker_index=0, boards=None)
     b = worker.sample()["batch"]
     obs, nxt = b[C.OBS][:, 0], b[C.NEXT_OBS][:, 0]
     for t in range(6):

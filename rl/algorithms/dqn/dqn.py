@@ -2,8 +2,8 @@
 
 Mnih et al. 2015 (Nature 518), with double Q (van Hasselt et al. 2016,
 arXiv:1509.06461), dueling heads (Wang et al. 2016, arXiv:1511.06581), prioritised
-replay (Schaul et al. 2016, arXiv:1511.05952) and n-step returns; see the DQN
-checklist in shared/REFERENCE.md.
+replay (Schaul et al. 2016, arXiv:1511.05952) and n-step returns (Sutton 1988;
+as combined in Hessel et al. 2018, "Rainbow", arXiv:1710.02298).
 
 One round of an iteration::
 
@@ -29,7 +29,7 @@ from rl.algorithms.dqn.config import DQNConfig
 from rl.algorithms.dqn.learner import TD_ERRORS, DQNLearner
 from rl.data import columns as C
 from rl.data.replay import NStepAccumulator, PrioritizedReplayBuffer, ReplayBuffer
-from rl.learner import LearnerGroup
+from rl.metrics import MetricMeans
 from rl.policies import QNetwork
 
 __all__ = ["DQN"]
@@ -44,23 +44,16 @@ class DQN(Algorithm):
 
     config_class = DQNConfig
     config: DQNConfig
+    learner_class = DQNLearner
+    # The same QNetwork layout as the workers' QPolicy: published weights match.
+    module_class = QNetwork
     action_spaces = ("Discrete",)
     policy_kind = "q"
+    needs_next_obs = True  # replay stores (s, a, r, s') transitions
 
     # ------------------------------------------------------------------ construction
-    def policy_options(self) -> dict[str, Any]:
+    def module_options(self) -> dict[str, Any]:
         return {"dueling": self.config.dueling}
-
-    def make_learner_group(self) -> LearnerGroup:
-        cfg = self.config
-        obs_space, action_space, model = self.obs_space, self.action_space, self.model_config
-
-        def learner():
-            # The same QNetwork layout as the workers' QPolicy: published weights match.
-            return DQNLearner(lambda: QNetwork(obs_space, action_space, model,
-                                               dueling=cfg.dueling), cfg, cfg.device)
-
-        return LearnerGroup(learner, cfg, self.runtime)
 
     def setup(self) -> None:
         cfg = self.config
@@ -83,10 +76,8 @@ class DQN(Algorithm):
     def epsilon(self) -> float:
         """Linear decay from epsilon_initial to epsilon_final over epsilon_timesteps."""
         cfg = self.config
-        if cfg.epsilon_timesteps == 0:
-            return cfg.epsilon_final
-        frac = min(1.0, self.env_steps_total / cfg.epsilon_timesteps)
-        return cfg.epsilon_initial + frac * (cfg.epsilon_final - cfg.epsilon_initial)
+        return self.schedule(cfg.epsilon_initial, cfg.epsilon_final,
+                             horizon=cfg.epsilon_timesteps)
 
     def beta(self) -> float:
         """Importance-weight exponent, annealed over the schedule horizon."""
@@ -96,7 +87,7 @@ class DQN(Algorithm):
     # ------------------------------------------------------------------ the loop
     def training_step(self) -> dict[str, float]:
         cfg = self.config
-        sums: dict[str, float] = {}
+        means = MetricMeans()
         num_updates = 0
         goal = self.env_steps_total + cfg.min_sample_timesteps_per_iteration
         while self.env_steps_total < goal:
@@ -109,12 +100,11 @@ class DQN(Algorithm):
             due = self.updates_due(steps_before)
             if due:
                 with self.timers("learn"):
-                    for key, value in self.learn(due).items():
-                        sums[key] = sums.get(key, 0.0) + value * due
+                    means.add(self.learn(due), weight=due)
                 num_updates += due
                 self.num_updates_total += due
                 self.sync_weights()
-        metrics = {k: v / num_updates for k, v in sums.items()} if num_updates else {}
+        metrics = means.means()
         metrics.update(epsilon=epsilon, num_updates=float(num_updates),
                        num_updates_total=float(self.num_updates_total),
                        num_target_updates=float(self.num_target_updates))
@@ -169,7 +159,7 @@ class DQN(Algorithm):
         if sync:
             self.last_target_update = self.env_steps_total
         self.num_target_updates += num_updates if cfg.tau is not None else int(sync)
-        sums: dict[str, float] = {}
+        means = MetricMeans()
         for i in range(num_updates):
             if prioritized:
                 batch = self.replay.sample(cfg.train_batch_size, self.rng, beta=beta)
@@ -179,9 +169,8 @@ class DQN(Algorithm):
             td_errors = out.pop(TD_ERRORS)
             if prioritized:
                 self.replay.update_priorities(batch[C.BATCH_INDEXES], td_errors)
-            for key, value in out.items():
-                sums[key] = sums.get(key, 0.0) + value
-        out = {k: v / num_updates for k, v in sums.items()}
+            means.add(out)
+        out = means.means()
         if prioritized:
             out["beta"] = float(beta)
         return out

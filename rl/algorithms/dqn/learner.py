@@ -39,7 +39,6 @@ class DQNLearner(Learner):
         self.target.requires_grad_(False)
         self.settings = DQNLossSettings(double_q=config.double_q,
                                         loss_fn=config.td_error_loss_fn)
-        self.num_target_updates = 0
         self._params = list(self.module.parameters())
 
     def make_optimizer(self) -> torch.optim.Optimizer:
@@ -86,7 +85,6 @@ class DQNLearner(Learner):
                 t.copy_(o)
             else:
                 t.lerp_(o, tau)
-        self.num_target_updates += 1
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
@@ -97,13 +95,6 @@ class DQNLearner(Learner):
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
         self.target.load_state_dict(state["target"])
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"num_updates": self.num_updates, "num_target_updates": self.num_target_updates}
-
-    def load_extra_state(self, extra: dict[str, Any]) -> None:
-        super().load_extra_state(extra)
-        self.num_target_updates = int(extra.get("num_target_updates", 0))
 
     def target_weights(self) -> np.ndarray:
         """The target network's flat weights (tests, debugging)."""

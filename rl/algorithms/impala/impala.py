@@ -39,9 +39,6 @@ from rl.algorithms.impala.learner import IMPALALearner, LearnerRunner, LockedLea
 from rl.algorithms.impala.queue import LearnerQueue, PolicyLag, QueuedBatch
 from rl.algorithms.impala.resume import pack_state, unpack_state
 from rl.data import columns as C
-from rl.learner import LearnerGroup
-from rl.policies import ActorCritic
-from rl.rollout import WorkerSpec
 from rl.runtime import shared
 
 __all__ = ["IMPALA"]
@@ -59,24 +56,15 @@ class IMPALA(Algorithm):
 
     config_class = IMPALAConfig
     config: IMPALAConfig
+    learner_class = IMPALALearner
     learner_group: LockedLearnerGroup
+    # The learner recomputes V(x_T) and V(final obs) with its own value function.
+    needs_next_obs = True
 
-    def make_learner_group(self) -> LearnerGroup:
-        cfg = self.config
-        obs_space, action_space, model = self.obs_space, self.action_space, self.model_config
-
-        def learner():
-            return IMPALALearner(lambda: ActorCritic(obs_space, action_space, model), cfg,
-                                 cfg.device)
-
+    def make_learner_group(self) -> LockedLearnerGroup:
         # Learners split a time-major batch by env columns (whole unrolls).
-        return LockedLearnerGroup(learner, cfg, self.runtime, shard_axis=1)
-
-    def worker_spec(self, num_envs: int | None = None, fragment: int | None = None) -> WorkerSpec:
-        spec = super().worker_spec(num_envs, fragment)
-        # The learner recomputes V(x_T) and V(final obs) with its own value function.
-        spec.needs_next_obs = True
-        return spec
+        return LockedLearnerGroup(self.learner_factory(), self.config, self.runtime,
+                                  shard_axis=1)
 
     def setup(self) -> None:
         cfg = self.config
@@ -94,7 +82,7 @@ class IMPALA(Algorithm):
         # Learner processes read fragments straight from the object store: the workers
         # share them (rl.runtime.shared) and the driver moves only the handles.
         self.share_batches = cfg.num_learners >= 1
-        self._published = self._weights_vector()  # the board's vector, for checkpoints
+        self._published = self.learner_group.get_weights()  # the board's, for checkpoints
         self._restored_board: tuple[np.ndarray, int] | None = None
 
     def _hyper(self) -> dict[str, float]:
@@ -105,7 +93,7 @@ class IMPALA(Algorithm):
     # ------------------------------------------------------------------ weights
     def sync_weights(self, snapshot: tuple[np.ndarray, int] | None = None,
                      version: int | None = None) -> None:
-        """Publish learner weights (and the observation filter); record their version.
+        """Publish learner weights and the observation filter; record the weights' version.
 
         Args:
             snapshot: ``(weights, learner updates)`` taken by the learner; None reads
@@ -117,9 +105,9 @@ class IMPALA(Algorithm):
                 with self.learner_group.lock:
                     snapshot = (self.learner_group.get_weights(), self.runner.updates)
             weights, updates = snapshot
-            weights = self._weights_vector(weights)
             self.lag.record_publish(self.board.publish(weights, version=version), updates)
             self._published = weights
+            self.publish_obs_filter()
 
     # ------------------------------------------------------------------ the loop
     def _fill_requests(self) -> None:
@@ -256,6 +244,7 @@ class IMPALA(Algorithm):
             if new != version:  # the fresh board is already past it: alias the version
                 self.lag.record_publish(new, self.lag.updates_at(version))
             self._published = weights
+            self.publish_obs_filter()
 
     # ------------------------------------------------------------------ shutdown
     def stop(self) -> None:

@@ -48,6 +48,7 @@ from rl.algorithms.impala.queue import LearnerQueue, MetricsWindow, PolicyLag, Q
 from rl.data import SampleBatch
 from rl.data import columns as C
 from rl.learner import Learner, LearnerGroup
+from rl.metrics import MetricMeans
 from rl.runtime import shared
 
 __all__ = ["IMPALALearner", "LearnerRunner", "LockedLearnerGroup", "stack_fragments"]
@@ -122,8 +123,7 @@ class IMPALALearner(Learner):
         T, N = batch[C.REWARDS].shape
         cols = N if cfg.minibatch_size is None else max(1, cfg.minibatch_size // T)
         whole = loss_inputs(batch, self.device) if cols >= N else None
-        sums: dict[str, float] = {}
-        steps = 0
+        means = MetricMeans()
         for _ in range(cfg.num_epochs):
             if whole is not None:
                 parts = [whole]
@@ -135,10 +135,8 @@ class IMPALALearner(Learner):
             for tensors in parts:
                 loss, metrics = impala_loss(self.module, tensors, settings)
                 metrics["grad_norm"] = self.apply_loss(loss)
-                for k, v in metrics.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                steps += 1
-        out = {k: v / max(steps, 1) for k, v in sums.items()}
+                means.add(metrics)
+        out = means.means()
         out["lr"] = self.optimizer.param_groups[0]["lr"]
         out["entropy_coeff"] = settings.entropy_coeff
         return out

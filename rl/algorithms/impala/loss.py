@@ -23,6 +23,7 @@ import torch
 
 from rl.data import columns as C
 from rl.data.returns import vtrace_torch
+from rl.metrics import explained_variance
 from rl.policies import ActorCritic
 
 __all__ = ["BOOTSTRAP_OBS", "FINAL_INDEX", "FINAL_OBS", "IMPALALossSettings", "impala_loss"]
@@ -100,7 +101,6 @@ def impala_loss(module: ActorCritic, batch: dict[str, torch.Tensor],
 
     with torch.no_grad():
         log_rho = target_logp - batch[C.LOGP]
-        var_vs = vs.var()
         metrics = {
             "policy_loss": policy_loss.detach(),
             "vf_loss": vf_loss.detach(),
@@ -109,8 +109,7 @@ def impala_loss(module: ActorCritic, batch: dict[str, torch.Tensor],
             "approx_kl": (-log_rho).mean(),
             "mean_is_ratio": log_rho.exp().mean(),
             "rho_clip_frac": (log_rho.exp() > s.clip_rho_threshold).float().mean(),
-            "explained_variance": 1.0 - (vs - values).var() / var_vs if var_vs > 0
-            else torch.tensor(float("nan")),
+            "explained_variance": explained_variance(values, vs),
             "value_mean": values.mean(),
         }
     return loss, metrics

@@ -21,6 +21,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from rl.metrics import MetricMeans
+
 __all__ = ["LearnerQueue", "MetricsWindow", "PolicyLag", "QueuedBatch"]
 
 
@@ -162,12 +164,11 @@ class PolicyLag:
 
 
 class MetricsWindow:
-    """Sums of learner metrics and time spent updating since the last pop; thread-safe."""
+    """Learner metrics and time spent updating since the last pop; thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._sums: dict[str, float] = {}
-        self._updates = 0
+        self._means = MetricMeans()
         self._busy_s = 0.0
         self._lags: list[int] = []
         self._since = time.perf_counter()
@@ -180,9 +181,7 @@ class MetricsWindow:
         pop never reports an update's losses without its lags or the other way round.
         """
         with self._lock:
-            for k, v in metrics.items():
-                self._sums[k] = self._sums.get(k, 0.0) + float(v)
-            self._updates += 1
+            self._means.add(metrics)
             self._busy_s += seconds
             self._lags.extend(lags or ())
 
@@ -191,11 +190,11 @@ class MetricsWindow:
         ``busy_frac`` (share of the window's wall time the learner spent updating) and
         ``policy_lag_mean`` / ``policy_lag_max`` (nan when the window saw no update)."""
         with self._lock:
-            sums, n, busy, lags = self._sums, self._updates, self._busy_s, self._lags
+            n, busy, lags = self._means.count, self._busy_s, self._lags
+            out = self._means.pop()
             now = time.perf_counter()
             elapsed, self._since = max(now - self._since, 1e-9), now
-            self._sums, self._updates, self._busy_s, self._lags = {}, 0, 0.0, []
-        out = {k: v / n for k, v in sums.items()} if n else {}
+            self._busy_s, self._lags = 0.0, []
         out["policy_lag_mean"] = sum(lags) / len(lags) if lags else float("nan")
         out["policy_lag_max"] = float(max(lags)) if lags else float("nan")
         out["updates"] = float(n)

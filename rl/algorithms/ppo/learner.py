@@ -19,19 +19,14 @@ import torch
 
 from rl.algorithms.ppo.loss import PPOLossSettings, ppo_loss
 from rl.checkpoint import rng_from_plain, rng_to_plain
-from rl.data import SampleBatch
+from rl.data import SampleBatch, minibatches
 from rl.data import columns as C
 from rl.learner import Learner
+from rl.metrics import MetricMeans, explained_variance
 
-__all__ = ["PPOLearner", "explained_variance"]
+__all__ = ["PPOLearner"]
 
 _COLUMNS = (C.OBS, C.ACTIONS, C.LOGP, C.VF_PREDS, C.ADVANTAGES, C.VALUE_TARGETS)
-
-
-def explained_variance(pred: np.ndarray, target: np.ndarray) -> float:
-    """``1 - Var(target - pred) / Var(target)``; nan when the target is constant."""
-    var = float(np.var(target))
-    return float("nan") if var == 0 else 1.0 - float(np.var(target - pred)) / var
 
 
 class PPOLearner(Learner):
@@ -58,33 +53,27 @@ class PPOLearner(Learner):
             normalize_advantages=cfg.normalize_advantages and self.world_size == 1,
         )
         normalize_across = cfg.normalize_advantages and self.world_size > 1
-        n, mbs = len(batch), cfg.minibatch_size
-        sums: dict[str, float] = {}
-        count = 0
+        means = MetricMeans()
         epochs_run = 0
         for _ in range(cfg.num_epochs):
-            perm = torch.from_numpy(self.epoch_order(n)).to(self.device)
+            order = torch.from_numpy(self.epoch_order(len(batch))).to(self.device)
             epoch_kl = []
-            for start in range(0, n, mbs):
-                idx = perm[start : start + mbs]
-                mb = {k: v[idx] for k, v in tensors.items()}
+            for mb in minibatches(tensors, order, cfg.minibatch_size):
                 if normalize_across:
                     mb[C.ADVANTAGES] = self._normalize_across(mb[C.ADVANTAGES])
                 loss, metrics = ppo_loss(self.module, mb, settings)
                 metrics["grad_norm"] = self.apply_loss(loss)
-                for k, v in metrics.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                count += 1
+                means.add(metrics)
                 epoch_kl.append(float(metrics["approx_kl"]))
             epochs_run += 1
             if cfg.target_kl is not None and \
                     float(self.all_reduce_mean([np.mean(epoch_kl)])[0]) > 1.5 * cfg.target_kl:
                 break
-        if self.world_size > 1 and sums:
-            # Every rank ran the same minibatches; ranks agree on the averaged sums.
-            keys = sorted(sums)
-            sums = dict(zip(keys, self.all_reduce_mean([sums[k] for k in keys]).tolist()))
-        out = {k: v / max(count, 1) for k, v in sums.items()}
+        out = means.means()
+        if self.world_size > 1 and out:
+            # Every rank ran the same minibatches; ranks agree on the averaged means.
+            keys = sorted(out)
+            out = dict(zip(keys, self.all_reduce_mean([out[k] for k in keys]).tolist()))
         if self.kl_coeff > 0:
             # Adaptive KL penalty (Schulman et al. 2017, sec. 4).
             if out["kl"] > 2.0 * cfg.kl_target:

@@ -1,7 +1,9 @@
 """PPO: synchronous sampling from every worker, GAE, epochs of minibatch SGD.
 
 Schulman et al. 2017 (arXiv:1707.06347), with the implementation details of
-Huang et al. 2022 (see the PPO checklist in shared/REFERENCE.md).
+Huang et al. 2022, "The 37 Implementation Details of Proximal Policy Optimization"
+(ICLR blog track): orthogonal initialisation, advantage normalisation per minibatch,
+clipped value loss, global gradient clipping, learning-rate annealing.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from rl.data import SampleBatch
 from rl.data import columns as C
 from rl.data.returns import compute_gae
 from rl.envs.normalization import RewardScaler
-from rl.learner import LearnerGroup
-from rl.policies import ActorCritic
 
 __all__ = ["PPO", "fragments_to_train_batch"]
 
@@ -52,15 +52,7 @@ class PPO(Algorithm):
 
     config_class = PPOConfig
     config: PPOConfig
-
-    def make_learner_group(self) -> LearnerGroup:
-        cfg = self.config
-        obs_space, action_space, model = self.obs_space, self.action_space, self.model_config
-
-        def learner():
-            return PPOLearner(lambda: ActorCritic(obs_space, action_space, model), cfg, cfg.device)
-
-        return LearnerGroup(learner, cfg, self.runtime)
+    learner_class = PPOLearner
 
     def setup(self) -> None:
         self.reward_scaler = RewardScaler(self.config.gamma) if self.config.normalize_rewards \
