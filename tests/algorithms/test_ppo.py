@@ -91,8 +91,8 @@ def test_ppo_loss_against_hand_computation():
     assert float(m["clip_frac"]) == 0.5
 
 
-@pytest.mark.parametrize("env", ["Pendulum-v1", "tests.algorithms.envs:MultiDiscreteEnv",
-                                 "tests.algorithms.envs:ImageEnv"])
+@pytest.mark.parametrize("env", ["Pendulum-v1", "tests.toy_envs:MultiDiscreteEnv",
+                                 "tests.toy_envs:ImageEnv"])
 def test_action_and_observation_spaces(env):
     with small(env=env, backend="process").build() as algo:
         r = algo.train()
@@ -109,7 +109,7 @@ def test_unsupported_action_space_fails_before_processes():
     from rl.envs import UnsupportedSpaceError
 
     with pytest.raises(UnsupportedSpaceError, match="MultiBinary"):
-        small(env="tests.algorithms.envs:MultiBinaryActionEnv", backend="process").build()
+        small(env="tests.toy_envs:MultiBinaryActionEnv", backend="process").build()
 
 
 def test_checkpoint_resumes_counters_optimizer_and_filter(tmp_path):
