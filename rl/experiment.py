@@ -8,6 +8,11 @@ A tuned example is a YAML file::
     stop: {env_steps_total: 100000, episode_return_mean: 475}
     pass: {episode_return_mean: 475}          # optional: the learning criterion
     reference: {value: "500 ± 0", budget: 100000, source: rl-baselines3-zoo}
+    ci: {seeds: [0, 1, 2]}                    # optional: the learning tests run these seeds
+
+An example with ``ci`` is run by the learning tests (``tests/test_learning.py``) once
+per listed seed, and must reach every ``pass`` criterion within its
+``stop.env_steps_total`` budget; it therefore needs both.
 
 ``fit()`` runs iterations until a stop criterion holds, writes periodic checkpoints,
 and on Ctrl-C / SIGTERM, or when workers fail past their restart budget, stops at the
@@ -88,6 +93,29 @@ class TunedExample:
     stop: Stop
     pass_criteria: dict[str, float] = field(default_factory=dict)
     reference: dict[str, Any] = field(default_factory=dict)
+    ci_seeds: tuple[int, ...] = ()
+    """The seeds the learning tests run (``ci: {seeds: [...]}``); empty: not in CI."""
+
+
+def _ci_seeds(path: str, ci: Any, pass_criteria: dict[str, Any], stop: Stop) -> tuple[int, ...]:
+    """Validate the ``ci`` key: ``{seeds: [distinct ints >= 0, ...]}``."""
+    if ci is None:
+        return ()
+    if not isinstance(ci, dict) or set(ci) != {"seeds"}:
+        raise ConfigError(f"{path}: ci must be a mapping with exactly one key, seeds "
+                          f"(e.g. ci: {{seeds: [0, 1, 2]}}); got {ci!r}")
+    seeds = ci["seeds"]
+    if not isinstance(seeds, list) or not seeds or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise ConfigError(f"{path}: ci.seeds must be a non-empty list of integers >= 0; "
+                          f"got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{path}: ci.seeds lists a seed twice: {seeds}")
+    if not pass_criteria:
+        raise ConfigError(f"{path}: an example with ci needs pass criteria to check")
+    if stop.env_steps_total is None:
+        raise ConfigError(f"{path}: an example with ci needs a stop.env_steps_total budget")
+    return tuple(seeds)
 
 
 def load_example(path: str) -> TunedExample:
@@ -101,10 +129,11 @@ def load_example(path: str) -> TunedExample:
             raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with algo, env, config, stop")
-    unknown = set(data) - {"algo", "env", "config", "stop", "pass", "reference", "description"}
+    unknown = set(data) - {"algo", "env", "config", "stop", "pass", "reference", "ci",
+                           "description"}
     if unknown:
         raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)}; valid: algo, env, "
-                          "config, stop, pass, reference, description")
+                          "config, stop, pass, reference, ci, description")
     for key in ("algo", "env"):
         if key not in data:
             raise ConfigError(f"{path}: missing required key {key!r}")
@@ -113,10 +142,12 @@ def load_example(path: str) -> TunedExample:
         cfg.set(env=data["env"])
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
-    return TunedExample(path=path, algo=data["algo"], env=data["env"], config=cfg,
-                        stop=Stop.from_dict(data.get("stop")),
-                        pass_criteria=dict(data.get("pass") or {}),
-                        reference=dict(data.get("reference") or {}))
+    stop = Stop.from_dict(data.get("stop"))
+    pass_criteria = dict(data.get("pass") or {})
+    return TunedExample(path=path, algo=data["algo"], env=data["env"], config=cfg, stop=stop,
+                        pass_criteria=pass_criteria,
+                        reference=dict(data.get("reference") or {}),
+                        ci_seeds=_ci_seeds(path, data.get("ci"), pass_criteria, stop))
 
 
 def fit(algo, stop: Stop, checkpoint_every: int = 0, checkpoint_at_end: bool = True,

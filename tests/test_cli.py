@@ -17,7 +17,7 @@ from rl.cli import main
     (["train", "--algo", "ppo", "--env", "CartPole-v1", "--set", "lr=fast"], "lr: expected float"),
     (["train", "--algo", "ppo", "--env", "CartPole-v1", "--set", "gamma=2"], "gamma must be <= 1.0"),
     (["train", "-f", "/nonexistent/example.yaml"], "does not exist"),
-    (["train", "--algo", "ppo", "--env", "tests.algorithms.envs:MultiBinaryActionEnv"],
+    (["train", "--algo", "ppo", "--env", "tests.toy_envs:MultiBinaryActionEnv"],
      "cannot handle action space"),
     (["train", "--algo", "ppo"], "missing --env"),
     (["evaluate", "/nonexistent/ckpt"], "not a checkpoint directory"),

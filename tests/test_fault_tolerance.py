@@ -29,8 +29,8 @@ from rl.runtime import shm
 from tests.conftest import pid_alive, wait_gone
 
 REPO = Path(__file__).resolve().parents[1]
-FLAKY = "tests.faulty_envs:FlakyCartPole"
-HANGING = "tests.faulty_envs:HangingCartPole"
+FLAKY = "tests.toy_envs:FlakyCartPole"
+HANGING = "tests.toy_envs:HangingCartPole"
 
 
 def small(backend="process", runners=2, env="CartPole-v1", **kw) -> PPOConfig:
@@ -151,7 +151,7 @@ def test_cli_exits_1_with_a_checkpoint_past_the_restart_budget(tmp_path, capsys)
 
 def test_worker_discards_the_rows_of_a_broken_episode():
     from rl.envs import register_env
-    from tests.faulty_envs import FlakyCartPole
+    from tests.toy_envs import FlakyCartPole
 
     register_env("flaky-rows", lambda cfg: FlakyCartPole(**cfg))
     env = FlakyCartPole()
@@ -180,7 +180,7 @@ def test_worker_discards_the_rows_of_a_broken_episode():
 
 
 def test_a_failing_reset_recreates_the_sub_env_or_raises():
-    from tests.faulty_envs import FlakyResetCartPole
+    from tests.toy_envs import FlakyResetCartPole
 
     venv = VectorEnv(FlakyResetCartPole, 2, seed=0, restart_failed=True)
     venv.reset()
@@ -415,7 +415,7 @@ def test_vector_env_state_replays_atari_games_across_lost_lives():
 
 
 def test_vector_env_reports_envs_it_could_not_replay():
-    from tests.faulty_envs import NoisyResetEnv
+    from tests.toy_envs import NoisyResetEnv
 
     venv = VectorEnv(NoisyResetEnv, 2, seed=1)
     venv.reset()

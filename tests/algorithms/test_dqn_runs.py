@@ -6,7 +6,6 @@ import json
 import math
 import os
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -68,30 +67,10 @@ def test_workers_act_with_the_published_online_weights():
         np.testing.assert_array_equal(algo.compute_actions(obs), q.argmax(-1).numpy())
 
 
-class TinyImageEnv(gym.Env):
-    """84x84x4 uint8 frames; reward 1 for action 0; episodes of 10 steps."""
-
-    observation_space = gym.spaces.Box(0, 255, (84, 84, 4), np.uint8)
-    action_space = gym.spaces.Discrete(3)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self._frame(), {}
-
-    def _frame(self):
-        return self.np_random.integers(0, 256, (84, 84, 4), dtype=np.uint8)
-
-    def step(self, action):
-        self.t += 1
-        return self._frame(), float(action == 0), False, self.t >= 10, {}
-
-
 def test_image_observations_use_the_cnn_and_replay_uint8():
-    rl.register_env("dqn-tiny-image", lambda cfg: TinyImageEnv())
     cfg = small_config(model_hiddens=[32], train_batch_size=4, replay_buffer_capacity=200,
                        min_sample_timesteps_per_iteration=24)
-    cfg.set(env="dqn-tiny-image")
+    cfg.set(env="tests.toy_envs:ImageEnv")
     with cfg.build() as algo:
         assert isinstance(algo.learner_group.module.trunk, NatureCNN)
         result = algo.train()

@@ -21,8 +21,8 @@ from rl.data import columns as C
 from rl.policies import ActorCritic, ModelConfig
 from rl.runtime import shm
 
-MATCH = "tests.algorithms.impala_envs:MatchBitsEnv"
-FLASH = "tests.algorithms.impala_envs:FlashEnv"
+MATCH = "tests.toy_envs:MatchBitsEnv"
+FLASH = "tests.toy_envs:FlashEnv"
 KEYS = ("training_iteration", "env_steps_total", "episode_return_mean", "env_steps_per_s",
         "learner/num_updates", "learner/updates_per_s", "learner/busy_frac", "learner/policy_lag_mean",
         "learner/policy_lag_max", "learner/queue_depth", "learner/dropped_env_steps",

@@ -1,10 +1,11 @@
 """IMPALA bookkeeping as plain classes: the bounded learner queue, policy lag, metrics."""
 
 import threading
-import time
+from types import SimpleNamespace
 
 import pytest
 
+from rl.algorithms.impala import queue as queue_module
 from rl.algorithms.impala.queue import LearnerQueue, MetricsWindow, PolicyLag, QueuedBatch
 
 
@@ -29,20 +30,28 @@ def test_queue_is_fifo_and_drops_the_oldest_when_full():
 def test_queue_get_blocks_until_put_and_close_wakes_waiters():
     q = LearnerQueue(1)
     got = []
-    consumer = threading.Thread(target=lambda: got.append(q.get(timeout=5)))
+
+    def get_one(done: threading.Event) -> None:
+        got.append(q.get(timeout=None))
+        done.set()
+
+    returned = threading.Event()
+    consumer = threading.Thread(target=get_one, args=(returned,))
     consumer.start()
-    time.sleep(0.05)
+    assert not returned.wait(0.05)  # an empty queue blocks the get
     q.put(batch("x"))
-    consumer.join(2)
+    assert returned.wait(5)
+    consumer.join(5)
     assert got[0].fragments[0]["name"] == "x"
 
-    waiter = threading.Thread(target=lambda: got.append(q.get(timeout=None)))
+    woken = threading.Event()
+    waiter = threading.Thread(target=get_one, args=(woken,))
     waiter.start()
-    time.sleep(0.05)
-    start = time.monotonic()
+    assert not woken.wait(0.05)
     q.close()
-    waiter.join(2)
-    assert not waiter.is_alive() and got[1] is None and time.monotonic() - start < 1
+    assert woken.wait(5)  # no timeout was given: only close() can end that get
+    waiter.join(5)
+    assert not waiter.is_alive() and got[1] is None
     q.put(batch("late"))
     assert q.get(timeout=0) is None  # a closed queue hands nothing out
 
@@ -87,50 +96,102 @@ def test_policy_lag_forgets_old_versions_but_stays_bounded():
     assert lag.lag(0, 5) == 0  # never negative
 
 
-def test_metrics_window_means_and_rate():
+def test_metrics_window_means_and_rate(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(queue_module, "time", SimpleNamespace(perf_counter=lambda: now[0]))
     window = MetricsWindow()
     window.add({"loss": 1.0, "entropy": 0.5}, seconds=0.0)
     window.add({"loss": 3.0, "entropy": 0.7}, seconds=1e-6)
-    time.sleep(0.01)
+    now[0] += 2.0
     out = window.pop()
     assert out["loss"] == 2.0 and out["entropy"] == pytest.approx(0.6)
-    assert out["updates"] == 2 and out["updates_per_s"] > 0
-    assert 0 < out["busy_frac"] < 0.01
+    assert out["updates"] == 2 and out["updates_per_s"] == pytest.approx(1.0)
+    assert out["busy_frac"] == pytest.approx(1e-6 / 2.0)
+    now[0] += 0.5
     again = window.pop()
-    assert again["updates"] == 0 and "loss" not in again
+    assert again["updates"] == 0 and "loss" not in again and again["updates_per_s"] == 0.0
+
+
+class GatedGroup:
+    """A learner whose first update holds until ``finish_first`` is set."""
+
+    lock = threading.RLock()
+
+    def __init__(self, total: int):
+        self.total = total
+        self.trained = 0
+        self.first_started = threading.Event()
+        self.finish_first = threading.Event()
+        self.later_started = threading.Event()
+        self.all_trained = threading.Event()
+
+    def update_fragments(self, fragments, columns, **hyper):
+        if self.trained == 0:
+            self.first_started.set()
+            assert self.finish_first.wait(10)
+        else:
+            self.later_started.set()
+        self.trained += 1
+        if self.trained == self.total:
+            self.all_trained.set()
+        return {"loss": 1.0}
+
+    def get_weights(self):
+        return None
+
+
+class GatedQueue(LearnerQueue):
+    """Holds the runner before it looks for its second batch until ``gate`` is set, so
+    that a pause requested during the first update is granted before the second."""
+
+    def __init__(self, maxsize: int):
+        super().__init__(maxsize)
+        self.gate = threading.Event()
+        self.looks = 0
+
+    def wait_ready(self, timeout=None):
+        self.looks += 1
+        if self.looks > 1:
+            self.gate.wait()
+        return super().wait_ready(timeout)
 
 
 def test_a_paused_runner_leaves_every_batch_either_queued_or_trained():
     from rl.algorithms.impala.learner import LearnerRunner
 
-    class SlowGroup:
-        lock = threading.RLock()
-        trained = 0
+    group, queue = GatedGroup(total=5), GatedQueue(10)
+    for i in range(5):
+        queue.put(batch(str(i), 10, versions=(0,)))
+    runner = LearnerRunner(group, queue, PolicyLag(), dict, broadcast_interval=1000, columns=1)
+    inside, leave = threading.Event(), threading.Event()
+    seen = {}
 
-        def update_fragments(self, fragments, columns, **hyper):
-            time.sleep(0.05)
-            SlowGroup.trained += 1
-            return {"loss": 1.0}
+    def pause() -> None:
+        with runner.paused():
+            seen.update(trained=group.trained, queued=len(queue), updates=runner.updates)
+            inside.set()
+            leave.wait(10)
 
-        def get_weights(self):
-            return None
-
-    queue = LearnerQueue(10)
-    runner = LearnerRunner(SlowGroup(), queue, PolicyLag(), dict, broadcast_interval=1000,
-                           columns=1)
+    pauser = threading.Thread(target=pause)
     runner.start()
     try:
-        for i in range(5):
-            queue.put(batch(str(i), 10, versions=(0,)))
-        time.sleep(0.07)  # an update is under way
-        with runner.paused():
-            trained, queued = SlowGroup.trained, len(queue)
-            assert trained + queued == 5 and runner.updates == trained
-            time.sleep(0.2)  # nothing moves while paused
-            assert (SlowGroup.trained, len(queue)) == (trained, queued)
-        deadline = time.monotonic() + 5
-        while SlowGroup.trained < 5 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert SlowGroup.trained == 5 and runner.env_steps_trained == 50
+        assert group.first_started.wait(5)  # an update is under way
+        pauser.start()
+        assert not inside.wait(0.05)  # the pause waits for the update in progress
+        group.finish_first.set()
+        assert inside.wait(5)
+        assert seen == {"trained": 1, "queued": 4, "updates": 1}
+        queue.gate.set()  # the runner may look for the next batch now ...
+        assert not group.later_started.wait(0.1)  # ... but nothing moves while paused
+        assert (group.trained, len(queue)) == (1, 4)
+        leave.set()
+        pauser.join(5)
+        assert group.all_trained.wait(5)
+        runner.stop()  # joins the thread: the last update's counters are written
+        runner.check()
+        assert group.trained == 5 and runner.env_steps_trained == 50
     finally:
+        group.finish_first.set()
+        queue.gate.set()
+        leave.set()
         runner.stop()

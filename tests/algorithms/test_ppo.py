@@ -1,10 +1,12 @@
 """PPO: loss details, backends, spaces, checkpoints, evaluation and serving."""
 
 import json
+import math
 import os
 import subprocess
 import sys
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from rl import Algorithm, PPOConfig
 from rl.algorithms.ppo.loss import PPOLossSettings, ppo_loss
 from rl.algorithms.ppo.ppo import fragments_to_train_batch
 from rl.data import columns as C
+from rl.policies import DistributionSpec
 
 KEYS = ("training_iteration", "env_steps_total", "episodes_total", "episode_return_mean",
         "episode_return_max", "episode_len_mean", "env_steps_per_s", "time_total_s",
@@ -91,8 +94,56 @@ def test_ppo_loss_against_hand_computation():
     assert float(m["clip_frac"]) == 0.5
 
 
-@pytest.mark.parametrize("env", ["Pendulum-v1", "tests.algorithms.envs:MultiDiscreteEnv",
-                                 "tests.algorithms.envs:ImageEnv"])
+class FixedOutputs(torch.nn.Module):
+    """An actor-critic whose outputs are its parameters: logits [B, 2] and values [B]."""
+
+    def __init__(self, logits: torch.Tensor, values: torch.Tensor):
+        super().__init__()
+        self.logits = torch.nn.Parameter(logits.clone())
+        self.values = torch.nn.Parameter(values.clone())
+        self.dist_spec = DistributionSpec(gym.spaces.Discrete(2))
+
+    def forward(self, obs):
+        return self.logits, self.values
+
+
+def test_value_clipping_against_hand_computation():
+    # PPO's clipped value loss (Schulman et al. 2017, as in the OpenAI baselines
+    # implementation): 0.5 * mean(max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2)).
+    # Four rows, c = 0.2; V - V_old (the move since sampling) and R - V:
+    #   row  V - V_old  R - V   unclipped  clipped                        max
+    #   0     0.5        1.0    1.0        (0.2 - 0.5 - 1.0)^2 = 1.69     1.69  (clipped)
+    #   1    -0.05      -2.0    4.0        (-0.05 + 0.05 + 2.0)^2 = 4.0   4.0   (inside)
+    #   2     0.3       -0.5    0.25       (0.2 - 0.3 + 0.5)^2 = 0.16     0.25  (unclipped)
+    #   3    -1.0        0.0    0.0        (-0.2 + 1.0 - 0.0)^2 = 0.64    0.64  (clipped)
+    values = torch.tensor([1.0, -2.0, 0.5, 3.0])
+    moved = torch.tensor([0.5, -0.05, 0.3, -1.0])
+    to_target = torch.tensor([1.0, -2.0, -0.5, 0.0])
+    module = FixedOutputs(torch.zeros(4, 2), values)
+    actions = torch.tensor([0, 1, 0, 1])
+    mb = {C.OBS: torch.zeros(4, 1), C.ACTIONS: actions, C.LOGP: torch.full((4,), -math.log(2)),
+          C.VF_PREDS: values - moved, C.ADVANTAGES: torch.ones(4),
+          C.VALUE_TARGETS: values + to_target}
+    s = PPOLossSettings(0.2, 0.2, vf_loss_coeff=0.5, entropy_coeff=0.0, kl_coeff=0.0,
+                        normalize_advantages=False)
+    loss, m = ppo_loss(module, mb, s)
+    expected_vf = 0.5 * (1.69 + 4.0 + 0.25 + 0.64) / 4
+    assert float(m["vf_loss"]) == pytest.approx(expected_vf, rel=1e-6)
+    # Ratio 1 everywhere (uniform logits, logp = log 1/2): policy loss -mean(adv) = -1.
+    assert float(m["policy_loss"]) == pytest.approx(-1.0, rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(-1.0 + 0.5 * expected_vf, rel=1e-6)
+    # Where the clipped term wins, the value gets no gradient (the clipped value is
+    # constant once V - V_old is past the clip); elsewhere d/dV = coeff * 0.5 * 2 (V - R) / B.
+    loss.backward()
+    expected_grad = 0.5 * 0.5 * 2 * -to_target / 4 * torch.tensor([0.0, 1.0, 1.0, 0.0])
+    torch.testing.assert_close(module.values.grad, expected_grad)
+    # Without clipping the same rows give the plain squared error.
+    _, plain = ppo_loss(module, mb, PPOLossSettings(0.2, None, 0.5, 0.0, 0.0, False))
+    assert float(plain["vf_loss"]) == pytest.approx(0.5 * (1.0 + 4.0 + 0.25 + 0.0) / 4, rel=1e-6)
+
+
+@pytest.mark.parametrize("env", ["Pendulum-v1", "tests.toy_envs:MultiDiscreteEnv",
+                                 "tests.toy_envs:ImageEnv"])
 def test_action_and_observation_spaces(env):
     with small(env=env, backend="process").build() as algo:
         r = algo.train()
@@ -109,7 +160,7 @@ def test_unsupported_action_space_fails_before_processes():
     from rl.envs import UnsupportedSpaceError
 
     with pytest.raises(UnsupportedSpaceError, match="MultiBinary"):
-        small(env="tests.algorithms.envs:MultiBinaryActionEnv", backend="process").build()
+        small(env="tests.toy_envs:MultiBinaryActionEnv", backend="process").build()
 
 
 def test_checkpoint_resumes_counters_optimizer_and_filter(tmp_path):

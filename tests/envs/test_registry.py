@@ -13,21 +13,7 @@ from rl.envs import (
     prepare_observation_space,
     resolve_env,
 )
-
-
-class ConfigurableEnv(gym.Env):
-    """An env class importable as tests.envs.test_registry:ConfigurableEnv."""
-
-    def __init__(self, size: int = 3):
-        self.observation_space = gym.spaces.Box(-1, 1, (size,), np.float32)
-        self.action_space = gym.spaces.Discrete(2)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return np.zeros(self.observation_space.shape, np.float32), {}
-
-    def step(self, action):
-        return np.zeros(self.observation_space.shape, np.float32), 1.0, True, False, {}
+from tests.toy_envs import ConfigurableEnv
 
 
 def test_exact_id_and_short_names_resolve_to_highest_version():
@@ -56,11 +42,11 @@ def test_ambiguous_short_name_is_an_error():
 
 
 def test_import_path_and_env_config_reach_the_class():
-    spec = resolve_env("tests.envs.test_registry:ConfigurableEnv")
+    spec = resolve_env("tests.toy_envs:ConfigurableEnv")
     env = spec.make({"size": 5})
     assert env.observation_space.shape == (5,)
     with pytest.raises(EnvNameError, match="no attribute"):
-        resolve_env("tests.envs.test_registry:ConfigurableEnvX")
+        resolve_env("tests.toy_envs:ConfigurableEnvX")
 
 
 def test_register_env_creator_receives_env_config():

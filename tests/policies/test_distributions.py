@@ -56,6 +56,79 @@ def test_diag_gaussian_matches_torch_and_clips_env_actions():
     assert np.abs(a.numpy()).max() > 1.0  # the raw sample is kept for the batch
 
 
+def test_multi_categorical_entropy_and_kl_sum_the_components():
+    spec = DistributionSpec(gym.spaces.MultiDiscrete([3, 2, 4]))
+    logits, other = torch.randn(6, 9), torch.randn(6, 9)
+    splits = [(0, 3), (3, 5), (5, 9)]
+    ref = [D.Categorical(logits=logits[:, a:b]) for a, b in splits]
+    ref_other = [D.Categorical(logits=other[:, a:b]) for a, b in splits]
+    d = spec(logits)
+    torch.testing.assert_close(d.entropy(), sum(c.entropy() for c in ref))
+    torch.testing.assert_close(d.kl(spec(other)),
+                               sum(D.kl_divergence(p, q) for p, q in zip(ref, ref_other)))
+    torch.testing.assert_close(d.kl(d), torch.zeros(6))
+
+
+def test_diag_gaussian_samples_have_the_mean_std_and_torch_log_probs():
+    mean = torch.tensor([[1.5, -2.0, 0.0]])
+    log_std = torch.tensor([[0.0, -1.0, 0.7]])
+    n = 200_000
+    d = DistributionSpec(gym.spaces.Box(-1.0, 1.0, (3,), np.float32))(
+        torch.cat([mean, log_std], -1).repeat(n, 1))
+    a = d.sample(torch.Generator().manual_seed(0))
+    std = log_std.exp()
+    # 5 standard errors: the sample mean's is std / sqrt(n), the sample std's std / sqrt(2n).
+    torch.testing.assert_close(a.mean(0, keepdim=True), mean, atol=float(5 * std.max() / n**0.5),
+                               rtol=0)
+    torch.testing.assert_close(a.std(0, keepdim=True), std,
+                               atol=float(5 * std.max() / (2 * n) ** 0.5), rtol=0)
+    ref = D.Independent(D.Normal(mean.expand(n, 3), std.expand(n, 3)), 1)
+    torch.testing.assert_close(d.log_prob(a), ref.log_prob(a))
+
+
+@pytest.mark.parametrize("space", [gym.spaces.Discrete(3), gym.spaces.MultiDiscrete([3, 3])],
+                         ids=["categorical", "multi_categorical"])
+def test_extreme_logits_stay_finite(space):
+    spec = DistributionSpec(space)
+    width = spec.input_dim
+    logits = torch.tensor([1e4, -1e4, 0.0] * (width // 3)).repeat(4, 1)
+    other = torch.tensor([-1e4, 1e4, -1e4] * (width // 3)).repeat(4, 1)
+    d = spec(logits)
+    actions = d.sample(torch.Generator().manual_seed(0))
+    # The +1e4 logit takes all the mass: it is always sampled, with log-prob 0.
+    assert (actions == 0).all()
+    unlikely = torch.ones_like(actions)
+    for value in (d.log_prob(actions), d.log_prob(unlikely), d.entropy(), d.kl(spec(other)),
+                  spec(other).kl(d)):
+        assert torch.isfinite(value).all(), value
+    torch.testing.assert_close(d.log_prob(actions), torch.zeros(4))
+    torch.testing.assert_close(d.entropy(), torch.zeros(4))
+    assert (d.log_prob(unlikely) < -1e4).all()
+    assert (d.kl(spec(other)) > 1e4).all()
+
+
+def test_tiny_standard_deviations_give_finite_log_probs_and_samples_at_the_mean():
+    mean = torch.tensor([[0.5, -3.0]]).repeat(8, 1)
+    log_std = torch.full((8, 2), -60.0)  # std ~ 1e-26
+    spec = DistributionSpec(gym.spaces.Box(-5.0, 5.0, (2,), np.float32))
+    d = spec(torch.cat([mean, log_std], -1))
+    a = d.sample(torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a, mean)
+    logp = d.log_prob(a)
+    assert torch.isfinite(logp).all()
+    # At the mean z = 0: log N = -log_std - log sqrt(2 pi) per dim.
+    torch.testing.assert_close(logp, torch.full((8,), 2 * (60.0 - 0.5 * math.log(2 * math.pi))))
+    assert torch.isfinite(d.entropy()).all()
+    # KL(tiny || wide) is finite; KL(wide || tiny) ~ e^120 / 2 exceeds float32 by right.
+    wide = spec(torch.cat([mean, torch.zeros(8, 2)], -1))
+    for kl in (d.kl(wide), d.kl(d)):
+        assert torch.isfinite(kl).all(), kl
+    torch.testing.assert_close(d.kl(d), torch.zeros(8))
+    ref = D.kl_divergence(D.Normal(mean, log_std.double().exp()),
+                          D.Normal(mean, torch.ones(8, 2))).sum(-1).float()
+    torch.testing.assert_close(d.kl(wide), ref)
+
+
 def test_orthogonal_init_and_heads():
     torch.manual_seed(0)
     m = ActorCritic(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Box(-1, 1, (2,)), ModelConfig())

@@ -8,7 +8,7 @@ from rl.envs import VectorEnv, register_env, resolve_env
 from rl.envs.vector import episode_seed
 from rl.policies import ModelConfig
 from rl.rollout import RolloutWorker, WorkerSpec
-from tests.rollout.scripted_env import ScriptedEnv
+from tests.toy_envs import ScriptedEnv
 
 
 def _spec(name, num_envs=2, T=7, seed=None, **kw):

@@ -1,0 +1,264 @@
+"""The tests' toy envs, in one module that worker processes import by path.
+
+Configs name them as ``"tests.toy_envs:ClassName"`` (``env_config`` reaches the
+constructor), so a process or Ray worker builds the same env as the driver.
+
+* Spaces: ``MultiDiscreteEnv`` (Dict observation, MultiDiscrete actions),
+  ``MatchBitsEnv`` (Box observation, MultiDiscrete actions), ``MultiBinaryActionEnv``
+  (an action space no algorithm supports), ``ConfigurableEnv`` (a Box of
+  ``env_config["size"]``).
+* Images: ``ImageEnv`` (84x84x4 uint8), ``FlashEnv`` (36x36x3 uint8, the smallest frame
+  the Nature CNN takes).
+* Exact rollouts: ``ScriptedEnv`` (obs = [episode id, t], reward = t).
+* Failures on purpose: ``FlakyCartPole``, ``HangingCartPole``, ``FlakyResetCartPole``,
+  ``NoisyResetEnv``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.envs.classic_control import CartPoleEnv
+
+# ----------------------------------------------------------------------------- spaces
+
+
+class MultiDiscreteEnv(gym.Env):
+    """Reward 1 when both action components match the observed target bits."""
+
+    def __init__(self, horizon: int = 20):
+        self.observation_space = gym.spaces.Dict({
+            "target": gym.spaces.MultiBinary(2),
+            "noise": gym.spaces.Box(-1, 1, (2,), np.float32),
+        })
+        self.action_space = gym.spaces.MultiDiscrete([2, 2])
+        self.horizon = horizon
+
+    def _obs(self):
+        self.target = self.np_random.integers(0, 2, 2).astype(np.int8)
+        return {"target": self.target, "noise": self.np_random.uniform(-1, 1, 2).astype(np.float32)}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        reward = float(np.all(np.asarray(action) == self.target))
+        self.t += 1
+        return self._obs(), reward, False, self.t >= self.horizon, {}
+
+
+class MatchBitsEnv(gym.Env):
+    """MultiDiscrete([2, 3]) actions; reward 1 when they match the two observed targets;
+    truncated after ``horizon`` steps."""
+
+    def __init__(self, horizon: int = 8):
+        self.observation_space = gym.spaces.Box(0.0, 2.0, (2,), np.float32)
+        self.action_space = gym.spaces.MultiDiscrete([2, 3])
+        self.horizon = horizon
+
+    def _obs(self):
+        self.target = np.array([self.np_random.integers(2), self.np_random.integers(3)])
+        return self.target.astype(np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        reward = float(np.all(np.asarray(action) == self.target))
+        self.t += 1
+        return self._obs(), reward, False, self.t >= self.horizon, {}
+
+
+class MultiBinaryActionEnv(gym.Env):
+    """An action space no algorithm supports."""
+
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.MultiBinary(3)
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, True, False, {}
+
+
+class ConfigurableEnv(gym.Env):
+    """A Box observation of ``size`` zeros; every episode is one step of reward 1."""
+
+    def __init__(self, size: int = 3):
+        self.observation_space = gym.spaces.Box(-1, 1, (size,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(self.observation_space.shape, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(self.observation_space.shape, np.float32), 1.0, True, False, {}
+
+
+# ----------------------------------------------------------------------------- images
+
+
+class ImageEnv(gym.Env):
+    """84x84x4 uint8 frames; reward for action 1 when the frame is bright."""
+
+    observation_space = gym.spaces.Box(0, 255, (84, 84, 4), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._frame(), {}
+
+    def _frame(self):
+        self.bright = bool(self.np_random.integers(0, 2))
+        return np.full((84, 84, 4), 200 if self.bright else 20, np.uint8)
+
+    def step(self, action):
+        reward = float(int(action) == int(self.bright))
+        self.t += 1
+        return self._frame(), reward, False, self.t >= 10, {}
+
+
+class FlashEnv(gym.Env):
+    """36x36x3 uint8 frames; reward for action 1 on a bright frame; terminates with
+    probability 0.1, else truncates after ``horizon`` steps."""
+
+    observation_space = gym.spaces.Box(0, 255, (36, 36, 3), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, horizon: int = 6):
+        self.horizon = horizon
+
+    def _frame(self):
+        self.bright = bool(self.np_random.integers(2))
+        return np.full((36, 36, 3), 220 if self.bright else 30, np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._frame(), {}
+
+    def step(self, action):
+        reward = float(int(action) == int(self.bright))
+        self.t += 1
+        terminated = bool(self.np_random.random() < 0.1)
+        return self._frame(), reward, terminated, not terminated and self.t >= self.horizon, {}
+
+
+# ----------------------------------------------------------------------------- exact rollouts
+
+
+class ScriptedEnv(gym.Env):
+    """obs = [episode id, t], reward = t (after the step), for exact rollout tests.
+
+    Episode e lasts ``lengths[e % len(lengths)]`` steps and then terminates, unless a
+    time limit (``max_steps``) truncates it first. ``reset(seed=s)`` starts episode
+    ``100 * s``.
+    """
+
+    def __init__(self, lengths=(3, 5), max_steps=None):
+        self.lengths = tuple(lengths)
+        self.max_steps = max_steps
+        self.observation_space = gym.spaces.Box(-1e6, 1e6, (2,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.episode = -1
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.episode = seed * 100 - 1
+        self.episode += 1
+        self.t = 0
+        return self._obs(), {}
+
+    def _obs(self):
+        return np.array([self.episode, self.t], np.float32)
+
+    def step(self, action):
+        self.t += 1
+        length = self.lengths[self.episode % len(self.lengths)]
+        terminated = self.t >= length
+        truncated = not terminated and self.max_steps is not None and self.t >= self.max_steps
+        return self._obs(), float(self.t), terminated, truncated, {}
+
+
+# ----------------------------------------------------------------------------- failures
+
+
+class FlakyCartPole(CartPoleEnv):
+    """CartPole whose ``step`` raises every ``fail_every`` steps of an instance."""
+
+    def __init__(self, fail_every: int = 20, message: str = "simulator lost its connection"):
+        super().__init__()
+        self.fail_every = fail_every
+        self.message = message
+        self.steps = 0
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps % self.fail_every == 0:
+            raise ConnectionError(self.message)
+        return super().step(action)
+
+
+class HangingCartPole(CartPoleEnv):
+    """CartPole whose ``step`` hangs forever once, in whichever instance first claims
+    ``token`` (a file created with O_EXCL: exactly one process across workers wins)."""
+
+    def __init__(self, token: str, hang_after: int = 5):
+        super().__init__()
+        self.token = token
+        self.hang_after = hang_after
+        self.steps = 0
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps == self.hang_after and self._claim():
+            while True:
+                time.sleep(3600)
+        return super().step(action)
+
+    def _claim(self) -> bool:
+        try:
+            os.close(os.open(self.token, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        return True
+
+
+class FlakyResetCartPole(CartPoleEnv):
+    """CartPole whose second ``reset`` of an instance raises (the first one works)."""
+
+    def __init__(self):
+        super().__init__()
+        self.resets = 0
+
+    def reset(self, *, seed=None, options=None):
+        self.resets += 1
+        if self.resets == 2:
+            raise RuntimeError("reset failed")
+        return super().reset(seed=seed, options=options)
+
+
+class NoisyResetEnv(gym.Env):
+    """An env that ignores its seed: a restored episode cannot be replayed exactly."""
+
+    observation_space = gym.spaces.Box(-1e9, 1e9, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset()  # drops the seed on purpose
+        return self.np_random.normal(size=1).astype(np.float32), {}
+
+    def step(self, action):
+        return self.np_random.normal(size=1).astype(np.float32), 1.0, False, False, {}
