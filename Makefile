@@ -1,10 +1,10 @@
-# `make train` and `make test` set themselves up on a fresh machine.
+# `make train`, `make test` and `make docs` set themselves up on a fresh machine.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install -q -c constraints.txt
 
-.PHONY: train test lint setup setup-test clean
+.PHONY: train test lint docs setup setup-test clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(VENV)/.installed-base: $(BIN)/python pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed-base
-	$(PIP) -e ".[test,dev,atari,ray]"
+	$(PIP) -e ".[test,dev,atari,ray,docs]"
 	touch $@
 
 setup: $(VENV)/.installed-base
@@ -28,8 +28,13 @@ train: setup
 lint: setup-test
 	$(BIN)/ruff check rl tests benchmarks
 
-test: setup-test lint
+# The site from docs/ and the docstrings, into site/. Strict: a broken link, a missing
+# page or API reference, or a docstring griffe cannot parse fails the build.
+docs: setup-test
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+test: setup-test lint docs
 	$(BIN)/python -m pytest -q tests
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

@@ -111,7 +111,7 @@ class MetricMeans:
     report": ``add`` each update's metrics (tensors or numbers), ``means()`` reads
     them, ``pop()`` reads and starts over.
 
-    Example:
+    Examples:
         >>> m = MetricMeans()
         >>> m.add({"loss": 1.0}); m.add({"loss": 3.0}, weight=3)
         >>> m.means()

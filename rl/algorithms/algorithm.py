@@ -225,7 +225,8 @@ class Algorithm(abc.ABC):
         """Linear interpolation from ``start`` to ``end`` by ``env_steps_total``.
 
         Args:
-            start, end: the values at step 0 and at the horizon (``end=None``: constant).
+            start: the value at step 0.
+            end: the value at the horizon and after (None: constant ``start``).
             kind: ``linear`` or ``constant``.
             horizon: env steps to reach ``end`` (0: at once). Default: the schedule
                 horizon, ``schedule_timesteps`` or else the run's stop timesteps; with

@@ -20,7 +20,7 @@ Column = TypeVar("Column")
 class SampleBatch(dict):
     """A dict of numpy columns with the same length along axis 0.
 
-    Example:
+    Examples:
         >>> b = SampleBatch(obs=np.zeros((4, 3)), rewards=np.ones(4))
         >>> len(b), b[1:3]["rewards"].tolist()
         (4, [1.0, 1.0])
