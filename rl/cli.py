@@ -76,13 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
     t.add_argument("--help-config", action="store_true",
                    help="list the algorithm's config fields and exit")
-    t.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint with greedy episodes")
     e.add_argument("checkpoint")
     e.add_argument("--episodes", type=int, default=10)
     e.add_argument("--json", action="store_true")
-    e.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    e.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
 
     b = sub.add_parser("bench", help="run tuned examples over seeds and write a report")
     b.add_argument("paths", nargs="*", default=["tuned_examples"], metavar="FILE_OR_DIR",
@@ -92,12 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--backend", choices=["process", "inline", "ray"],
                    help="override each example's backend")
     b.add_argument("--as-test", action="store_true", help="exit 1 if any example fails")
-    b.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    b.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
 
     pl = sub.add_parser("plot", help="plot learning curves from run directories")
     pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     pl.add_argument("-o", "--output", default="curves.png", help="PNG file (curves.png)")
-    pl.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    pl.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
 
     sub.add_parser("list", help="list algorithms and example envs")
     return p

@@ -29,6 +29,17 @@ def test_user_errors_exit_2_with_one_line(argv, needle, capsys):
     assert len(err.splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv", [
+    ["--debug", "train", "--algo", "ppx", "--env", "CartPole-v1"],
+    ["train", "--algo", "ppx", "--env", "CartPole-v1", "--debug"],
+])
+def test_debug_before_or_after_the_command_shows_the_traceback(argv):
+    from rl.algorithms.registry import UnknownAlgorithmError
+
+    with pytest.raises(UnknownAlgorithmError, match="unknown algorithm 'ppx'"):
+        main(argv)
+
+
 def test_broken_yaml_exits_2(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("algo: ppo\nenv: [unclosed\n")
