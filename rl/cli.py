@@ -40,9 +40,39 @@ class UsageError(Exception):
     """A command-line mistake (exit 2)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: what was wrong and where the usage is, not the
+    whole usage text."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} "
+                                   f"(see `{self.prog} --help`)\n")
+
+
+def integer(text: str) -> int:
+    """An integer flag: ``100000``, ``1e5``, ``100_000`` and ``100k`` all work."""
+    from rl.config import parse_number
+
+    try:
+        return int(parse_number(text, integer=True))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number (e.g. 100000, 1e5, "
+                                         f"100_000, 100k), got {text!r}") from None
+
+
+def number(text: str) -> float:
+    """A float flag: ``475``, ``-1.5e2``, ``2k`` all work."""
+    from rl.config import parse_number
+
+    try:
+        return float(parse_number(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rl", description="Reinforcement learning: train, "
+    p = _Parser(prog="rl", description="Reinforcement learning: train, "
                                 "evaluate and list algorithms.")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -55,17 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-f", "--file", help="tuned example YAML (algo, env, config, stop)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set a config field (repeatable); `--help-config` lists them")
-    t.add_argument("--stop-reward", type=float, help="stop at this episode_return_mean")
-    t.add_argument("--stop-timesteps", type=int, help="stop after this many env steps")
-    t.add_argument("--stop-iters", type=int, help="stop after this many iterations")
-    t.add_argument("--stop-time", type=float, help="stop after this many seconds")
-    t.add_argument("--num-env-runners", type=int, help="rollout worker processes")
-    t.add_argument("--num-envs-per-env-runner", type=int, help="envs per worker")
+    t.add_argument("--stop-reward", type=number, help="stop at this episode_return_mean")
+    t.add_argument("--stop-timesteps", type=integer, help="stop after this many env steps")
+    t.add_argument("--stop-iters", type=integer, help="stop after this many iterations")
+    t.add_argument("--stop-time", type=number, help="stop after this many seconds")
+    t.add_argument("--num-env-runners", type=integer, help="rollout worker processes")
+    t.add_argument("--num-envs-per-env-runner", type=integer, help="envs per worker")
     t.add_argument("--backend", choices=["process", "inline", "ray"], help="actor runtime")
     t.add_argument("--address", help="Ray cluster address (with --backend ray)")
-    t.add_argument("--seed", type=int, help="random seed")
+    t.add_argument("--seed", type=integer, help="random seed")
     t.add_argument("--logdir", default="./runs", help="root of run directories (./runs)")
-    t.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+    t.add_argument("--checkpoint-every", type=integer, default=0, metavar="N",
                    help="checkpoint every N iterations (always at the end)")
     t.add_argument("--resume", metavar="CHECKPOINT", help="resume from a checkpoint dir")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="learner device")
@@ -81,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint with greedy episodes")
     e.add_argument("checkpoint")
-    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--episodes", type=integer, default=10)
     e.add_argument("--json", action="store_true")
     e.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)

@@ -11,6 +11,7 @@ before any process starts and states each violated constraint with the numbers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import importlib.util
@@ -21,7 +22,7 @@ from typing import Any, ClassVar, Self
 
 import yaml
 
-__all__ = ["AlgorithmConfig", "ConfigError", "setting"]
+__all__ = ["AlgorithmConfig", "ConfigError", "coerce", "parse_number", "setting"]
 
 
 class ConfigError(ValueError):
@@ -41,8 +42,35 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(name: str, tp: Any, value: Any) -> Any:
-    """Check ``value`` against the annotation ``tp``, converting int -> float."""
+_MULTIPLIERS = {"k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
+
+
+def parse_number(text: str, integer: bool = False) -> int | float:
+    """A number as people type it: ``100000``, ``1e5``, ``100_000``, ``100k``, ``2.5M``
+    (k = 10^3, M = 10^6, G or B = 10^9; case-insensitive).
+
+    Raises:
+        ValueError: not a number, or (with ``integer``) not a whole one.
+    """
+    t = text.strip().replace("_", "")
+    mult = 1
+    if t[-1:].lower() in _MULTIPLIERS and t[:-1]:
+        mult, t = _MULTIPLIERS[t[-1].lower()], t[:-1]
+    try:
+        value: int | float = int(t) * mult
+    except ValueError:
+        value = float(t) * mult  # ValueError if it is no number at all
+    if integer:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{text!r} is not a whole number")
+        return int(value)
+    return float(value)
+
+
+def coerce(name: str, tp: Any, value: Any) -> Any:
+    """Check ``value`` against the annotation ``tp``: int -> float, and numbers written
+    as text (``"1e5"``, ``"100k"``, which YAML and the command line hand over as
+    strings) -> int or float."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -53,7 +81,7 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(name, arg, value)
+                return coerce(name, arg, value)
             except ConfigError as e:
                 errors.append(str(e))
         raise ConfigError(f"{name}: expected {_type_name(tp)}, got {value!r}")
@@ -67,16 +95,22 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return parse_number(value, integer=True)
     elif tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return parse_number(value)
     elif tp is str:
         if isinstance(value, str):
             return value
     elif origin is list or tp is list:
         if isinstance(value, list | tuple):
             (item,) = typing.get_args(tp) or (Any,)
-            return [_coerce(f"{name}[{i}]", item, v) for i, v in enumerate(value)]
+            return [coerce(f"{name}[{i}]", item, v) for i, v in enumerate(value)]
     elif origin is dict or tp is dict:
         if isinstance(value, dict):
             return dict(value)
@@ -174,9 +208,8 @@ class AlgorithmConfig:
 
     @classmethod
     def _unknown(cls, name: str) -> ConfigError:
-        close = difflib.get_close_matches(name, cls.field_names(), n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(close)}?" if close else ""
-        return ConfigError(f"unknown {cls.algo_name} config key {name!r}{hint} "
+        return ConfigError(f"unknown {cls.algo_name} config key {name!r}"
+                           f"{suggest_field(name, cls.field_names())} "
                            f"(see `rl train --algo {cls.algo_name} --help-config`)")
 
     @classmethod
@@ -188,7 +221,7 @@ class AlgorithmConfig:
         hints = self._hints()
         for name, value in settings.items():
             f = self._field(name)
-            value = _coerce(name, hints[name], value)
+            value = coerce(name, hints[name], value)
             choices = f.metadata.get("choices")
             if choices and value not in choices:
                 raise ConfigError(f"{name}={value!r} is not valid; choose one of: "
@@ -238,7 +271,7 @@ class AlgorithmConfig:
         """Check every field and the constraints between them; raises ConfigError."""
         hints = self._hints()
         for f in dataclasses.fields(self):
-            value = _coerce(f.name, hints[f.name], getattr(self, f.name))
+            value = coerce(f.name, hints[f.name], getattr(self, f.name))
             setattr(self, f.name, value)
             lo, hi, choices = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("choices")
             if choices and value not in choices:
@@ -295,7 +328,11 @@ class AlgorithmConfig:
 
     @classmethod
     def from_yaml(cls, text: str) -> Self:
-        return cls.from_dict(yaml.safe_load(text) or {})
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"not valid YAML: {yaml_error(e)}") from None
+        return cls.from_dict(data or {})
 
     def copy(self) -> Self:
         return type(self).from_dict(self.to_dict())
@@ -309,6 +346,87 @@ class AlgorithmConfig:
 
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self.to_dict() == other.to_dict()
+
+
+# Names users bring from Stable-Baselines3, RLlib and CleanRL -> rl's field(s) in order of
+# preference (the first the config has is named; "a+b" names both), and a note where the
+# meaning shifts.
+ALIASES: dict[str, tuple[tuple[str, ...], str]] = {
+    "learning_rate": (("lr",), ""),
+    "n_steps": (("rollout_fragment_length",), "steps per sub-env per sample request"),
+    "batch_size": (("minibatch_size", "train_batch_size"), ""),
+    "n_epochs": (("num_epochs",), ""),
+    "num_sgd_iter": (("num_epochs",), ""),
+    "update_epochs": (("num_epochs",), ""),
+    "sgd_minibatch_size": (("minibatch_size",), ""),
+    "num_minibatches": (("minibatch_size",), "rl sets the minibatch size, not their number"),
+    "ent_coef": (("entropy_coeff",), ""),
+    "clip_range": (("clip_param",), ""),
+    "clip_coef": (("clip_param",), ""),
+    "clip_range_vf": (("vf_clip_param",), ""),
+    "clip_vloss": (("vf_clip_param",), "a clip range, null disables"),
+    "vf_coef": (("vf_loss_coeff",), ""),
+    "max_grad_norm": (("grad_clip",), ""),
+    "lambda": (("gae_lambda", "vtrace_lambda"), ""),
+    "lambda_": (("gae_lambda", "vtrace_lambda"), ""),
+    "normalize_advantage": (("normalize_advantages",), ""),
+    "norm_adv": (("normalize_advantages",), ""),
+    "anneal_lr": (("lr_schedule",), "lr_schedule=linear anneals to 0"),
+    "policy_kwargs": (("model_hiddens+model_activation",), "e.g. model_hiddens=[64,64]"),
+    "model": (("model_hiddens+model_activation",), ""),
+    "fcnet_hiddens": (("model_hiddens",), ""),
+    "fcnet_activation": (("model_activation",), ""),
+    "activation_fn": (("model_activation",), ""),
+    "net_arch": (("model_hiddens",), ""),
+    "num_workers": (("num_env_runners",), ""),
+    "num_rollout_workers": (("num_env_runners",), ""),
+    "n_envs": (("num_envs_per_env_runner",), ""),
+    "num_envs": (("num_envs_per_env_runner",), "sub-envs per worker"),
+    "num_envs_per_worker": (("num_envs_per_env_runner",), ""),
+    "num_gpus": (("num_gpus_per_learner",), ""),
+    "train_batch_size_per_learner": (("train_batch_size",), "rl's is the total over learners"),
+    "buffer_size": (("replay_buffer_capacity",), ""),
+    "replay_buffer_config": (("replay_buffer_capacity", "prioritized_replay"), ""),
+    "learning_starts": (("num_steps_sampled_before_learning_starts",), ""),
+    "target_update_interval": (("target_network_update_freq",), ""),
+    "target_network_frequency": (("target_network_update_freq",), ""),
+    "exploration_initial_eps": (("epsilon_initial",), ""),
+    "exploration_final_eps": (("epsilon_final",), ""),
+    "start_e": (("epsilon_initial",), ""),
+    "end_e": (("epsilon_final",), ""),
+    "exploration_fraction": (("epsilon_timesteps",), "in env steps, not a fraction"),
+    "train_freq": (("training_intensity",), "gradient updates per env step"),
+    "gradient_steps": (("training_intensity",), "gradient updates per env step"),
+    "total_timesteps": ((), "a stop criterion: --stop-timesteps N, or stop: "
+                        "{env_steps_total: N} in a tuned example"),
+}
+
+
+def suggest_field(name: str, fields: list[str]) -> str:
+    """The hint for an unknown config key: a near-certain typo fix, else the rl name of
+    a name from another library (``ALIASES``), else a close name; empty rather than a
+    wrong guess."""
+    typo = difflib.get_close_matches(name, fields, n=1, cutoff=0.88)
+    if typo:
+        return f"; did you mean {typo[0]}?"
+    targets, note = ALIASES.get(name.lower(), ((), ""))
+    for target in targets:
+        parts = target.split("+")
+        if all(p in fields for p in parts):
+            return f"; rl calls it {' and '.join(parts)}" + (f" ({note})" if note else "")
+    if note and not targets:
+        return f" ({note})"
+    close = difflib.get_close_matches(name, fields, n=3, cutoff=0.75)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+def yaml_error(error: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong, at line L, column C (1-based)."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context = getattr(error, "context", None)
+    what = f"{problem} ({context})" if context else problem
+    return f"{what} at line {mark.line + 1}, column {mark.column + 1}" if mark else what
 
 
 def ray_installed() -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ import yaml
 
 from rl import metrics as M
 from rl.algorithms.registry import config_class
-from rl.config import AlgorithmConfig, ConfigError
+from rl.config import AlgorithmConfig, ConfigError, coerce, yaml_error
 from rl.interrupts import INTERRUPTS, Terminated
 from rl.rollout import WorkerFailedError
 
@@ -56,6 +57,7 @@ class Stop:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Stop:
         d = dict(d or {})
+        hints = typing.get_type_hints(cls)
         aliases = {"timesteps": "env_steps_total", "iters": "training_iteration",
                    "reward": "episode_return_mean", "time_s": "time_total_s"}
         out = {}
@@ -63,7 +65,7 @@ class Stop:
             key = aliases.get(k, k)
             if key not in cls.KEYS:
                 raise ConfigError(f"unknown stop criterion {k!r}; valid: {', '.join(cls.KEYS)}")
-            out[key] = v
+            out[key] = coerce(f"stop.{key}", hints[key], v)
         return cls(**out)
 
     def reached(self, result: dict[str, Any]) -> str | None:
@@ -126,7 +128,7 @@ def load_example(path: str) -> TunedExample:
         try:
             data = yaml.safe_load(f)
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+            raise ConfigError(f"{path}: not valid YAML: {yaml_error(e)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with algo, env, config, stop")
     unknown = set(data) - {"algo", "env", "config", "stop", "pass", "reference", "ci",

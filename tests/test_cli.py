@@ -72,3 +72,32 @@ def test_train_writes_run_dir_and_json(tmp_path):
     assert [r["training_iteration"] for r in lines] == [1, 2]
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(run_dir))
     assert os.path.isfile(os.path.join(result["checkpoint"], "state.json"))
+
+
+def test_stop_flags_take_scientific_notation_and_suffixes():
+    from rl.cli import _make_config, build_parser
+
+    args = build_parser().parse_args(["train", "--algo", "ppo", "--env", "CartPole-v1",
+                                      "--stop-timesteps", "1e5", "--stop-iters", "2k",
+                                      "--stop-reward", "4.75e2", "--set", "num_epochs=1e1"])
+    cfg, stop, _ = _make_config(args)
+    assert (stop.env_steps_total, stop.training_iteration) == (100_000, 2_000)
+    assert stop.episode_return_mean == 475.0 and cfg.num_epochs == 10
+
+
+def test_bad_flag_values_are_one_line_with_exit_2():
+    out = subprocess.run([sys.executable, "-m", "rl.cli", "train", "--algo", "ppo", "--env",
+                          "CartPole-v1", "--stop-timesteps", "lots"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    err = out.stderr.strip()
+    assert len(err.splitlines()) == 1 and "usage:" not in err
+    assert "--stop-timesteps: expected a whole number" in err and "got 'lots'" in err
+
+
+def test_yaml_error_in_a_tuned_example_names_line_and_column(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("algo: ppo\nconfig:\n  lr: 1\n   gamma: 2\n")
+    assert main(["train", "-f", str(bad)]) == 2
+    assert "not valid YAML: mapping values are not allowed here at line 4, column 9" in \
+        capsys.readouterr().err

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rl import ConfigError, PPOConfig
+from rl import ConfigError, DQNConfig, PPOConfig
 from rl.config import parse_value
 
 
@@ -62,3 +62,56 @@ def test_fragment_length_auto():
     assert cfg.fragment_length() == 64
     cfg.env_runners(num_env_runners=0)
     assert cfg.fragment_length() == 128
+
+
+@pytest.mark.parametrize("config,name,hint", [
+    (PPOConfig, "learning_rate", "rl calls it lr"),
+    (PPOConfig, "n_epochs", "did you mean num_epochs"),
+    (PPOConfig, "num_sgd_iter", "rl calls it num_epochs"),
+    (PPOConfig, "sgd_minibatch_size", "rl calls it minibatch_size"),
+    (PPOConfig, "batch_size", "rl calls it minibatch_size"),
+    (PPOConfig, "ent_coef", "rl calls it entropy_coeff"),
+    (PPOConfig, "clip_range", "rl calls it clip_param"),
+    (PPOConfig, "vf_coef", "rl calls it vf_loss_coeff"),
+    (PPOConfig, "max_grad_norm", "rl calls it grad_clip"),
+    (PPOConfig, "n_steps", "rl calls it rollout_fragment_length"),
+    (PPOConfig, "policy_kwargs", "rl calls it model_hiddens and model_activation"),
+    (PPOConfig, "num_workers", "rl calls it num_env_runners"),
+    (PPOConfig, "total_timesteps", "a stop criterion: --stop-timesteps"),
+    (DQNConfig, "batch_size", "rl calls it train_batch_size"),
+    (DQNConfig, "buffer_size", "rl calls it replay_buffer_capacity"),
+    (DQNConfig, "n_steps", "did you mean n_step"),
+])
+def test_names_from_other_libraries_map_to_rl_names(config, name, hint):
+    with pytest.raises(ConfigError) as info:
+        config().set(**{name: 1})
+    assert hint in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["vf_clip", "exploration_fraction", "qwerty"])
+def test_no_suggestion_rather_than_a_wrong_one(name):
+    with pytest.raises(ConfigError) as info:
+        PPOConfig().set(**{name: 1})
+    assert "did you mean" not in str(info.value) and "calls it" not in str(info.value)
+
+
+@pytest.mark.parametrize("text,value", [
+    ("100000", 100_000), ("1e5", 100_000), ("100_000", 100_000), ("100k", 100_000),
+    ("2.5M", 2_500_000), ("1G", 10**9), (" 64 ", 64),
+])
+def test_integer_fields_take_numbers_as_people_type_them(text, value):
+    cfg = PPOConfig().set(train_batch_size=text)
+    assert cfg.train_batch_size == value and type(cfg.train_batch_size) is int
+
+
+def test_float_fields_take_scientific_notation_and_bad_text_is_refused():
+    assert PPOConfig().set(lr="3e-4").lr == pytest.approx(3e-4)
+    with pytest.raises(ConfigError, match="train_batch_size: expected int"):
+        PPOConfig().set(train_batch_size="1.5")
+    with pytest.raises(ConfigError, match="lr: expected float"):
+        PPOConfig().set(lr="fast")
+
+
+def test_yaml_errors_give_line_and_column():
+    with pytest.raises(ConfigError, match="at line 4, column 1"):
+        PPOConfig.from_yaml("lr: 0.1\ngamma: 0.9\nbad: [1, 2\n")
