@@ -53,6 +53,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from rl.runtime import capabilities as backend_capabilities
 from rl.runtime import shm, wire
 from rl.runtime.actor_loop import ChildConfig, actor_main, actor_process_class
 from rl.runtime.base import (
@@ -94,6 +95,7 @@ class ProcessRuntime(Runtime):
     """
 
     name = "process"
+    capabilities = backend_capabilities("process")
 
     def __init__(
         self,
