@@ -17,6 +17,18 @@ What a backend can do is its ``Capabilities`` (``rt.capabilities``, or
 questions ("can it host 4 learner ranks?", "do its actors run in the driver?"), never
 which backend it is.
 
+**The object store** is where whatever crosses between processes as data lives: the
+large arrays of a call's arguments and result, a value stored with ``put`` on the
+driver, a value an actor stored with ``share`` (``rl.runtime.shared``). Readers see it
+in place (zero-copy views) rather than through a pipe. An object has one of two
+lifetimes. *Handed over*: a call's arguments and result have one reader, which owns
+them; they go when its last view goes. *Held*: a ``put`` or ``share`` value is named by a
+small handle (an ``ObjectRef``, a ``Shared``) that may be passed to many calls and read
+by many actors; its holder frees it (drops the ref, ``release()``s the handle). The
+process backend keeps the store in ``/dev/shm`` (``rl.runtime.shm`` owns the lifetime
+rules), Ray in its own object store, the inline backend nowhere: values are passed by
+reference.
+
 Semantics follow Ray's where Ray has them: ``get`` of a list keeps order, ``wait``
 returns ``(ready, pending)`` with ``len(ready) <= num_returns`` preserving the input
 order, and a ``timeout`` of ``None`` waits forever, ``0`` polls.

@@ -65,6 +65,7 @@ from rl.runtime.base import (
     WeightsBoard,
 )
 from rl.runtime.process_actor import DriverPickler, ProcessActor
+from rl.runtime.shared import ShmShared
 from rl.runtime.slots import CallRef, PutRecord, PutRef, Slot, SlotTable
 from rl.runtime.wire import KEY, SHM_THRESHOLD, Init, Result
 
@@ -203,9 +204,8 @@ class ProcessRuntime(Runtime):
         return ready, pending
 
     def put(self, value: Any) -> ObjectRef:
-        payload, segments = wire.pickle_borrowed(value, self.prefix, self.shm_threshold,
-                                             pickler_cls=DriverPickler)
-        record = PutRecord(payload, segments)
+        record = PutRecord(ShmShared.store(value, self.prefix, self.shm_threshold,
+                                           pickler_cls=DriverPickler))
         with self._lock:
             key = self._table.add_put(record)
         return PutRef(key, record, self._table)
@@ -248,8 +248,7 @@ class ProcessRuntime(Runtime):
             board.close()
         with self._cond:
             for record in self._table.take_puts():
-                for name in record.segments:
-                    shm.unlink(name)
+                record.stored.release()
             self._cond.notify_all()
         shm.sweep(self.prefix)
         os.close(self._wake_r)

@@ -45,8 +45,8 @@ class DriverPickler(wire.Pickler):
         puts: the put refs it wrote (pinned until the call is answered).
     """
 
-    def __init__(self, file, prefix, threshold, *, borrow=False, sent_puts=None):
-        super().__init__(file, prefix, threshold, borrow=borrow)
+    def __init__(self, file, prefix, threshold, *, held=False, sent_puts=None):
+        super().__init__(file, prefix, threshold, held=held)
         self.sent_puts = sent_puts
         self.puts: list[PutRef] = []
 
@@ -56,7 +56,7 @@ class DriverPickler(wire.Pickler):
             if self.sent_puts is None:
                 raise TypeError("an ObjectRef cannot be stored inside a put() value")
             self.puts.append(obj)
-            payload = None if obj.key in self.sent_puts else obj.record.payload
+            payload = None if obj.key in self.sent_puts else obj.record.stored.payload
             return wire.resolve_put, (obj.key, payload)
         if kind is CallRef:
             raise TypeError(

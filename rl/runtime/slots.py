@@ -6,7 +6,7 @@ answer arrives (``finish``), or fails it when the actor dies. A ``CallRef`` name
 slot; dropping it (``__del__``, in whatever thread the garbage collector runs) only
 appends its key to a queue, and the next thread that takes the lock forgets the slot
 (``reap``): a finalizer must never block on a lock another thread holds. A ``PutRef``
-names a ``PutRecord``; dropping it unlinks the record's segments and queues its key, and
+names a ``PutRecord``; dropping it releases the stored object and queues its key, and
 ``reap`` then tells every actor that may hold the value (a ``PutHolder``) that it may
 forget it.
 
@@ -18,14 +18,13 @@ around every look at slots, records and in-flight calls.
 from __future__ import annotations
 
 import itertools
-import pickle
 import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rl.runtime import shm
 from rl.runtime.base import ObjectRef
+from rl.runtime.shared import ShmShared
 
 __all__ = ["CallRef", "PutHolder", "PutRecord", "PutRef", "Slot", "SlotTable"]
 
@@ -43,11 +42,10 @@ class Slot:
 
 @dataclass(slots=True, eq=False)
 class PutRecord:
-    """A value stored by ``put``: its pickle (large arrays in borrowed segments, named in
-    ``segments``) and, once the driver itself asked for it, the unpickled value."""
+    """A value stored by ``put``: the held object (the same kind an actor's ``share``
+    makes) and, once the driver itself asked for it, the unpickled value."""
 
-    payload: bytes
-    segments: list[str]
+    stored: ShmShared
     value: Any = None
     loaded: bool = False
 
@@ -102,7 +100,7 @@ class SlotTable:
         """A put's value on the driver, unpickled once."""
         with self.lock:
             if not record.loaded:
-                record.value = pickle.loads(record.payload)
+                record.value = record.stored.resolve()
                 record.loaded = True
             return record.value
 
@@ -199,6 +197,5 @@ class PutRef(ObjectRef):
         # No call can use the value any more (in-flight calls pin their refs), and every
         # actor that needed it has mapped it already: unlinking now is safe. Telling the
         # actors to drop their cached copies waits for the next call to each.
-        for name in self.record.segments:
-            shm.unlink(name)
+        self.record.stored.release()
         self.table.drop_put(self.key)

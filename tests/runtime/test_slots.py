@@ -6,8 +6,11 @@ from __future__ import annotations
 import gc
 import pickle
 
+import numpy as np
 import pytest
 
+from rl.runtime import shm
+from rl.runtime.shared import ShmShared
 from rl.runtime.slots import CallRef, PutRecord, PutRef, SlotTable
 
 
@@ -93,8 +96,8 @@ def test_a_dropped_put_tells_every_holder_once():
     with table.lock:
         for h in holders:
             table.add_holder(h)
-        key = table.add_put(PutRecord(pickle.dumps([1, 2]), []))
-        other = table.add_put(PutRecord(pickle.dumps(3), []))
+        key = table.add_put(PutRecord(ShmShared(pickle.dumps([1, 2]), ())))
+        other = table.add_put(PutRecord(ShmShared(pickle.dumps(3), ())))
     assert key != other and key.startswith("put-")
     table.drop_put(key)
     table.drop_put(key)  # a second drop of a gone record is ignored
@@ -108,16 +111,23 @@ def test_a_dropped_put_tells_every_holder_once():
 def test_put_ref_unlinks_its_segments_and_queues_its_key():
     table = SlotTable()
     holder = Holder()
-    record = PutRecord(pickle.dumps({"a": 1}), [])
+    prefix = f"{shm.driver_prefix()}slots_test_"
+    big = np.arange(1 << 16, dtype=np.float64)  # 512 KiB: above SHM_THRESHOLD
+    record = PutRecord(ShmShared.store({"a": big}, prefix))
+    assert len(shm.list_segments(prefix)) == 1
     with table.lock:
         table.add_holder(holder)
         key = table.add_put(record)
     ref = PutRef(key, record, table)
     assert ref.id == key
-    assert table.put_value(record) == {"a": 1}
-    assert table.put_value(record) is table.put_value(record)  # unpickled once
+    value = table.put_value(record)
+    np.testing.assert_array_equal(value["a"], big)
+    assert not value["a"].flags.writeable  # a held object: read-only views
+    assert table.put_value(record) is value  # unpickled once
     del ref
     gc.collect()
+    assert shm.list_segments(prefix) == []
+    np.testing.assert_array_equal(value["a"], big)  # mappings made stay valid
     with table.lock:
         table.reap()
         assert table.take_puts() == []
