@@ -28,7 +28,7 @@ from rl.envs.normalization import RunningMeanStd
 from rl.learner import Learner, LearnerGroup, resolve_device
 from rl.policies import ActorCritic, ModelConfig
 from rl.rollout import Boards, RolloutWorker, WorkerSet, WorkerSpec
-from rl.runtime import make_runtime
+from rl.runtime import BACKENDS, capabilities, make_runtime
 
 __all__ = ["Algorithm"]
 
@@ -84,8 +84,7 @@ class Algorithm(abc.ABC):
         torch.manual_seed(seed)
         self._set_learner_threads()
         self.rng = np.random.default_rng(seed)
-        opts = {"address": config.ray_address} if config.backend == "ray" else {}
-        self.runtime = make_runtime(config.backend, **opts)
+        self.runtime = make_runtime(config.backend, address=config.ray_address)
         try:
             self.learner_group = self.make_learner_group()
             weights = self.learner_group.get_weights()
@@ -116,9 +115,10 @@ class Algorithm(abc.ABC):
     def _check_resources(self) -> None:
         cfg = self.config
         n = cfg.num_learners
-        # On a Ray cluster, learner processes land on whichever nodes have the GPUs;
-        # this machine's CUDA says nothing about theirs, so Ray's scheduler decides.
-        remote_learners = cfg.backend == "ray" and cfg.ray_address is not None and n >= 1
+        caps = capabilities(cfg.backend, address=cfg.ray_address)
+        # On a cluster, learner processes land on whichever nodes have the GPUs; this
+        # machine's CUDA says nothing about theirs, so the backend's scheduler decides.
+        remote_learners = caps.is_cluster and n >= 1
         try:
             if not remote_learners:
                 resolve_device(cfg.device)
@@ -129,10 +129,12 @@ class Algorithm(abc.ABC):
                               "available on this machine; set it to 0")
         if n == 0:
             return
-        if n > 1 and cfg.backend == "inline":
-            raise ConfigError(f"num_learners={n} needs backend=process or ray: the inline "
+        if not caps.hosts_learner_ranks(n):
+            able = " or ".join(b for b in BACKENDS if capabilities(b).hosts_learner_ranks(n))
+            raise ConfigError(f"num_learners={n} needs backend={able}: the {cfg.backend} "
                               "backend runs learners in the driver process, which can hold only "
-                              "one torch.distributed rank; use num_learners 0 or 1 with inline")
+                              f"one torch.distributed rank; use num_learners 0 or 1 with "
+                              f"{cfg.backend}")
         if cfg.device.startswith("cuda") and cfg.num_gpus_per_learner == 0:
             raise ConfigError(f"device={cfg.device} with num_learners={n} needs "
                               "num_gpus_per_learner > 0: a learner process sees only the GPUs "
@@ -141,7 +143,9 @@ class Algorithm(abc.ABC):
             raise ConfigError(f"device={cfg.device} would put all {n} learners on one GPU; use "
                               "device=cuda or auto (learner r takes GPU r)")
         gpus = n * cfg.num_gpus_per_learner
-        if cfg.backend == "process" and gpus > torch.cuda.device_count() > 0:
+        # Learner processes that nobody schedules simply see this machine's GPUs.
+        unscheduled = not caps.schedules_gpus and not caps.actors_in_driver
+        if unscheduled and gpus > torch.cuda.device_count() > 0:
             raise ConfigError(f"num_learners={n} x num_gpus_per_learner="
                               f"{cfg.num_gpus_per_learner} needs {gpus:g} GPUs; this machine "
                               f"has {torch.cuda.device_count()}")
@@ -156,7 +160,7 @@ class Algorithm(abc.ABC):
         spin-wait, and a 2-thread learner beside 2 busy workers on 2 cores runs ~20x
         slower than a 1-thread one (measured).
         """
-        if self.config.backend == "inline":
+        if capabilities(self.config.backend).actors_in_driver:
             return
         free = (os.cpu_count() or 1) - self.config.num_env_runners
         torch.set_num_threads(max(1, min(torch.get_num_threads(), free)))

@@ -133,8 +133,9 @@ class LearnerGroup:
     def _start(self, learner_factory: Callable[[], Learner], config: Any) -> None:
         n, rt = self.num_learners, self._runtime
         gpus = float(config.num_gpus_per_learner)
-        # The inline backend's learner lives in the driver: its threads are the driver's.
-        threads = None if rt.name == "inline" else max(1, int(config.num_cpus_per_learner))
+        # A learner actor in the driver process shares the driver's threads.
+        threads = (None if rt.capabilities.actors_in_driver
+                   else max(1, int(config.num_cpus_per_learner)))
         seed = 0 if config.seed is None else int(config.seed)
         for r in range(n):  # appended one by one: stop() ends those spawned before an error
             self.actors.append(rt.spawn(

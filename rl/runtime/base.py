@@ -12,6 +12,23 @@ algorithms never know whether they run inline, in local processes or on Ray::
     board = rt.weights_board(num_floats)          # one writer, many version-polling readers
     h.kill(); rt.shutdown()
 
+What a backend can do is its ``Capabilities`` (``rt.capabilities``, or
+``rl.runtime.capabilities(name)`` before anything starts): the layers above ask those
+questions ("can it host 4 learner ranks?", "do its actors run in the driver?"), never
+which backend it is.
+
+**The object store** is where whatever crosses between processes as data lives: the
+large arrays of a call's arguments and result, a value stored with ``put`` on the
+driver, a value an actor stored with ``share`` (``rl.runtime.shared``). Readers see it
+in place (zero-copy views) rather than through a pipe. An object has one of two
+lifetimes. *Handed over*: a call's arguments and result have one reader, which owns
+them; they go when its last view goes. *Held*: a ``put`` or ``share`` value is named by a
+small handle (an ``ObjectRef``, a ``Shared``) that may be passed to many calls and read
+by many actors; its holder frees it (drops the ref, ``release()``s the handle). The
+process backend keeps the store in ``/dev/shm`` (``rl.runtime.shm`` owns the lifetime
+rules), Ray in its own object store, the inline backend nowhere: values are passed by
+reference.
+
 Semantics follow Ray's where Ray has them: ``get`` of a list keeps order, ``wait``
 returns ``(ready, pending)`` with ``len(ready) <= num_returns`` preserving the input
 order, and a ``timeout`` of ``None`` waits forever, ``0`` polls.
@@ -22,6 +39,7 @@ from __future__ import annotations
 import abc
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,6 +48,7 @@ __all__ = [
     "ActorDiedError",
     "ActorHandle",
     "BoardReader",
+    "Capabilities",
     "GetTimeoutError",
     "ObjectRef",
     "RemoteError",
@@ -109,6 +128,41 @@ class UnschedulableError(RuntimeErrorBase):
 
 class GetTimeoutError(RuntimeErrorBase, TimeoutError):
     """``get(..., timeout=)`` ran out of time before every value was ready."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do, known before any of its processes starts.
+
+    Config validation and the algorithms decide with these, so that nothing above
+    ``rl/runtime`` tests a backend's name.
+
+    Attributes:
+        actors_in_driver: actors are plain objects in the driver process and each call
+            runs to completion inside ``call``, in the caller's thread. A program on such
+            a backend is serial and exactly reproducible; its actors' threads are the
+            driver's threads; nothing runs concurrently with the driver.
+        max_learner_ranks: how many ``torch.distributed`` ranks (learner actors in one
+            process group) the backend can host, ``None`` for no limit of its own. A
+            process holds one rank, so a backend whose actors share the driver process
+            hosts one.
+        is_cluster: actors may run on other machines, whose GPUs this machine's CUDA
+            cannot see: only the backend's scheduler can tell whether a GPU request fits.
+        schedules_gpus: ``spawn`` weighs ``num_gpus`` against the GPUs that exist (it
+            raises ``UnschedulableError``, or queues the actor until they free up), and
+            hands the actor the ones it gets. Without it ``num_gpus`` is recorded only:
+            an actor process simply sees this machine's GPUs, and nothing stops a
+            request for more than exist except the caller's own check.
+    """
+
+    actors_in_driver: bool
+    max_learner_ranks: int | None
+    is_cluster: bool
+    schedules_gpus: bool
+
+    def hosts_learner_ranks(self, n: int) -> bool:
+        """Whether ``n`` learner ranks fit on this backend."""
+        return self.max_learner_ranks is None or n <= self.max_learner_ranks
 
 
 class ObjectRef(abc.ABC):
@@ -192,9 +246,15 @@ class WeightsBoard(abc.ABC):
 
 
 class Runtime(abc.ABC):
-    """A backend that runs actors and holds objects."""
+    """A backend that runs actors and holds objects.
+
+    Attributes:
+        name: the backend's name, for messages and logs (decisions use ``capabilities``).
+        capabilities: what this runtime can do.
+    """
 
     name: str
+    capabilities: Capabilities
 
     @abc.abstractmethod
     def spawn(

@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from rl.runtime import capabilities as backend_capabilities
 from rl.runtime.base import (
     ActorDiedError,
     ActorHandle,
@@ -118,6 +119,7 @@ class InlineRuntime(Runtime):
     """Runs every actor in the calling process, one call at a time, at ``call`` time."""
 
     name = "inline"
+    capabilities = backend_capabilities("inline")
 
     def __init__(self) -> None:
         self.prefix = f"{driver_prefix()}inline{next(_sessions)}_"

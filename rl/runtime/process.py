@@ -5,21 +5,23 @@ Data flow::
     driver process                                     actor process (one per actor)
     ───────────────────────────────────────────        ──────────────────────────────────
     h.call("m", x) ── Call frame ───── socketpair ───▶ serve(): recv, run m(x), reply
-       │ arrays >= 64 KiB: export_array ─▶ /dev/shm ─▶ take_array (map + unlink)
-       │ put refs: payload once per actor ───────────▶ PUT_CACHE[key] (read-only views)
+       │ opens a slot  arrays >= 64 KiB: export_array ─▶ /dev/shm ─▶ take_array
+       │ (in flight)   put refs: payload once per actor ─▶ PUT_CACHE[key] (read-only)
        ▼                                                          │
     slot table  key -> value | error ◀── Result / Failure frame ◀─ Outbox (never blocks)
-       ▲        (results of other refs        big results: /dev/shm ─▶ take_array
-       │         are buffered here)
+    (one lock)  (results of other refs        big results: /dev/shm ─▶ take_array
+       ▲         are buffered here)
+       │
     rt.get / rt.wait: one thread at a time "pumps": poll() over every actor's
     connection, every actor's process sentinel and a wake-up pipe; the other threads
     wait on a Condition. A readable sentinel means the actor is gone: what it sent
     before dying is delivered, every other pending call fails with ActorDiedError.
 
-This module is the driver side: the runtime, its slot table and the pump. The actor
-handle and the refs are in ``rl.runtime.process_actor``; the frames and their pickling
-in ``rl.runtime.wire``; the actor process (its start, init and loop) in
-``rl.runtime.actor_loop``.
+This module is the driver side: the runtime and the pump. The slot table (keys, slots,
+put records, and the refs that point into them) is ``rl.runtime.slots``; the actor
+handle, which opens a slot per call and sends the frame, is
+``rl.runtime.process_actor``; the frames and their pickling are ``rl.runtime.wire``; the
+actor process (its start, init and loop) is ``rl.runtime.actor_loop``.
 
 The poll set is kept across calls (``select.poll``, fds added at spawn and removed at
 death) rather than rebuilt per wait as ``multiprocessing.connection.wait`` does; it
@@ -43,16 +45,15 @@ import itertools
 import multiprocessing as mp
 import multiprocessing.util  # noqa: F401  (its atexit hook must be registered before ours)
 import os
-import pickle
 import select
 import signal
 import threading
 import time
 import traceback
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from rl.runtime import capabilities as backend_capabilities
 from rl.runtime import shm, wire
 from rl.runtime.actor_loop import ChildConfig, actor_main, actor_process_class
 from rl.runtime.base import (
@@ -63,15 +64,10 @@ from rl.runtime.base import (
     Runtime,
     WeightsBoard,
 )
-from rl.runtime.process_actor import (
-    CallRef,
-    DriverPickler,
-    ProcessActor,
-    PutRecord,
-    PutRef,
-    Slot,
-)
-from rl.runtime.wire import KEY, SHM_THRESHOLD, STOP_FRAME, Init, Result
+from rl.runtime.process_actor import DriverPickler, ProcessActor
+from rl.runtime.shared import ShmShared
+from rl.runtime.slots import CallRef, PutRecord, PutRef, Slot, SlotTable
+from rl.runtime.wire import KEY, SHM_THRESHOLD, Init, Result
 
 __all__ = ["DEFAULT_PRELOAD", "SHM_THRESHOLD", "ProcessActor", "ProcessRuntime"]
 
@@ -94,6 +90,7 @@ class ProcessRuntime(Runtime):
     """
 
     name = "process"
+    capabilities = backend_capabilities("process")
 
     def __init__(
         self,
@@ -116,17 +113,12 @@ class ProcessRuntime(Runtime):
         self.shutdown_timeout = shutdown_timeout
         self.prefix = f"{shm.driver_prefix()}{next(_session_ids)}_"
         shm.sweep_stale()
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
+        self._table = SlotTable()
+        self._lock = self._table.lock
+        self._cond = self._table.cond
         # Serializes every look at a child's exit status, and start(), which polls all
         # children: forkserver reports an exit status once, to whoever reads it first.
         self._proc_lock = threading.Lock()
-        self._keys = itertools.count(1)  # 0 is the key of Init and stop frames
-        self._put_ids = itertools.count()
-        self._slots: dict[int, Slot] = {}
-        self._puts: dict[str, PutRecord] = {}
-        self._dropped: deque[int] = deque()
-        self._dropped_puts: deque[str] = deque()
         self._actors: list[ProcessActor] = []
         self._boards: list[WeightsBoard] = []
         # The thread that pumps (reads the sockets) now, if any. An ident rather than a
@@ -135,7 +127,6 @@ class ProcessRuntime(Runtime):
         # stale instead of waiting forever for itself.
         self._pumper: int | None = None
         self._waiting = 0  # threads blocked on the condition, to skip needless notifies
-        self._closed = False
         self._poller = select.poll()
         self._fds: dict[int, tuple[ProcessActor, bool] | None] = {}
         self._wake_r, self._wake_w = os.pipe()
@@ -156,7 +147,7 @@ class ProcessRuntime(Runtime):
         resources: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> ProcessActor:
-        if self._closed:
+        if self._table.closed:
             raise RuntimeError("spawn() after shutdown()")
         name = self.actor_name(cls, name)
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
@@ -165,13 +156,16 @@ class ProcessRuntime(Runtime):
         with self._proc_lock:
             proc.start()
         child_conn.close()
-        actor = ProcessActor(self, proc, parent_conn, name, num_cpus, num_gpus, resources)
+        actor = ProcessActor(self._table, self._proc_lock, proc, parent_conn, name=name,
+                             prefix=self.prefix, shm_threshold=self.shm_threshold,
+                             num_cpus=num_cpus, num_gpus=num_gpus, resources=resources)
         frame, _ = wire.encode(0, Init(cls, args, kwargs), self.prefix, self.shm_threshold,
                                pickler_cls=DriverPickler)
         with contextlib.suppress(OSError):
             parent_conn.send_bytes(frame)
         with self._lock:
             self._actors.append(actor)
+            self._table.add_holder(actor)
             self._watch(parent_conn.fileno(), (actor, False))
             self._watch(proc.sentinel, (actor, True))
             if self._pumper is not None:
@@ -189,7 +183,8 @@ class ProcessRuntime(Runtime):
         for ref, slot in zip(items, slots):
             if slot.error is not None:
                 raise slot.error.with_traceback(None)
-            values.append(self._put_value(ref) if type(ref) is PutRef else slot.value)
+            values.append(self._table.put_value(ref.record) if type(ref) is PutRef
+                          else slot.value)
         return values[0] if single else values
 
     def wait(
@@ -209,13 +204,11 @@ class ProcessRuntime(Runtime):
         return ready, pending
 
     def put(self, value: Any) -> ObjectRef:
-        key = f"put-{next(self._put_ids)}"
-        payload, segments = wire.pickle_borrowed(value, self.prefix, self.shm_threshold,
-                                                 pickler_cls=DriverPickler)
-        record = PutRecord(payload, segments)
+        record = PutRecord(ShmShared.store(value, self.prefix, self.shm_threshold,
+                                           pickler_cls=DriverPickler))
         with self._lock:
-            self._puts[key] = record
-        return PutRef(key, record, self)
+            key = self._table.add_put(record)
+        return PutRef(key, record, self._table)
 
     def weights_board(self, size: int) -> WeightsBoard:
         board = shm.ShmWeightsBoard(size, prefix=self.prefix)
@@ -224,11 +217,11 @@ class ProcessRuntime(Runtime):
 
     def shutdown(self) -> None:
         with self._cond:
-            if self._closed:
+            if self._table.closed:
                 return
-            self._closed = True
+            self._table.closed = True
             # Take over the pipes: the pumping thread wakes up, finishes its round and,
-            # seeing _closed, waits for shutdown to settle its refs instead of pumping.
+            # seeing closed, waits for shutdown to settle its refs instead of pumping.
             self._wake()
             me = threading.get_ident()
             give_up = time.monotonic() + 5.0
@@ -238,26 +231,24 @@ class ProcessRuntime(Runtime):
                 self._waiting -= 1
             self._pumper = me
         atexit.unregister(self.shutdown)
-        live = [a for a in self._actors if not a._dead]
+        live = [a for a in self._actors if not a.dead]
         for actor in live:
-            self._send_stop(actor)
+            actor.send_stop()
         # Queued calls still get their answers while the actors drain their queues.
         self._pump_until_dead(live, time.monotonic() + self.shutdown_timeout)
         for actor in live:
-            if not actor._dead:
+            if not actor.dead:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(actor.pid, signal.SIGKILL)
         self._pump_until_dead(live, time.monotonic() + 2.0)
         for actor in live:
-            if not actor._dead:
+            if not actor.dead:
                 self._mark_dead(actor, "did not exit after SIGKILL")
         for board in self._boards:
             board.close()
         with self._cond:
-            for record in self._puts.values():
-                for name in record.segments:
-                    shm.unlink(name)
-            self._puts.clear()
+            for record in self._table.take_puts():
+                record.stored.release()
             self._cond.notify_all()
         shm.sweep(self.prefix)
         os.close(self._wake_r)
@@ -270,20 +261,12 @@ class ProcessRuntime(Runtime):
 
     # ------------------------------------------------------------------ internals
 
-    def _slot(self, ref: ObjectRef) -> Any:
-        if type(ref) is CallRef and ref.runtime is self:
-            return self._slots[ref.key]
-        if type(ref) is PutRef and ref.runtime is self:
+    def _slot(self, ref: ObjectRef) -> Slot:
+        if type(ref) is CallRef and ref.table is self._table:
+            return self._table.slot(ref.key)
+        if type(ref) is PutRef and ref.table is self._table:
             return Slot(done=True)
         raise TypeError(f"{ref!r} does not belong to this runtime")
-
-    def _put_value(self, ref: PutRef) -> Any:
-        record = ref.record
-        with self._lock:
-            if not record.loaded:
-                record.value = pickle.loads(record.payload)
-                record.loaded = True
-            return record.value
 
     def _watch(self, fd: int, target: tuple[ProcessActor, bool] | None) -> None:
         self._fds[fd] = target
@@ -297,26 +280,6 @@ class ProcessRuntime(Runtime):
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._wake_w, b"!")
 
-    def _reap(self) -> None:
-        """Forget dropped refs. Caller holds the lock."""
-        while self._dropped:
-            key = self._dropped.popleft()
-            slot = self._slots.get(key)
-            if slot is None:
-                continue
-            if slot.done:
-                del self._slots[key]
-            else:
-                slot.dropped = True
-        while self._dropped_puts:
-            key = self._dropped_puts.popleft()
-            if self._puts.pop(key, None) is None:
-                continue
-            for actor in self._actors:
-                if key in actor._sent_puts:
-                    actor._sent_puts.discard(key)
-                    actor._free.append(key)
-
     def _await(self, slots: list, need: int, timeout: float | None) -> bool:
         """Pump or wait until ``need`` of ``slots`` are done; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -325,7 +288,7 @@ class ProcessRuntime(Runtime):
         me = threading.get_ident()
         with self._cond:
             while True:
-                self._reap()
+                self._table.reap()
                 while first < len(slots) and slots[first].done:
                     first += 1
                 if first == len(slots) or (
@@ -336,7 +299,7 @@ class ProcessRuntime(Runtime):
                 other_pumps = self._pumper not in (None, me)
                 if remaining is not None and remaining <= 0 and (pumped or other_pumps):
                     return False
-                if other_pumps or self._closed:
+                if other_pumps or self._table.closed:
                     self._waiting += 1
                     try:
                         self._cond.wait(remaining)
@@ -372,7 +335,7 @@ class ProcessRuntime(Runtime):
                 self._on_death(actor)
                 return
             try:
-                frame = actor._conn.recv_bytes()
+                frame = actor.recv()
             except (EOFError, OSError):
                 # The child closed its end; its sentinel reports the death.
                 with self._lock:
@@ -398,62 +361,36 @@ class ProcessRuntime(Runtime):
                 exc,
             )
         with self._lock:
-            slot = actor._inflight.pop(key, None)
-            if slot is None:
-                return
-            slot.value, slot.error, slot.done, slot.keep = value, error, True, ()
-            if slot.dropped:
-                self._slots.pop(key, None)
+            slot = actor.take_call(key)
+            if slot is not None:
+                self._table.finish(key, slot, value, error)
 
     def _on_death(self, actor: ProcessActor) -> None:
         """Deliver what the actor sent before dying, then fail the rest."""
-        conn = actor._conn
-        with contextlib.suppress(EOFError, OSError):
-            while conn.poll(0):
-                self._deliver(actor, conn.recv_bytes())
+        for frame in actor.drain():
+            self._deliver(actor, frame)
         self._mark_dead(actor)
 
     def _mark_dead(self, actor: ProcessActor, detail: str = "") -> None:
-        if actor._dead:  # only the pumping thread (or shutdown) gets here
+        if actor.dead:  # only the pumping thread (or shutdown) gets here
             return
-        exitcode = actor._exit_status()
+        exitcode = actor.exit_status()
         with self._lock:
-            if actor._dead:
+            if actor.dead:
                 return
-            actor._dead = True
-            actor._exitcode = exitcode
-            if not detail and self._closed:
+            if not detail and self._table.closed:
                 detail = "the runtime shut down"
-            for slot in actor._inflight.values():
-                slot.error, slot.done, slot.keep = (
-                    ActorDiedError(actor.name, exitcode, detail),
-                    True,
-                    (),
-                )
-            actor._inflight.clear()
-            self._unwatch(actor._conn.fileno())
-            self._unwatch(actor._proc.sentinel)
-            actor._conn.close()
+            self._unwatch(actor.conn_fd)
+            self._unwatch(actor.sentinel)
+            for key, slot in actor.mark_dead(exitcode):
+                self._table.finish(key, slot, error=ActorDiedError(actor.name, exitcode, detail))
             self._cond.notify_all()
-        actor._release()
+        actor.release()
         # What it created and had not handed over (it died between create and send).
         shm.sweep(f"{self.prefix}{actor.pid}_")
 
-    def _send_stop(self, actor: ProcessActor) -> None:
-        # Never block shutdown: a full pipe or a sender stuck mid-frame means the actor
-        # is killed after the timeout instead.
-        if not actor._send_lock.acquire(timeout=0.1):
-            return
-        try:
-            os.set_blocking(actor._conn.fileno(), False)
-            actor._conn.send_bytes(STOP_FRAME)
-        except OSError:
-            pass
-        finally:
-            actor._send_lock.release()
-
     def _pump_until_dead(self, actors: list[ProcessActor], deadline: float) -> None:
-        while any(not a._dead for a in actors):
+        while any(not a.dead for a in actors):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return

@@ -59,6 +59,7 @@ calls; ``is_alive()`` is ``False`` after ``kill()`` or after such an error, not 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -76,6 +77,7 @@ try:
 except ImportError as exc:  # rl.config reports this before any process starts
     raise ImportError("the ray backend needs Ray: pip install 'rl[ray]'") from exc
 
+from rl.runtime import capabilities as backend_capabilities
 from rl.runtime.base import (
     ActorDiedError,
     ActorHandle,
@@ -310,6 +312,9 @@ class RayRuntime(Runtime):
         else:
             _quiet_init(address=address)
             self._owns_ray = True
+        # Joined (an address, or a Ray this program started): a cluster, as far as we know.
+        self.capabilities = dataclasses.replace(backend_capabilities("ray"),
+                                                is_cluster=self._capacity is None)
         self._actors: list[RayActor] = []
         self._boards: list[RayWeightsBoard] = []
         self._closed = False

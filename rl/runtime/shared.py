@@ -1,25 +1,28 @@
-"""Values an actor shares by reference, so that the driver moves handles, not data.
+"""The object store's actor side: ``share`` a value, hand out a small handle.
 
-Inside an actor, ``share(value)`` stores ``value`` in the backend's object store and
-returns a small ``Shared`` handle. The handle travels in the actor's result to the
-driver, which may pass it on, in a call's arguments, to another actor; there
-``resolve()`` gives the value. The data goes from the first actor to the last without
-the driver reading it::
+The object store (see ``rl.runtime.base``) holds what crosses between processes as data;
+the driver stores a value with ``Runtime.put``, an actor with ``share``. Inside an actor,
+``share(value)`` stores ``value`` and returns a small ``Shared`` handle. The handle
+travels in the actor's result to the driver, which may pass it on, in a call's
+arguments, to another actor; there ``resolve()`` gives the value. The data goes from the
+first actor to the last without the driver reading it::
 
     worker:  return {"batch": share(batch), "env_steps": n}      # a handle
     driver:  ref = learner.call("update_fragments", [result["batch"], ...])
     learner: fragment = handle.resolve()
     driver:  rt.get(ref); result["batch"].release()             # every reader is done
 
-What the handle holds, per backend:
+A shared value is *held* (many readers; its holder frees it), where the arrays of a
+plain result are *handed over* to the driver (one reader). What the handle holds, per
+backend:
 
-* process: the value pickled with its large arrays in ``/dev/shm`` segments named
-  under the driver's session prefix (so a crash sweep finds them), not under the
-  sharing actor's own names: they outlive it. ``resolve()`` maps them read-only,
-  without a copy, in whatever process calls it; ``release()`` unlinks them (mappings
-  already made stay valid). Whoever holds the handle last releases it: the driver,
-  once every reader answered, or when it drops the handle unused (a full queue). A
-  handle lost without a release is swept with the session at shutdown.
+* process: the value pickled with its large arrays in held ``/dev/shm`` segments that
+  outlive the actor that shared them (``rl.runtime.shm`` gives the naming and lifetime
+  rules). ``resolve()`` maps them read-only, without a copy, in whatever process calls
+  it; ``release()`` unlinks them (mappings already made stay valid). Whoever holds the
+  handle last releases it: the driver, once every reader answered, or when it drops the
+  handle unused (a full queue). A handle lost without a release is swept with the
+  session at shutdown.
 * ray: the values a method shared travel as the call's second return object, owned
   by the driver (so they outlive the sharing actor); the handle is that object's ref
   and an index. Ray's reference counting frees it, ``release()`` does nothing.
@@ -70,13 +73,35 @@ class LocalShared(Shared):
 
 
 class ShmShared(Shared):
-    """A pickle whose large arrays live in borrowed ``/dev/shm`` segments."""
+    """A pickle whose large arrays live in held ``/dev/shm`` segments."""
 
     __slots__ = ("payload", "segments")
 
     def __init__(self, payload: bytes, segments: tuple[str, ...]):
         self.payload = payload
         self.segments = segments
+
+    @classmethod
+    def store(cls, value: Any, prefix: str, threshold: int | None = None, *,
+              pickler_cls: type | None = None) -> ShmShared:
+        """Store ``value`` in held segments named under ``prefix``: the process backend's
+        one way into the object store for a held object (``share`` here, ``put`` on the
+        driver with the driver's pickler).
+
+        Args:
+            value: what to store.
+            prefix: the segment name prefix (``shm.held_prefix`` of the session for a
+                shared value, the session's own for a put).
+            threshold: arrays of at least this many bytes go to segments (default
+                ``SHM_THRESHOLD``).
+            pickler_cls: a ``wire.Pickler`` subclass (default ``wire.Pickler``).
+        """
+        from rl.runtime import wire  # wire imports this package's base: import late
+
+        payload, segments = wire.pickle_held(
+            value, prefix, wire.SHM_THRESHOLD if threshold is None else threshold,
+            pickler_cls=pickler_cls or wire.Pickler)
+        return cls(payload, tuple(segments))
 
     def resolve(self) -> Any:
         return pickle.loads(self.payload)
@@ -94,17 +119,12 @@ class ShmShared(Shared):
 
 def shm_sharer(prefix: str) -> Callable[[Any], ShmShared]:
     """The process backend's sharer: arrays of ``SHM_THRESHOLD`` bytes or more go into
-    segments named under ``prefix`` (the session's), read-only for every process that
-    resolves them, and outliving the actor that shared them."""
-    from rl.runtime import wire  # wire imports this package's base: import late
-
-    # Not the actor's own "<prefix><pid>_" names, which are swept when it dies: what it
-    # shared lives on in the driver's hands (the session's sweep still covers it).
-    own = f"{prefix}s"
+    held segments named under the session ``prefix``'s ``shm.held_prefix``, read-only for
+    every process that resolves them, and outliving the actor that shared them."""
+    held = shm.held_prefix(prefix)
 
     def share_in_shm(value: Any) -> ShmShared:
-        payload, segments = wire.pickle_borrowed(value, own)
-        return ShmShared(payload, tuple(segments))
+        return ShmShared.store(value, held)
 
     return share_in_shm
 
@@ -119,7 +139,7 @@ def use_sharer(sharer: Callable[[Any], Shared]) -> None:
 
 
 def share(value: Any) -> Shared:
-    """Store ``value`` in this actor's object store; returns its handle."""
+    """Store ``value`` in the object store, held until released; returns its handle."""
     return _sharer(value)
 
 

@@ -1,14 +1,17 @@
-"""Shared-memory primitives of the process runtime: array transport and the weights board.
+"""Shared-memory primitives of the process runtime: the object store's segments and the
+weights board.
 
-This module owns every file the runtime creates in ``/dev/shm``. Nothing here knows about
-actors; ``rl.runtime.process`` builds on it.
+This module owns every file the runtime creates in ``/dev/shm``, and the lifetime rules
+of both kinds of object in the object store (see ``rl.runtime.base``): *handed-over*
+objects (the large arrays of a call's arguments or result) and *held* ones (``put`` and
+``share`` values). Nothing here knows about actors; ``rl.runtime.process`` builds on it.
 
 **Names.** Every segment is named ``rl_<driver pid>_<session>_<creator pid>_<n>``. The
 ``rl_<driver pid>_`` part is what makes cleanup certain: whoever outlives a session can
 remove all of its segments by prefix (``sweep``), and a new runtime removes the segments
 of sessions whose driver pid is no longer alive (``sweep_stale``).
 
-**Array transport: the receiver unlinks.** A sender copies a large array into a fresh
+**Handed over: the receiver unlinks.** A sender copies a large array into a fresh
 segment (``export_array``) and sends only its ``SegmentArray`` descriptor (name, dtype,
 shape). The receiver maps the segment and unlinks it at once (``take_array``); on Linux
 the mapping stays valid after the unlink and the memory is freed when the last mapping
@@ -19,13 +22,14 @@ between create and send), the session sweep removes the orphan: the driver sweep
 session prefix at ``shutdown()``, and every actor sweeps the driver's prefix when it sees
 the driver die, so a SIGKILLed driver leaks nothing while any of its actors lives.
 
-Two kinds of segment are borrowed instead: readers map them read-only without unlinking
-(``borrow_array``), and their owner unlinks them. Objects stored with ``Runtime.put``
-belong to the driver, which unlinks them when the ``ObjectRef`` is dropped or at
-shutdown. Values an actor shares (``rl.runtime.shared``) are named
+**Held: the holder unlinks.** A value stored with ``Runtime.put`` or ``share`` may be
+read many times: readers map its segments read-only without unlinking
+(``map_held_array``), and its holder unlinks them. ``put`` values belong to the driver,
+which unlinks them when the ``ObjectRef`` is dropped or at shutdown. Values an actor
+shares (``rl.runtime.shared``) are named under ``held_prefix`` of the session,
 ``rl_<driver pid>_<session>_s<creator pid>_<n>``, outside the creator's own names (which
-the driver sweeps when that actor dies), and whoever holds the handle last unlinks them;
-the session sweep covers them too.
+the driver sweeps when that actor dies): they outlive the actor, and whoever holds the
+handle last unlinks them; the session sweep covers them too.
 
 Segments are written with ``os.write`` on a plain ``os.open`` file rather than
 ``multiprocessing.shared_memory``: its resource tracker (3.11) unlinks segments it did not
@@ -65,10 +69,11 @@ __all__ = [
     "SegmentArray",
     "ShmBoardReader",
     "ShmWeightsBoard",
-    "borrow_array",
     "driver_prefix",
     "export_array",
+    "held_prefix",
     "list_segments",
+    "map_held_array",
     "read_bytes",
     "sweep",
     "sweep_stale",
@@ -85,6 +90,13 @@ _counter = itertools.count()
 def driver_prefix(driver_pid: int | None = None) -> str:
     """The prefix shared by every segment of every session of one driver process."""
     return f"{_ROOT}{driver_pid if driver_pid is not None else os.getpid()}_"
+
+
+def held_prefix(session_prefix: str) -> str:
+    """The prefix of the segments an actor of the session ``session_prefix`` shares:
+    not the actor's own ``<session_prefix><pid>_`` names, which are swept when it dies,
+    since what it shared lives on in the driver's hands."""
+    return f"{session_prefix}s"
 
 
 def _new_name(prefix: str) -> str:
@@ -196,8 +208,8 @@ def take_array(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray
     return np.ndarray(shape, dtype, buffer=_map(name, nbytes, take=True, writable=True))
 
 
-def borrow_array(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """Map a borrowed segment (a put, or a shared value) read-only; its owner unlinks it."""
+def map_held_array(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """Map a held segment (a put, or a shared value) read-only; its holder unlinks it."""
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     return np.ndarray(shape, dtype, buffer=_map(name, nbytes, take=False, writable=False))
 

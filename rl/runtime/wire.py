@@ -17,8 +17,10 @@ socket by a ``Blob`` naming it, so the sockets only ever carry small frames.
 
 Pickling is cloudpickle (classes from ``__main__``, closures and lambdas travel by
 value) with one override in ``Pickler``: numpy arrays of at least ``SHM_THRESHOLD``
-bytes, anywhere in a message, are copied into shared memory and unpickle as zero-copy
-views (see ``rl.runtime.shm`` for who unlinks what). The driver's subclass adds object
+bytes, anywhere in a message, go into the object store (``/dev/shm`` segments) and
+unpickle as zero-copy views: handed over to the receiver in a call's arguments and
+results, held by their writer in ``put`` and ``share`` values (``pickle_held``; see
+``rl.runtime.shm`` for who unlinks what). The driver's subclass adds object
 refs: a ``put`` ref travels as ``resolve_put(key, payload)``, with its payload the first
 time an actor sees it and by key afterwards (``PUT_CACHE``).
 """
@@ -53,7 +55,7 @@ __all__ = [
     "decode",
     "encode",
     "failure",
-    "pickle_borrowed",
+    "pickle_held",
     "resolve_put",
 ]
 
@@ -169,17 +171,18 @@ class Pickler(cloudpickle.Pickler):
         file: where the pickle goes.
         prefix: segment name prefix of the session.
         threshold: arrays with at least this many bytes go to shared memory.
-        borrow: segments stay owned by the writer (``put``), else the receiver takes them.
+        held: segments stay the writer's to unlink (``put``, ``share``); else they are
+            handed over and the receiver unlinks them.
 
     Attributes:
         segments: names of the segments this pickle created.
     """
 
-    def __init__(self, file, prefix: str, threshold: int, *, borrow: bool = False):
+    def __init__(self, file, prefix: str, threshold: int, *, held: bool = False):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.prefix = prefix
         self.threshold = threshold
-        self.open_array = shm.borrow_array if borrow else shm.take_array
+        self.open_array = shm.map_held_array if held else shm.take_array
         self.segments: list[str] = []
 
     def reducer_override(self, obj):
@@ -225,8 +228,8 @@ def encode(key: int, msg: Any, prefix: str, threshold: int = SHM_THRESHOLD, *,
         raise
 
 
-def pickle_borrowed(value: Any, prefix: str, threshold: int = SHM_THRESHOLD, *,
-                    pickler_cls: type[Pickler] = Pickler) -> tuple[bytes, list[str]]:
+def pickle_held(value: Any, prefix: str, threshold: int = SHM_THRESHOLD, *,
+                pickler_cls: type[Pickler] = Pickler) -> tuple[bytes, list[str]]:
     """``value`` pickled with its large arrays in segments that stay the writer's to
     unlink (readers map them read-only); on error every segment made is unlinked.
 
@@ -234,7 +237,7 @@ def pickle_borrowed(value: Any, prefix: str, threshold: int = SHM_THRESHOLD, *,
         The pickle and the names of the segments it refers to.
     """
     buf = io.BytesIO()
-    pickler = pickler_cls(buf, prefix, threshold, borrow=True)
+    pickler = pickler_cls(buf, prefix, threshold, held=True)
     try:
         pickler.dump(value)
     except BaseException:

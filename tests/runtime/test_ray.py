@@ -46,6 +46,13 @@ class Probe:
         return "pong"
 
 
+def test_capabilities_of_a_joined_ray(rt):
+    # The session's Ray was started by this program (the fixture), so the runtime joined
+    # it: as far as it can tell, other nodes may be there.
+    assert rt.capabilities.schedules_gpus and rt.capabilities.is_cluster
+    assert not rt.capabilities.actors_in_driver
+
+
 # ---------------------------------------------------------------------- the object store
 
 

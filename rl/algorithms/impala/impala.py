@@ -73,9 +73,9 @@ class IMPALA(Algorithm):
         self.lag.record_publish(self.board.version, 0)
         self.runner = LearnerRunner(self.learner_group, self.queue, self.lag, self._hyper,
                                     cfg.broadcast_interval, cfg.num_envs_per_env_runner)
-        # The learner runs beside sampling except on the inline backend, which stays
-        # serial so that runs there are exactly reproducible.
-        self.concurrent = cfg.backend != "inline"
+        # The learner runs beside sampling, except where actors run in the driver: that
+        # backend stays serial so that runs there are exactly reproducible.
+        self.concurrent = not self.runtime.capabilities.actors_in_driver
         self._pending: list[dict[str, Any]] = []
         self._pending_versions: list[int] = []
         self._pending_steps = 0
