@@ -28,7 +28,8 @@ from rl.algorithms.algorithm import Algorithm
 from rl.algorithms.dqn.config import DQNConfig
 from rl.algorithms.dqn.learner import TD_ERRORS, DQNLearner
 from rl.data import columns as C
-from rl.data.replay import NStepAccumulator, PrioritizedReplayBuffer, ReplayBuffer
+from rl.data.nstep import NStepAccumulator
+from rl.data.replay import PrioritizedReplayBuffer, ReplayBuffer
 from rl.learner import LearnerGroup
 from rl.policies import QNetwork
 
