@@ -150,12 +150,6 @@ class VectorEnv:
             self.obs[i] = self._reset_or_recreate(i)
         return self.obs
 
-    def reset_one(self, i: int, env: gym.Env | None = None) -> None:
-        """Replace (optionally) and reset sub-env ``i``, dropping its running episode."""
-        if env is not None:
-            self.envs[i] = env
-        self.obs[i] = self._reset_or_recreate(i)
-
     def _reset(self, i: int) -> Any:
         """Reset sub-env ``i`` with its next episode's seed; returns the observation."""
         seed = None

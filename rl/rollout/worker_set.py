@@ -133,6 +133,16 @@ class WorkerSet:
         self.workers[index].kill()
         self.workers[index] = self._spawn(index)
 
+    def _lose(self, index: int, error: BaseException) -> None:
+        """Worker ``index``'s request failed or timed out: drop (and count) that fragment
+        and any other the worker has in flight, and replace the worker."""
+        self.dropped_fragments += 1
+        self._drop_requests_of(index)
+        self._replace(index, error)
+
+    def _timeout_error(self) -> GetTimeoutError:
+        return GetTimeoutError(f"no fragment within sample_timeout_s={self.sample_timeout_s}")
+
     def _ingest(self, result: dict[str, Any]) -> dict[str, Any]:
         """Count (and log once) the sub-env errors a fragment reports."""
         for env_index, method, error in result.get("env_errors") or ():
@@ -164,13 +174,10 @@ class WorkerSet:
                     try:
                         results.append(self._ingest(self.runtime.get(ref)))
                     except (ActorDiedError, RemoteError) as e:
-                        self.dropped_fragments += 1
-                        self._replace(refs[ref], e)
+                        self._lose(refs[ref], e)
                 if pending and deadline is not None and time.monotonic() >= deadline:
                     for ref in pending:
-                        self.dropped_fragments += 1
-                        self._replace(refs[ref], GetTimeoutError(
-                            f"no fragment within sample_timeout_s={self.sample_timeout_s}"))
+                        self._lose(refs[ref], self._timeout_error())
                     pending = []
             if results:
                 self._sampling = False
@@ -198,20 +205,15 @@ class WorkerSet:
             try:
                 out.append((index, self._ingest(self.runtime.get(ref))))
             except (ActorDiedError, RemoteError) as e:
-                self.dropped_fragments += 1
-                self._drop_requests_of(index)
-                self._replace(index, e)
+                self._lose(index, e)
                 out.append((index, None))
         now = time.monotonic()
         for ref, (index, started) in list(self.in_flight.items()):
             if ref not in self.in_flight:
-                continue
+                continue  # dropped with its worker's other requests
             if self.sample_timeout_s is not None and now - started > self.sample_timeout_s:
-                self.in_flight.pop(ref, None)
-                self.dropped_fragments += 1
-                self._drop_requests_of(index)
-                self._replace(index, GetTimeoutError(
-                    f"no fragment within sample_timeout_s={self.sample_timeout_s}"))
+                self.in_flight.pop(ref)
+                self._lose(index, self._timeout_error())
                 out.append((index, None))
         return out
 
@@ -327,9 +329,6 @@ class WorkerSet:
         return resumed
 
     # ------------------------------------------------------------------ misc
-    def call_all(self, method: str, *args: Any) -> list[Any]:
-        return self.runtime.get([w.call(method, *args) for w in self.workers])
-
     def call_one(self, index: int, method: str, *args: Any, **kwargs: Any) -> Any:
         return self.runtime.get(self.workers[index].call(method, *args, **kwargs))
 
