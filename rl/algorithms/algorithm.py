@@ -151,7 +151,8 @@ class Algorithm(abc.ABC):
             model=self.model_config, policy_kind=self.policy_kind,
             normalize_obs=cfg.normalize_obs, needs_next_obs=self.policy_kind == "q",
             policy_options=self.policy_options(),
-            restart_failed_sub_envs=cfg.restart_failed_sub_environments)
+            restart_failed_sub_envs=cfg.restart_failed_sub_environments,
+            exact_resume=cfg.exact_resume)
 
     def policy_options(self) -> dict[str, Any]:
         return {}

@@ -262,17 +262,25 @@ class WorkerSet:
             self.in_flight[self.runtime.put(result)] = (index % self.num_workers, now)
 
     # ------------------------------------------------------------------ state
+    @property
+    def _replays_episodes(self) -> bool:
+        """Whether the workers record their running games, so that states are worth saving."""
+        return self.spec.seed is not None and self.spec.exact_resume
+
     def get_state(self) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
         """The counters (JSON) and each worker's state (arrays, ``worker_<i>``).
 
-        Worker states are left out, with a warning, when a worker cannot give one (it
-        died, or does not answer within ``sample_timeout_s``) or when the last
+        Worker states are left out when the workers do not record their games (no seed,
+        or ``exact_resume=False``), and, with a warning, when a worker cannot give one
+        (it died, or does not answer within ``sample_timeout_s``) or when the last
         ``sample()`` was interrupted; a run resumed from such a checkpoint starts fresh
         episodes.
         """
         counters = {"restarts": list(self.restarts), "dropped_fragments": self.dropped_fragments,
                     "env_errors": self.env_errors, "num_workers": self.num_workers,
                     "num_envs": self.spec.num_envs}
+        if not self._replays_episodes:
+            return counters, {}
         if self._sampling:
             log.warning("worker states not saved: the last sample() did not complete; a "
                         "resumed run starts fresh episodes")
@@ -306,8 +314,8 @@ class WorkerSet:
             self.restarts[0] += sum(restarts)
         self.dropped_fragments = int(counters.get("dropped_fragments", 0))
         self.env_errors = int(counters.get("env_errors", 0))
-        if not states or self.spec.seed is None:
-            return []  # unseeded episodes cannot be replayed: the workers start afresh
+        if not states or not self._replays_episodes:
+            return []  # unseeded or unrecorded episodes cannot be replayed: fresh ones start
         if not same_shape or len(states) != self.num_workers:
             log.warning("checkpoint holds %s workers x %s envs, this run %d x %d: the workers "
                         "start fresh episodes", counters.get("num_workers"),

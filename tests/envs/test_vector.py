@@ -103,3 +103,80 @@ def test_vector_env_reports_envs_it_could_not_replay():
     other = VectorEnv(NoisyResetEnv, 2, seed=1)
     other.reset()
     assert other.set_state(venv.get_state()) == [0, 1]
+
+
+def _balance(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    # Sub-env 0 balances its pole (games of up to 500 steps), the others act at random
+    # (games of a few dozen): the running games start at very different steps.
+    actions = rng.integers(0, 2, len(obs))
+    actions[0] = int(obs[0, 2] + obs[0, 3] > 0)
+    return actions
+
+
+def _play(venv: VectorEnv, rng: np.random.Generator, steps: int) -> None:
+    for _ in range(steps):
+        venv.step(_balance(venv.obs, rng))
+
+
+def _cartpoles(n: int, **kw) -> VectorEnv:
+    spec = resolve_env("CartPole-v1")
+    venv = VectorEnv(lambda: make_one_env(spec), n, seed=11, **kw)
+    venv.reset()
+    return venv
+
+
+def test_replay_after_the_action_log_was_trimmed_and_grown_and_after_a_second_save(
+        monkeypatch):
+    from rl import resume
+
+    # A small first log: over 1400 steps it drops the rows no running game needs and
+    # grows for the long games, many times.
+    monkeypatch.setattr(resume, "_INITIAL_ROWS", 8)
+    venv = _cartpoles(3)
+    rng = np.random.default_rng(0)
+    _play(venv, rng, 1400)
+    assert venv.get_state()["episode_lens"][0] > 100
+    other = _cartpoles(3)
+    assert other.set_state(venv.get_state()) == []
+    np.testing.assert_array_equal(other.obs, venv.obs)
+    for _ in range(300):
+        actions = _balance(venv.obs, rng)
+        np.testing.assert_array_equal(other.step(actions).obs, venv.step(actions).obs)
+    # The restored env logs its replayed games too: its own state replays them.
+    third = _cartpoles(3)
+    assert third.set_state(other.get_state()) == []
+    for _ in range(100):
+        actions = _balance(venv.obs, rng)
+        np.testing.assert_array_equal(third.step(actions).obs, venv.step(actions).obs)
+
+
+def test_games_longer_than_the_replay_limit_start_afresh(monkeypatch):
+    from rl import resume
+
+    monkeypatch.setattr(resume, "MAX_REPLAY_STEPS", 40)
+    venv = _cartpoles(4)
+    rng = np.random.default_rng(1)
+    _play(venv, rng, 300)
+    state = venv.get_state()
+    too_long = [i for i, n in enumerate(state["episode_lens"]) if n >= 40]
+    assert 0 in too_long and len(too_long) < 4
+    other = _cartpoles(4)
+    assert other.set_state(state) == too_long
+    replayed = [i for i in range(4) if i not in too_long]
+    np.testing.assert_array_equal(other.obs[replayed], venv.obs[replayed])
+
+
+@pytest.mark.parametrize("kw", [{"record_actions": False}, {"seed": None}],
+                         ids=["not-recording", "unseeded"])
+def test_without_recording_set_state_starts_fresh_episodes(kw):
+    spec = resolve_env("CartPole-v1")
+    venv = VectorEnv(lambda: make_one_env(spec), 2, **{"seed": 3, **kw})
+    venv.reset()
+    for a in np.random.default_rng(0).integers(0, 2, (10, 2)):
+        venv.step(a)
+    state = venv.get_state()
+    assert not any(key.startswith("actions_") for key in state)
+    other = VectorEnv(lambda: make_one_env(spec), 2, **{"seed": 3, **kw})
+    other.reset()
+    assert other.set_state(state) == [0, 1]
+    assert (other.get_state()["episode_lens"] == 0).all()
