@@ -180,3 +180,17 @@ def test_without_recording_set_state_starts_fresh_episodes(kw):
     other.reset()
     assert other.set_state(state) == [0, 1]
     assert (other.get_state()["episode_lens"] == 0).all()
+
+
+def test_state_replays_continuous_actions():
+    spec = resolve_env("Pendulum-v1")
+    venv = VectorEnv(lambda: make_one_env(spec), 2, seed=4)
+    venv.reset()
+    rng = np.random.default_rng(0)
+    for a in rng.uniform(-2, 2, (30, 2, 1)).astype(np.float32):
+        venv.step(a)
+    other = VectorEnv(lambda: make_one_env(spec), 2, seed=4)
+    other.reset()
+    assert other.set_state(venv.get_state()) == []
+    for a in rng.uniform(-2, 2, (10, 2, 1)).astype(np.float32):
+        np.testing.assert_array_equal(other.step(a).obs, venv.step(a).obs)
