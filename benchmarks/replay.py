@@ -33,7 +33,8 @@ from stable_baselines3.common.buffers import NStepReplayBuffer
 from stable_baselines3.common.buffers import ReplayBuffer as SB3ReplayBuffer
 
 from rl.data import columns as C
-from rl.data.replay import NStepAccumulator, PrioritizedReplayBuffer, ReplayBuffer
+from rl.data.nstep import NStepAccumulator
+from rl.data.replay import PrioritizedReplayBuffer, ReplayBuffer
 
 GAMMA = 0.99
 N_STEP = 3

@@ -193,6 +193,10 @@ class AlgorithmConfig:
     restart_failed_sub_environments: bool = setting(
         False, "Recreate a sub-env whose step/reset raised instead of restarting the worker",
         section="fault_tolerance")
+    exact_resume: bool = setting(
+        True, "Record the actions of every running episode (seeded runs) so that a resumed "
+        "run replays them and continues exactly; off, a resumed run starts fresh episodes",
+        section="fault_tolerance")
 
     # ----------------------------------------------------------------- builder API
     @classmethod

@@ -20,8 +20,7 @@ import torch
 from rl import Algorithm, PPOConfig
 from rl import checkpoint as ckpt
 from rl.cli import main
-from rl.envs import VectorEnv, resolve_env
-from rl.envs import make_env as make_one_env
+from rl.envs import resolve_env
 from rl.experiment import fit, load_example
 from rl.policies import ModelConfig
 from rl.rollout import RolloutWorker, WorkerFailedError, WorkerSpec
@@ -177,26 +176,6 @@ def test_worker_discards_the_rows_of_a_broken_episode():
     np.testing.assert_array_equal(discarded, expected)
     # Broken episodes are not reported: only the ones that ended by themselves.
     assert len(out["episode_lens"]) == int(ends.sum()) - 4
-
-
-def test_a_failing_reset_recreates_the_sub_env_or_raises():
-    from tests.toy_envs import FlakyResetCartPole
-
-    venv = VectorEnv(FlakyResetCartPole, 2, seed=0, restart_failed=True)
-    venv.reset()
-    episodes = 0
-    rng = np.random.default_rng(0)
-    while episodes < 6:
-        res = venv.step(rng.integers(0, 2, 2))
-        episodes += len(res.episodes)
-        assert not res.failed  # the episodes themselves are fine, only resets fail
-    assert {(e[1], e[2]) for e in venv.errors} == {("reset", "RuntimeError: reset failed")}
-    assert len(venv.errors) >= 4
-    strict = VectorEnv(FlakyResetCartPole, 1, seed=0)
-    strict.reset()
-    with pytest.raises(RuntimeError, match="reset failed"):
-        for _ in range(1000):
-            strict.step(np.zeros(1, np.int64))
 
 
 # ------------------------------------------------------------------- driver death
@@ -372,54 +351,3 @@ def test_cli_resume_continues_exactly(tmp_path, capsys):
     expected = _learning_metrics(straight["run_dir"])
     got = _learning_metrics(half["run_dir"]) + _learning_metrics(resumed["run_dir"])
     assert got == expected
-
-
-def test_vector_env_state_replays_the_running_episodes():
-    spec = resolve_env("CartPole-v1")
-    venv = VectorEnv(lambda: make_one_env(spec), 3, seed=5)
-    venv.reset()
-    rng = np.random.default_rng(0)
-    for _ in range(30):
-        venv.step(rng.integers(0, 2, 3))
-    state = venv.get_state()
-    after = [venv.step(a).obs.copy() for a in rng.integers(0, 2, (20, 3))]
-    other = VectorEnv(lambda: make_one_env(spec), 3, seed=5)
-    other.reset()
-    assert other.set_state(state) == []
-    np.testing.assert_array_equal(other.obs, state["obs"])
-    rng = np.random.default_rng(0)
-    rng.integers(0, 2, (30, 3))
-    for a, obs in zip(rng.integers(0, 2, (20, 3)), after):
-        np.testing.assert_array_equal(other.step(a).obs, obs)
-
-
-def test_vector_env_state_replays_atari_games_across_lost_lives():
-    pytest.importorskip("ale_py")
-    spec = resolve_env("ALE/Breakout-v5")
-    venv = VectorEnv(lambda: make_one_env(spec), 2, seed=3)
-    venv.reset()
-    rng = np.random.default_rng(0)
-    for _ in range(700):
-        venv.step(rng.integers(0, 4, 2))
-    state = venv.get_state()
-    # Life losses inside the running games: soft resets that continue the game.
-    assert sum(len(state[f"soft_resets_{i}"]) for i in range(2)) > 0
-    after = [venv.step(a).obs.copy() for a in rng.integers(0, 4, (50, 2))]
-    other = VectorEnv(lambda: make_one_env(spec), 2, seed=3)
-    other.reset()
-    assert other.set_state(state) == []
-    rng = np.random.default_rng(0)
-    rng.integers(0, 4, (700, 2))
-    for a, obs in zip(rng.integers(0, 4, (50, 2)), after):
-        np.testing.assert_array_equal(other.step(a).obs, obs)
-
-
-def test_vector_env_reports_envs_it_could_not_replay():
-    from tests.toy_envs import NoisyResetEnv
-
-    venv = VectorEnv(NoisyResetEnv, 2, seed=1)
-    venv.reset()
-    venv.step(np.zeros(2, np.int64))
-    other = VectorEnv(NoisyResetEnv, 2, seed=1)
-    other.reset()
-    assert other.set_state(venv.get_state()) == [0, 1]

@@ -175,7 +175,8 @@ class Algorithm(abc.ABC):
             model=self.model_config, policy_kind=self.policy_kind,
             normalize_obs=cfg.normalize_obs, needs_next_obs=self.needs_next_obs,
             policy_options=self.module_options(),
-            restart_failed_sub_envs=cfg.restart_failed_sub_environments)
+            restart_failed_sub_envs=cfg.restart_failed_sub_environments,
+            exact_resume=cfg.exact_resume)
 
     def module_options(self) -> dict[str, Any]:
         """Keyword arguments of ``module_class`` beyond the spaces and the model config

@@ -10,17 +10,11 @@ ever a transition: the caller never sees one.
 **Seeding.** With a seed, every reset of every sub-env is seeded: reset ``k`` of the
 sub-env with global index ``g`` gets ``episode_seed(seed, g, k, stream)``, so each
 episode is reproducible on its own, whatever happened before it. That is what makes a
-vector env's state small: ``get_state()`` is, per sub-env, the index of the reset that
-began its running game, the actions since then and the running return and length;
-``set_state()`` repeats that reset and replays those actions. A game normally is one
-episode; for envs that report real games (``reports_real_episodes``: Atari, where a
-lost life ends the learner's episode but the next reset continues the game) it spans
-the soft resets in between, which are recorded and replayed too. The replay is exact
-for envs that are deterministic given their seed and actions (classic control, Box2D,
-MuJoCo, ALE with its sticky actions drawn from the seeded RNG); for others, and for a
-game longer than ``MAX_REPLAY_STEPS``, the restored sub-env differs from the saved one
-(or starts afresh), which ``set_state`` reports. Without a seed nothing is recorded and
-``set_state`` starts fresh episodes.
+vector env's state small: ``get_state()`` is the reset counters, running returns and
+lengths, and (with ``record_actions``) the actions of each running game, which
+``set_state()`` replays after repeating the reset that began the game. Recording and
+replay are ``rl.resume``'s (``ActionLog``, ``replay_game``); without a seed or with
+``record_actions=False`` nothing is recorded and ``set_state`` starts fresh episodes.
 
 **Failing sub-envs.** With ``restart_failed=True`` a sub-env whose ``step`` or ``reset``
 raises is closed, created anew and reset; the error goes to ``errors`` (the caller
@@ -39,10 +33,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["MAX_REPLAY_STEPS", "StepResult", "VectorEnv", "episode_seed"]
+from rl.resume import ActionLog, replay_game
 
-MAX_REPLAY_STEPS = 100_000
-"""Longest game whose actions are kept for ``set_state`` (memory: one action per step)."""
+__all__ = ["StepResult", "VectorEnv", "episode_seed"]
 
 
 def episode_seed(seed: int, env_index: int, episode: int, stream: int = 0) -> int:
@@ -96,6 +89,9 @@ class VectorEnv:
         obs_dtype: dtype of the observation arrays.
         stream: seed stream (see ``episode_seed``).
         restart_failed: recreate a sub-env whose ``step``/``reset`` raises.
+        record_actions: with a seed, record each running game's actions so that
+            ``set_state`` replays it (``rl.resume.ActionLog``); False: ``set_state``
+            starts fresh episodes, and stepping records nothing.
 
     Attributes:
         errors: ``(global sub-env index, "step" or "reset", "ExcType: message")`` of each
@@ -112,6 +108,7 @@ class VectorEnv:
         *,
         stream: int = 0,
         restart_failed: bool = False,
+        record_actions: bool = True,
     ):
         self.make_env = make_env
         self.envs = [make_env() for _ in range(num_envs)]
@@ -134,14 +131,8 @@ class VectorEnv:
         self._ep_return = np.zeros(num_envs, np.float64)
         self._ep_len = np.zeros(num_envs, np.int64)
         self._resets = np.zeros(num_envs, np.int64)
-        # What set_state() replays, per sub-env: the reset that began its running game,
-        # the actions since, and after how many of them a soft reset came.
-        self._actions: list[list[Any]] | None = (
-            None if seed is None else [[] for _ in range(num_envs)]
-        )
-        self._soft_resets: list[list[int]] = [[] for _ in range(num_envs)]
-        self._game_start = np.zeros(num_envs, np.int64)
-        self._game_over = np.ones(num_envs, np.bool_)  # the next reset starts a new game
+        self._log = ActionLog(num_envs, self._real_stats) \
+            if seed is not None and record_actions else None
 
     # ------------------------------------------------------------------ resets
     def reset(self) -> np.ndarray:
@@ -149,12 +140,6 @@ class VectorEnv:
         for i in range(self.num_envs):
             self.obs[i] = self._reset_or_recreate(i)
         return self.obs
-
-    def reset_one(self, i: int, env: gym.Env | None = None) -> None:
-        """Replace (optionally) and reset sub-env ``i``, dropping its running episode."""
-        if env is not None:
-            self.envs[i] = env
-        self.obs[i] = self._reset_or_recreate(i)
 
     def _reset(self, i: int) -> Any:
         """Reset sub-env ``i`` with its next episode's seed; returns the observation."""
@@ -168,26 +153,19 @@ class VectorEnv:
         self._resets[i] += 1
         self._ep_return[i] = 0.0
         self._ep_len[i] = 0
-        if self._actions is not None:
-            if self._game_over[i]:
-                self._game_start[i] = self._resets[i] - 1
-                self._actions[i].clear()
-                self._soft_resets[i].clear()
-            else:
-                self._soft_resets[i].append(len(self._actions[i]))
-        # A sub-env that reports real games continues its game after this reset until
-        # it says the game ended; for any other env every reset starts a new game.
-        self._game_over[i] = not self._real_stats[i]
         return obs
 
     def _reset_or_recreate(self, i: int) -> Any:
         try:
-            return self._reset(i)
+            obs = self._reset(i)
         except Exception as exc:
             if not self.restart_failed:
                 raise
             self._recreate(i, exc, "reset")
-            return self._reset(i)
+            obs = self._reset(i)
+        if self._log is not None:
+            self._log.reset(i, int(self._resets[i]) - 1)
+        return obs
 
     def _recreate(self, i: int, exc: Exception, method: str) -> None:
         """Replace broken sub-env ``i`` by a new instance (not yet reset)."""
@@ -195,16 +173,19 @@ class VectorEnv:
         with contextlib.suppress(Exception):
             self.envs[i].close()
         self.envs[i] = self.make_env()
-        self._game_over[i] = True
+        if self._log is not None:
+            self._log.end_game(i)
 
     # ------------------------------------------------------------------ stepping
     def step(self, actions: np.ndarray) -> StepResult:
         """Step every sub-env with ``actions[i]``; autoreset those that ended."""
         result = StepResult(self.obs, self._rewards, self._terms, self._truncs)
+        log = self._log
+        if log is not None:
+            log.record(actions)
         # Python ints pass Discrete.contains() far faster than numpy scalars.
         if actions.ndim == 1 and actions.dtype.kind in "iu":
             actions = actions.tolist()
-        record = self._actions
         for i, env in enumerate(self.envs):
             try:
                 obs, reward, term, trunc, info = env.step(actions[i])
@@ -213,10 +194,6 @@ class VectorEnv:
                     raise
                 self._fail_step(i, exc, result)
                 continue
-            if record is not None and len(record[i]) < MAX_REPLAY_STEPS:
-                # A row of an action array is a view into the caller's batch: copy it.
-                a = actions[i]
-                record[i].append(a.copy() if isinstance(a, np.ndarray) else a)
             self._rewards[i] = reward
             self._terms[i] = term
             self._truncs[i] = trunc
@@ -225,7 +202,8 @@ class VectorEnv:
             if self._real_stats[i] and "rl_episode" in info:
                 ret, length = info["rl_episode"]
                 result.real_episodes.append((float(ret), int(length)))
-                self._game_over[i] = True
+                if log is not None:
+                    log.end_game(i)
             if term or trunc:
                 result.final_obs[i] = np.asarray(obs, dtype=self.obs.dtype)
                 result.episodes.append((float(self._ep_return[i]), int(self._ep_len[i])))
@@ -242,43 +220,42 @@ class VectorEnv:
         self._truncs[i] = True
         self._recreate(i, exc, "step")
         self.obs[i] = self._reset(i)
+        if self._log is not None:
+            self._log.reset(i, int(self._resets[i]) - 1)
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> dict[str, np.ndarray]:
-        """Running returns, lengths and observations, and (with a seed) what replays each
-        sub-env's game: ``game_start``, ``actions_<i>``, ``soft_resets_<i>``. Arrays only."""
+        """Reset counters, running returns, lengths and observations, and (when recording)
+        what replays each running game (``rl.resume.ActionLog.state``). Arrays only."""
         state = {
             "seed_stream": np.array(self.stream, np.int64),
             "resets": self._resets.copy(),
-            "game_start": self._game_start.copy(),
             "episode_returns": self._ep_return.copy(),
             "episode_lens": self._ep_len.copy(),
             "obs": self.obs.copy(),
         }
-        for i, actions in enumerate(self._actions or ()):
-            if len(actions) < MAX_REPLAY_STEPS:
-                state[f"actions_{i}"] = np.asarray(actions)
-                state[f"soft_resets_{i}"] = np.asarray(self._soft_resets[i], np.int64)
+        if self._log is not None:
+            state.update(self._log.state())
         return state
 
     def set_state(self, state: dict[str, np.ndarray]) -> list[int]:
-        """Repeat each sub-env's game-starting reset and replay its actions and resets.
+        """Replay each sub-env's saved game on a fresh instance (``rl.resume.replay_game``).
 
         Returns:
             The sub-envs whose replayed observation differs from the saved one (the
             env is not deterministic given its seed), or that had to start a fresh
-            episode (no seed, or no recorded game).
+            episode (no seed, no recording, or no recorded game).
         """
         resets = np.asarray(state["resets"], np.int64)
         if resets.shape != (self.num_envs,):
             raise ValueError(f"state of {len(resets)} sub-envs given to a VectorEnv of "
                              f"{self.num_envs}")
         self.stream = int(state["seed_stream"])
+        games = {} if self._log is None else ActionLog.saved_games(state, self.num_envs)
         differ = []
         for i in range(self.num_envs):
-            actions = state.get(f"actions_{i}")
-            self._game_over[i] = True
-            if self._actions is None or actions is None:
+            game = games.get(i)
+            if game is None:
                 self._resets[i] = resets[i]
                 self.obs[i] = self._reset(i)
                 differ.append(i)
@@ -287,38 +264,17 @@ class VectorEnv:
             # EpisodicLife continues the game it is in).
             self.envs[i].close()
             self.envs[i] = self.make_env()
-            self._resets[i] = state["game_start"][i]
-            if not self._replay(i, actions, state[f"soft_resets_{i}"]) \
-                    or self._resets[i] != resets[i] \
+            self._resets[i] = game.start
+            self.obs[i], consistent = replay_game(game, lambda i=i: self._reset(i),
+                                                  self.envs[i].step, self._real_stats[i])
+            if not consistent or self._resets[i] != resets[i] \
                     or not np.array_equal(self.obs[i], state["obs"][i]):
                 differ.append(i)
             self._ep_return[i] = state["episode_returns"][i]
             self._ep_len[i] = state["episode_lens"][i]
+        if self._log is not None:
+            self._log.restore(games, self._resets - 1)
         return differ
-
-    def _replay(self, i: int, actions: np.ndarray, soft_resets: np.ndarray) -> bool:
-        """Reset sub-env ``i`` and replay ``actions`` with resets after the counts in
-        ``soft_resets``; False if an episode ended where none was recorded."""
-        steps = actions.tolist() if actions.ndim == 1 and actions.dtype.kind in "iu" \
-            else list(actions)
-        soft = soft_resets.tolist()
-        obs = self._reset(i)
-        consistent = True
-        for n, a in enumerate(steps):
-            while soft and soft[0] == n:
-                soft.pop(0)
-                obs = self._reset(i)
-            obs, _, term, trunc, info = self.envs[i].step(a)
-            self._actions[i].append(a)
-            if self._real_stats[i] and "rl_episode" in info:
-                consistent = False  # the game ended: its history would have been dropped
-            if (term or trunc) and not (soft and soft[0] == n + 1):
-                consistent = False
-        while soft:
-            soft.pop(0)
-            obs = self._reset(i)
-        self.obs[i] = obs
-        return consistent
 
     @property
     def reports_real_episodes(self) -> bool:

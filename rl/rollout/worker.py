@@ -23,9 +23,10 @@ is not reported, and its rows in the fragment are flagged in ``discarded`` so th
 algorithm can leave them out of training.
 
 State (``get_state``/``set_state``, for exact resume): the ``VectorEnv``'s state (resets,
-actions since each reset, running returns) plus the action-sampling generator. Restoring
-it on a fresh worker continues the saved one's episodes and action stream exactly (for
-envs that are deterministic given seed and actions; see ``rl.envs.vector``).
+running returns and, with ``spec.exact_resume``, the actions of each running game) plus
+the action-sampling generator. Restoring it on a fresh worker continues the saved one's
+episodes and action stream exactly (for envs that are deterministic given seed and
+actions; see ``rl.resume``).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class WorkerSpec:
     needs_next_obs: bool = False
     policy_options: dict = field(default_factory=dict)
     restart_failed_sub_envs: bool = False
+    exact_resume: bool = True  # record the running games for replay (rl.resume)
 
 
 class RolloutWorker:
@@ -105,7 +107,8 @@ class RolloutWorker:
         self.venv = VectorEnv(env_factory(spec.env_spec, spec.env_config), spec.num_envs,
                               spec.seed, first_index=first, obs_dtype=self.obs_dtype,
                               stream=incarnation,
-                              restart_failed=spec.restart_failed_sub_envs)
+                              restart_failed=spec.restart_failed_sub_envs,
+                              record_actions=spec.exact_resume)
         self.dist_spec = DistributionSpec(spec.action_space)
         self.policy = build_inference_policy(spec.policy_kind, spec.obs_space, spec.action_space,
                                              spec.model, spec.policy_options)
@@ -270,7 +273,8 @@ class RolloutWorker:
         spec = self.spec
         seed = None if spec.seed is None else spec.seed + 1_000_003
         venv = VectorEnv(env_factory(spec.env_spec, spec.env_config),
-                         min(spec.num_envs, num_episodes), seed, obs_dtype=self.obs_dtype)
+                         min(spec.num_envs, num_episodes), seed, obs_dtype=self.obs_dtype,
+                         record_actions=False)
         obs = venv.reset()
         returns: list[float] = []
         lens: list[int] = []

@@ -133,6 +133,16 @@ class WorkerSet:
         self.workers[index].kill()
         self.workers[index] = self._spawn(index)
 
+    def _lose(self, index: int, error: BaseException) -> None:
+        """Worker ``index``'s request failed or timed out: drop (and count) that fragment
+        and any other the worker has in flight, and replace the worker."""
+        self.dropped_fragments += 1
+        self._drop_requests_of(index)
+        self._replace(index, error)
+
+    def _timeout_error(self) -> GetTimeoutError:
+        return GetTimeoutError(f"no fragment within sample_timeout_s={self.sample_timeout_s}")
+
     def _ingest(self, result: dict[str, Any]) -> dict[str, Any]:
         """Count (and log once) the sub-env errors a fragment reports."""
         for env_index, method, error in result.get("env_errors") or ():
@@ -164,13 +174,10 @@ class WorkerSet:
                     try:
                         results.append(self._ingest(self.runtime.get(ref)))
                     except (ActorDiedError, RemoteError) as e:
-                        self.dropped_fragments += 1
-                        self._replace(refs[ref], e)
+                        self._lose(refs[ref], e)
                 if pending and deadline is not None and time.monotonic() >= deadline:
                     for ref in pending:
-                        self.dropped_fragments += 1
-                        self._replace(refs[ref], GetTimeoutError(
-                            f"no fragment within sample_timeout_s={self.sample_timeout_s}"))
+                        self._lose(refs[ref], self._timeout_error())
                     pending = []
             if results:
                 self._sampling = False
@@ -198,20 +205,15 @@ class WorkerSet:
             try:
                 out.append((index, self._ingest(self.runtime.get(ref))))
             except (ActorDiedError, RemoteError) as e:
-                self.dropped_fragments += 1
-                self._drop_requests_of(index)
-                self._replace(index, e)
+                self._lose(index, e)
                 out.append((index, None))
         now = time.monotonic()
         for ref, (index, started) in list(self.in_flight.items()):
             if ref not in self.in_flight:
-                continue
+                continue  # dropped with its worker's other requests
             if self.sample_timeout_s is not None and now - started > self.sample_timeout_s:
-                self.in_flight.pop(ref, None)
-                self.dropped_fragments += 1
-                self._drop_requests_of(index)
-                self._replace(index, GetTimeoutError(
-                    f"no fragment within sample_timeout_s={self.sample_timeout_s}"))
+                self.in_flight.pop(ref)
+                self._lose(index, self._timeout_error())
                 out.append((index, None))
         return out
 
@@ -260,17 +262,25 @@ class WorkerSet:
             self.in_flight[self.runtime.put(result)] = (index % self.num_workers, now)
 
     # ------------------------------------------------------------------ state
+    @property
+    def _replays_episodes(self) -> bool:
+        """Whether the workers record their running games, so that states are worth saving."""
+        return self.spec.seed is not None and self.spec.exact_resume
+
     def get_state(self) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
         """The counters (JSON) and each worker's state (arrays, ``worker_<i>``).
 
-        Worker states are left out, with a warning, when a worker cannot give one (it
-        died, or does not answer within ``sample_timeout_s``) or when the last
+        Worker states are left out when the workers do not record their games (no seed,
+        or ``exact_resume=False``), and, with a warning, when a worker cannot give one
+        (it died, or does not answer within ``sample_timeout_s``) or when the last
         ``sample()`` was interrupted; a run resumed from such a checkpoint starts fresh
         episodes.
         """
         counters = {"restarts": list(self.restarts), "dropped_fragments": self.dropped_fragments,
                     "env_errors": self.env_errors, "num_workers": self.num_workers,
                     "num_envs": self.spec.num_envs}
+        if not self._replays_episodes:
+            return counters, {}
         if self._sampling:
             log.warning("worker states not saved: the last sample() did not complete; a "
                         "resumed run starts fresh episodes")
@@ -304,8 +314,8 @@ class WorkerSet:
             self.restarts[0] += sum(restarts)
         self.dropped_fragments = int(counters.get("dropped_fragments", 0))
         self.env_errors = int(counters.get("env_errors", 0))
-        if not states or self.spec.seed is None:
-            return []  # unseeded episodes cannot be replayed: the workers start afresh
+        if not states or not self._replays_episodes:
+            return []  # unseeded or unrecorded episodes cannot be replayed: fresh ones start
         if not same_shape or len(states) != self.num_workers:
             log.warning("checkpoint holds %s workers x %s envs, this run %d x %d: the workers "
                         "start fresh episodes", counters.get("num_workers"),
@@ -327,9 +337,6 @@ class WorkerSet:
         return resumed
 
     # ------------------------------------------------------------------ misc
-    def call_all(self, method: str, *args: Any) -> list[Any]:
-        return self.runtime.get([w.call(method, *args) for w in self.workers])
-
     def call_one(self, index: int, method: str, *args: Any, **kwargs: Any) -> Any:
         return self.runtime.get(self.workers[index].call(method, *args, **kwargs))
 

@@ -14,11 +14,11 @@ from rl import checkpoint as ckpt
 from rl.algorithms.impala.learner import IMPALALearner, loss_inputs, stack_fragments
 from rl.algorithms.impala.loss import IMPALALossSettings, impala_loss
 from rl.algorithms.impala.queue import QueuedBatch
-from rl.algorithms.impala.resume import pack_state, unpack_state
 from rl.algorithms.registry import algorithm_class, config_class
 from rl.data import SampleBatch
 from rl.data import columns as C
 from rl.policies import ActorCritic, ModelConfig
+from rl.resume import pack_impala_state, unpack_impala_state
 from rl.runtime import shm
 
 MATCH = "tests.toy_envs:MatchBitsEnv"
@@ -308,13 +308,13 @@ def test_resume_state_packs_worker_results_without_pickle(tmp_path):
               "weights_version": 4, "obs_stats": (np.zeros(2), np.ones(2), 6.0),
               "worker_index": 1, "env_errors": [(0, "step", "boom")], "discarded": None}
     queued = QueuedBatch([result["batch"]], 6, [3])
-    state, arrays = pack_state(board=np.arange(5, dtype=np.float32), board_version=9,
-                               updates_at={"9": 12}, pending=[result["batch"]],
-                               pending_versions=[4], queued=[queued],
-                               in_flight=[(1, result)])
+    state, arrays = pack_impala_state(board=np.arange(5, dtype=np.float32), board_version=9,
+                                      updates_at={"9": 12}, pending=[result["batch"]],
+                                      pending_versions=[4], queued=[queued],
+                                      in_flight=[(1, result)])
     ckpt.save_checkpoint(str(tmp_path / "c"), {"impala": state}, arrays={"impala": arrays})
-    loaded = unpack_state(ckpt.load_state(str(tmp_path / "c"))["impala"],
-                          ckpt.load_arrays(str(tmp_path / "c"), "impala"))
+    loaded = unpack_impala_state(ckpt.load_state(str(tmp_path / "c"))["impala"],
+                                 ckpt.load_arrays(str(tmp_path / "c"), "impala"))
     assert loaded["board_version"] == 9 and loaded["updates_at"] == {"9": 12}
     np.testing.assert_array_equal(loaded["board"], np.arange(5))
     (index, back), = loaded["in_flight"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rl.data import columns as C
-from rl.data.replay import NStepAccumulator
+from rl.data.nstep import NStepAccumulator
 from rl.data.returns import nstep_returns
 
 

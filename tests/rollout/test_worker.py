@@ -1,11 +1,10 @@
-"""RolloutWorker and VectorEnv: autoreset, bootstrapping, seeding, columns."""
+"""RolloutWorker: columns, bootstrapping, log-probs, next obs, determinism."""
 
 import numpy as np
 import torch
 
 from rl.data import columns as C
-from rl.envs import VectorEnv, register_env, resolve_env
-from rl.envs.vector import episode_seed
+from rl.envs import register_env, resolve_env
 from rl.policies import ModelConfig
 from rl.rollout import RolloutWorker, WorkerSpec
 from tests.toy_envs import ScriptedEnv
@@ -17,30 +16,6 @@ def _spec(name, num_envs=2, T=7, seed=None, **kw):
     env = ScriptedEnv(**kw)
     return WorkerSpec(resolve_env(name), dict(kw), env.observation_space, env.action_space,
                       num_envs, T, seed=seed, model=ModelConfig(hiddens=[8]))
-
-
-def test_vector_env_same_step_autoreset_returns_final_obs():
-    venv = VectorEnv(lambda: ScriptedEnv(lengths=(2,)), 1, seed=None)
-    obs = venv.reset()
-    assert obs[0].tolist() == [0, 0]
-    r1 = venv.step(np.array([0]))
-    assert r1.obs[0].tolist() == [0, 1] and not r1.final_obs
-    r2 = venv.step(np.array([0]))
-    # The ending step already returns the next episode's first obs; the true final
-    # obs comes separately and the reset is not a transition.
-    assert r2.terminateds[0] and r2.final_obs[0].tolist() == [0, 2]
-    assert r2.obs[0].tolist() == [1, 0]
-    assert r2.episodes == [(3.0, 2)]
-
-
-def test_every_episode_is_seeded_from_seed_global_index_and_episode_number():
-    venv = VectorEnv(lambda: ScriptedEnv(lengths=(1,)), 3, seed=10, first_index=4)
-    # ScriptedEnv maps seed s to episode id 100*s (float32 observations).
-    for episode in range(3):
-        obs = venv.reset() if episode == 0 else venv.step(np.zeros(3, np.int64)).obs
-        expected = [np.float32(100 * episode_seed(10, 4 + i, episode)) for i in range(3)]
-        assert obs[:, 0].tolist() == expected
-    assert len({float(x) for x in obs[:, 0]}) == 3
 
 
 def test_worker_columns_and_bootstrap_values():

@@ -24,11 +24,13 @@ from typing import Any
 import numpy as np
 
 from rl import checkpoint as ckpt
+from rl import resume
 from rl.algorithms.algorithm import Algorithm
 from rl.algorithms.dqn.config import DQNConfig
 from rl.algorithms.dqn.learner import TD_ERRORS, DQNLearner
 from rl.data import columns as C
-from rl.data.replay import NStepAccumulator, PrioritizedReplayBuffer, ReplayBuffer
+from rl.data.nstep import NStepAccumulator
+from rl.data.replay import PrioritizedReplayBuffer, ReplayBuffer
 from rl.metrics import MetricMeans
 from rl.policies import QNetwork
 
@@ -195,10 +197,7 @@ class DQN(Algorithm):
             arrays[_REPLAY_ARRAYS] = {k: np.asarray(v) for k, v in self.replay.state_dict().items()}
             # The n-step windows still open in each worker's stream: the steps they
             # hold belong in the buffer once the windows close after the resume.
-            arrays[_NSTEP_ARRAYS] = {
-                f"{index}/{key}": value
-                for index, (seen, acc) in self._accumulators.items()
-                for key, value in {**acc.state_dict(), "seen": np.array(seen)}.items()}
+            arrays[_NSTEP_ARRAYS] = resume.nstep_windows_state(self._accumulators)
         return state, {}, arrays
 
     def load_extra_state(self, path: str, state: dict[str, Any]) -> None:
@@ -209,17 +208,9 @@ class DQN(Algorithm):
         replay = ckpt.load_arrays(path, _REPLAY_ARRAYS)
         if replay is not None:
             self.replay.load_state_dict(replay)
-        per_worker: dict[int, dict[str, np.ndarray]] = {}
-        for name, value in (ckpt.load_arrays(path, _NSTEP_ARRAYS) or {}).items():
-            index, key = name.split("/", 1)
-            per_worker.setdefault(int(index), {})[key] = value
-        for index, acc_state in per_worker.items():
-            seen = int(acc_state.pop("seen", -1))
-            acc = NStepAccumulator(self.config.n_step, self.config.gamma)
-            acc.load_state_dict(acc_state)
-            # The stream goes on where it stopped only if the worker resumes the episodes
-            # these windows belong to: same incarnation (no restart since), replayed exactly.
-            if index in self.resumed_workers and seen == self.workers.restarts[index]:
-                self._accumulators[index] = (seen, acc)
-            else:  # fresh episodes follow: close the open windows as shorter transitions
-                self._add(acc.flush())
+        kept, closed = resume.restore_nstep_windows(
+            ckpt.load_arrays(path, _NSTEP_ARRAYS) or {}, self.config.n_step, self.config.gamma,
+            self.resumed_workers, self.workers.restarts)
+        self._accumulators.update(kept)
+        for transitions in closed:
+            self._add(transitions)

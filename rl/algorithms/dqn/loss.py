@@ -3,7 +3,7 @@
 A near-pure function of (online module, target module, batch tensors, settings) ->
 (loss, metrics, TD errors); the learner owns the optimizer, clipping and target
 updates. The target of the transition ``(s, a, R, s', d, gamma^k)`` built by
-``rl.data.replay.NStepAccumulator`` is
+``rl.data.nstep.NStepAccumulator`` is
 
     y = R + gamma^k * (1 - d) * Q_target(s', argmax_a' Q_online(s', a'))   (double Q)
     y = R + gamma^k * (1 - d) * max_a' Q_target(s', a')                     (plain DQN)

@@ -37,8 +37,8 @@ from rl.algorithms.algorithm import Algorithm
 from rl.algorithms.impala.config import IMPALAConfig
 from rl.algorithms.impala.learner import IMPALALearner, LearnerRunner, LockedLearnerGroup
 from rl.algorithms.impala.queue import LearnerQueue, PolicyLag, QueuedBatch
-from rl.algorithms.impala.resume import pack_state, unpack_state
 from rl.data import columns as C
+from rl.resume import pack_impala_state, unpack_impala_state
 from rl.runtime import shared
 
 __all__ = ["IMPALA"]
@@ -171,11 +171,11 @@ class IMPALA(Algorithm):
 
     def extra_state(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict]]:
         """Learner counters, plus every sampled step not yet trained on (in-flight
-        fragments, the partial batch, queued batches) and the board (see resume.py)."""
+        fragments, the partial batch, queued batches) and the board (see rl.resume)."""
         counters = {"learner_updates": self.runner.updates,
                     "env_steps_trained": self.runner.env_steps_trained}
         in_flight = self.workers.in_flight_results()
-        packed, arrays = pack_state(
+        packed, arrays = pack_impala_state(
             board=self._published, board_version=self.board.version,
             updates_at=self.lag.state(), pending=[shared.resolve(f) for f in self._pending],
             pending_versions=self._pending_versions,
@@ -203,7 +203,7 @@ class IMPALA(Algorithm):
         arrays = ckpt.load_arrays(path, _STATE_ARRAYS)
         if arrays is None or "board_version" not in state:
             return
-        saved = unpack_state(state, arrays)
+        saved = unpack_impala_state(state, arrays)
         self.lag.load_state(saved["updates_at"])
         # Fragments of another layout (the run resumes with other settings) cannot
         # join this run's batches: they are dropped and counted.
