@@ -11,7 +11,7 @@ Failure semantics:
 
 * A worker that dies (any signal), raises, or stays silent past ``sample_timeout_s``
   is killed and replaced by a new actor with the same index, whose first ``sample``
-  loads the current weights and observation filter from the board. Its in-flight
+  loads the current weights and observation filter from their boards. Its in-flight
   fragment is dropped and counted (``dropped_fragments``); the other workers' fragments
   are used meanwhile. Each failure is logged once, as one line.
 * Past ``max_restarts_per_env_runner`` restarts of one worker (or at its first failure
@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 
 from rl.interrupts import INTERRUPTS
-from rl.rollout.worker import RolloutWorker, WorkerSpec
+from rl.rollout.worker import Boards, RolloutWorker, WorkerSpec
 from rl.runtime import ActorDiedError, GetTimeoutError, ObjectRef, RemoteError, Runtime, shared
-from rl.runtime.base import ActorHandle, BoardReader
+from rl.runtime.base import ActorHandle
 
 __all__ = ["WorkerFailedError", "WorkerSet"]
 
@@ -76,10 +76,10 @@ class WorkerSet:
     """
 
     def __init__(self, runtime: Runtime, spec: WorkerSpec, num_workers: int,
-                 board: BoardReader | None, *, restart: bool = True, max_restarts: int = 3,
+                 boards: Boards | None, *, restart: bool = True, max_restarts: int = 3,
                  sample_timeout_s: float = 60.0):
         self.spec = spec
-        self.board = board
+        self.boards = boards
         self.restart = restart
         self.max_restarts = max_restarts
         self.sample_timeout_s = sample_timeout_s or None
@@ -104,7 +104,7 @@ class WorkerSet:
         self.in_flight: dict[ObjectRef, tuple[int, float]] = {}
 
     def _spawn(self, index: int) -> ActorHandle:
-        return self.runtime.spawn(RolloutWorker, self.spec, index, self.board,
+        return self.runtime.spawn(RolloutWorker, self.spec, index, self.boards,
                                   self.restarts[index], num_cpus=1,
                                   name=f"RolloutWorker-{index}")
 
