@@ -17,6 +17,7 @@ import math
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 EXIT_FAILED = 1
@@ -109,10 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
 
-    e = sub.add_parser("evaluate", help="evaluate a checkpoint with greedy episodes")
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint with greedy episodes",
+                       description="Evaluate a checkpoint with greedy episodes (its "
+                       "observation filter frozen); optionally record or show them.")
     e.add_argument("checkpoint")
-    e.add_argument("--episodes", type=integer, default=10)
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--episodes", type=integer, default=10, help="how many episodes (10)")
+    e.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    shown = e.add_mutually_exclusive_group()
+    shown.add_argument("--video", metavar="DIR", help="record every episode as an MP4 in DIR "
+                       "(needs the rl[video] extra)")
+    shown.add_argument("--render", action="store_true",
+                       help="show the episodes in a window (needs a display)")
     e.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
 
@@ -264,11 +272,11 @@ def cmd_train(args) -> int:
                 raise
             print(f"rl train: error: {e}\ncheckpoint: {algo.last_checkpoint}", file=sys.stderr)
             return EXIT_FAILED
+        if not args.no_eval:
+            result.update(algo.evaluate())  # logged: a result.jsonl row, eval/ scalars
         if algo.logger is not None:
             algo.logger.close()
             algo.logger = None
-        if not args.no_eval:
-            result.update(algo.evaluate())
         reached = stop.episode_return_mean is not None and \
             result.get("episode_return_mean", -math.inf) >= stop.episode_return_mean
         summary = {k: result.get(k) for k in ("training_iteration", "env_steps_total",
@@ -306,17 +314,31 @@ def cmd_evaluate(args) -> int:
 
     load_state(args.checkpoint)  # clear error for a wrong path, before any process starts
     algo = Algorithm.from_checkpoint(args.checkpoint, num_env_runners=0, backend="inline")
+    started = time.time()
     try:
-        result = algo.evaluate(args.episodes)
+        result = algo.evaluate(args.episodes, video_dir=args.video, render=args.render)
     finally:
         algo.stop()
     mean, std = result["eval/episode_return_mean"], result["eval/episode_return_std"]
+    videos = _videos_since(args.video, started) if args.video else []
     if args.json:
-        print(json.dumps({"episode_return_mean": mean, "episode_return_std": std,
-                          "episodes": args.episodes, "checkpoint": args.checkpoint}))
+        out = {"episode_return_mean": mean, "episode_return_std": std,
+               "episodes": args.episodes, "checkpoint": args.checkpoint}
+        if args.video:
+            out["videos"] = videos
+        print(json.dumps(out))
     else:
         print(f"{args.episodes} episodes: return {mean:.2f} ± {std:.2f}")
+        if args.video:
+            print(f"videos: {len(videos)} MP4 files in {args.video}")
     return 0
+
+
+def _videos_since(folder: str, started: float) -> list[str]:
+    """The MP4s in ``folder`` written by this evaluation (older ones may share it)."""
+    paths = (os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(".mp4"))
+    # One second of slack: some filesystems keep modification times in whole seconds.
+    return sorted(p for p in paths if os.path.getmtime(p) >= started - 1.0)
 
 
 def cmd_bench(args) -> int:
