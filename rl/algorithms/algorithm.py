@@ -283,16 +283,18 @@ class Algorithm(abc.ABC):
         return {}
 
     def fit(self, stop: dict[str, Any] | Any, checkpoint_every: int = 0,
-            checkpoint_at_end: bool = True) -> tuple[dict[str, Any], str | None]:
+            checkpoint_at_end: bool = True,
+            verbose: bool | None = None) -> tuple[dict[str, Any], str | None]:
         """Train until a stop criterion holds (``episode_return_mean``,
         ``env_steps_total``, ``training_iteration``, ``time_total_s``); returns the last
         result and the final checkpoint path. Linear schedules use ``env_steps_total``
-        as their horizon unless ``schedule_timesteps`` is set."""
+        as their horizon unless ``schedule_timesteps`` is set. ``verbose``: the progress
+        line of ``rl train`` on stderr (None: when stderr is a TTY; False: silent)."""
         from rl.experiment import Stop, fit
 
         stop = stop if isinstance(stop, Stop) else Stop.from_dict(stop)
         return fit(self, stop, checkpoint_every=checkpoint_every,
-                   checkpoint_at_end=checkpoint_at_end)
+                   checkpoint_at_end=checkpoint_at_end, verbose=verbose)
 
     # ------------------------------------------------------------------ evaluation & serving
     def evaluate(self, num_episodes: int | None = None, *, video_dir: str | None = None,
