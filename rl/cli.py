@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--backend", choices=["process", "inline", "ray"],
                    help="override each example's backend")
     b.add_argument("--as-test", action="store_true", help="exit 1 if any example fails")
+    b.add_argument("--stop-timesteps", type=integer, metavar="N",
+                   help="cap every run at N env steps (a quick look; criteria still checked)")
+    b.add_argument("--stop-iters", type=integer, metavar="N", help="cap every run at N iterations")
+    b.add_argument("--stop-time", type=number, metavar="S", help="cap every run at S seconds")
+    b.add_argument("--stop-reward", type=number, metavar="R",
+                   help="stop every run once episode_return_mean reaches R")
     b.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
 
@@ -344,13 +350,17 @@ def _videos_since(folder: str, started: float) -> list[str]:
 def cmd_bench(args) -> int:
     from rl.bench import collect_examples, run_bench
     from rl.config import ConfigError
+    from rl.experiment import Stop
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
         raise ConfigError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from None
-    runs = run_bench(collect_examples(args.paths), seeds, args.out, backend=args.backend)
+    cap = Stop(episode_return_mean=args.stop_reward, env_steps_total=args.stop_timesteps,
+               training_iteration=args.stop_iters, time_total_s=args.stop_time)
+    runs = run_bench(collect_examples(args.paths), seeds, args.out, backend=args.backend,
+                     cap=cap if cap.to_dict() else None)
     failed = [f"{path} seed {r.seed}" for path, rs in runs.items() for r in rs if not r.passed]
     print(f"report: {os.path.join(args.out, 'report.md')}", file=sys.stderr)
     if failed:
