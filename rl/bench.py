@@ -1,4 +1,4 @@
-"""``rl bench`` and ``rl plot``: run tuned examples over seeds, write a report with curves.
+"""``rl bench``: run tuned examples over seeds, write a report with curves.
 
 ``run_bench`` runs every tuned example once per seed (sequentially, each in this
 process, logging to ``<out>/runs/``), then writes ``<out>/report.md``: one row per
@@ -29,8 +29,9 @@ import numpy as np
 
 from rl.config import ConfigError
 from rl.experiment import Stop, TunedExample, fit, load_example
+from rl.plot import band
 
-__all__ = ["SeedRun", "capped", "collect_examples", "plot_runs", "run_bench", "write_report"]
+__all__ = ["SeedRun", "capped", "collect_examples", "run_bench", "write_report"]
 
 
 @dataclass
@@ -215,22 +216,11 @@ def plot_curves(curves: dict[str, list[tuple[int, float]]], path: str, title: st
     if not curves:
         return False
     fig, ax = plt.subplots(figsize=(6, 4))
-    end = max(c[-1][0] for c in curves.values())
-    grid = np.linspace(0, end, 200)
-    interpolated = []
-    for points in curves.values():
-        xs, ys = zip(*points)
-        # A curve ends when its run stopped (often on reaching the threshold): hold its
-        # last value so the mean stays defined out to the longest run.
-        interpolated.append(np.interp(grid, xs, ys, left=np.nan, right=ys[-1]))
-    stacked = np.vstack(interpolated)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(stacked, axis=0)
-            lo, hi = np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0)
+    # A curve ends when its run stopped (often on reaching the threshold): hold its
+    # last value so the mean stays defined out to the longest run.
+    grid, mean, lo, hi = band([(np.asarray([p[0] for p in c], float),
+                                np.asarray([p[1] for p in c], float)) for c in curves.values()],
+                              hold_last=True)
     ax.fill_between(grid, lo, hi, alpha=0.25, label=f"range over {len(curves)} runs")
     ax.plot(grid, mean, label="mean")
     if threshold is not None:
@@ -243,41 +233,3 @@ def plot_curves(curves: dict[str, list[tuple[int, float]]], path: str, title: st
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
-
-
-def read_curve(run_dir: str) -> list[tuple[int, float]]:
-    """``(env_steps_total, episode_return_mean)`` pairs from a run's ``result.jsonl``."""
-    path = os.path.join(run_dir, "result.jsonl")
-    if not os.path.isfile(path):
-        raise ConfigError(f"{run_dir!r} has no result.jsonl")
-    points = []
-    with open(path) as f:
-        for line in f:
-            r = json.loads(line)
-            ret = r.get("episode_return_mean")
-            if ret is not None:
-                points.append((int(r["env_steps_total"]), float(ret)))
-    return points
-
-
-def plot_runs(run_dirs: list[str], output: str) -> None:
-    """``rl plot``: curves from ``result.jsonl`` files, one line per run, into a PNG."""
-    curves = {os.path.basename(os.path.normpath(d)): read_curve(d) for d in run_dirs}
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ConfigError("rl plot needs matplotlib: pip install 'rl[bench]'") from None
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, points in curves.items():
-        if points:
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, label=name)
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("episode_return_mean")
-    ax.legend(loc="lower right", fontsize="small")
-    fig.tight_layout()
-    fig.savefig(output, dpi=100)
-    plt.close(fig)

@@ -141,9 +141,22 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
 
-    pl = sub.add_parser("plot", help="plot learning curves from run directories")
-    pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    pl.add_argument("-o", "--output", default="curves.png", help="PNG file (curves.png)")
+    pl = sub.add_parser("plot", help="plot learning curves from run directories",
+                        description="Plot learning curves: a subplot per metric, a line per "
+                        "run (a resumed run's pieces joined), runs that differ only in seed "
+                        "as their mean with a band over the seeds.")
+    pl.add_argument("run_dirs", nargs="+", metavar="RUN",
+                    help="run directories, or directories holding them (e.g. runs/)")
+    pl.add_argument("--metric", action="append", metavar="KEY", help="a result key to plot "
+                    "(repeatable; default: episode_return_mean, and eval/episode_return_mean "
+                    "where present)")
+    pl.add_argument("--x", default="env_steps_total",
+                    choices=["env_steps_total", "time_total_s", "training_iteration"],
+                    help="the x axis (env_steps_total)")
+    pl.add_argument("--band", default="range", choices=["range", "std"],
+                    help="the band over seeds: min-max range or mean ± std (range)")
+    pl.add_argument("-o", "--output", default="curves.png",
+                    help="image file; its extension picks the format (curves.png)")
     pl.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
 
@@ -369,9 +382,9 @@ def cmd_bench(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from rl.bench import plot_runs
+    from rl.plot import plot_runs
 
-    plot_runs(args.run_dirs, args.output)
+    plot_runs(args.run_dirs, args.output, metrics=args.metric, x=args.x, band_kind=args.band)
     print(args.output)
     return 0
 
