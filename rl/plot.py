@@ -218,6 +218,8 @@ def _labels(groups: list[list[Run]], kind: str) -> list[str]:
         if len(differ) > 3:
             extra.append("...")
         text = " ".join([name[0].upper(), str(name[1]), *extra])
+        if not group[0].params:  # no params.json: the directory's name is all there is
+            text = os.path.basename(os.path.normpath(group[0].dirs[0]))
         if len(group) == 1:
             seed = group[0].params.get("seed")
             text += f" seed {seed}" if seed is not None else ""

@@ -132,3 +132,11 @@ def test_rows_merge_by_iteration():
     assert [r["training_iteration"] for r in merged] == [1, 2]
     assert merged[1]["episode_return_mean"] == 3.0
     assert merged[1]["eval/episode_return_mean"] == 8.0
+
+
+def test_a_run_without_params_json_is_labelled_by_its_directory(tmp_path):
+    path = _run_dir(tmp_path, "ppo_CartPole-v1_2026-01-01", _ppo(), [_row(1, 1.0)])
+    os.remove(os.path.join(path, "params.json"))
+    fig = plot_runs([path], None)
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == [
+        "ppo_CartPole-v1_2026-01-01"]
