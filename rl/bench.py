@@ -1,4 +1,4 @@
-"""``rl bench`` and ``rl plot``: run tuned examples over seeds, write a report with curves.
+"""``rl bench``: run tuned examples over seeds, write a report with curves.
 
 ``run_bench`` runs every tuned example once per seed (sequentially, each in this
 process, logging to ``<out>/runs/``), then writes ``<out>/report.md``: one row per
@@ -6,6 +6,11 @@ example with the seeds that passed, the median env steps and wall time to the pa
 criterion, the final return mean ± std over seeds, and the published reference; and
 one learning-curve PNG per example (return vs env steps: mean and min-max range over
 seeds, the pass threshold drawn). Plots need matplotlib (the ``bench`` extra).
+
+A ``cap`` (``rl bench --stop-timesteps N`` and the other stop flags) shortens every
+run for a quick look: each run stops at whichever comes first, its example's own
+criterion or the cap's. The pass criteria stay the examples', and the report says
+that the runs were capped (a capped run may fail only for want of budget).
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from rl.config import ConfigError
-from rl.experiment import TunedExample, fit, load_example
+from rl.experiment import Stop, TunedExample, fit, load_example
+from rl.plot import band
 
-__all__ = ["SeedRun", "collect_examples", "plot_runs", "run_bench", "write_report"]
+__all__ = ["SeedRun", "capped", "collect_examples", "run_bench", "write_report"]
 
 
 @dataclass
@@ -67,7 +73,20 @@ def criteria_met(criteria: dict[str, float], result: dict[str, Any]) -> bool:
     return True
 
 
-def run_seed(example: TunedExample, seed: int, out: str, backend: str | None = None) -> SeedRun:
+def capped(stop: Stop, cap: Stop | None) -> Stop:
+    """``stop`` with every criterion ``cap`` sets lowered to the cap's value (or added):
+    a run stops at whichever comes first."""
+    if cap is None:
+        return stop
+    out = Stop(**stop.to_dict())
+    for key, limit in cap.to_dict().items():
+        own = getattr(out, key)
+        setattr(out, key, limit if own is None else min(own, limit))
+    return out
+
+
+def run_seed(example: TunedExample, seed: int, out: str, backend: str | None = None,
+             cap: Stop | None = None) -> SeedRun:
     cfg = example.config.copy().set(seed=seed)
     if backend:
         cfg.set(backend=backend)
@@ -87,7 +106,9 @@ def run_seed(example: TunedExample, seed: int, out: str, backend: str | None = N
 
     with cfg.build() as algo:
         algo.attach_logger(os.path.join(out, "runs"), console=None)
-        result, _ = fit(algo, example.stop, checkpoint_at_end=False, on_result=on_result)
+        # bench prints its own line per run: no progress line of fit()'s in between.
+        result, _ = fit(algo, capped(example.stop, cap), checkpoint_at_end=False,
+                        on_result=on_result, verbose=False)
         run_dir = algo.run_dir or ""
     return SeedRun(seed=seed, passed=bool(first_pass), steps_to_pass=first_pass.get("steps"),
                    time_to_pass_s=first_pass.get("time"),
@@ -97,10 +118,11 @@ def run_seed(example: TunedExample, seed: int, out: str, backend: str | None = N
 
 
 def run_bench(files: list[str], seeds: list[int], out: str, backend: str | None = None,
-              console: Any = "stderr") -> dict[str, list[SeedRun]]:
+              console: Any = "stderr", cap: Stop | None = None) -> dict[str, list[SeedRun]]:
     """Run every example for every seed; returns ``{file: [SeedRun, ...]}``.
 
     ``console``: a text stream for progress, ``"stderr"`` (the current one) or None.
+    ``cap``: stop criteria that shorten every run (see the module docstring).
     """
     if console == "stderr":
         console = sys.stderr
@@ -115,13 +137,13 @@ def run_bench(files: list[str], seeds: list[int], out: str, backend: str | None 
             if console is not None:
                 console.write(f"[{done}/{total}] {example.algo} {example.env} seed {seed} ... ")
                 console.flush()
-            run = run_seed(example, seed, out, backend)
+            run = run_seed(example, seed, out, backend, cap)
             runs[example.path].append(run)
             if console is not None:
                 verdict = "PASS" if run.passed else "FAIL"
                 console.write(f"{verdict} return {run.final_return:.1f} at "
                               f"{run.env_steps:,} steps in {run.wall_s:.0f}s\n")
-        write_report(examples, runs, out)
+        write_report(examples, runs, out, cap)
     return runs
 
 
@@ -130,10 +152,17 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def write_report(examples: list[TunedExample], runs: dict[str, list[SeedRun]], out: str) -> str:
+def write_report(examples: list[TunedExample], runs: dict[str, list[SeedRun]], out: str,
+                 cap: Stop | None = None) -> str:
     """Write ``report.md`` (and one PNG per example when matplotlib is installed)."""
-    lines = ["# rl bench report", "",
-             "| algo | env | passed | median steps to pass | median time to pass | "
+    lines = ["# rl bench report", ""]
+    if cap is not None and cap.to_dict():
+        limits = ", ".join(f"{k} {'≥' if k == 'episode_return_mean' else '≤'} {v:g}"
+                           for k, v in cap.to_dict().items())
+        lines += [f"Capped for a quick look: every run stopped at {limits} if its example's "
+                  "own stop criteria had not ended it first. The pass criteria are the "
+                  "examples' own, so a capped run may fail for want of budget alone.", ""]
+    lines += ["| algo | env | passed | median steps to pass | median time to pass | "
              "final return (mean ± std) | reference |",
              "|---|---|---|---|---|---|---|"]
     images: list[str] = []
@@ -187,22 +216,11 @@ def plot_curves(curves: dict[str, list[tuple[int, float]]], path: str, title: st
     if not curves:
         return False
     fig, ax = plt.subplots(figsize=(6, 4))
-    end = max(c[-1][0] for c in curves.values())
-    grid = np.linspace(0, end, 200)
-    interpolated = []
-    for points in curves.values():
-        xs, ys = zip(*points)
-        # A curve ends when its run stopped (often on reaching the threshold): hold its
-        # last value so the mean stays defined out to the longest run.
-        interpolated.append(np.interp(grid, xs, ys, left=np.nan, right=ys[-1]))
-    stacked = np.vstack(interpolated)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(stacked, axis=0)
-            lo, hi = np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0)
+    # A curve ends when its run stopped (often on reaching the threshold): hold its
+    # last value so the mean stays defined out to the longest run.
+    grid, mean, lo, hi = band([(np.asarray([p[0] for p in c], float),
+                                np.asarray([p[1] for p in c], float)) for c in curves.values()],
+                              hold_last=True)
     ax.fill_between(grid, lo, hi, alpha=0.25, label=f"range over {len(curves)} runs")
     ax.plot(grid, mean, label="mean")
     if threshold is not None:
@@ -215,41 +233,3 @@ def plot_curves(curves: dict[str, list[tuple[int, float]]], path: str, title: st
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
-
-
-def read_curve(run_dir: str) -> list[tuple[int, float]]:
-    """``(env_steps_total, episode_return_mean)`` pairs from a run's ``result.jsonl``."""
-    path = os.path.join(run_dir, "result.jsonl")
-    if not os.path.isfile(path):
-        raise ConfigError(f"{run_dir!r} has no result.jsonl")
-    points = []
-    with open(path) as f:
-        for line in f:
-            r = json.loads(line)
-            ret = r.get("episode_return_mean")
-            if ret is not None:
-                points.append((int(r["env_steps_total"]), float(ret)))
-    return points
-
-
-def plot_runs(run_dirs: list[str], output: str) -> None:
-    """``rl plot``: curves from ``result.jsonl`` files, one line per run, into a PNG."""
-    curves = {os.path.basename(os.path.normpath(d)): read_curve(d) for d in run_dirs}
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ConfigError("rl plot needs matplotlib: pip install 'rl[bench]'") from None
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, points in curves.items():
-        if points:
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, label=name)
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("episode_return_mean")
-    ax.legend(loc="lower right", fontsize="small")
-    fig.tight_layout()
-    fig.savefig(output, dpi=100)
-    plt.close(fig)

@@ -17,6 +17,7 @@ import math
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 EXIT_FAILED = 1
@@ -109,10 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
 
-    e = sub.add_parser("evaluate", help="evaluate a checkpoint with greedy episodes")
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint with greedy episodes",
+                       description="Evaluate a checkpoint with greedy episodes (its "
+                       "observation filter frozen); optionally record or show them.")
     e.add_argument("checkpoint")
-    e.add_argument("--episodes", type=integer, default=10)
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--episodes", type=integer, default=10, help="how many episodes (10)")
+    e.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    shown = e.add_mutually_exclusive_group()
+    shown.add_argument("--video", metavar="DIR", help="record every episode as an MP4 in DIR "
+                       "(needs the rl[video] extra)")
+    shown.add_argument("--render", action="store_true",
+                       help="show the episodes in a window (needs a display)")
     e.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
 
@@ -124,12 +132,31 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--backend", choices=["process", "inline", "ray"],
                    help="override each example's backend")
     b.add_argument("--as-test", action="store_true", help="exit 1 if any example fails")
+    b.add_argument("--stop-timesteps", type=integer, metavar="N",
+                   help="cap every run at N env steps (a quick look; criteria still checked)")
+    b.add_argument("--stop-iters", type=integer, metavar="N", help="cap every run at N iterations")
+    b.add_argument("--stop-time", type=number, metavar="S", help="cap every run at S seconds")
+    b.add_argument("--stop-reward", type=number, metavar="R",
+                   help="stop every run once episode_return_mean reaches R")
     b.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
 
-    pl = sub.add_parser("plot", help="plot learning curves from run directories")
-    pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    pl.add_argument("-o", "--output", default="curves.png", help="PNG file (curves.png)")
+    pl = sub.add_parser("plot", help="plot learning curves from run directories",
+                        description="Plot learning curves: a subplot per metric, a line per "
+                        "run (a resumed run's pieces joined), runs that differ only in seed "
+                        "as their mean with a band over the seeds.")
+    pl.add_argument("run_dirs", nargs="+", metavar="RUN",
+                    help="run directories, or directories holding them (e.g. runs/)")
+    pl.add_argument("--metric", action="append", metavar="KEY", help="a result key to plot "
+                    "(repeatable; default: episode_return_mean, and eval/episode_return_mean "
+                    "where present)")
+    pl.add_argument("--x", default="env_steps_total",
+                    choices=["env_steps_total", "time_total_s", "training_iteration"],
+                    help="the x axis (env_steps_total)")
+    pl.add_argument("--band", default="range", choices=["range", "std"],
+                    help="the band over seeds: min-max range or mean ± std (range)")
+    pl.add_argument("-o", "--output", default="curves.png",
+                    help="image file; its extension picks the format (curves.png)")
     pl.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
 
@@ -264,11 +291,11 @@ def cmd_train(args) -> int:
                 raise
             print(f"rl train: error: {e}\ncheckpoint: {algo.last_checkpoint}", file=sys.stderr)
             return EXIT_FAILED
+        if not args.no_eval:
+            result.update(algo.evaluate())  # logged: a result.jsonl row, eval/ scalars
         if algo.logger is not None:
             algo.logger.close()
             algo.logger = None
-        if not args.no_eval:
-            result.update(algo.evaluate())
         reached = stop.episode_return_mean is not None and \
             result.get("episode_return_mean", -math.inf) >= stop.episode_return_mean
         summary = {k: result.get(k) for k in ("training_iteration", "env_steps_total",
@@ -306,29 +333,47 @@ def cmd_evaluate(args) -> int:
 
     load_state(args.checkpoint)  # clear error for a wrong path, before any process starts
     algo = Algorithm.from_checkpoint(args.checkpoint, num_env_runners=0, backend="inline")
+    started = time.time()
     try:
-        result = algo.evaluate(args.episodes)
+        result = algo.evaluate(args.episodes, video_dir=args.video, render=args.render)
     finally:
         algo.stop()
     mean, std = result["eval/episode_return_mean"], result["eval/episode_return_std"]
+    videos = _videos_since(args.video, started) if args.video else []
     if args.json:
-        print(json.dumps({"episode_return_mean": mean, "episode_return_std": std,
-                          "episodes": args.episodes, "checkpoint": args.checkpoint}))
+        out = {"episode_return_mean": mean, "episode_return_std": std,
+               "episodes": args.episodes, "checkpoint": args.checkpoint}
+        if args.video:
+            out["videos"] = videos
+        print(json.dumps(out))
     else:
         print(f"{args.episodes} episodes: return {mean:.2f} ± {std:.2f}")
+        if args.video:
+            print(f"videos: {len(videos)} MP4 files in {args.video}")
     return 0
+
+
+def _videos_since(folder: str, started: float) -> list[str]:
+    """The MP4s in ``folder`` written by this evaluation (older ones may share it)."""
+    paths = (os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(".mp4"))
+    # One second of slack: some filesystems keep modification times in whole seconds.
+    return sorted(p for p in paths if os.path.getmtime(p) >= started - 1.0)
 
 
 def cmd_bench(args) -> int:
     from rl.bench import collect_examples, run_bench
     from rl.config import ConfigError
+    from rl.experiment import Stop
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
         raise ConfigError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from None
-    runs = run_bench(collect_examples(args.paths), seeds, args.out, backend=args.backend)
+    cap = Stop(episode_return_mean=args.stop_reward, env_steps_total=args.stop_timesteps,
+               training_iteration=args.stop_iters, time_total_s=args.stop_time)
+    runs = run_bench(collect_examples(args.paths), seeds, args.out, backend=args.backend,
+                     cap=cap if cap.to_dict() else None)
     failed = [f"{path} seed {r.seed}" for path, rs in runs.items() for r in rs if not r.passed]
     print(f"report: {os.path.join(args.out, 'report.md')}", file=sys.stderr)
     if failed:
@@ -337,9 +382,9 @@ def cmd_bench(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from rl.bench import plot_runs
+    from rl.plot import plot_runs
 
-    plot_runs(args.run_dirs, args.output)
+    plot_runs(args.run_dirs, args.output, metrics=args.metric, x=args.x, band_kind=args.band)
     print(args.output)
     return 0
 

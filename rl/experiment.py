@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,9 +153,24 @@ def load_example(path: str) -> TunedExample:
                         ci_seeds=_ci_seeds(path, data.get("ci"), pass_criteria, stop))
 
 
+def _progress(algo, stop: Stop, verbose: bool | None) -> M.Progress | None:
+    """fit()'s own progress line: with ``verbose`` (None: when stderr is a TTY), unless
+    the algorithm's logger already prints one (``rl train`` attaches it with a console)."""
+    stream = sys.stderr
+    if verbose is None:
+        verbose = stream.isatty()
+    if not verbose or (algo.logger is not None and algo.logger.progress is not None):
+        return None
+    return M.Progress(stream, budget_steps=stop.env_steps_total)
+
+
 def fit(algo, stop: Stop, checkpoint_every: int = 0, checkpoint_at_end: bool = True,
-        on_result=None) -> tuple[dict[str, Any], str | None]:
+        on_result=None, verbose: bool | None = None) -> tuple[dict[str, Any], str | None]:
     """Train until ``stop`` holds; returns the last result and the final checkpoint.
+
+    ``verbose``: show the progress line on stderr, the one ``rl train`` shows (None:
+    when stderr is a TTY; False silences it). A logger attached with a console
+    (``attach_logger(..., console=...)``) prints that line itself.
 
     Ctrl-C (KeyboardInterrupt), SIGTERM (``Terminated``) and ``WorkerFailedError`` end
     the run with a checkpoint (``algo.last_checkpoint``) and propagate. A signal
@@ -165,10 +181,13 @@ def fit(algo, stop: Stop, checkpoint_every: int = 0, checkpoint_at_end: bool = T
     if stop.env_steps_total and not algo.stop_timesteps:
         algo.stop_timesteps = int(stop.env_steps_total)
     result: dict[str, Any] = {}
+    progress = _progress(algo, stop, verbose)
     with INTERRUPTS.installed():
         try:
             while True:
                 result = algo.train()
+                if progress is not None:
+                    progress.update(result)
                 if on_result is not None:
                     on_result(result)
                 reason = stop.reached(result)
@@ -187,4 +206,7 @@ def fit(algo, stop: Stop, checkpoint_every: int = 0, checkpoint_at_end: bool = T
                 except Exception:
                     log.exception("the checkpoint after the interruption could not be written")
             raise
+        finally:
+            if progress is not None:
+                progress.close()
     return result, path

@@ -4,7 +4,13 @@ Result dicts are flat with slash-separated keys under fixed prefixes
 (``learner/``, ``timers/``, ``eval/``, ``workers/``, ``env/``). ``RunLogger`` writes
 ``params.json`` once, one JSON line per iteration to ``result.jsonl``, TensorBoard
 scalars for every numeric key plus the resolved hyper-parameters as text, and
-console progress (a live bar on a TTY, one line per iteration otherwise).
+console progress (``Progress``: a live bar on a TTY, one line per iteration otherwise).
+
+An evaluation outside an iteration (the final one of ``rl train``, or a user's
+``algo.evaluate()``) is one more ``result.jsonl`` row with the iteration's counters
+(``training_iteration``, ``env_steps_total``, ``time_total_s``) and the ``eval/`` keys
+only, and TensorBoard scalars at that env step; ``is_evaluation_row`` tells such a row
+from an iteration's.
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ import numpy as np
 __all__ = [
     "EpisodeWindow",
     "MetricMeans",
+    "Progress",
     "RunLogger",
     "Timers",
     "explained_variance",
     "format_duration",
+    "is_evaluation_row",
 ]
 
 TRAINING_ITERATION = "training_iteration"
@@ -45,6 +53,16 @@ WORKERS_HEALTHY = "workers/healthy"
 WORKERS_RESTARTS = "workers/restarts"
 WORKERS_DROPPED = "workers/dropped_fragments"
 ENV_ERRORS = "env/errors"
+EVAL_PREFIX = "eval/"
+COUNTERS = (TRAINING_ITERATION, ENV_STEPS_TOTAL, TIME_TOTAL_S)
+"""The counters an evaluation row carries besides its ``eval/`` keys."""
+
+
+def is_evaluation_row(row: dict[str, Any]) -> bool:
+    """Whether a ``result.jsonl`` row is an evaluation outside an iteration (counters
+    and ``eval/`` keys only) rather than an iteration's result."""
+    return any(k.startswith(EVAL_PREFIX) for k in row) and all(
+        k in COUNTERS or k.startswith(EVAL_PREFIX) for k in row)
 
 
 class EpisodeWindow:
@@ -179,49 +197,25 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-class RunLogger:
-    """Writes a run directory: params.json, result.jsonl, TensorBoard events, console.
+class Progress:
+    """The console progress line of a run, the one format for the CLI and ``fit()``.
+
+    On a TTY a live line redrawn in place (a bar and an ETA when the env-step budget
+    is known); otherwise one line per iteration.
 
     Args:
-        run_dir: the directory (created).
-        params: the resolved config dict, written once.
-        console: where progress goes (None silences it).
-        budget_steps: env-step budget for the progress bar and ETA (optional).
+        stream: where the line goes (a text stream).
+        budget_steps: env-step budget for the bar and ETA (optional).
     """
 
-    def __init__(self, run_dir: str, params: dict[str, Any], console: TextIO | None = sys.stderr,
-                 budget_steps: int | None = None, tensorboard: bool = True):
-        self.run_dir = run_dir
-        os.makedirs(run_dir, exist_ok=True)
-        with open(os.path.join(run_dir, "params.json"), "w") as f:
-            json.dump(params, f, indent=2, sort_keys=True)
-        self._results = open(os.path.join(run_dir, "result.jsonl"), "a", buffering=1)
-        self.console = console
-        self.tty = bool(console is not None and console.isatty())
+    def __init__(self, stream: TextIO, budget_steps: int | None = None):
+        self.stream = stream
+        self.tty = bool(stream.isatty())
         self.budget_steps = budget_steps
-        self.writer = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+        self._open = False  # a TTY line is drawn and not yet ended
 
-            self.writer = SummaryWriter(run_dir)
-            table = "\n".join(f"|{k}|{json.dumps(v)}|" for k, v in sorted(params.items()))
-            self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-
-    def log(self, result: dict[str, Any]) -> None:
-        clean = {k: _jsonable(v) for k, v in result.items()}
-        self._results.write(json.dumps(clean) + "\n")
-        if self.writer is not None:
-            step = int(result.get(ENV_STEPS_TOTAL, result.get(TRAINING_ITERATION, 0)))
-            for k, v in result.items():
-                if isinstance(v, int | float | np.number) and not isinstance(v, bool):
-                    if math.isfinite(float(v)):
-                        self.writer.add_scalar(k, float(v), step)
-            self.writer.flush()
-        self._print(result)
-
-    def _print(self, r: dict[str, Any]) -> None:
-        if self.console is None:
-            return
+    def update(self, r: dict[str, Any]) -> None:
+        """Show one iteration's result."""
         steps = int(r.get(ENV_STEPS_TOTAL, 0))
         ret = r.get(EPISODE_RETURN_MEAN, float("nan"))
         sps = r.get(ENV_STEPS_PER_S, 0.0)
@@ -240,15 +234,71 @@ class RunLogger:
         if EVAL_RETURN_MEAN in r:
             line += f"  eval {r[EVAL_RETURN_MEAN]:.2f}"
         if self.tty:
-            self.console.write("\r\x1b[2K" + line)
+            self.stream.write("\r\x1b[2K" + line)
+            self._open = True
         else:
-            self.console.write(line + "\n")
-        self.console.flush()
+            self.stream.write(line + "\n")
+        self.stream.flush()
 
     def close(self) -> None:
-        if self.tty and self.console is not None:
-            self.console.write("\n")
-            self.console.flush()
+        """End a live TTY line, so that what is printed next starts on its own line."""
+        if self._open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open = False
+
+
+class RunLogger:
+    """Writes a run directory: params.json, result.jsonl, TensorBoard events, console.
+
+    Args:
+        run_dir: the directory (created).
+        params: the resolved config dict, written once.
+        console: where progress goes (None silences it).
+        budget_steps: env-step budget for the progress bar and ETA (optional).
+    """
+
+    def __init__(self, run_dir: str, params: dict[str, Any], console: TextIO | None = sys.stderr,
+                 budget_steps: int | None = None, tensorboard: bool = True):
+        self.run_dir = run_dir
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, "params.json"), "w") as f:
+            json.dump(params, f, indent=2, sort_keys=True)
+        self._results = open(os.path.join(run_dir, "result.jsonl"), "a", buffering=1)
+        self.progress = Progress(console, budget_steps) if console is not None else None
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(run_dir)
+            table = "\n".join(f"|{k}|{json.dumps(v)}|" for k, v in sorted(params.items()))
+            self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+
+    def log(self, result: dict[str, Any]) -> None:
+        """Write one iteration's result (a row, its scalars, the progress line)."""
+        self._write(result)
+        if self.progress is not None:
+            self.progress.update(result)
+
+    def log_evaluation(self, row: dict[str, Any]) -> None:
+        """Write an evaluation outside an iteration: ``row`` holds the counters
+        (``COUNTERS``) and ``eval/`` keys; no progress line (the caller reports it)."""
+        self._write(row)
+
+    def _write(self, result: dict[str, Any]) -> None:
+        clean = {k: _jsonable(v) for k, v in result.items()}
+        self._results.write(json.dumps(clean) + "\n")
+        if self.writer is not None:
+            step = int(result.get(ENV_STEPS_TOTAL, result.get(TRAINING_ITERATION, 0)))
+            for k, v in result.items():
+                if isinstance(v, int | float | np.number) and not isinstance(v, bool):
+                    if math.isfinite(float(v)):
+                        self.writer.add_scalar(k, float(v), step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
         if self.writer is not None:
             self.writer.close()
             self.writer = None

@@ -54,3 +54,36 @@ def test_bench_as_test_fails_when_criterion_missed(tmp_path, capsys):
 def test_bench_rejects_missing_path(capsys):
     assert main(["bench", "/nonexistent/dir"]) == 2
     assert "neither a tuned-example file nor a directory" in capsys.readouterr().err
+
+
+def test_bench_stop_flags_cap_every_run_and_the_report_says_so(tmp_path, capsys):
+    easy, hard = tmp_path / "easy.yaml", tmp_path / "hard.yaml"
+    easy.write_text(EXAMPLE.format(threshold=1))
+    hard.write_text(EXAMPLE.format(threshold=100000))
+    out = tmp_path / "out"
+    # One 256-step iteration instead of the examples' three.
+    assert main(["bench", str(easy), str(hard), "--seeds", "0", "--out", str(out),
+                 "--stop-timesteps", "256", "--as-test"]) == 1
+    runs = json.loads((out / "runs.json").read_text())
+    assert [r["env_steps"] for rs in runs.values() for r in rs] == [256, 256]
+    for rs in runs.values():
+        with open(os.path.join(rs[0]["run_dir"], "result.jsonl")) as f:
+            assert len(f.readlines()) == 1
+    report = (out / "report.md").read_text()
+    assert "Capped for a quick look: every run stopped at env_steps_total ≤ 256" in report
+    # The pass criteria are still the examples' own, and still checked.
+    rows = [line for line in report.splitlines() if line.startswith("| ppo | CartPole-v1")]
+    assert ["| 1/1 |" in rows[0], "| 0/1 |" in rows[1]] == [True, True]
+    assert "failed: " + str(hard) in capsys.readouterr().err
+
+
+def test_a_cap_lowers_criteria_and_never_raises_them():
+    from rl.bench import capped
+    from rl.experiment import Stop
+
+    own = Stop(training_iteration=3, episode_return_mean=475)
+    cap = Stop(training_iteration=10, env_steps_total=5000, episode_return_mean=100)
+    assert capped(own, cap).to_dict() == {"episode_return_mean": 100, "env_steps_total": 5000,
+                                          "training_iteration": 3}
+    assert capped(own, None) is own and own.to_dict() == {"episode_return_mean": 475,
+                                                           "training_iteration": 3}

@@ -6,8 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rl.cli import main
+from rl.metrics import is_evaluation_row
 
 
 @pytest.mark.parametrize("argv,needle", [
@@ -69,8 +71,14 @@ def test_train_writes_run_dir_and_json(tmp_path):
     assert params["model_hiddens"] == [32, 32] and params["train_batch_size"] == 256
     with open(os.path.join(run_dir, "result.jsonl")) as f:
         lines = [json.loads(line) for line in f]
-    assert [r["training_iteration"] for r in lines] == [1, 2]
-    assert any(name.startswith("events.out.tfevents") for name in os.listdir(run_dir))
+    # Two iterations, then the final greedy evaluation at the last one's counters.
+    assert [r["training_iteration"] for r in lines] == [1, 2, 2]
+    assert is_evaluation_row(lines[-1]) and lines[-1]["env_steps_total"] == 512
+    assert lines[-1]["eval/episode_return_mean"] == result["eval/episode_return_mean"]
+    events = EventAccumulator(run_dir)
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("eval/episode_return_mean")] == [
+        (512, pytest.approx(result["eval/episode_return_mean"]))]
     assert os.path.isfile(os.path.join(result["checkpoint"], "state.json"))
 
 

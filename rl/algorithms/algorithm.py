@@ -277,7 +277,7 @@ class Algorithm(abc.ABC):
         result.update({k: v for k, v in self.result_extras().items() if k not in result})
         interval = self.config.evaluation_interval
         if interval and self.iteration % interval == 0:
-            result.update(self.evaluate())
+            result.update(self._greedy_episodes(self.config.evaluation_duration))
         if self.logger is not None:
             self.logger.log(result)
         return result
@@ -288,22 +288,52 @@ class Algorithm(abc.ABC):
         return {}
 
     def fit(self, stop: dict[str, Any] | Any, checkpoint_every: int = 0,
-            checkpoint_at_end: bool = True) -> tuple[dict[str, Any], str | None]:
+            checkpoint_at_end: bool = True,
+            verbose: bool | None = None) -> tuple[dict[str, Any], str | None]:
         """Train until a stop criterion holds (``episode_return_mean``,
         ``env_steps_total``, ``training_iteration``, ``time_total_s``); returns the last
         result and the final checkpoint path. Linear schedules use ``env_steps_total``
-        as their horizon unless ``schedule_timesteps`` is set."""
+        as their horizon unless ``schedule_timesteps`` is set. ``verbose``: the progress
+        line of ``rl train`` on stderr (None: when stderr is a TTY; False: silent)."""
         from rl.experiment import Stop, fit
 
         stop = stop if isinstance(stop, Stop) else Stop.from_dict(stop)
         return fit(self, stop, checkpoint_every=checkpoint_every,
-                   checkpoint_at_end=checkpoint_at_end)
+                   checkpoint_at_end=checkpoint_at_end, verbose=verbose)
 
     # ------------------------------------------------------------------ evaluation & serving
-    def evaluate(self, num_episodes: int | None = None) -> dict[str, float]:
-        """Greedy episodes in the driver with the current weights and frozen filter."""
-        n = num_episodes or self.config.evaluation_duration
-        out = self._driver_worker().evaluate(n)
+    def evaluate(self, num_episodes: int | None = None, *, video_dir: str | None = None,
+                 render: bool = False) -> dict[str, float]:
+        """Greedy episodes in the driver with the current weights and frozen observation
+        filter; returns the ``eval/`` metrics.
+
+        Args:
+            num_episodes: how many (default ``evaluation_duration``).
+            video_dir: record every episode as an MP4 there (gymnasium's
+                ``RecordVideo``; needs the ``rl[video]`` extra and an env that renders
+                ``rgb_array`` frames).
+            render: show the episodes in a window (``render_mode="human"``; needs a
+                display).
+
+        With a logger attached the evaluation is also logged: one ``result.jsonl`` row
+        with the counters and the ``eval/`` keys, and TensorBoard scalars at the current
+        env step. (Periodic evaluations, ``evaluation_interval``, are part of their
+        iteration's row instead.)
+        """
+        metrics = self._greedy_episodes(num_episodes or self.config.evaluation_duration,
+                                        video_dir=video_dir, render=render)
+        if self.logger is not None:
+            self.logger.log_evaluation({M.TRAINING_ITERATION: self.iteration,
+                                        M.ENV_STEPS_TOTAL: self.env_steps_total,
+                                        M.TIME_TOTAL_S: self.time_total_s, **metrics})
+        return metrics
+
+    def _greedy_episodes(self, n: int, video_dir: str | None = None,
+                         render: bool = False) -> dict[str, float]:
+        if video_dir is not None and render:
+            raise ConfigError("an evaluation records videos or shows a window, not both")
+        mode = "rgb_array" if video_dir is not None else "human" if render else None
+        out = self._driver_worker().evaluate(n, render_mode=mode, video_dir=video_dir)
         r = out["episode_returns"]
         return {M.EVAL_RETURN_MEAN: float(np.mean(r)), M.EVAL_RETURN_STD: float(np.std(r)),
                 M.EVAL_LEN_MEAN: float(np.mean(out["episode_lens"])),

@@ -267,33 +267,49 @@ class RolloutWorker:
         return nxt
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, num_episodes: int) -> dict[str, Any]:
-        """Greedy episodes on this worker's envs (a fresh VectorEnv, seeds offset)."""
+    def evaluate(self, num_episodes: int, render_mode: str | None = None,
+                 video_dir: str | None = None) -> dict[str, Any]:
+        """Greedy episodes on this worker's envs (a fresh VectorEnv, seeds offset).
+
+        ``render_mode`` ``"rgb_array"`` with ``video_dir`` records each counted episode
+        as an MP4 there, ``"human"`` shows them in a window (``rl.envs.render``); the
+        episodes are the same as without rendering.
+        """
+        from rl.envs.render import RenderingEnvFactory, rendering_errors
+
         self.sync_weights()
         spec = self.spec
         seed = None if spec.seed is None else spec.seed + 1_000_003
-        venv = VectorEnv(env_factory(spec.env_spec, spec.env_config),
-                         min(spec.num_envs, num_episodes), seed, obs_dtype=self.obs_dtype,
-                         record_actions=False)
-        obs = venv.reset()
-        returns: list[float] = []
-        lens: list[int] = []
+        num_envs = min(spec.num_envs, num_episodes)
         # Count episodes per sub-env so the set of finished episodes does not favour
         # short ones: each sub-env contributes its first k episodes.
-        quota = np.full(venv.num_envs, num_episodes // venv.num_envs)
-        quota[: num_episodes % venv.num_envs] += 1
-        done_count = np.zeros(venv.num_envs, np.int64)
-        while (done_count < quota).any():
-            actions = self.policy.greedy(torch.from_numpy(self.normalize(obs)))
-            res = venv.step(self.dist_spec.env_actions(actions))
-            finished = sorted(res.final_obs)
-            for i, (ret, length) in zip(finished, res.episodes):
-                if done_count[i] < quota[i]:
-                    returns.append(ret)
-                    lens.append(length)
-                done_count[i] += 1
-            obs = res.obs
-        venv.close()
+        quota = np.full(num_envs, num_episodes // num_envs)
+        quota[: num_episodes % num_envs] += 1
+        make = env_factory(spec.env_spec, spec.env_config)
+        if render_mode is not None:
+            make = RenderingEnvFactory(spec.env_spec, spec.env_config, render_mode, video_dir,
+                                       episodes=quota.tolist())
+        returns: list[float] = []
+        lens: list[int] = []
+        with rendering_errors(spec.env_spec.env_id):
+            venv = VectorEnv(make, num_envs, seed, obs_dtype=self.obs_dtype,
+                             record_actions=False)
+            try:
+                obs = venv.reset()
+                done_count = np.zeros(venv.num_envs, np.int64)
+                while (done_count < quota).any():
+                    actions = self.policy.greedy(torch.from_numpy(self.normalize(obs)))
+                    res = venv.step(self.dist_spec.env_actions(actions))
+                    finished = sorted(res.final_obs)
+                    for i, (ret, length) in zip(finished, res.episodes):
+                        if done_count[i] < quota[i]:
+                            returns.append(ret)
+                            lens.append(length)
+                        done_count[i] += 1
+                    obs = res.obs
+            finally:
+                # Closing a recorder writes the video it still holds.
+                venv.close()
         return {"episode_returns": np.asarray(returns), "episode_lens": np.asarray(lens)}
 
     # ------------------------------------------------------------------ state
