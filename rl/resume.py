@@ -42,15 +42,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from rl.data.nstep import NStepAccumulator
 from rl.data.sample_batch import SampleBatch
 
-if TYPE_CHECKING:
-    from rl.algorithms.impala.queue import QueuedBatch
+QueuedFragments = tuple[list[dict[str, np.ndarray]], int, list[int]]
+"""A train batch waiting for IMPALA's learner: (fragments, env steps, behaviour versions)."""
 
 __all__ = [
     "MAX_REPLAY_STEPS",
@@ -267,31 +267,37 @@ def _dict_to_list(items: dict[str, Any]) -> list[Any]:
     return [items[str(i)] for i in range(len(items))]
 
 
-def pack_impala_state(*, board: np.ndarray, board_version: int, updates_at: dict[str, int],
+def pack_impala_state(*, board: np.ndarray, board_version: int,
+                      obs_filter_board: np.ndarray | None, updates_at: dict[str, int],
                       pending: list[dict[str, np.ndarray]], pending_versions: list[int],
-                      queued: list[QueuedBatch],
+                      queued: list[QueuedFragments],
                       in_flight: list[tuple[int, dict[str, Any]]] | None,
                       ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """IMPALA's driver-side experience in progress as ``(json, arrays)``.
 
     Args:
         board: the published weight vector; ``board_version`` its version.
+        obs_filter_board: the published observation-filter vector (None without
+            normalisation).
         updates_at: weights version -> learner updates behind it.
         pending: the fragments of the train batch being filled, and their
             ``pending_versions``.
-        queued: the batches waiting for the learner.
+        queued: the batches waiting for the learner, as ``(fragments, env steps,
+            behaviour versions)``.
         in_flight: ``(worker index, sample result)`` of the requests in flight.
     """
     arrays: dict[str, np.ndarray] = {"board": np.asarray(board)}
+    if obs_filter_board is not None:
+        arrays["obs_filter_board"] = np.asarray(obs_filter_board)
     state: dict[str, Any] = {
         "board_version": int(board_version),
         "updates_at": dict(updates_at),
         "pending": _pack_value(_list_to_dict(pending), "pending", arrays),
         "pending_versions": [int(v) for v in pending_versions],
-        "queued": [{"fragments": _pack_value(_list_to_dict(b.fragments), f"queued/{j}", arrays),
-                    "env_steps": int(b.env_steps),
-                    "versions": [int(v) for v in b.behaviour_versions]}
-                   for j, b in enumerate(queued)],
+        "queued": [{"fragments": _pack_value(_list_to_dict(fragments), f"queued/{j}", arrays),
+                    "env_steps": int(env_steps),
+                    "versions": [int(v) for v in versions]}
+                   for j, (fragments, env_steps, versions) in enumerate(queued)],
         "in_flight": None if in_flight is None else [
             {"worker": int(index), "result": _pack_value(result, f"in_flight/{j}", arrays)}
             for j, (index, result) in enumerate(in_flight)],
@@ -302,18 +308,16 @@ def pack_impala_state(*, board: np.ndarray, board_version: int, updates_at: dict
 def unpack_impala_state(state: dict[str, Any],
                         arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """``pack_impala_state``'s keyword arguments back from its output."""
-    # Imported here: rl.envs imports this module, and rl.algorithms imports rl.envs.
-    from rl.algorithms.impala.queue import QueuedBatch
-
     in_flight = state.get("in_flight")
     return {
         "board": arrays["board"],
+        "obs_filter_board": arrays.get("obs_filter_board"),
         "board_version": int(state["board_version"]),
         "updates_at": state["updates_at"],
         "pending": _dict_to_list(_unpack_value(state["pending"], "pending", arrays)),
         "pending_versions": list(state["pending_versions"]),
-        "queued": [QueuedBatch(_dict_to_list(_unpack_value(q["fragments"], f"queued/{j}", arrays)),
-                               q["env_steps"], list(q["versions"]))
+        "queued": [(_dict_to_list(_unpack_value(q["fragments"], f"queued/{j}", arrays)),
+                    int(q["env_steps"]), list(q["versions"]))
                    for j, q in enumerate(state["queued"])],
         "in_flight": None if in_flight is None else [
             (int(item["worker"]), _unpack_value(item["result"], f"in_flight/{j}", arrays))

@@ -298,18 +298,26 @@ def _dqn_with_every_kind_of_state():
 
 def _impala_with_every_kind_of_state():
     # Fragments in flight and a partial train batch at the save, a board older than
-    # the learner (broadcast_interval=3), the obs filter inside the published vector.
+    # the learner (broadcast_interval=3), and an observation filter on its own board
+    # that, like the weights, is published only at broadcasts.
     from tests.algorithms.test_impala import small as small_impala
     return small_impala(runners=2, broadcast_interval=3, normalize_obs=True,
                         max_requests_in_flight_per_env_runner=2, train_batch_size=60, seed=7)
 
 
-@pytest.mark.parametrize("config,iterations", [
-    (_ppo_with_every_kind_of_state, 4),
-    (_dqn_with_every_kind_of_state, 6),
-    (_impala_with_every_kind_of_state, 6),
-], ids=["ppo", "dqn", "impala"])
-def test_exact_resume_on_the_inline_backend(tmp_path, config, iterations):
+# Saved between two broadcasts while the board still held version 1: the fresh board's
+# own first publish took that number, so the saved weights go out as version 2 (the
+# policy lags alias it). Everything learned is the same.
+_RENUMBERED = ("learner/weights_version",)
+
+
+@pytest.mark.parametrize("config,iterations,renumbered", [
+    (_ppo_with_every_kind_of_state, 4, ()),
+    (_dqn_with_every_kind_of_state, 6, ()),
+    (_impala_with_every_kind_of_state, 6, ()),
+    (_impala_with_every_kind_of_state, 4, _RENUMBERED),
+], ids=["ppo", "dqn", "impala", "impala-saved-between-broadcasts"])
+def test_exact_resume_on_the_inline_backend(tmp_path, config, iterations, renumbered):
     half = iterations // 2
     with config().build(logdir=str(tmp_path / "straight")) as algo:
         for _ in range(iterations):
@@ -327,6 +335,9 @@ def test_exact_resume_on_the_inline_backend(tmp_path, config, iterations):
     expected = _learning_metrics(straight)
     got = _learning_metrics(first_half) + _learning_metrics(second_half)
     assert [r["training_iteration"] for r in got] == list(range(1, iterations + 1))
+    for r in expected + got:
+        for key in renumbered:
+            r.pop(key)
     assert got == expected
 
 

@@ -206,13 +206,21 @@ class Algorithm(abc.ABC):
     def sync_weights(self) -> None:
         """Publish the learner's weights (and observation filter) to every worker."""
         with self.timers("sync"):
-            self.board.publish(self.learner_group.get_weights())
             self.publish_obs_filter()
+            self.board.publish(self.learner_group.get_weights())
 
-    def publish_obs_filter(self) -> None:
-        """Put the driver's observation statistics on their board (if normalising)."""
-        if self.filter_board is not None:
-            self.filter_board.publish(self.obs_filter.to_vector())
+    def publish_obs_filter(self, vector: np.ndarray | None = None) -> np.ndarray | None:
+        """Put observation statistics on their board (if normalising): ``vector``, or
+        the driver's current ones. Returns what was published.
+
+        Publish it before the weights it goes with: a worker that sees the new weights
+        then sees their filter too (the two boards are polled in that order).
+        """
+        if self.filter_board is None:
+            return None
+        vector = self.obs_filter.to_vector() if vector is None else vector
+        self.filter_board.publish(vector)
+        return vector
 
     def ingest_fragments(self, results: list[dict[str, Any]]) -> int:
         """Book-keeping for fresh fragments: episodes, obs statistics, step counts."""

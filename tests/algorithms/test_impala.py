@@ -13,7 +13,6 @@ from rl import Algorithm, ConfigError, IMPALAConfig
 from rl import checkpoint as ckpt
 from rl.algorithms.impala.learner import IMPALALearner, loss_inputs, stack_fragments
 from rl.algorithms.impala.loss import IMPALALossSettings, impala_loss
-from rl.algorithms.impala.queue import QueuedBatch
 from rl.algorithms.registry import algorithm_class, config_class
 from rl.data import SampleBatch
 from rl.data import columns as C
@@ -307,8 +306,9 @@ def test_resume_state_packs_worker_results_without_pickle(tmp_path):
               "episode_returns": np.array([1.5]), "episode_lens": np.array([7]),
               "weights_version": 4, "obs_stats": (np.zeros(2), np.ones(2), 6.0),
               "worker_index": 1, "env_errors": [(0, "step", "boom")], "discarded": None}
-    queued = QueuedBatch([result["batch"]], 6, [3])
+    queued = ([result["batch"]], 6, [3])
     state, arrays = pack_impala_state(board=np.arange(5, dtype=np.float32), board_version=9,
+                                      obs_filter_board=np.full(3, 2.0, np.float32),
                                       updates_at={"9": 12}, pending=[result["batch"]],
                                       pending_versions=[4], queued=[queued],
                                       in_flight=[(1, result)])
@@ -317,12 +317,15 @@ def test_resume_state_packs_worker_results_without_pickle(tmp_path):
                                  ckpt.load_arrays(str(tmp_path / "c"), "impala"))
     assert loaded["board_version"] == 9 and loaded["updates_at"] == {"9": 12}
     np.testing.assert_array_equal(loaded["board"], np.arange(5))
+    np.testing.assert_array_equal(loaded["obs_filter_board"], np.full(3, 2.0))
     (index, back), = loaded["in_flight"]
     assert index == 1 and back["weights_version"] == 4 and back["discarded"] is None
     assert back["env_errors"] == [[0, "step", "boom"]] and back["obs_stats"][2] == 6.0
     np.testing.assert_array_equal(back["batch"][C.REWARDS], result["batch"][C.REWARDS])
     np.testing.assert_array_equal(back["obs_stats"][1], np.ones(2))
-    assert loaded["queued"][0].env_steps == 6 and loaded["queued"][0].behaviour_versions == [3]
+    fragments, env_steps, versions = loaded["queued"][0]
+    assert env_steps == 6 and versions == [3]
+    np.testing.assert_array_equal(fragments[0][C.REWARDS], result["batch"][C.REWARDS])
     np.testing.assert_array_equal(loaded["pending"][0][C.ACTIONS], np.zeros((2, 3)))
 
 

@@ -82,7 +82,10 @@ class IMPALA(Algorithm):
         # Learner processes read fragments straight from the object store: the workers
         # share them (rl.runtime.shared) and the driver moves only the handles.
         self.share_batches = cfg.num_learners >= 1
-        self._published = self.learner_group.get_weights()  # the board's, for checkpoints
+        # What the boards hold (it lags the learner by up to broadcast_interval updates,
+        # and the filter by as much): checkpoints save these, not the current ones.
+        self._published = self.learner_group.get_weights()
+        self._published_filter = None if self.obs_filter is None else self.obs_filter.to_vector()
         self._restored_board: tuple[np.ndarray, int] | None = None
 
     def _hyper(self) -> dict[str, float]:
@@ -105,9 +108,9 @@ class IMPALA(Algorithm):
                 with self.learner_group.lock:
                     snapshot = (self.learner_group.get_weights(), self.runner.updates)
             weights, updates = snapshot
+            self._published_filter = self.publish_obs_filter()
             self.lag.record_publish(self.board.publish(weights, version=version), updates)
             self._published = weights
-            self.publish_obs_filter()
 
     # ------------------------------------------------------------------ the loop
     def _fill_requests(self) -> None:
@@ -177,10 +180,10 @@ class IMPALA(Algorithm):
         in_flight = self.workers.in_flight_results()
         packed, arrays = pack_impala_state(
             board=self._published, board_version=self.board.version,
-            updates_at=self.lag.state(), pending=[shared.resolve(f) for f in self._pending],
+            obs_filter_board=self._published_filter, updates_at=self.lag.state(), pending=[shared.resolve(f) for f in self._pending],
             pending_versions=self._pending_versions,
-            queued=[QueuedBatch([shared.resolve(f) for f in b.fragments], b.env_steps,
-                                b.behaviour_versions) for b in self.queue.snapshot()],
+            queued=[([shared.resolve(f) for f in b.fragments], b.env_steps,
+                     b.behaviour_versions) for b in self.queue.snapshot()],
             in_flight=[(i, {**r, "batch": shared.resolve(r["batch"])}) for i, r in in_flight])
         counters.update(dropped_batches=self.queue.dropped_batches,
                         dropped_env_steps=self.queue.dropped_env_steps, **packed)
@@ -213,11 +216,11 @@ class IMPALA(Algorithm):
         self._pending_versions = [v for v, ok in zip(saved["pending_versions"], fits) if ok]
         self._pending_steps = sum(int(f[C.REWARDS].size) for f in self._pending)
         lost = sum(f[C.REWARDS].size for f, ok in zip(saved["pending"], fits) if not ok)
-        for batch in saved["queued"]:
-            if all(f[C.REWARDS].shape == shape for f in batch.fragments):
-                self.queue.put(batch)
+        for fragments, env_steps, versions in saved["queued"]:
+            if all(f[C.REWARDS].shape == shape for f in fragments):
+                self.queue.put(QueuedBatch(fragments, env_steps, versions))
             else:
-                lost += batch.env_steps
+                lost += env_steps
         in_flight = [(i, r) for i, r in saved["in_flight"] or ()
                      if r["batch"][C.REWARDS].shape == shape]
         lost += sum(r["batch"][C.REWARDS].size for _, r in saved["in_flight"] or ()
@@ -227,24 +230,37 @@ class IMPALA(Algorithm):
             log.warning("%d saved env steps were sampled with another fragment layout than "
                         "%s and are dropped", lost, shape)
             self.queue.dropped_env_steps += int(lost)
-        self._restored_board = (saved["board"], saved["board_version"])
+        self._restored_board = (saved["board"], saved["board_version"],
+                                saved["obs_filter_board"])
 
     def publish_restored_weights(self) -> None:
         """The board's saved weights under their saved version: they may be older than
         the learner's (``broadcast_interval``), and fragments in flight name them."""
         restored, self._restored_board = self._restored_board, None
-        if restored is None or restored[0].shape != (self.board.size,):
-            # The learner's weights, numbered after the saved versions the lags know.
-            after = None if restored is None else max(restored[1], self.board.version) + 1
-            self.sync_weights(version=after)
+        if restored is None:
+            self.sync_weights()
             return
-        weights, version = restored
+        weights, version, filt = restored
+        if filt is None and self.filter_board is not None \
+                and weights.shape == (self.board.size + self.filter_board.size,):
+            # Written before the filter had its own board: it rode on the weights.
+            weights, filt = weights[: self.board.size], weights[self.board.size :]
+        if weights.shape != (self.board.size,):
+            log.warning("the checkpoint's published weights (%d values) do not fit this "
+                        "model (%d): the workers start from the learner's", weights.size,
+                        self.board.size)
+            # The learner's weights, numbered after the saved versions the lags know.
+            self.sync_weights(version=max(version, self.board.version) + 1)
+            return
+        if filt is not None and (self.filter_board is None
+                                 or filt.shape != (self.filter_board.size,)):
+            filt = None
         with self.timers("sync"):
+            self._published_filter = self.publish_obs_filter(filt)
             new = self.board.publish(weights, version=max(version, self.board.version + 1))
             if new != version:  # the fresh board is already past it: alias the version
                 self.lag.record_publish(new, self.lag.updates_at(version))
             self._published = weights
-            self.publish_obs_filter()
 
     # ------------------------------------------------------------------ shutdown
     def stop(self) -> None:
