@@ -20,6 +20,8 @@ import sys
 import time
 from typing import Any
 
+from rl.runtime import BACKENDS
+
 EXIT_FAILED = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -92,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stop-time", type=number, help="stop after this many seconds")
     t.add_argument("--num-env-runners", type=integer, help="rollout worker processes")
     t.add_argument("--num-envs-per-env-runner", type=integer, help="envs per worker")
-    t.add_argument("--backend", choices=["process", "inline", "ray"], help="actor runtime")
+    t.add_argument("--backend", choices=BACKENDS, help="actor runtime")
     t.add_argument("--address", help="Ray cluster address (with --backend ray)")
     t.add_argument("--seed", type=integer, help="random seed")
     t.add_argument("--logdir", default="./runs", help="root of run directories (./runs)")
@@ -129,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tuned-example files or directories (default: tuned_examples)")
     b.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (0,1,2)")
     b.add_argument("--out", default="bench_out", help="report directory (bench_out)")
-    b.add_argument("--backend", choices=["process", "inline", "ray"],
+    b.add_argument("--backend", choices=BACKENDS,
                    help="override each example's backend")
     b.add_argument("--as-test", action="store_true", help="exit 1 if any example fails")
     b.add_argument("--stop-timesteps", type=integer, metavar="N",
@@ -174,8 +176,8 @@ def _parse_sets(cfg, sets: list[str]) -> None:
         key, text = item.split("=", 1)
         key = key.strip()
         if key not in cfg.field_names():
-            raise cfg._unknown(key)
-        hint = cfg._hints()[key]
+            raise cfg.unknown_key_error(key)
+        hint = cfg.field_types()[key]
         value: Any = parse_value(text)
         if hint is str or (value is not None and str(hint) == "str | None"):
             value = text

@@ -15,12 +15,15 @@ import contextlib
 import dataclasses
 import difflib
 import importlib.util
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 import yaml
+
+from rl.runtime import BACKENDS
 
 __all__ = ["AlgorithmConfig", "ConfigError", "coerce", "parse_number", "setting"]
 
@@ -60,6 +63,8 @@ def parse_number(text: str, integer: bool = False) -> int | float:
         value: int | float = int(t) * mult
     except ValueError:
         value = float(t) * mult  # ValueError if it is no number at all
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
     if integer:
         if isinstance(value, float) and not value.is_integer():
             raise ValueError(f"{text!r} is not a whole number")
@@ -163,7 +168,7 @@ class AlgorithmConfig:
                           "cuda or cuda:N", section="learners")
     # resources
     backend: str = setting("process", "Actor runtime backend", section="resources",
-                           choices=("process", "inline", "ray"))
+                           choices=BACKENDS)
     ray_address: str | None = setting(None, "Ray cluster address (backend=ray): null starts a "
                                       "local Ray, 'auto' or host:port joins one",
                                       section="resources")
@@ -208,21 +213,23 @@ class AlgorithmConfig:
         for f in dataclasses.fields(cls):
             if f.name == name:
                 return f
-        raise cls._unknown(name)
+        raise cls.unknown_key_error(name)
 
     @classmethod
-    def _unknown(cls, name: str) -> ConfigError:
+    def unknown_key_error(cls, name: str) -> ConfigError:
+        """The error for a key that is not a field, with the best hint there is."""
         return ConfigError(f"unknown {cls.algo_name} config key {name!r}"
                            f"{suggest_field(name, cls.field_names())} "
                            f"(see `rl train --algo {cls.algo_name} --help-config`)")
 
     @classmethod
-    def _hints(cls) -> dict[str, Any]:
+    def field_types(cls) -> dict[str, Any]:
+        """Every field's type annotation, by name."""
         return typing.get_type_hints(cls)
 
     def set(self, **settings: Any) -> Self:
         """Set any fields by name, type-checked; the one setter behind every builder."""
-        hints = self._hints()
+        hints = self.field_types()
         for name, value in settings.items():
             f = self._field(name)
             value = coerce(name, hints[name], value)
@@ -273,7 +280,7 @@ class AlgorithmConfig:
     # ----------------------------------------------------------------- validation
     def validate(self) -> None:
         """Check every field and the constraints between them; raises ConfigError."""
-        hints = self._hints()
+        hints = self.field_types()
         for f in dataclasses.fields(self):
             value = coerce(f.name, hints[f.name], getattr(self, f.name))
             setattr(self, f.name, value)

@@ -148,7 +148,7 @@ class MetricMeans:
         """Add one update's metrics, each counted ``weight`` times."""
         for k, v in metrics.items():
             v = float(v)
-            self._sums[k] = self._sums.get(k, 0.0) + (v * weight if weight != 1.0 else v)
+            self._sums[k] = self._sums.get(k, 0.0) + v * weight
             self._weights[k] = self._weights.get(k, 0.0) + weight
         self.count += 1
 

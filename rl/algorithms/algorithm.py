@@ -59,7 +59,8 @@ class Algorithm(abc.ABC):
         self.config = config
         self.name = type(self).__name__
         self._check_resources()
-        logging.getLogger("rl").setLevel(config.log_level.upper())
+        if config.log_level != "info":  # the default leaves a level the user set alone
+            logging.getLogger("rl").setLevel(config.log_level.upper())
         # The env is checked next (its name, then its spaces); processes start only after.
         self.env_spec = resolve_env(config.env)
         self.obs_space, self.action_space = probe_spaces(self.env_spec, config.env_config)
@@ -174,7 +175,7 @@ class Algorithm(abc.ABC):
             fragment_length=fragment or cfg.fragment_length(), seed=cfg.seed,
             model=self.model_config, policy_kind=self.policy_kind,
             normalize_obs=cfg.normalize_obs, needs_next_obs=self.needs_next_obs,
-            policy_options=self.module_options(),
+            module_options=self.module_options(),
             restart_failed_sub_envs=cfg.restart_failed_sub_environments,
             exact_resume=cfg.exact_resume)
 

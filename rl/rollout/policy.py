@@ -117,10 +117,10 @@ class QPolicy:
 
 
 def build_inference_policy(kind: str, obs_space, action_space, model: ModelConfig,
-                           options: dict) -> ActorCriticPolicy | QPolicy:
+                           module_options: dict) -> ActorCriticPolicy | QPolicy:
     """The worker-side policy for ``kind`` (``actor_critic`` or ``q``)."""
     if kind == "actor_critic":
         return ActorCriticPolicy(obs_space, action_space, model)
     if kind == "q":
-        return QPolicy(obs_space, action_space, model, **options)
+        return QPolicy(obs_space, action_space, model, **module_options)
     raise ValueError(f"unknown policy kind {kind!r}; valid: actor_critic, q")

@@ -77,7 +77,7 @@ class WorkerSpec:
     policy_kind: str = "actor_critic"  # or "q"
     normalize_obs: bool = False
     needs_next_obs: bool = False
-    policy_options: dict = field(default_factory=dict)
+    module_options: dict = field(default_factory=dict)
     restart_failed_sub_envs: bool = False
     exact_resume: bool = True  # record the running games for replay (rl.resume)
 
@@ -111,7 +111,7 @@ class RolloutWorker:
                               record_actions=spec.exact_resume)
         self.dist_spec = DistributionSpec(spec.action_space)
         self.policy = build_inference_policy(spec.policy_kind, spec.obs_space, spec.action_space,
-                                             spec.model, spec.policy_options)
+                                             spec.model, spec.module_options)
         seed = 0 if spec.seed is None else spec.seed
         self.generator = torch.Generator().manual_seed(
             seed * 7919 + worker_index + 104_729 * incarnation)

@@ -384,6 +384,7 @@ class ProcessRuntime(Runtime):
             self._unwatch(actor.sentinel)
             for key, slot in actor.mark_dead(exitcode):
                 self._table.finish(key, slot, error=ActorDiedError(actor.name, exitcode, detail))
+            self._table.remove_holder(actor)
             self._cond.notify_all()
         actor.release()
         # What it created and had not handed over (it died between create and send).

@@ -107,7 +107,8 @@ class ShmShared(Shared):
         return pickle.loads(self.payload)
 
     def release(self) -> None:
-        for name in self.segments:
+        segments, self.segments = self.segments, ()
+        for name in segments:
             shm.unlink(name)
 
     def __reduce__(self):

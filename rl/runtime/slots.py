@@ -17,6 +17,7 @@ around every look at slots, records and in-flight calls.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from collections import deque
@@ -128,6 +129,11 @@ class SlotTable:
     def add_holder(self, holder: PutHolder) -> None:
         """Register an actor that may cache put values."""
         self._holders.append(holder)
+
+    def remove_holder(self, holder: PutHolder) -> None:
+        """Forget an actor that is gone (its cache went with it)."""
+        with contextlib.suppress(ValueError):
+            self._holders.remove(holder)
 
     def add_put(self, record: PutRecord) -> str:
         """Store ``record``; returns its key."""
