@@ -305,7 +305,10 @@ def cmd_evaluate(args) -> int:
     from rl.checkpoint import load_state
 
     load_state(args.checkpoint)  # clear error for a wrong path, before any process starts
-    algo = Algorithm.from_checkpoint(args.checkpoint, num_env_runners=0, backend="inline")
+    # A fresh driver-side worker plays the episodes: the checkpoint's workers (their
+    # layout, their running episodes) are a resume's business, not an evaluation's.
+    algo = Algorithm.from_checkpoint(args.checkpoint, num_env_runners=0, backend="inline",
+                                     workers=False)
     try:
         result = algo.evaluate(args.episodes)
     finally:
