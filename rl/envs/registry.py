@@ -254,5 +254,6 @@ def resolve_env(name: str) -> EnvSpec:
     hint = f" Closest valid names: {', '.join(lowered[c] for c in close)}." if close else ""
     raise EnvNameError(
         f"unknown env {name!r}.{hint} Use a gymnasium id (e.g. CartPole-v1), "
-        "'package.module:EnvClass', or a name given to rl.register_env()."
+        "'package.module:EnvClass', or a name given to rl.register_env() (from the CLI: "
+        "--import the module that registers it)."
     )
