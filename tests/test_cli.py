@@ -114,6 +114,8 @@ def test_yaml_error_in_a_tuned_example_names_line_and_column(tmp_path, capsys):
 
 # ---------------------------------------------------------------------- resume
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 FAST = ["--backend", "inline", "--num-env-runners", "1", "--set", "train_batch_size=128",
         "--set", "minibatch_size=64", "--set", "num_epochs=1", "--set", "model_hiddens=16",
         "--no-eval", "--json"]
@@ -240,7 +242,7 @@ def _rl(cwd, *argv, timeout=240):
     # -P: the interpreter does not put the current directory on sys.path itself (as the
     # `rl` script does not); only the CLI's own doing may make ./myenvs.py importable.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = ROOT
     return subprocess.run([sys.executable, "-P", "-m", "rl.cli", *argv], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -278,3 +280,24 @@ def test_a_module_that_fails_to_import_is_one_line_with_exit_2(tmp_path):
         assert out.returncode == 2 and len(err.splitlines()) == 1, err
         assert "--import brokenenvs: importing module 'brokenenvs' raised RuntimeError: no " \
                "simulator here" in err
+
+
+def test_resume_with_a_tuned_example_takes_its_stop_criteria(first_run, capsys):
+    _, err = _train(capsys, "--resume", first_run["checkpoint"], "-f",
+                    os.path.join(ROOT, "tuned_examples/dqn/cartpole.yaml"), code=2)
+    assert "is not the checkpoint's run (ppo on CartPole-v1)" in err
+    _, err = _train(capsys, "--resume", first_run["checkpoint"], "-f",
+                    os.path.join(ROOT, "tuned_examples/ppo/cartpole.yaml"), "--stop-iters", "3",
+                    "--json",
+                    "--no-eval")
+    assert "stop: {'episode_return_mean': 475.0, 'env_steps_total': 100000, " \
+           "'training_iteration': 3}" in err
+    assert "inline backend, 1 workers x 8 envs" in err  # the checkpoint's layout, not the file's
+
+
+def test_resume_with_another_worker_layout_says_episodes_start_fresh(first_run, capsys, caplog):
+    result, _ = _train(capsys, "--resume", first_run["checkpoint"], "--num-env-runners", "2",
+                       "--stop-iters", "3", "--no-eval", "--json")
+    assert result["training_iteration"] == 3
+    assert "checkpoint holds 1 workers x 8 envs, this run 2 x 8: the workers start fresh " \
+           "episodes" in caplog.text
