@@ -150,8 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list algorithms and example envs")
     for command in (t, e):
         command.add_argument("--import", dest="imports", action="append", default=[],
-                             metavar="MODULE", help="import MODULE first (repeatable), e.g. "
-                             "the module whose rl.register_env() names --env uses")
+                             metavar="MODULE", help="import MODULE before anything runs "
+                             "(repeatable), e.g. the one whose rl.register_env() calls add "
+                             "the env's name")
     return p
 
 
