@@ -6,6 +6,12 @@ Layout of ``checkpoint_<iter>/``:
 * ``<name>.pt``: tensors-only objects (state dicts), loaded with ``weights_only=True``;
 * ``<name>.npz``: numpy arrays (e.g. a replay buffer), loaded with ``allow_pickle=False``.
 
+``state.json`` records the ``rl_version`` that wrote it and the checkpoint ``format``
+(``FORMAT_VERSION``; a checkpoint without one is format 0, from before it was recorded,
+and loads as before). A newer format than this rl reads is refused, naming both
+versions. Every read names the file that is wrong and why (missing, corrupt or
+truncated, not fitting the model) in one line: ``CheckpointError``.
+
 Nothing on disk is ever unpickled. A checkpoint is written into a temporary sibling
 directory, fsynced, and renamed into place, so a crash in the middle of a save leaves
 every earlier checkpoint intact and never a half-written one under the final name.
@@ -29,21 +35,30 @@ from typing import Any
 import numpy as np
 import torch
 
+from rl.config import error_line
+
 __all__ = [
+    "FORMAT_VERSION",
     "CheckpointError",
+    "check_shapes",
     "load_arrays",
     "load_state",
     "load_tensors",
+    "require",
     "rng_from_plain",
     "rng_to_plain",
     "save_checkpoint",
+    "stamp",
 ]
 
 STATE_FILE = "state.json"
+FORMAT_VERSION = 1
+"""The layout ``save_checkpoint`` writes; bump it when a change would make an older rl
+misread a new checkpoint, and keep loading the older formats where possible."""
 
 
 class CheckpointError(ValueError):
-    """A path that is not a readable checkpoint."""
+    """A path that is not a readable checkpoint: the message names the file and why."""
 
 
 def _fsync_dir(path: str) -> None:
@@ -99,7 +114,10 @@ def _replace_dir(new: str, path: str) -> None:
 
 def save_checkpoint(path: str, state: dict[str, Any], tensors: dict[str, Any] | None = None,
                     arrays: dict[str, dict[str, np.ndarray]] | None = None) -> str:
-    """Atomically write a checkpoint directory at ``path``; returns the absolute path."""
+    """Atomically write a checkpoint directory at ``path``; returns the absolute path.
+
+    ``state`` goes to ``state.json`` as given; ``stamp()`` adds the version fields.
+    """
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
@@ -125,30 +143,98 @@ def save_checkpoint(path: str, state: dict[str, Any], tensors: dict[str, Any] | 
     return path
 
 
+def stamp(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with the ``rl_version`` and checkpoint ``format`` that wrote it."""
+    from rl import __version__
+
+    return {**state, "rl_version": __version__, "format": FORMAT_VERSION}
+
+
 def load_state(path: str) -> dict[str, Any]:
-    """``state.json`` of the checkpoint at ``path``."""
+    """``state.json`` of the checkpoint at ``path``, checked to be one this rl reads."""
     file = os.path.join(path, STATE_FILE)
+    if not os.path.isdir(path):
+        raise CheckpointError(f"{path!r} is not a checkpoint directory (it does not exist)")
     if not os.path.isfile(file):
         raise CheckpointError(f"{path!r} is not a checkpoint directory (no {STATE_FILE})")
     with open(file) as f:
         try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
+            state = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"{file} is corrupt: {e}") from e
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{file} is corrupt: expected a JSON object, got "
+                              f"{type(state).__name__}")
+    fmt = state.get("format", 0)
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 0:
+        raise CheckpointError(f"{file} is corrupt: format must be an integer >= 0, got {fmt!r}")
+    if fmt > FORMAT_VERSION:
+        from rl import __version__
+
+        raise CheckpointError(
+            f"{file} has checkpoint format {fmt} (written by rl "
+            f"{state.get('rl_version', '?')}); this rl ({__version__}) reads formats up to "
+            f"{FORMAT_VERSION}: upgrade rl to load it")
+    return state
+
+
+def require(state: dict[str, Any], path: str, **types: type | tuple[type, ...]) -> None:
+    """Check that ``state`` (read from ``path``'s ``state.json``) has each key with a
+    value of the given type; a ``CheckpointError`` names the first that does not."""
+    file = os.path.join(path, STATE_FILE)
+    for key, tp in types.items():
+        if key not in state:
+            raise CheckpointError(f"{file} is incomplete: it has no {key!r}")
+        if not isinstance(state[key], tp) or isinstance(state[key], bool) and tp is not bool:
+            raise CheckpointError(f"{file} is corrupt: {key!r} is {state[key]!r}")
 
 
 def load_tensors(path: str, name: str, map_location: Any = "cpu") -> Any:
     """A tensors-only object saved under ``name`` (``weights_only=True``: no pickle)."""
-    return torch.load(os.path.join(path, f"{name}.pt"), map_location=map_location,
-                      weights_only=True)
+    file = os.path.join(path, f"{name}.pt")
+    if not os.path.isfile(file):
+        raise CheckpointError(f"{file} is missing (the checkpoint is incomplete)")
+    try:
+        return torch.load(file, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{file} is corrupt or truncated: not a tensors-only torch "
+                              f"file ({error_line(e)})") from e
 
 
 def load_arrays(path: str, name: str) -> dict[str, np.ndarray] | None:
+    """The numpy arrays saved under ``name``, or None when the checkpoint has none."""
     file = os.path.join(path, f"{name}.npz")
     if not os.path.isfile(file):
         return None
-    with np.load(file, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except Exception as e:
+        raise CheckpointError(f"{file} is corrupt or truncated: not a numpy .npz archive "
+                              f"of plain arrays ({error_line(e)})") from e
+
+
+def check_shapes(file: str, saved: dict[str, Any], expected: dict[str, Any],
+                 what: str = "the model") -> None:
+    """Check that the state dict ``saved`` (read from ``file``) has exactly the keys and
+    tensor shapes of ``expected``; a ``CheckpointError`` names the first difference."""
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{file} is corrupt: expected a state dict, got "
+                              f"{type(saved).__name__}")
+    missing = [k for k in expected if k not in saved]
+    extra = [k for k in saved if k not in expected]
+    if missing or extra:
+        parts = ([f"lacks {', '.join(missing[:3])}"] if missing else []) + \
+                ([f"has unexpected {', '.join(extra[:3])}"] if extra else [])
+        raise CheckpointError(f"{file} does not fit {what}: it {' and '.join(parts)} (were "
+                              "model_hiddens changed, or was it written for another model?)")
+    for key, ref in expected.items():
+        got = tuple(getattr(saved[key], "shape", ()))
+        if got != tuple(ref.shape):
+            raise CheckpointError(
+                f"{file} does not fit {what}: {key} has shape {list(got)} in the checkpoint "
+                f"and {list(ref.shape)} in the model (were model_hiddens or the env's spaces "
+                "changed?)")
 
 
 def rng_to_plain(rng: np.random.Generator) -> dict[str, Any]:

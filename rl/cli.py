@@ -6,11 +6,17 @@ was wrong and what is valid, before any process starts; ``--debug`` shows the
 traceback. Ctrl-C writes a checkpoint, ends every child and exits 130 (SIGTERM:
 143). Workers failing past their restart budget: a checkpoint, one error line, exit 1.
 ``--as-test`` exits 1 when the stop reward was not reached.
+
+The current directory is importable (as with ``python -m``), in the CLI and in every
+worker and learner process, so ``--env myenvs:Pole3`` finds ``./myenvs.py``;
+``--import MODULE`` imports a user's module first, so that the names its
+``rl.register_env`` calls add can be given as ``--env NAME``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import math
@@ -26,6 +32,7 @@ EXIT_FAILED = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+DEFAULT_LOGDIR = "./runs"
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -97,10 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--backend", choices=BACKENDS, help="actor runtime")
     t.add_argument("--address", help="Ray cluster address (with --backend ray)")
     t.add_argument("--seed", type=integer, help="random seed")
-    t.add_argument("--logdir", default="./runs", help="root of run directories (./runs)")
+    t.add_argument("--logdir", help="root of run directories (default ./runs; a resumed run "
+                   "continues its own run dir unless --logdir is given)")
     t.add_argument("--checkpoint-every", type=integer, default=0, metavar="N",
                    help="checkpoint every N iterations (always at the end)")
-    t.add_argument("--resume", metavar="CHECKPOINT", help="resume from a checkpoint dir")
+    t.add_argument("--resume", metavar="CHECKPOINT", help=(
+        "resume from a checkpoint dir: algorithm, env, seed and config come from it "
+        "(--algo/--env/--seed, if given, must match it); --num-env-runners, "
+        "--num-envs-per-env-runner, --backend, --device, --address and --set override its "
+        "config; stop flags count from the original start and set the new budget (default: "
+        "the original --stop-timesteps); rows go on in the checkpoint's run dir unless "
+        "--logdir is given"))
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="learner device")
     t.add_argument("--as-test", action="store_true",
                    help="exit 1 if the stop reward was not reached")
@@ -163,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=argparse.SUPPRESS)
 
     sub.add_parser("list", help="list algorithms and example envs")
+    for command in (t, e):
+        command.add_argument("--import", dest="imports", action="append", default=[],
+                             metavar="MODULE", help="import MODULE before anything runs "
+                             "(repeatable), e.g. the one whose rl.register_env() calls add "
+                             "the env's name")
     return p
 
 
@@ -190,6 +209,11 @@ def _make_config(args):
     from rl.algorithms.registry import config_class
     from rl.experiment import Stop, load_example
 
+    if args.resume:
+        cfg, stop = _resume_config(args)
+        if args.help_config:
+            return cfg, None, None
+        return _apply_flags(cfg, stop, args), stop, None
     example = None
     if args.file:
         example = load_example(args.file)
@@ -201,7 +225,8 @@ def _make_config(args):
             cfg.set(env=args.env)
     else:
         if not args.algo:
-            raise UsageError("missing --algo (or -f FILE); valid algorithms: see `rl list`")
+            raise UsageError("missing --algo (or -f FILE, or --resume CHECKPOINT); valid "
+                             "algorithms: see `rl list`")
         cfg = config_class(args.algo)()
         if args.help_config:
             return cfg, None, None
@@ -209,8 +234,16 @@ def _make_config(args):
             raise UsageError("missing --env NAME (e.g. --env CartPole-v1)")
         cfg.set(env=args.env)
         stop = Stop()
+    if args.seed is not None:
+        cfg.set(seed=args.seed)
+    return _apply_flags(cfg, stop, args), stop, example
+
+
+def _apply_flags(cfg, stop, args):
+    """The layout, resource and ``--set`` flags onto ``cfg``, the stop flags onto ``stop``;
+    only flags given on the command line (a resumed run keeps the rest of its config)."""
     flags = {"num_env_runners": args.num_env_runners, "backend": args.backend,
-             "num_envs_per_env_runner": args.num_envs_per_env_runner, "seed": args.seed,
+             "num_envs_per_env_runner": args.num_envs_per_env_runner,
              "device": args.device, "ray_address": args.address}
     cfg.set(**{k: v for k, v in flags.items() if v is not None})
     _parse_sets(cfg, args.set)
@@ -223,7 +256,79 @@ def _make_config(args):
     if args.stop_time is not None:
         stop.time_total_s = args.stop_time
     cfg.validate()
-    return cfg, stop, example
+    return cfg
+
+
+def _resume_config(args):
+    """The checkpoint's config and the stop criteria of ``-f FILE`` (if given), after
+    checking that nothing on the command line contradicts the checkpoint."""
+    from rl.algorithms.algorithm import Algorithm
+    from rl.experiment import Stop, load_example
+
+    cfg = Algorithm.config_from_checkpoint(args.resume)
+    saved = f"the checkpoint's {{}} ({args.resume})"
+    if args.algo and args.algo.lower() != cfg.algo_name.lower():
+        raise UsageError(f"--algo {args.algo} disagrees with {saved.format('algo')}: "
+                         f"{cfg.algo_name}; leave --algo out to resume it")
+    if args.env and not _same_env(args.env, cfg.env):
+        raise UsageError(f"--env {args.env} disagrees with {saved.format('env')}: {cfg.env}; "
+                         "leave --env out to resume it")
+    if args.seed is not None and args.seed != cfg.seed:
+        raise UsageError(f"--seed {args.seed} disagrees with {saved.format('seed')}: "
+                         f"{cfg.seed}; a resumed run continues the saved random state (start "
+                         "a new run for another seed)")
+    stop = Stop()
+    if args.file:
+        example = load_example(args.file)
+        if example.algo.lower() != cfg.algo_name.lower() or not _same_env(example.env, cfg.env):
+            raise UsageError(f"{args.file} (algo: {example.algo}, env: {example.env}) is not the "
+                             f"checkpoint's run ({cfg.algo_name} on {cfg.env}); with --resume, "
+                             "-f FILE gives only the stop criteria")
+        stop = example.stop
+    return cfg, stop
+
+
+def _same_env(a: str, b: str) -> bool:
+    """Whether two env names mean the same env (``CartPole`` and ``CartPole-v1`` do)."""
+    if a == b:
+        return True
+    from rl.envs import resolve_env
+
+    try:
+        return resolve_env(a).env_id == resolve_env(b).env_id
+    except ValueError:
+        return False
+
+
+def _resume_target(checkpoint: str, iteration: int) -> tuple[str | None, str]:
+    """Where a resumed run logs when no ``--logdir`` is given: the checkpoint's own run
+    directory (returned first) if rl wrote one around it, else a new run directory
+    under the logdir returned second."""
+    run_dir = os.path.dirname(os.path.abspath(checkpoint))
+    results = os.path.join(run_dir, "result.jsonl")
+    if not any(os.path.isfile(os.path.join(run_dir, name))
+               for name in ("params.json", "result.jsonl")):
+        return None, DEFAULT_LOGDIR
+    last = _last_iteration(results)
+    if last > iteration:
+        # Appending would draw iterations last+1.. after a second copy of iteration+1..:
+        # the curve would fold back on itself.
+        print(f"{results} already goes on to iteration {last}, past the checkpoint's "
+              f"{iteration}: the resumed run gets a new run dir next to it", file=sys.stderr)
+        return None, os.path.dirname(run_dir)
+    return run_dir, DEFAULT_LOGDIR
+
+
+def _last_iteration(results: str) -> int:
+    last = 0
+    if os.path.isfile(results):
+        with open(results) as f:
+            for line in f:
+                try:
+                    last = max(last, int(json.loads(line).get("training_iteration", 0)))
+                except (ValueError, TypeError, AttributeError):
+                    continue  # a line cut short by a crash
+    return last
 
 
 def _default_stop(stop, algo) -> None:
@@ -233,7 +338,8 @@ def _default_stop(stop, algo) -> None:
         threshold = algo.env_spec.reward_threshold
         if threshold is not None:
             stop.episode_return_mean = threshold
-        stop.env_steps_total = DEFAULT_BUDGET_STEPS
+        # A resumed run keeps the budget it was started with (saved in the checkpoint).
+        stop.env_steps_total = algo.stop_timesteps or DEFAULT_BUDGET_STEPS
 
 
 def _print_config_help(cfg) -> None:
@@ -253,33 +359,38 @@ def cmd_train(args) -> int:
         from rl.runtime import prestart
 
         prestart("process")
+    _import_modules(args.imports)
     cfg, stop, _ = _make_config(args)
     if args.help_config:
         _print_config_help(cfg)
         return 0
-    from rl.algorithms.algorithm import Algorithm
     from rl.experiment import Terminated, fit
     from rl.rollout import WorkerFailedError
 
-    if args.resume:
-        # Only what the command line says overrides the checkpoint's config: a default
-        # here must not change the saved run's layout (its worker states would not fit).
-        given = {"num_env_runners": args.num_env_runners, "backend": args.backend,
-                 "device": args.device, "ray_address": args.address}
-        algo = Algorithm.from_checkpoint(
-            args.resume, **{k: v for k, v in given.items() if v is not None})
-    else:
-        algo = cfg.build()
+    # Only what the command line says overrides a checkpoint's config (_make_config): a
+    # default here must not change the saved run's layout (its worker states would not fit).
+    algo = cfg.build()
     status = 0
     checkpoint = None
     try:
+        if args.resume:
+            algo.restore(args.resume)
+            print(f"resuming {args.resume}: iteration {algo.iteration}, "
+                  f"{algo.env_steps_total:,} env steps", file=sys.stderr)
         _default_stop(stop, algo)
         budget = stop.env_steps_total
-        algo.attach_logger(args.logdir, console=sys.stderr, budget_steps=budget)
+        run_dir, logdir = (_resume_target(args.resume, algo.iteration)
+                           if args.resume and args.logdir is None else (None, args.logdir))
+        if run_dir is not None:
+            algo.attach_logger(run_dir=run_dir, console=sys.stderr, budget_steps=budget)
+        else:
+            algo.attach_logger(logdir or DEFAULT_LOGDIR, console=sys.stderr,
+                               budget_steps=budget)
         run = algo.config
         print(f"{algo.name} on {algo.env_spec.env_id} ({run.backend} backend, "
               f"{run.num_env_runners} workers x {run.num_envs_per_env_runner} envs); "
-              f"stop: {stop.to_dict()}; run dir: {algo.run_dir}", file=sys.stderr)
+              f"stop: {stop.to_dict()}; run dir: {algo.run_dir}"
+              f"{' (continued)' if run_dir is not None else ''}", file=sys.stderr)
         try:
             result, checkpoint = fit(algo, stop, checkpoint_every=args.checkpoint_every)
         except KeyboardInterrupt:
@@ -333,8 +444,12 @@ def cmd_evaluate(args) -> int:
     from rl.algorithms.algorithm import Algorithm
     from rl.checkpoint import load_state
 
+    _import_modules(args.imports)
     load_state(args.checkpoint)  # clear error for a wrong path, before any process starts
-    algo = Algorithm.from_checkpoint(args.checkpoint, num_env_runners=0, backend="inline")
+    # A fresh driver-side worker plays the episodes: the checkpoint's workers (their
+    # layout, their running episodes) are a resume's business, not an evaluation's.
+    algo = Algorithm.from_checkpoint(args.checkpoint, num_env_runners=0, backend="inline",
+                                     workers=False)
     started = time.time()
     try:
         result = algo.evaluate(args.episodes, video_dir=args.video, render=args.render)
@@ -405,6 +520,33 @@ def cmd_list(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- user modules
+def _cwd_importable() -> None:
+    """Put the current directory first on ``sys.path``, as ``python -m`` does.
+
+    The ``rl`` script's own ``sys.path[0]`` is the venv's ``bin``. Worker and learner
+    processes start with the driver's ``sys.path`` (multiprocessing sends it to each
+    forkserver or spawn child as it starts it; Ray adds the driver's directory itself),
+    so ``module:Class`` names from the current directory work there too.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def _import_modules(names: list[str]) -> None:
+    """``--import MODULE``: import a user's modules before anything else runs."""
+    from rl.config import error_line
+
+    for name in names:
+        module = name[:-3].replace(os.sep, ".") if name.endswith(".py") else name
+        try:
+            importlib.import_module(module)
+        except (Exception, SystemExit) as e:
+            raise UsageError(f"--import {name}: importing module {module!r} raised "
+                             f"{error_line(e)}") from e
+
+
 # ---------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
@@ -415,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench,
                 "plot": cmd_plot, "list": cmd_list}
+    _cwd_importable()
     try:
         return handlers[args.command](args)
     except UsageError as e:

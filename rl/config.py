@@ -25,11 +25,21 @@ import yaml
 
 from rl.runtime import BACKENDS
 
-__all__ = ["AlgorithmConfig", "ConfigError", "coerce", "parse_number", "setting"]
+__all__ = ["AlgorithmConfig", "ConfigError", "coerce", "error_line", "parse_number", "setting"]
 
 
 class ConfigError(ValueError):
     """A config key or value that is not valid; the message says what is."""
+
+
+def error_line(error: BaseException, limit: int = 160) -> str:
+    """An exception as one short line for a user-facing message: its type and the first
+    line of its text (user code and libraries raise multi-line essays)."""
+    text = str(error).strip()
+    text = text.splitlines()[0].strip() if text else ""
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def setting(default: Any, doc: str, *, choices: tuple | None = None, section: str = "training",

@@ -22,6 +22,15 @@ from rl.metrics import is_evaluation_row
     (["train", "--algo", "ppo", "--env", "tests.toy_envs:MultiBinaryActionEnv"],
      "cannot handle action space"),
     (["train", "--algo", "ppo"], "missing --env"),
+    (["train"], "missing --algo (or -f FILE, or --resume CHECKPOINT)"),
+    (["train", "--algo", "ppo", "--env", "tests.toy_envs:make_parallel_env"],
+     "env 'tests.toy_envs:make_parallel_env': make_parallel_env(**env_config) returned "
+     "_ParallelEnv, which is not a gymnasium env"),
+    (["train", "--algo", "ppo", "--env", "tests.toy_envs:RaisingConstructorEnv"],
+     "RaisingConstructorEnv(**env_config) raised RuntimeError: simulator licence not found"),
+    (["train", "--import", "no_such_module_here", "--algo", "ppo", "--env", "CartPole-v1"],
+     "--import no_such_module_here: importing module 'no_such_module_here' raised "
+     "ModuleNotFoundError"),
     (["evaluate", "/nonexistent/ckpt"], "not a checkpoint directory"),
 ])
 def test_user_errors_exit_2_with_one_line(argv, needle, capsys):
@@ -109,3 +118,194 @@ def test_yaml_error_in_a_tuned_example_names_line_and_column(tmp_path, capsys):
     assert main(["train", "-f", str(bad)]) == 2
     assert "not valid YAML: mapping values are not allowed here at line 4, column 9" in \
         capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- resume
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+FAST = ["--backend", "inline", "--num-env-runners", "1", "--set", "train_batch_size=128",
+        "--set", "minibatch_size=64", "--set", "num_epochs=1", "--set", "model_hiddens=16",
+        "--no-eval", "--json"]
+
+
+def _train(capsys, *argv, code=0):
+    got = main(["train", *argv])
+    out = capsys.readouterr()
+    assert got == code, out.err
+    return (json.loads(out.out.strip().splitlines()[-1]) if code == 0 else None), out.err
+
+
+def _iterations(run_dir):
+    with open(os.path.join(run_dir, "result.jsonl")) as f:
+        return [json.loads(line)["training_iteration"] for line in f]
+
+
+def _tensorboard_steps(run_dir, key="training_iteration"):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(run_dir)
+    events.Reload()
+    return sorted((e.step, e.value) for e in events.Scalars(key))
+
+
+@pytest.fixture
+def first_run(tmp_path, capsys):
+    """Two iterations of a 256-step budget, a checkpoint after each."""
+    result, _ = _train(capsys, "--algo", "ppo", "--env", "CartPole-v1", "--seed", "1",
+                       "--stop-timesteps", "256", "--checkpoint-every", "1",
+                       "--logdir", str(tmp_path / "runs"), *FAST)
+    assert _iterations(result["run_dir"]) == [1, 2]
+    return result
+
+
+def test_resume_alone_continues_the_original_run_dir(first_run, capsys):
+    # No --algo, --env or stop flags: all from the checkpoint, the budget included.
+    result, err = _train(capsys, "--resume", first_run["checkpoint"], "--stop-timesteps", "512",
+                         "--no-eval", "--json")
+    assert result["run_dir"] == first_run["run_dir"] and "(continued)" in err
+    assert result["training_iteration"] == 4 and result["env_steps_total"] == 512
+    assert _iterations(first_run["run_dir"]) == [1, 2, 3, 4]
+    # TensorBoard: one curve over both processes' event files, by env_steps_total.
+    assert _tensorboard_steps(first_run["run_dir"]) == [(128, 1), (256, 2), (384, 3), (512, 4)]
+    assert result["checkpoint"] == os.path.join(first_run["run_dir"], "checkpoint_000004")
+
+
+def test_resume_without_stop_flags_keeps_the_original_budget(first_run, capsys):
+    # The first run's --stop-timesteps 256 is in the checkpoint; CartPole's reward
+    # threshold is the default stop reward.
+    result, err = _train(capsys, "--resume", first_run["checkpoint"], "--json", "--no-eval")
+    assert "stop: {'episode_return_mean': 475.0, 'env_steps_total': 256}" in err
+    assert result["stop_reason"] == "env_steps_total"
+
+
+def test_resume_from_an_older_checkpoint_starts_a_new_run_dir_next_to_it(first_run, capsys):
+    older = os.path.join(first_run["run_dir"], "checkpoint_000001")
+    result, err = _train(capsys, "--resume", older, "--no-eval", "--json")
+    assert "already goes on to iteration 2, past the checkpoint's 1: the resumed run gets a " \
+           "new run dir next to it" in err
+    assert result["run_dir"] != first_run["run_dir"]
+    assert os.path.dirname(result["run_dir"]) == os.path.dirname(first_run["run_dir"])
+    assert _iterations(result["run_dir"]) == [2]  # the saved 256-step budget: one more
+    assert _iterations(first_run["run_dir"]) == [1, 2]  # untouched
+
+
+def test_resume_with_logdir_starts_a_new_run_dir_under_it(first_run, tmp_path, capsys):
+    result, _ = _train(capsys, "--resume", first_run["checkpoint"], "--stop-iters", "3",
+                       "--logdir", str(tmp_path / "elsewhere"), "--no-eval", "--json")
+    assert os.path.dirname(result["run_dir"]) == str(tmp_path / "elsewhere")
+    assert _iterations(result["run_dir"]) == [3]
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--algo", "dqn"], "--algo dqn disagrees with the checkpoint's algo ({ckpt}): ppo"),
+    (["--env", "Acrobot-v1"], "--env Acrobot-v1 disagrees with the checkpoint's env ({ckpt}): "
+                              "CartPole-v1"),
+    (["--seed", "5"], "--seed 5 disagrees with the checkpoint's seed ({ckpt}): 1"),
+])
+def test_resume_with_a_conflicting_flag_is_one_line_naming_both(first_run, flags, needle,
+                                                                capsys):
+    _, err = _train(capsys, "--resume", first_run["checkpoint"], *flags, code=2)
+    err = err.strip()
+    assert needle.format(ckpt=first_run["checkpoint"]) in err and len(err.splitlines()) == 1
+
+
+def test_resume_with_equal_flags_and_overrides(first_run, capsys):
+    # `CartPole` names the checkpoint's CartPole-v1; --set changes a config field.
+    result, _ = _train(capsys, "--resume", first_run["checkpoint"], "--algo", "PPO", "--env",
+                       "CartPole", "--seed", "1", "--set", "lr=1e-4", "--set", "lr_schedule=constant",
+                       "--stop-iters", "3",
+                       "--no-eval", "--json")
+    assert result["training_iteration"] == 3 and result["learner/lr"] == pytest.approx(1e-4)
+    with open(os.path.join(first_run["run_dir"], "params.json")) as f:
+        assert json.load(f)["lr"] == pytest.approx(1e-4)
+
+
+def test_resume_with_a_model_changing_set_names_the_file(first_run, capsys):
+    _, err = _train(capsys, "--resume", first_run["checkpoint"], "--set", "model_hiddens=8",
+                    code=2)
+    assert "learner.pt does not fit the model of this config" in err
+
+
+# ---------------------------------------------------------------------- user modules
+
+MYENVS = """
+import rl
+from gymnasium.envs.classic_control import CartPoleEnv
+
+
+class Pole3(CartPoleEnv):
+    \"\"\"CartPole under another name, from a file in the current directory.\"\"\"
+
+
+def make_pole(env_config):
+    return Pole3()
+
+
+rl.register_env("Pole3", make_pole)
+"""
+
+
+def _rl(cwd, *argv, timeout=240):
+    # -P: the interpreter does not put the current directory on sys.path itself (as the
+    # `rl` script does not); only the CLI's own doing may make ./myenvs.py importable.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = ROOT
+    return subprocess.run([sys.executable, "-P", "-m", "rl.cli", *argv], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+SMALL = ["--algo", "ppo", "--backend", "process", "--num-env-runners", "1",
+         "--num-envs-per-env-runner", "2", "--set", "train_batch_size=64", "--set",
+         "minibatch_size=32", "--set", "num_epochs=1", "--stop-iters", "1", "--no-eval",
+         "--json", "--logdir", "runs"]
+
+
+def test_modules_in_the_current_directory_reach_the_cli_and_the_workers(tmp_path):
+    (tmp_path / "myenvs.py").write_text(MYENVS)
+    # module:Class from the cwd, built by a worker process.
+    out = _rl(tmp_path, "train", "--env", "myenvs:Pole3", *SMALL)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["env_steps_total"] == 64
+    # A name registered by an --import'ed module; the workers call its creator.
+    out = _rl(tmp_path, "train", "--import", "myenvs", "--env", "Pole3", *SMALL)
+    assert out.returncode == 0, out.stderr
+    checkpoint = json.loads(out.stdout.strip().splitlines()[-1])["checkpoint"]
+    out = _rl(tmp_path, "evaluate", checkpoint, "--import", "myenvs", "--episodes", "1")
+    assert out.returncode == 0 and "1 episodes: return" in out.stdout, out.stderr
+    # Without --import the name is unknown, and the message says how to make it known.
+    out = _rl(tmp_path, "evaluate", checkpoint, "--episodes", "1")
+    assert out.returncode == 2 and "unknown env 'Pole3'" in out.stderr
+    assert "--import the module that registers it" in out.stderr
+
+
+def test_a_module_that_fails_to_import_is_one_line_with_exit_2(tmp_path):
+    (tmp_path / "brokenenvs.py").write_text("raise RuntimeError('no simulator here')\n")
+    for command in (["train", "--import", "brokenenvs", "--algo", "ppo", "--env", "CartPole"],
+                    ["evaluate", "somewhere", "--import", "brokenenvs"]):
+        out = _rl(tmp_path, *command, timeout=60)
+        err = out.stderr.strip()
+        assert out.returncode == 2 and len(err.splitlines()) == 1, err
+        assert "--import brokenenvs: importing module 'brokenenvs' raised RuntimeError: no " \
+               "simulator here" in err
+
+
+def test_resume_with_a_tuned_example_takes_its_stop_criteria(first_run, capsys):
+    _, err = _train(capsys, "--resume", first_run["checkpoint"], "-f",
+                    os.path.join(ROOT, "tuned_examples/dqn/cartpole.yaml"), code=2)
+    assert "is not the checkpoint's run (ppo on CartPole-v1)" in err
+    _, err = _train(capsys, "--resume", first_run["checkpoint"], "-f",
+                    os.path.join(ROOT, "tuned_examples/ppo/cartpole.yaml"), "--stop-iters", "3",
+                    "--json",
+                    "--no-eval")
+    assert "stop: {'episode_return_mean': 475.0, 'env_steps_total': 100000, " \
+           "'training_iteration': 3}" in err
+    assert "inline backend, 1 workers x 8 envs" in err  # the checkpoint's layout, not the file's
+
+
+def test_resume_with_another_worker_layout_says_episodes_start_fresh(first_run, capsys, caplog):
+    result, _ = _train(capsys, "--resume", first_run["checkpoint"], "--num-env-runners", "2",
+                       "--stop-iters", "3", "--no-eval", "--json")
+    assert result["training_iteration"] == 3
+    assert "checkpoint holds 1 workers x 8 envs, this run 2 x 8: the workers start fresh " \
+           "episodes" in caplog.text

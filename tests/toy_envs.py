@@ -12,6 +12,10 @@ constructor), so a process or Ray worker builds the same env as the driver.
 * Exact rollouts: ``ScriptedEnv`` (obs = [episode id, t], reward = t).
 * Failures on purpose: ``FlakyCartPole``, ``HangingCartPole``, ``FlakyResetCartPole``,
   ``NoisyResetEnv``.
+* Not gymnasium envs (each must be one clear error): ``RaisingConstructorEnv``,
+  ``RaisingResetEnv``, ``OldApiResetEnv`` (``reset`` returns the observation alone),
+  ``WrongShapeEnv``, ``NoStepEnv`` (no ``step``), ``make_parallel_env`` (a PettingZoo-like
+  multi-agent env: spaces are methods of an agent, ``reset`` returns dicts).
 """
 
 from __future__ import annotations
@@ -262,3 +266,87 @@ class NoisyResetEnv(gym.Env):
 
     def step(self, action):
         return self.np_random.normal(size=1).astype(np.float32), 1.0, False, False, {}
+
+
+# ----------------------------------------------------------------------------- not gymnasium envs
+
+
+class RaisingConstructorEnv(gym.Env):
+    """An env whose constructor raises (a missing licence, a simulator that is down)."""
+
+    def __init__(self):
+        raise RuntimeError("simulator licence not found\nsee /opt/sim/README")
+
+
+class RaisingResetEnv(gym.Env):
+    """An env whose every ``reset`` raises."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        raise ValueError("no scenario loaded")
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, False, False, {}
+
+
+class OldApiResetEnv(gym.Env):
+    """The gym<0.26 API: ``reset`` returns the observation without an info dict."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(2, np.float32)
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, False, {}
+
+
+class WrongShapeEnv(gym.Env):
+    """Observations of shape (3,) from a space that says (2,)."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(3, np.float32), 0.0, False, False, {}
+
+
+class NoStepEnv:
+    """Spaces and ``reset``, but no ``step``: not an env at all."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(2, np.float32), {}
+
+
+class _ParallelEnv:
+    """The shape of a PettingZoo ``ParallelEnv``: agents, per-agent space methods, and
+    ``reset``/``step`` over dicts keyed by agent."""
+
+    possible_agents = ["player_0", "player_1"]
+
+    def observation_space(self, agent):
+        return gym.spaces.Discrete(4)
+
+    def action_space(self, agent):
+        return gym.spaces.Discrete(3)
+
+    def reset(self, seed=None, options=None):
+        return {a: 0 for a in self.possible_agents}, {a: {} for a in self.possible_agents}
+
+    def step(self, actions):
+        zeros = {a: 0 for a in self.possible_agents}
+        return zeros, zeros, zeros, zeros, {a: {} for a in self.possible_agents}
+
+
+def make_parallel_env(**kwargs):
+    """A PettingZoo-style ``parallel_env(**kwargs)`` factory."""
+    return _ParallelEnv()

@@ -22,7 +22,7 @@ import torch
 
 from rl import checkpoint as ckpt
 from rl import metrics as M
-from rl.config import AlgorithmConfig, ConfigError
+from rl.config import AlgorithmConfig, ConfigError, error_line
 from rl.envs import check_action_space, probe_spaces, resolve_env
 from rl.envs.normalization import RunningMeanStd
 from rl.learner import Learner, LearnerGroup, resolve_device
@@ -368,17 +368,31 @@ class Algorithm(abc.ABC):
         return self._eval_worker
 
     # ------------------------------------------------------------------ logging
-    def attach_logger(self, logdir: str, console=None, budget_steps: int | None = None,
-                      tensorboard: bool = True) -> str:
-        """Create ``<logdir>/<algo>_<env>_<timestamp>/`` and log every iteration there."""
-        stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-        env = str(self.config.env).replace("/", "-").replace(":", "-")
-        run_dir = os.path.join(logdir, f"{self.config.algo_name}_{env}_{stamp}")
-        suffix = 1
-        base = run_dir
-        while os.path.exists(run_dir):
-            suffix += 1
-            run_dir = f"{base}_{suffix}"
+    def attach_logger(self, logdir: str | None = None, console=None,
+                      budget_steps: int | None = None, tensorboard: bool = True, *,
+                      run_dir: str | None = None) -> str:
+        """Log every iteration to a run directory; returns its path.
+
+        Args:
+            logdir: create ``<logdir>/<algo>_<env>_<timestamp>/`` (a new run).
+            console: where progress lines go (None: nowhere).
+            budget_steps: the env-step budget the progress line measures against.
+            tensorboard: also write TensorBoard events.
+            run_dir: instead of ``logdir``, continue this existing run directory: rows
+                are appended to its ``result.jsonl`` and TensorBoard's curve goes on (its
+                steps are ``env_steps_total``), as a resumed run does.
+        """
+        if (logdir is None) == (run_dir is None):
+            raise ValueError("attach_logger: give exactly one of logdir (a new run) and "
+                             "run_dir (continue an existing one)")
+        if run_dir is None:
+            stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+            env = str(self.config.env).replace("/", "-").replace(":", "-")
+            run_dir = base = os.path.join(logdir, f"{self.config.algo_name}_{env}_{stamp}")
+            suffix = 1
+            while os.path.exists(run_dir):
+                suffix += 1
+                run_dir = f"{base}_{suffix}"
         self.logger = M.RunLogger(run_dir, self.config.to_dict(), console=console,
                                   budget_steps=budget_steps, tensorboard=tensorboard)
         self.run_dir = run_dir
@@ -420,45 +434,115 @@ class Algorithm(abc.ABC):
         arrays = {**extra_arrays, **worker_arrays}
         if self.obs_filter is not None:
             arrays["obs_filter"] = self.obs_filter.state()
-        self.last_checkpoint = ckpt.save_checkpoint(path, state, tensors, arrays)
+        self.last_checkpoint = ckpt.save_checkpoint(path, ckpt.stamp(state), tensors, arrays)
         return self.last_checkpoint
 
-    def restore(self, path: str) -> None:
-        """Load learner, counters, filter and RNG state from a checkpoint into self."""
+    def restore(self, path: str, *, workers: bool = True) -> None:
+        """Load learner, counters, filter and RNG state from a checkpoint into self.
+
+        Args:
+            path: a checkpoint directory (``save()``'s).
+            workers: also restore the rollout workers' running episodes and restart
+                counters, as a resumed run does; False for an algorithm that only
+                evaluates or serves the policy (its workers are never asked).
+
+        Raises:
+            CheckpointError: a file of the checkpoint is missing, corrupt, written by
+                another algorithm or a newer rl, or does not fit this config's model;
+                the message names the file and why.
+        """
         state = ckpt.load_state(path)
-        self.learner_group.load_state(ckpt.load_tensors(path, "learner"))
-        self.iteration = int(state["iteration"])
-        self.env_steps_total = int(state["env_steps_total"])
-        self.time_total_s = float(state["time_total_s"])
-        self.episodes.load_state(state["episodes"])
-        ckpt.rng_from_plain(self.rng, state["rng"])
-        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        ckpt.require(state, path, algo=str, iteration=int, env_steps_total=int,
+                     time_total_s=(int, float), episodes=dict, rng=dict, torch_rng=list)
+        if state["algo"].lower() != self.config.algo_name.lower():
+            raise ckpt.CheckpointError(
+                f"{os.path.join(path, ckpt.STATE_FILE)}: the checkpoint was written by "
+                f"{state['algo']}, not {self.config.algo_name}")
+        self._load_learner_state(path)
+        try:
+            self.iteration = int(state["iteration"])
+            self.env_steps_total = int(state["env_steps_total"])
+            self.time_total_s = float(state["time_total_s"])
+            self.episodes.load_state(state["episodes"])
+            ckpt.rng_from_plain(self.rng, state["rng"])
+            torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ckpt.CheckpointError(f"{os.path.join(path, ckpt.STATE_FILE)} is corrupt: "
+                                       f"{error_line(e)}") from e
         self.stop_timesteps = state.get("stop_timesteps")
         filt = ckpt.load_arrays(path, "obs_filter")
         if self.obs_filter is not None and filt is not None:
             self.obs_filter.load_state(filt)
-        workers = state.get("workers") or {}
-        self.resumed_workers = self.workers.set_state(workers, {
-            f"worker_{i}": arrays for i in range(int(workers.get("num_workers", 0)))
-            if (arrays := ckpt.load_arrays(path, f"worker_{i}")) is not None})
+        if workers:
+            saved = state.get("workers") or {}
+            self.resumed_workers = self.workers.set_state(saved, {
+                f"worker_{i}": arrays for i in range(int(saved.get("num_workers", 0)))
+                if (arrays := ckpt.load_arrays(path, f"worker_{i}")) is not None})
         self.load_extra_state(path, state.get("extra", {}))
         self.publish_restored_weights()
         self.timers.pop()
 
-    @staticmethod
-    def from_checkpoint(path: str, logdir: str | None = None, **overrides: Any) -> Algorithm:
-        """Build the algorithm saved at ``path`` and restore its state.
+    def _load_learner_state(self, path: str) -> None:
+        """``learner.pt`` into the learner group, once it is known to fit the model (a
+        learner process would otherwise fail with torch's many-line message)."""
+        learner = ckpt.load_tensors(path, "learner")
+        file = os.path.join(path, "learner.pt")
+        if not isinstance(learner, dict) or not {"module", "optimizer"} <= set(learner):
+            raise ckpt.CheckpointError(f"{file} is corrupt: expected the learner's module and "
+                                       "optimizer state")
+        module = self.module_class(self.obs_space, self.action_space, self.model_config,
+                                   **self.module_options())
+        ckpt.check_shapes(file, learner["module"], module.state_dict(),
+                          what=f"the model of this config ({type(module).__name__}, "
+                               f"model_hiddens={list(self.config.model_hiddens)})")
+        try:
+            self.learner_group.load_state(learner)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ckpt.CheckpointError(f"{file} does not load into the learner: "
+                                       f"{error_line(e)}") from e
 
-        ``overrides`` change config fields (e.g. ``num_env_runners``, ``backend``).
-        """
-        from rl.algorithms.registry import algorithm_class
+    @classmethod
+    def config_from_checkpoint(cls, path: str) -> AlgorithmConfig:
+        """The config saved in the checkpoint at ``path`` (of ``cls``'s algorithm when
+        called on a subclass: ``PPO.config_from_checkpoint``)."""
+        from rl.algorithms.registry import UnknownAlgorithmError, algorithm_class
 
         state = ckpt.load_state(path)
-        config = algorithm_class(state["algo"]).config_class.from_dict(state["config"])
+        ckpt.require(state, path, algo=str, config=dict)
+        file = os.path.join(path, ckpt.STATE_FILE)
+        try:
+            algo_class = algorithm_class(state["algo"])
+        except UnknownAlgorithmError as e:
+            raise ckpt.CheckpointError(f"{file}: written by an algorithm this rl does not "
+                                       f"have ({e})") from None
+        if not issubclass(algo_class, cls):
+            raise ckpt.CheckpointError(f"{path} holds a {algo_class.__name__} checkpoint, not "
+                                       f"{cls.__name__}")
+        try:
+            return algo_class.config_class.from_dict(state["config"])
+        except ConfigError as e:
+            raise ckpt.CheckpointError(f"{file}: the saved config does not load: {e}") from None
+
+    @classmethod
+    def from_checkpoint(cls, path: str, logdir: str | None = None, *, workers: bool = True,
+                        **overrides: Any) -> Algorithm:
+        """Build the algorithm saved at ``path`` and restore its state.
+
+        Args:
+            path: a checkpoint directory.
+            logdir: log to a new run directory under it (as ``config.build(logdir)``).
+            workers: restore the rollout workers' running episodes (see ``restore``).
+            overrides: config fields to change (e.g. ``num_env_runners``, ``backend``).
+
+        Raises:
+            CheckpointError: the checkpoint is damaged, or (called on a subclass, e.g.
+                ``PPO.from_checkpoint``) holds another algorithm.
+        """
+        config = cls.config_from_checkpoint(path)
         config.set(**overrides)
         algo = config.build(logdir=logdir)
         try:
-            algo.restore(path)
+            algo.restore(path, workers=workers)
         except BaseException:
             algo.stop()
             raise

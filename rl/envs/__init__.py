@@ -6,17 +6,26 @@ import functools
 
 import gymnasium as gym
 
-from rl.envs.registry import EnvNameError, EnvSpec, register_env, registered_env_names, resolve_env
+from rl.envs.registry import (
+    EnvError,
+    EnvNameError,
+    EnvSpec,
+    register_env,
+    registered_env_names,
+    resolve_env,
+)
 from rl.envs.spaces import (
     UnsupportedSpaceError,
     check_action_space,
     is_image_space,
     prepare_observation_space,
+    probe_spaces,
     wrap_observations,
 )
 from rl.envs.vector import StepResult, VectorEnv
 
 __all__ = [
+    "EnvError",
     "EnvNameError",
     "EnvSpec",
     "StepResult",
@@ -42,12 +51,3 @@ def make_env(spec: EnvSpec, env_config: dict | None = None, check: bool = False)
 def env_factory(spec: EnvSpec, env_config: dict | None = None):
     """A picklable zero-argument creator for ``VectorEnv``."""
     return functools.partial(make_env, spec, dict(env_config or {}))
-
-
-def probe_spaces(spec: EnvSpec, env_config: dict | None = None) -> tuple[gym.Space, gym.Space]:
-    """Create one env in the driver to read its (prepared) observation and action spaces."""
-    env = make_env(spec, env_config, check=True)
-    try:
-        return env.observation_space, env.action_space
-    finally:
-        env.close()

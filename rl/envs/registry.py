@@ -9,20 +9,32 @@ Accepted names, in the order they are tried:
    ``ALE/Pong``), which resolves to the highest registered version.
 
 Unknown or ambiguous names raise ``EnvNameError`` listing the closest valid names.
+
+Creating a user's env is wrapped once, here (``EnvSpec.make``), and probing it once, in
+``rl.envs.spaces.probe_spaces``: whatever the env's module, constructor, ``reset`` or
+spaces raise, or an object that is not a gymnasium env (no ``step``, spaces that are not
+``gymnasium.spaces.Space``, ``reset`` not returning ``(obs, info)``), becomes one
+``EnvError`` (a ``ConfigError``) naming the env, the call that failed and the cause.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import functools
 import importlib
+import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 
-__all__ = ["EnvNameError", "EnvSpec", "register_env", "registered_env_names", "resolve_env"]
+from rl.config import ConfigError, error_line
+
+__all__ = ["EnvError", "EnvNameError", "EnvSpec", "env_call", "register_env",
+           "registered_env_names", "resolve_env"]
 
 EnvCreator = Callable[[dict], gym.Env]
 
@@ -33,6 +45,43 @@ _ALE_LOADED = False
 
 class EnvNameError(ValueError):
     """An env name that cannot be resolved."""
+
+
+class EnvError(ConfigError):
+    """A user's env failed while being created or probed (or is not a gymnasium env);
+    the message names the env, the call and the cause."""
+
+
+@contextlib.contextmanager
+def env_call(env_id: str, call: str) -> Iterator[None]:
+    """Turn whatever ``call`` (user code of the env ``env_id``) raises into ``EnvError``.
+
+    rl's own one-line errors (a bad name, a bad config) pass through as they are.
+    """
+    try:
+        yield
+    except (ConfigError, EnvNameError):
+        raise
+    except Exception as e:
+        raise EnvError(f"env {env_id!r}: {call} raised {error_line(e)}") from e
+
+
+def check_gym_env(env_id: str, env: Any, call: str) -> None:
+    """Raise ``EnvError`` unless ``env`` (what ``call`` returned) looks like a
+    single-agent ``gymnasium.Env``: ``reset`` and ``step`` methods, ``Space`` spaces."""
+    what = f"{call} returned {type(env).__name__}"
+    for method in ("reset", "step"):
+        if not callable(getattr(env, method, None)):
+            raise EnvError(f"env {env_id!r}: {what}, which is not a gymnasium env: it has no "
+                           f"{method}() method (rl trains single-agent gymnasium.Env envs)")
+    for attr in ("observation_space", "action_space"):
+        with env_call(env_id, f"reading {attr}"):
+            space = getattr(env, attr, None)
+        if not isinstance(space, gym.spaces.Space):
+            kind = "a method" if callable(space) else repr(space)
+            raise EnvError(f"env {env_id!r}: {what}, which is not a gymnasium env: its {attr} "
+                           f"is {kind}, not a gymnasium.spaces.Space (rl trains single-agent "
+                           "gymnasium.Env envs)")
 
 
 @dataclass(frozen=True)
@@ -54,20 +103,31 @@ class EnvSpec:
         preprocessing of ``rl.envs.atari``. ``check`` keeps gymnasium's passive env
         checker (the driver's probe env uses it; workers skip its per-step wrapper)."""
         env_config = dict(env_config or {})
-        if self.kind == "registered":
-            # The creator travels with the spec, so worker processes need no registry.
-            creator = self.user_creator or _USER_ENVS[self.env_id]
-            return creator(env_config)
-        if self.kind == "import":
-            target = _import_target(self.env_id)
-            return target(env_config) if _takes_config(target) else target(**env_config)
+        if self.kind in ("registered", "import"):
+            if self.kind == "registered":
+                # The creator travels with the spec, so worker processes need no registry.
+                creator = self.user_creator or _USER_ENVS[self.env_id]
+                call = f"its creator {_name(creator)}(env_config)"
+                make = functools.partial(creator, env_config)
+            else:
+                target = _import_target(self.env_id)
+                by_dict = _takes_config(target)
+                call = f"{_name(target)}({'env_config' if by_dict else '**env_config'})"
+                make = functools.partial(target, env_config) if by_dict else \
+                    functools.partial(target, **env_config)
+            with env_call(self.env_id, call):
+                env = make()
+            check_gym_env(self.env_id, env, call)
+            return env
         env_config.setdefault("disable_env_checker", not check)
         if self.kind == "atari":
             from rl.envs.atari import make_atari
 
             load_ale()
-            return make_atari(self.env_id, env_config)
-        return gym.make(self.env_id, **env_config)
+            with env_call(self.env_id, f"making the Atari env {self.env_id!r}"):
+                return make_atari(self.env_id, env_config)
+        with env_call(self.env_id, f"gymnasium.make({self.env_id!r}, **env_config)"):
+            return gym.make(self.env_id, **env_config)
 
     @property
     def reward_threshold(self) -> float | None:
@@ -116,7 +176,13 @@ def _import_target(path: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise EnvNameError(f"cannot import module {module_name!r} for env {path!r}: {e}") from e
+        hint = (" (is it in the current directory or on PYTHONPATH?)"
+                if e.name == module_name.split(".")[0] else "")
+        raise EnvNameError(f"cannot import module {module_name!r} for env {path!r}: "
+                           f"{e}{hint}") from e
+    except Exception as e:
+        raise EnvError(f"env {path!r}: importing module {module_name!r} raised "
+                       f"{error_line(e)}") from e
     try:
         return getattr(module, attr)
     except AttributeError:
@@ -129,8 +195,21 @@ def _import_target(path: str) -> Any:
 
 
 def _takes_config(target: Any) -> bool:
-    """Env classes take keyword arguments; plain functions take the config dict."""
-    return not isinstance(target, type)
+    """Env classes take keyword arguments; plain functions take the config dict, unless
+    they take no positional argument at all (``make(**kwargs)``, ``make()``)."""
+    if isinstance(target, type):
+        return False
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                  inspect.Parameter.VAR_POSITIONAL)
+    return any(p.kind in positional for p in params)
+
+
+def _name(target: Any) -> str:
+    return getattr(target, "__qualname__", None) or type(target).__name__
 
 
 def _gym_ids() -> list[str]:
@@ -175,5 +254,6 @@ def resolve_env(name: str) -> EnvSpec:
     hint = f" Closest valid names: {', '.join(lowered[c] for c in close)}." if close else ""
     raise EnvNameError(
         f"unknown env {name!r}.{hint} Use a gymnasium id (e.g. CartPole-v1), "
-        "'package.module:EnvClass', or a name given to rl.register_env()."
+        "'package.module:EnvClass', or a name given to rl.register_env() (from the CLI: "
+        "--import the module that registers it)."
     )

@@ -97,3 +97,70 @@ def test_action_space_check_names_the_space():
         check_action_space(gym.spaces.MultiBinary(3), "PPO", ("Discrete", "Box", "MultiDiscrete"))
     with pytest.raises(UnsupportedSpaceError, match="PPO"):
         check_action_space(gym.spaces.Box(-1, 1, (2,)), "DQN", ("Discrete",))
+
+
+# ------------------------------------------------------------ a user's env failing
+
+
+@pytest.mark.parametrize("name,needles", [
+    ("tests.toy_envs:RaisingConstructorEnv",
+     ["RaisingConstructorEnv(**env_config) raised RuntimeError: simulator licence not found"]),
+    ("tests.toy_envs:RaisingResetEnv", ["reset(seed=0) raised ValueError: no scenario loaded"]),
+    ("tests.toy_envs:OldApiResetEnv",
+     ["reset(seed=0) returned ndarray; a gymnasium env returns (obs, info)"]),
+    ("tests.toy_envs:WrongShapeEnv",
+     ["reset(seed=0) returned an observation of shape (3,), but its observation_space is"]),
+    ("tests.toy_envs:NoStepEnv", ["returned NoStepEnv, which is not a gymnasium env: it has "
+                                  "no step() method"]),
+    # A PettingZoo parallel_env(**kwargs): called with keywords, then refused for what it is.
+    ("tests.toy_envs:make_parallel_env",
+     ["make_parallel_env(**env_config) returned _ParallelEnv, which is not a gymnasium env: "
+      "its observation_space is a method, not a gymnasium.spaces.Space"]),
+])
+def test_a_failing_or_foreign_env_is_one_config_error_naming_env_and_call(name, needles):
+    from rl.config import ConfigError
+    from rl.envs import EnvError, probe_spaces
+
+    with pytest.raises(EnvError) as info:
+        probe_spaces(resolve_env(name))
+    message = str(info.value)
+    assert isinstance(info.value, ConfigError)
+    assert message.startswith(f"env {name!r}: ") and len(message.splitlines()) == 1, message
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_a_module_whose_import_raises_is_one_error(tmp_path, monkeypatch):
+    from rl.envs import EnvError
+
+    (tmp_path / "broken_envs_mod.py").write_text("raise RuntimeError('boom at import')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(EnvError, match=r"^env 'broken_envs_mod:Env': importing module "
+                                       r"'broken_envs_mod' raised RuntimeError: boom at import$"):
+        resolve_env("broken_envs_mod:Env")
+    with pytest.raises(EnvNameError, match="is it in the current directory or on PYTHONPATH"):
+        resolve_env("no_such_envs_mod:Env")
+
+
+def test_a_registered_creator_that_raises_and_gymnasium_kwargs_are_wrapped():
+    from rl.envs import EnvError
+
+    def creator(cfg):
+        raise KeyError("size")
+
+    rl.register_env("raising-creator-env", creator)
+    with pytest.raises(EnvError, match=r"'raising-creator-env': its creator .*creator\(env_config"
+                                       r"\) raised KeyError: 'size'"):
+        resolve_env("raising-creator-env").make({})
+    with pytest.raises(EnvError, match=r"gymnasium.make\('CartPole-v1', \*\*env_config\) raised "
+                                       "TypeError"):
+        resolve_env("CartPole-v1").make({"no_such_kwarg": 1})
+
+
+def test_building_an_algorithm_on_a_foreign_env_fails_before_processes():
+    from rl import PPOConfig
+    from rl.envs import EnvError
+
+    with pytest.raises(EnvError, match="not a gymnasium env"):
+        PPOConfig().environment("tests.toy_envs:make_parallel_env").resources(
+            backend="process").build()
