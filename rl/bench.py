@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from rl.config import ConfigError
+from rl.envs import probe_spaces, resolve_env
 from rl.experiment import Stop, TunedExample, fit, load_example
 from rl.plot import band
 
@@ -127,6 +128,8 @@ def run_bench(files: list[str], seeds: list[int], out: str, backend: str | None 
     if console == "stderr":
         console = sys.stderr
     examples = [load_example(f) for f in files]  # every file validated before any run
+    for example in examples:  # and every env created once: a missing extra fails now
+        probe_spaces(resolve_env(example.config.env), example.config.env_config)
     os.makedirs(out, exist_ok=True)
     runs: dict[str, list[SeedRun]] = {}
     total, done = len(examples) * len(seeds), 0

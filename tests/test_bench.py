@@ -87,3 +87,16 @@ def test_a_cap_lowers_criteria_and_never_raises_them():
                                           "training_iteration": 3}
     assert capped(own, None) is own and own.to_dict() == {"episode_return_mean": 475,
                                                            "training_iteration": 3}
+
+
+def test_an_env_that_cannot_be_made_fails_before_any_example_runs(tmp_path, capsys):
+    good = tmp_path / "a_good.yaml"
+    good.write_text(EXAMPLE.format(threshold=1))
+    broken = tmp_path / "b_broken.yaml"
+    broken.write_text(EXAMPLE.format(threshold=1).replace(
+        "env: CartPole-v1", "env: tests.toy_envs:NoSuchEnv"))
+    out = tmp_path / "out"
+    assert main(["bench", str(good), str(broken), "--seeds", "0", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "NoSuchEnv" in err and "[1/" not in err  # nothing ran
+    assert not (out / "runs.json").exists()

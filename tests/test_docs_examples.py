@@ -5,7 +5,9 @@ A block is runnable when its fence says ``python`` or ``bash``. A block no test 
 ``<!-- not-run: REASON -->`` on the line before its fence; a marker needs a reason.
 
 * Python blocks run each in a fresh interpreter, so each must be complete on its own
-  (as a user who copies one block would run it).
+  (as a user who copies one block would run it). A Python block whose first line is a
+  comment naming a file (``# myenvs.py``) is that file: it is written into the working
+  directory for the blocks after it, not run.
 * Bash blocks run command by command in bash, with ``rl`` on the PATH; every command of an
   unmarked bash block must be an ``rl`` command.
 * All documents share one working directory, which holds ``tuned_examples/``: a run that
@@ -37,6 +39,7 @@ DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^```(\S*)\s*$")
 MARKER = re.compile(r"<!--\s*not-run:(.*?)-->")
 RUNNABLE = ("python", "bash")
+FILE_BLOCK = re.compile(r"^# ([\w./-]+\.py)\s*$")
 TIMEOUT_S = 300
 PY_BUDGET = 2048
 
@@ -112,6 +115,10 @@ class Session:
                                            f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
         self.done.add(command)
 
+    def write_file(self, code: str) -> None:
+        name = FILE_BLOCK.match(code.splitlines()[0]).group(1)
+        (self.work / name).write_text(code + "\n")
+
     def run_python(self, code: str, where: str) -> None:
         code = re.sub(r"""(["']?env_steps_total["']?\s*[:=]\s*)[\d_]+""",
                       rf"\g<1>{PY_BUDGET}", code)
@@ -167,7 +174,9 @@ def test_document_examples_run(path: Path, session: Session):
     for block in read_blocks(path):
         if block.not_run is not None or block.lang not in RUNNABLE:
             continue
-        if block.lang == "python":
+        if block.lang == "python" and FILE_BLOCK.match(block.code.splitlines()[0]):
+            session.write_file(block.code)
+        elif block.lang == "python":
             session.run_python(block.code, block.where)
         else:
             for tokens in bash_commands(block.code):

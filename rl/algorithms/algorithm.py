@@ -387,7 +387,8 @@ class Algorithm(abc.ABC):
                              "run_dir (continue an existing one)")
         if run_dir is None:
             stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-            env = str(self.config.env).replace("/", "-").replace(":", "-")
+            # The resolved id (CartPole -> CartPole-v1): one name whatever was typed.
+            env = self.env_spec.env_id.replace("/", "-").replace(":", "-")
             run_dir = base = os.path.join(logdir, f"{self.config.algo_name}_{env}_{stamp}")
             suffix = 1
             while os.path.exists(run_dir):
