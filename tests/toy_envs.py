@@ -30,54 +30,51 @@ from gymnasium.envs.classic_control import CartPoleEnv
 # ----------------------------------------------------------------------------- spaces
 
 
-class MultiDiscreteEnv(gym.Env):
-    """Reward 1 when both action components match the observed target bits."""
+class _MatchTargetEnv(gym.Env):
+    """Reward 1 when the (MultiDiscrete) action matches the target that the subclass's
+    ``_obs()`` drew (and stored in ``self.target``); truncated after ``horizon`` steps."""
+
+    def __init__(self, horizon: int):
+        self.horizon = horizon
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        reward = float(np.all(np.asarray(action) == self.target))
+        self.t += 1
+        return self._obs(), reward, False, self.t >= self.horizon, {}
+
+
+class MultiDiscreteEnv(_MatchTargetEnv):
+    """Dict observations; the target is two observed bits (beside noise)."""
 
     def __init__(self, horizon: int = 20):
+        super().__init__(horizon)
         self.observation_space = gym.spaces.Dict({
             "target": gym.spaces.MultiBinary(2),
             "noise": gym.spaces.Box(-1, 1, (2,), np.float32),
         })
         self.action_space = gym.spaces.MultiDiscrete([2, 2])
-        self.horizon = horizon
 
     def _obs(self):
         self.target = self.np_random.integers(0, 2, 2).astype(np.int8)
         return {"target": self.target, "noise": self.np_random.uniform(-1, 1, 2).astype(np.float32)}
 
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self._obs(), {}
 
-    def step(self, action):
-        reward = float(np.all(np.asarray(action) == self.target))
-        self.t += 1
-        return self._obs(), reward, False, self.t >= self.horizon, {}
-
-
-class MatchBitsEnv(gym.Env):
-    """MultiDiscrete([2, 3]) actions; reward 1 when they match the two observed targets;
-    truncated after ``horizon`` steps."""
+class MatchBitsEnv(_MatchTargetEnv):
+    """MultiDiscrete([2, 3]) actions matching the two observed targets."""
 
     def __init__(self, horizon: int = 8):
+        super().__init__(horizon)
         self.observation_space = gym.spaces.Box(0.0, 2.0, (2,), np.float32)
         self.action_space = gym.spaces.MultiDiscrete([2, 3])
-        self.horizon = horizon
 
     def _obs(self):
         self.target = np.array([self.np_random.integers(2), self.np_random.integers(3)])
         return self.target.astype(np.float32)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self._obs(), {}
-
-    def step(self, action):
-        reward = float(np.all(np.asarray(action) == self.target))
-        self.t += 1
-        return self._obs(), reward, False, self.t >= self.horizon, {}
 
 
 class MultiBinaryActionEnv(gym.Env):

@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 import gymnasium as gym
 
 from rl.config import ConfigError
-from rl.envs import EnvSpec, make_env
+from rl.envs import EnvError, EnvSpec, make_env
 
 __all__ = ["VIDEO_EXTRA", "RenderingEnvFactory", "has_display", "rendering_errors"]
 
@@ -93,9 +93,12 @@ class RenderingEnvFactory:
         env_id, mode = self.spec.env_id, self.render_mode
         try:
             env = make_env(self.spec, self.env_config)
-        except (TypeError, gym.error.Error) as e:
+        except EnvError as e:  # the env's own failure, wrapped by make_env
+            cause = e.__cause__
+            if not isinstance(cause, TypeError | gym.error.Error):
+                raise
             raise ConfigError(f"env {env_id} cannot be created with render_mode={mode!r}: "
-                              f"{type(e).__name__}: {e}") from e
+                              f"{type(cause).__name__}: {cause}") from cause
         if env.render_mode != mode:
             env.close()
             hint = (" (a creator given to rl.register_env must pass env_config['render_mode'] "
