@@ -95,6 +95,8 @@ class RenderingEnvFactory:
             env = make_env(self.spec, self.env_config)
         except EnvError as e:  # the env's own failure, wrapped by make_env
             cause = e.__cause__
+            if isinstance(cause, gym.error.DependencyNotInstalled):
+                raise cause from None  # rendering_errors names the extra to install
             if not isinstance(cause, TypeError | gym.error.Error):
                 raise
             raise ConfigError(f"env {env_id} cannot be created with render_mode={mode!r}: "
