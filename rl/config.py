@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import decimal
 import difflib
 import importlib.util
 import math
@@ -69,17 +70,22 @@ def parse_number(text: str, integer: bool = False) -> int | float:
     mult = 1
     if t[-1:].lower() in _MULTIPLIERS and t[:-1]:
         mult, t = _MULTIPLIERS[t[-1].lower()], t[:-1]
+    # Exact decimal arithmetic: in binary floating point 4.1 * 10**6 is 4099999.9999999995,
+    # so "4.1M" would not be a whole number.
     try:
-        value: int | float = int(t) * mult
-    except ValueError:
-        value = float(t) * mult  # ValueError if it is no number at all
-    if not math.isfinite(value):
+        exact = decimal.Decimal(t) * mult
+    except decimal.InvalidOperation:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not exact.is_finite():
         raise ValueError(f"{text!r} is not a finite number")
     if integer:
-        if isinstance(value, float) and not value.is_integer():
+        if exact != exact.to_integral_value():
             raise ValueError(f"{text!r} is not a whole number")
-        return int(value)
-    return float(value)
+        return int(exact)
+    value = float(exact)
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
 
 
 def coerce(name: str, tp: Any, value: Any) -> Any:

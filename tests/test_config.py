@@ -98,6 +98,8 @@ def test_no_suggestion_rather_than_a_wrong_one(name):
 @pytest.mark.parametrize("text,value", [
     ("100000", 100_000), ("1e5", 100_000), ("100_000", 100_000), ("100k", 100_000),
     ("2.5M", 2_500_000), ("1G", 10**9), (" 64 ", 64),
+    # Whole numbers that binary floating point would miss (4.1 * 10**6 = 4099999.999...).
+    ("4.1M", 4_100_000), ("8.2M", 8_200_000), ("8.11k", 8_110), ("1e30", 10**30),
 ])
 def test_integer_fields_take_numbers_as_people_type_them(text, value):
     cfg = PPOConfig().set(train_batch_size=text)
@@ -110,6 +112,13 @@ def test_float_fields_take_scientific_notation_and_bad_text_is_refused():
         PPOConfig().set(train_batch_size="1.5")
     with pytest.raises(ConfigError, match="lr: expected float"):
         PPOConfig().set(lr="fast")
+    for text in ("nan", "inf", "-Infinity", "1.0001k", "1e-3"):
+        with pytest.raises(ConfigError, match="train_batch_size: expected int"):
+            PPOConfig().set(train_batch_size=text)
+    for text in ("nan", "inf", "1e999"):
+        with pytest.raises(ConfigError, match="lr: expected float"):
+            PPOConfig().set(lr=text)
+    assert PPOConfig().set(lr="2.5k").lr == 2500.0 and type(PPOConfig().set(lr="1k").lr) is float
 
 
 def test_yaml_errors_give_line_and_column():
