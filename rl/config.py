@@ -88,6 +88,30 @@ def parse_number(text: str, integer: bool = False) -> int | float:
     return value
 
 
+_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """A duration in seconds as people type it: plain seconds (``90``, ``1.5e3``) or with
+    a unit ``s``, ``m`` or ``h`` (``90s``, ``5m``, ``1.5h``). Number suffixes are refused:
+    to ``parse_number`` ``5m`` is five million, which as a time limit is a surprise.
+
+    Raises:
+        ValueError: not a duration.
+    """
+    t = text.strip()
+    unit = 1
+    if t[-1:] in _SECONDS and t[:-1]:
+        unit, t = _SECONDS[t[-1]], t[:-1]
+    if t[-1:].isalpha():
+        raise ValueError(f"{text!r} is not a duration: seconds, or a number with unit "
+                         f"s, m or h (90, 90s, 5m, 1.5h)")
+    seconds = parse_number(t) * unit
+    if seconds < 0:
+        raise ValueError(f"{text!r} is a negative duration")
+    return seconds
+
+
 def coerce(name: str, tp: Any, value: Any) -> Any:
     """Check ``value`` against the annotation ``tp``: int -> float, and numbers written
     as text (``"1e5"``, ``"100k"``, which YAML and the command line hand over as
