@@ -454,17 +454,25 @@ ALIASES: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 def suggest_field(name: str, fields: list[str]) -> str:
-    """The hint for an unknown config key: a near-certain typo fix, else the rl name of
-    a name from another library (``ALIASES``), else a close name; empty rather than a
-    wrong guess."""
+    """The hint for an unknown config key: the rl name of a name from another library
+    (``ALIASES``) or a near-certain typo fix (both when they differ), else a close name;
+    empty rather than a wrong guess."""
     typo = difflib.get_close_matches(name, fields, n=1, cutoff=0.88)
-    if typo:
-        return f"; did you mean {typo[0]}?"
     targets, note = ALIASES.get(name.lower(), ((), ""))
     for target in targets:
         parts = target.split("+")
-        if all(p in fields for p in parts):
-            return f"; rl calls it {' and '.join(parts)}" + (f" ({note})" if note else "")
+        if not all(p in fields for p in parts):
+            continue
+        if typo and typo[0] in parts:
+            return f"; did you mean {typo[0]}?"
+        if typo:
+            # Both readings are plausible and mean different things (DQN's n_steps: a
+            # typo of its n_step, or Stable-Baselines3's rollout length): name both.
+            return (f"; did you mean {typo[0]}? (or, if {name} is another library's name, "
+                    f"rl calls it {' and '.join(parts)}" + (f": {note})" if note else ")"))
+        return f"; rl calls it {' and '.join(parts)}" + (f" ({note})" if note else "")
+    if typo:
+        return f"; did you mean {typo[0]}?"
     if note and not targets:
         return f" ({note})"
     close = difflib.get_close_matches(name, fields, n=3, cutoff=0.75)

@@ -74,18 +74,28 @@ def test_fragment_length_auto():
     (PPOConfig, "clip_range", "rl calls it clip_param"),
     (PPOConfig, "vf_coef", "rl calls it vf_loss_coeff"),
     (PPOConfig, "max_grad_norm", "rl calls it grad_clip"),
-    (PPOConfig, "n_steps", "rl calls it rollout_fragment_length"),
+    (PPOConfig, "n_steps", "; rl calls it rollout_fragment_length (steps per sub-env per "
+                           "sample request)"),
     (PPOConfig, "policy_kwargs", "rl calls it model_hiddens and model_activation"),
     (PPOConfig, "num_workers", "rl calls it num_env_runners"),
     (PPOConfig, "total_timesteps", "a stop criterion: --stop-timesteps"),
     (DQNConfig, "batch_size", "rl calls it train_batch_size"),
     (DQNConfig, "buffer_size", "rl calls it replay_buffer_capacity"),
-    (DQNConfig, "n_steps", "did you mean n_step"),
+    # A typo of DQN's n_step, or SB3's rollout length: both readings, typo first.
+    (DQNConfig, "n_steps", "; did you mean n_step? (or, if n_steps is another library's name, "
+                           "rl calls it rollout_fragment_length: steps per sub-env per sample "
+                           "request)"),
 ])
 def test_names_from_other_libraries_map_to_rl_names(config, name, hint):
     with pytest.raises(ConfigError) as info:
         config().set(**{name: 1})
     assert hint in str(info.value)
+
+
+def test_a_typo_fix_and_an_alias_that_agree_give_one_hint():
+    with pytest.raises(ConfigError) as info:
+        PPOConfig().set(n_epochs=1)
+    assert "did you mean num_epochs?" in str(info.value) and "calls it" not in str(info.value)
 
 
 @pytest.mark.parametrize("name", ["vf_clip", "exploration_fraction", "qwerty"])
