@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -52,7 +53,17 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: what was wrong and where the usage is, not the
-    whole usage text."""
+    whole usage text; negative numbers in every notation ``parse_number`` reads are
+    values, not options."""
+
+    # argparse takes only -200 and -.5 for negative numbers; anything else starting with
+    # "-" (-1.5e2, -2k) it reads as an unknown option ("expected one argument").
+    NEGATIVE_NUMBER = re.compile(
+        r"^-(\d[\d_]*(\.[\d_]*)?|\.\d[\d_]*)([eE][-+]?\d+)?[kKmMgGbB]?$")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = self.NEGATIVE_NUMBER
 
     def error(self, message: str):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} "
@@ -80,6 +91,16 @@ def number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
+def duration(text: str) -> float:
+    """A time flag in seconds: ``90``, ``1.5e3``, ``90s``, ``5m``, ``1.5h`` all work."""
+    from rl.config import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="rl", description="Reinforcement learning: train, "
@@ -98,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stop-reward", type=number, help="stop at this episode_return_mean")
     t.add_argument("--stop-timesteps", type=integer, help="stop after this many env steps")
     t.add_argument("--stop-iters", type=integer, help="stop after this many iterations")
-    t.add_argument("--stop-time", type=number, help="stop after this many seconds")
+    t.add_argument("--stop-time", type=duration,
+                   help="stop after this long: seconds, or with a unit s, m, h (90, 5m, 1.5h)")
     t.add_argument("--num-env-runners", type=integer, help="rollout worker processes")
     t.add_argument("--num-envs-per-env-runner", type=integer, help="envs per worker")
     t.add_argument("--backend", choices=BACKENDS, help="actor runtime")
@@ -151,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--stop-timesteps", type=integer, metavar="N",
                    help="cap every run at N env steps (a quick look; criteria still checked)")
     b.add_argument("--stop-iters", type=integer, metavar="N", help="cap every run at N iterations")
-    b.add_argument("--stop-time", type=number, metavar="S", help="cap every run at S seconds")
+    b.add_argument("--stop-time", type=duration, metavar="T",
+                   help="cap every run at T: seconds, or with a unit s, m, h (90, 5m, 1.5h)")
     b.add_argument("--stop-reward", type=number, metavar="R",
                    help="stop every run once episode_return_mean reaches R")
     b.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import decimal
 import difflib
 import importlib.util
 import math
@@ -69,17 +70,46 @@ def parse_number(text: str, integer: bool = False) -> int | float:
     mult = 1
     if t[-1:].lower() in _MULTIPLIERS and t[:-1]:
         mult, t = _MULTIPLIERS[t[-1].lower()], t[:-1]
+    # Exact decimal arithmetic: in binary floating point 4.1 * 10**6 is 4099999.9999999995,
+    # so "4.1M" would not be a whole number.
     try:
-        value: int | float = int(t) * mult
-    except ValueError:
-        value = float(t) * mult  # ValueError if it is no number at all
-    if not math.isfinite(value):
+        exact = decimal.Decimal(t) * mult
+    except decimal.InvalidOperation:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not exact.is_finite():
         raise ValueError(f"{text!r} is not a finite number")
     if integer:
-        if isinstance(value, float) and not value.is_integer():
+        if exact != exact.to_integral_value():
             raise ValueError(f"{text!r} is not a whole number")
-        return int(value)
-    return float(value)
+        return int(exact)
+    value = float(exact)
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
+
+
+_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """A duration in seconds as people type it: plain seconds (``90``, ``1.5e3``) or with
+    a unit ``s``, ``m`` or ``h`` (``90s``, ``5m``, ``1.5h``). Number suffixes are refused:
+    to ``parse_number`` ``5m`` is five million, which as a time limit is a surprise.
+
+    Raises:
+        ValueError: not a duration.
+    """
+    t = text.strip()
+    unit = 1
+    if t[-1:] in _SECONDS and t[:-1]:
+        unit, t = _SECONDS[t[-1]], t[:-1]
+    if t[-1:].isalpha():
+        raise ValueError(f"{text!r} is not a duration: seconds, or a number with unit "
+                         f"s, m or h (90, 90s, 5m, 1.5h)")
+    seconds = parse_number(t) * unit
+    if seconds < 0:
+        raise ValueError(f"{text!r} is a negative duration")
+    return seconds
 
 
 def coerce(name: str, tp: Any, value: Any) -> Any:
@@ -424,17 +454,25 @@ ALIASES: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 def suggest_field(name: str, fields: list[str]) -> str:
-    """The hint for an unknown config key: a near-certain typo fix, else the rl name of
-    a name from another library (``ALIASES``), else a close name; empty rather than a
-    wrong guess."""
+    """The hint for an unknown config key: the rl name of a name from another library
+    (``ALIASES``) or a near-certain typo fix (both when they differ), else a close name;
+    empty rather than a wrong guess."""
     typo = difflib.get_close_matches(name, fields, n=1, cutoff=0.88)
-    if typo:
-        return f"; did you mean {typo[0]}?"
     targets, note = ALIASES.get(name.lower(), ((), ""))
     for target in targets:
         parts = target.split("+")
-        if all(p in fields for p in parts):
-            return f"; rl calls it {' and '.join(parts)}" + (f" ({note})" if note else "")
+        if not all(p in fields for p in parts):
+            continue
+        if typo and typo[0] in parts:
+            return f"; did you mean {typo[0]}?"
+        if typo:
+            # Both readings are plausible and mean different things (DQN's n_steps: a
+            # typo of its n_step, or Stable-Baselines3's rollout length): name both.
+            return (f"; did you mean {typo[0]}? (or, if {name} is another library's name, "
+                    f"rl calls it {' and '.join(parts)}" + (f": {note})" if note else ")"))
+        return f"; rl calls it {' and '.join(parts)}" + (f" ({note})" if note else "")
+    if typo:
+        return f"; did you mean {typo[0]}?"
     if note and not targets:
         return f" ({note})"
     close = difflib.get_close_matches(name, fields, n=3, cutoff=0.75)

@@ -33,7 +33,7 @@ import yaml
 
 from rl import metrics as M
 from rl.algorithms.registry import config_class
-from rl.config import AlgorithmConfig, ConfigError, coerce, yaml_error
+from rl.config import AlgorithmConfig, ConfigError, coerce, parse_duration, yaml_error
 from rl.interrupts import INTERRUPTS, Terminated
 from rl.rollout import WorkerFailedError
 
@@ -66,6 +66,13 @@ class Stop:
             key = aliases.get(k, k)
             if key not in cls.KEYS:
                 raise ConfigError(f"unknown stop criterion {k!r}; valid: {', '.join(cls.KEYS)}")
+            if key == "time_total_s" and isinstance(v, str):
+                # "5m" here is five minutes, not the five million of a number field.
+                try:
+                    out[key] = parse_duration(v)
+                except ValueError as e:
+                    raise ConfigError(f"stop.{key}: {e}") from None
+                continue
             out[key] = coerce(f"stop.{key}", hints[key], v)
         return cls(**out)
 

@@ -1,7 +1,7 @@
 """``rl plot``: learning curves from run directories, several metrics, runs grouped.
 
 Reading a run (``read_run``): its ``params.json`` (the resolved config) and its
-``result.jsonl``. Rows are kept by ``training_iteration``: a later row for an iteration
+``result.jsonl`` (``read_results``, which leaves out a last line cut off by a crash). Rows are kept by ``training_iteration``: a later row for an iteration
 replaces the earlier one (a run resumed into its own directory from an earlier
 checkpoint re-does the iterations after it, and the re-done ones are the run's), and
 an evaluation row (``rl.metrics.is_evaluation_row``) joins its iteration's row.
@@ -14,6 +14,7 @@ group of runs:
    (resumed with ``--logdir`` elsewhere) continues the run of the same config that
    reached the iteration before it (the layout fields a resume may change, such as the
    backend or the number of workers, aside).
+   A run without params.json is only itself (nothing says which config it ran).
 2. Runs whose configs differ only in ``seed`` are one group: their mean, with a shaded
    band over the seeds, the min-max range or mean ± std (the legend says which),
    where at least one of them has a point (no run is extended past its end).
@@ -38,7 +39,8 @@ import numpy as np
 from rl import metrics as M
 from rl.config import ConfigError
 
-__all__ = ["BANDS", "X_KEYS", "Run", "band", "expand_run_dirs", "plot_runs", "read_run"]
+__all__ = ["BANDS", "X_KEYS", "Run", "band", "expand_run_dirs", "plot_runs", "read_results",
+           "read_run"]
 
 X_KEYS = (M.ENV_STEPS_TOTAL, M.TIME_TOTAL_S, M.TRAINING_ITERATION)
 """What the x axis can be."""
@@ -95,20 +97,37 @@ def merge_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [by_iteration[it] for it in sorted(by_iteration)]
 
 
-def read_run(run_dir: str) -> Run:
-    """A run directory's config and rows (``ConfigError`` without a result.jsonl)."""
+def read_results(run_dir: str) -> list[dict[str, Any]]:
+    """A run directory's ``result.jsonl`` rows, as written (``merge_rows`` merges them).
+
+    A last line cut short (the run was killed while writing it) is left out; a bad line
+    before the end is an error, as the file is then not a run's log.
+
+    Raises:
+        ConfigError: no result.jsonl, or a line before the last that is no JSON object.
+    """
     path = os.path.join(run_dir, "result.jsonl")
     if not os.path.isfile(path):
         raise ConfigError(f"{run_dir!r} is not a run directory: it has no result.jsonl")
-    rows = []
     with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{path}: line {n} is not JSON ({e.msg})") from None
+        lines = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
+    rows = []
+    for i, (n, line) in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == len(lines) - 1:
+                break  # cut off by a crash
+            raise ConfigError(f"{path}: line {n} is not JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise ConfigError(f"{path}: line {n} is not a result row (a JSON object)")
+        rows.append(row)
+    return rows
+
+
+def read_run(run_dir: str) -> Run:
+    """A run directory's config and rows (``ConfigError`` without a result.jsonl)."""
+    rows = read_results(run_dir)
     params: dict[str, Any] = {}
     params_path = os.path.join(run_dir, "params.json")
     if os.path.isfile(params_path):
@@ -136,8 +155,12 @@ def expand_run_dirs(paths: list[str]) -> list[str]:
     return out
 
 
-def _identity(params: dict[str, Any], *drop: str) -> str:
-    return json.dumps({k: v for k, v in params.items()
+def _identity(run: Run, *drop: str) -> str:
+    """What makes runs one run or one group: the config, layout fields and ``drop``
+    aside. A run without params.json is only itself: its directory."""
+    if not run.params:
+        return json.dumps({"run_dir": os.path.abspath(run.dirs[0])})
+    return json.dumps({k: v for k, v in run.params.items()
                        if k not in LAYOUT_FIELDS and k not in drop}, sort_keys=True)
 
 
@@ -147,7 +170,7 @@ def join_resumed(runs: list[Run]) -> list[Run]:
     for run in sorted(runs, key=lambda r: r.first_iteration):
         base = None
         if run.first_iteration > 1:
-            base = next((w for w in whole if _identity(w.params) == _identity(run.params)
+            base = next((w for w in whole if _identity(w) == _identity(run)
                          and w.first_iteration < run.first_iteration
                          and w.last_iteration >= run.first_iteration - 1), None)
         if base is None:
@@ -248,6 +271,21 @@ def _metrics(runs: list[Run], wanted: list[str] | None) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
+def _check_output(output: str) -> None:
+    """Refuse an image file matplotlib cannot write before drawing (its own error is a
+    traceback after the work)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    folder = os.path.dirname(output) or "."
+    if not os.path.isdir(folder):
+        raise ConfigError(f"cannot write {output!r}: the directory {folder!r} does not exist")
+    ext = os.path.splitext(output)[1][1:].lower()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if ext and ext not in formats:
+        raise ConfigError(f"cannot write {output!r}: unknown image format {ext!r}; "
+                          f"use one of {', '.join(sorted(formats))}")
+
+
 def plot_runs(run_dirs: list[str], output: str | None = None, metrics: list[str] | None = None,
               x: str = M.ENV_STEPS_TOTAL, band_kind: str = "range"):
     """Draw the runs (see the module docstring) and save the figure to ``output``.
@@ -269,11 +307,13 @@ def plot_runs(run_dirs: list[str], output: str | None = None, metrics: list[str]
         raise ConfigError("rl plot needs matplotlib: pip install 'rl[bench]'") from None
     if x not in X_KEYS:
         raise ConfigError(f"x must be one of {', '.join(X_KEYS)}, got {x!r}")
+    if output is not None:
+        _check_output(output)
     runs = join_resumed([read_run(d) for d in expand_run_dirs(run_dirs)])
     metrics = _metrics(runs, metrics)
     groups: dict[str, list[Run]] = {}
     for run in runs:
-        groups.setdefault(_identity(run.params, "seed"), []).append(run)
+        groups.setdefault(_identity(run, "seed"), []).append(run)
     grouped = list(groups.values())
     labels = _labels(grouped, band_kind)
     fig = Figure(figsize=(7, 2.8 * len(metrics) + 0.6))

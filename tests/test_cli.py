@@ -102,6 +102,53 @@ def test_stop_flags_take_scientific_notation_and_suffixes():
     assert stop.episode_return_mean == 475.0 and cfg.num_epochs == 10
 
 
+@pytest.mark.parametrize("text,value", [("-200", -200.0), ("-1.5e2", -150.0), ("-2k", -2000.0),
+                                        ("-.5", -0.5), ("-1_000.5", -1000.5)])
+def test_stop_reward_takes_negative_numbers_in_every_notation(text, value):
+    from rl.cli import _make_config, build_parser
+
+    for command in (["train", "--algo", "ppo", "--env", "Pendulum-v1"], ["bench"]):
+        args = build_parser().parse_args([*command, "--stop-reward", text])
+        assert args.stop_reward == value
+    args = build_parser().parse_args(["train", "--algo", "ppo", "--env", "Pendulum-v1",
+                                      "--stop-reward", text])
+    assert _make_config(args)[1].episode_return_mean == value
+
+
+@pytest.mark.parametrize("text,seconds", [("90", 90.0), ("1.5e3", 1500.0), ("90s", 90.0),
+                                          ("5m", 300.0), ("1.5h", 5400.0)])
+def test_stop_time_takes_durations(text, seconds):
+    from rl.cli import _make_config, build_parser
+
+    args = build_parser().parse_args(["train", "--algo", "ppo", "--env", "CartPole-v1",
+                                      "--stop-time", text])
+    assert _make_config(args)[1].time_total_s == seconds
+    assert build_parser().parse_args(["bench", "--stop-time", text]).stop_time == seconds
+
+
+@pytest.mark.parametrize("text", ["5M", "2k", "5d", "soon", "-5m"])
+def test_stop_time_refuses_other_suffixes_in_one_line(text, capsys):
+    from rl.cli import build_parser
+
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["train", "--algo", "ppo", "--env", "CartPole-v1",
+                                   "--stop-time", text])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--stop-time" in err and repr(text) in err
+
+
+def test_tuned_example_stop_time_takes_durations():
+    from rl.config import ConfigError
+    from rl.experiment import Stop
+
+    assert Stop.from_dict({"time_total_s": "5m"}).time_total_s == 300.0
+    assert Stop.from_dict({"time_total_s": "90"}).time_total_s == 90.0
+    assert Stop.from_dict({"time_total_s": 120}).time_total_s == 120.0
+    with pytest.raises(ConfigError, match="stop.time_total_s: '5M' is not a duration"):
+        Stop.from_dict({"time_total_s": "5M"})
+
+
 def test_bad_flag_values_are_one_line_with_exit_2():
     out = subprocess.run([sys.executable, "-m", "rl.cli", "train", "--algo", "ppo", "--env",
                           "CartPole-v1", "--stop-timesteps", "lots"],

@@ -74,18 +74,28 @@ def test_fragment_length_auto():
     (PPOConfig, "clip_range", "rl calls it clip_param"),
     (PPOConfig, "vf_coef", "rl calls it vf_loss_coeff"),
     (PPOConfig, "max_grad_norm", "rl calls it grad_clip"),
-    (PPOConfig, "n_steps", "rl calls it rollout_fragment_length"),
+    (PPOConfig, "n_steps", "; rl calls it rollout_fragment_length (steps per sub-env per "
+                           "sample request)"),
     (PPOConfig, "policy_kwargs", "rl calls it model_hiddens and model_activation"),
     (PPOConfig, "num_workers", "rl calls it num_env_runners"),
     (PPOConfig, "total_timesteps", "a stop criterion: --stop-timesteps"),
     (DQNConfig, "batch_size", "rl calls it train_batch_size"),
     (DQNConfig, "buffer_size", "rl calls it replay_buffer_capacity"),
-    (DQNConfig, "n_steps", "did you mean n_step"),
+    # A typo of DQN's n_step, or SB3's rollout length: both readings, typo first.
+    (DQNConfig, "n_steps", "; did you mean n_step? (or, if n_steps is another library's name, "
+                           "rl calls it rollout_fragment_length: steps per sub-env per sample "
+                           "request)"),
 ])
 def test_names_from_other_libraries_map_to_rl_names(config, name, hint):
     with pytest.raises(ConfigError) as info:
         config().set(**{name: 1})
     assert hint in str(info.value)
+
+
+def test_a_typo_fix_and_an_alias_that_agree_give_one_hint():
+    with pytest.raises(ConfigError) as info:
+        PPOConfig().set(n_epochs=1)
+    assert "did you mean num_epochs?" in str(info.value) and "calls it" not in str(info.value)
 
 
 @pytest.mark.parametrize("name", ["vf_clip", "exploration_fraction", "qwerty"])
@@ -98,6 +108,8 @@ def test_no_suggestion_rather_than_a_wrong_one(name):
 @pytest.mark.parametrize("text,value", [
     ("100000", 100_000), ("1e5", 100_000), ("100_000", 100_000), ("100k", 100_000),
     ("2.5M", 2_500_000), ("1G", 10**9), (" 64 ", 64),
+    # Whole numbers that binary floating point would miss (4.1 * 10**6 = 4099999.999...).
+    ("4.1M", 4_100_000), ("8.2M", 8_200_000), ("8.11k", 8_110), ("1e30", 10**30),
 ])
 def test_integer_fields_take_numbers_as_people_type_them(text, value):
     cfg = PPOConfig().set(train_batch_size=text)
@@ -110,6 +122,13 @@ def test_float_fields_take_scientific_notation_and_bad_text_is_refused():
         PPOConfig().set(train_batch_size="1.5")
     with pytest.raises(ConfigError, match="lr: expected float"):
         PPOConfig().set(lr="fast")
+    for text in ("nan", "inf", "-Infinity", "1.0001k", "1e-3"):
+        with pytest.raises(ConfigError, match="train_batch_size: expected int"):
+            PPOConfig().set(train_batch_size=text)
+    for text in ("nan", "inf", "1e999"):
+        with pytest.raises(ConfigError, match="lr: expected float"):
+            PPOConfig().set(lr=text)
+    assert PPOConfig().set(lr="2.5k").lr == 2500.0 and type(PPOConfig().set(lr="1k").lr) is float
 
 
 def test_yaml_errors_give_line_and_column():

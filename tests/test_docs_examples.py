@@ -3,6 +3,9 @@
 A block is runnable when its fence says ``python`` or ``bash``. A block no test can run
 (it needs GPUs or a Ray cluster, or it is what CI itself runs) carries the marker
 ``<!-- not-run: REASON -->`` on the line before its fence; a marker needs a reason.
+Other fences say ``text``, ``yaml``, ``json`` or ``mermaid``, or nothing (layouts, such as
+a directory tree); ``sh``, ``console``, ``py`` and the like are refused, so that no code
+escapes the test by its fence's name. Fences indented inside a list count too.
 
 * Python blocks run each in a fresh interpreter, so each must be complete on its own
   (as a user who copies one block would run it). A Python block whose first line is a
@@ -18,7 +21,8 @@ A block is runnable when its fence says ``python`` or ``bash``. A block no test 
 
 Budgets: ``rl train`` gets ``--stop-iters 1`` (its own stop flags stay; whichever holds
 first stops it), ``rl evaluate`` ``--episodes 2``, ``rl bench`` ``--seeds 0
---stop-iters 1``; in Python, every ``env_steps_total`` stop value becomes 2048.
+--stop-iters 1``; in Python, every ``env_steps_total`` stop value (``100_000``, ``1e5``, ``"100k"``) becomes
+2048.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import re
 import shlex
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,9 +41,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-FENCE = re.compile(r"^```(\S*)\s*$")
+FENCE = re.compile(r"^(\s*)```\s*(\S*)\s*$")
 MARKER = re.compile(r"<!--\s*not-run:(.*?)-->")
 RUNNABLE = ("python", "bash")
+NOT_CODE = ("text", "yaml", "json", "mermaid", "")
+# Fence names that are code the test would skip: they are to be written as bash or python.
+RENAME = {"sh": "bash", "shell": "bash", "console": "bash", "zsh": "bash", "shell-session":
+          "bash", "py": "python", "python3": "python", "pycon": "python"}
+# A block with no language that starts like code (a command, an import).
+LOOKS_LIKE_CODE = re.compile(r"^(\$ |rl |python |pip |import |from \w+ import )")
 FILE_BLOCK = re.compile(r"^# ([\w./-]+\.py)\s*$")
 TIMEOUT_S = 300
 PY_BUDGET = 2048
@@ -54,7 +65,7 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.path.relative_to(ROOT)}:{self.line}"
+        return f"{os.path.relpath(self.path, ROOT)}:{self.line}"
 
 
 def read_blocks(path: Path) -> list[Block]:
@@ -69,7 +80,9 @@ def read_blocks(path: Path) -> list[Block]:
         while end < len(lines) and lines[end].strip() != "```":
             end += 1
         marker = MARKER.search(lines[i - 1]) if i else None
-        blocks.append(Block(path, i + 1, m.group(1), "\n".join(lines[i + 1 : end]),
+        # A fence indented inside a list item: its lines carry the same indent.
+        code = textwrap.dedent("\n".join(lines[i + 1 : end]))
+        blocks.append(Block(path, i + 1, m.group(2), code,
                             marker.group(1).strip() if marker else None))
         i = end + 1
     return blocks
@@ -120,8 +133,7 @@ class Session:
         (self.work / name).write_text(code + "\n")
 
     def run_python(self, code: str, where: str) -> None:
-        code = re.sub(r"""(["']?env_steps_total["']?\s*[:=]\s*)[\d_]+""",
-                      rf"\g<1>{PY_BUDGET}", code)
+        code = python_budget(code)
         if code in self.done:
             return
         out = subprocess.run([sys.executable, "-c", code], cwd=self.work, env=self.env,
@@ -129,6 +141,37 @@ class Session:
         assert out.returncode == 0, (f"{where}: the Python block failed\n"
                                      f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
         self.done.add(code)
+
+
+def python_budget(code: str) -> str:
+    """``code`` with every ``env_steps_total`` stop value, the whole number token as
+    ``parse_number`` reads it (``100_000``, ``1e5``, ``2.5M``, quoted or not), made
+    ``PY_BUDGET``."""
+    return re.sub(r"""(["']?env_steps_total["']?\s*[:=]\s*)(["']?)"""
+                  r"""\d[\d_]*(\.[\d_]*)?([eE][-+]?\d+)?[kKmMgGbB]?\b\2""",
+                  rf"\g<1>{PY_BUDGET}", code)
+
+
+def fence_problems(block: Block) -> list[str]:
+    """What is wrong with a block's fence and marker (see the module docstring)."""
+    if block.lang in RENAME:
+        return [f"{block.where}: a ```{block.lang} block is not run; write it as "
+                f"```{RENAME[block.lang]} (or mark it <!-- not-run: REASON -->)"]
+    if block.lang not in RUNNABLE + NOT_CODE:
+        return [f"{block.where}: fence language {block.lang!r} is none of "
+                f"{', '.join(RUNNABLE + NOT_CODE[:-1])} (or none, for layouts)"]
+    if block.lang == "" and any(LOOKS_LIKE_CODE.match(line) for line in block.code.splitlines()):
+        return [f"{block.where}: an untagged block holds code; tag it bash or python"]
+    if block.not_run is not None:
+        if not block.not_run:
+            return [f"{block.where}: not-run marker without a reason"]
+        if block.lang not in RUNNABLE:
+            return [f"{block.where}: only code blocks are run"]
+    elif block.lang == "bash":
+        return [f"{block.where}: `{' '.join(tokens)}` is not an rl command; mark the block "
+                "<!-- not-run: REASON --> if no test can run it"
+                for tokens in bash_commands(block.code) if tokens[0] != "rl"]
+    return []
 
 
 def budget(tokens: list[str]) -> list[str]:
@@ -151,16 +194,41 @@ def session(tmp_path_factory) -> Session:
 
 
 def test_every_marker_gives_a_reason_and_every_runnable_bash_block_is_rl():
-    for path in DOCUMENTS:
-        for block in read_blocks(path):
-            if block.not_run is not None:
-                assert block.not_run, f"{block.where}: not-run marker without a reason"
-                assert block.lang in RUNNABLE, f"{block.where}: only code blocks are run"
-            elif block.lang == "bash":
-                for tokens in bash_commands(block.code):
-                    assert tokens[0] == "rl", (
-                        f"{block.where}: `{' '.join(tokens)}` is not an rl command; mark the "
-                        "block <!-- not-run: REASON --> if no test can run it")
+    problems = [p for path in DOCUMENTS for block in read_blocks(path)
+                for p in fence_problems(block)]
+    assert not problems, "\n".join(problems)
+
+
+def test_fences_that_would_escape_the_test_are_refused(tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("\n".join([
+        "```sh", "pip install rl", "```",
+        "1. A step:", "", "   ```bash", "   rl train --algo ppo", "   ```",
+        "   ```console", "   $ rl train", "   ```",
+        "```", "rl train --algo ppo", "```",
+        "```", "rl/", "  config.py", "```",
+        "```toml", "a = 1", "```",
+        "<!-- not-run: -->", "```bash", "ls", "```",
+        "```py", "import rl", "```",
+    ]) + "\n")
+    blocks = read_blocks(doc)
+    assert [b.lang for b in blocks] == ["sh", "bash", "console", "", "", "toml", "bash", "py"]
+    assert blocks[1].code == "rl train --algo ppo"  # the list's indent is gone
+    problems = [fence_problems(b) for b in blocks]
+    assert "write it as ```bash" in problems[0][0] and "write it as ```bash" in problems[2][0]
+    assert problems[1] == [] and problems[4] == []  # a layout needs no language
+    assert "untagged block holds code" in problems[3][0]
+    assert "fence language 'toml'" in problems[5][0]
+    assert "marker without a reason" in problems[6][0]
+    assert "write it as ```python" in problems[7][0]
+
+
+@pytest.mark.parametrize("text", ["100_000", "1e5", "100k", "2.5M", "'1e5'", '"100k"', "100000"])
+def test_the_python_budget_replaces_the_whole_number(text):
+    code = f'algo.fit(stop={{"env_steps_total": {text}, "training_iteration": 9}})'
+    assert python_budget(code) == (
+        f'algo.fit(stop={{"env_steps_total": {PY_BUDGET}, "training_iteration": 9}})')
+    assert python_budget(f"Stop(env_steps_total={text})") == f"Stop(env_steps_total={PY_BUDGET})"
 
 
 def test_some_blocks_run():

@@ -9,7 +9,7 @@ import pytest
 
 import rl
 from rl.cli import main
-from rl.plot import merge_rows, plot_runs
+from rl.plot import merge_rows, plot_runs, read_results
 
 
 def _run_dir(root, name, config, rows):
@@ -140,3 +140,41 @@ def test_a_run_without_params_json_is_labelled_by_its_directory(tmp_path):
     fig = plot_runs([path], None)
     assert [line.get_label() for line in fig.axes[0].get_lines()] == [
         "ppo_CartPole-v1_2026-01-01"]
+
+
+def test_runs_without_params_json_are_separate_lines(tmp_path):
+    paths = [_run_dir(tmp_path, name, _ppo(), [_row(i, ret + i) for i in range(1, 4)])
+             for name, ret in (("run_a", 0.0), ("run_b", 10.0))]
+    # A second piece past iteration 1, without params: nothing says it continues run_a.
+    paths.append(_run_dir(tmp_path, "run_c", _ppo(), [_row(i, 100.0) for i in (4, 5)]))
+    for path in paths:
+        os.remove(os.path.join(path, "params.json"))
+    lines = _lines(plot_runs(paths, None).axes[0])
+    assert sorted(lines) == ["run_a", "run_b", "run_c"]
+    np.testing.assert_array_equal(lines["run_b"].get_ydata(), [11, 12, 13])
+
+
+def test_a_last_line_cut_by_a_crash_is_left_out_a_bad_middle_line_is_an_error(tmp_path, capsys):
+    path = _run_dir(tmp_path, "ppo_cut", _ppo(), [_row(i, i) for i in range(1, 4)])
+    results = os.path.join(path, "result.jsonl")
+    with open(results, "a") as f:
+        f.write('{"training_iteration": 4, "episode_ret')
+    assert [r["training_iteration"] for r in read_results(path)] == [1, 2, 3]
+    (line,) = plot_runs([path], None).axes[0].get_lines()
+    np.testing.assert_array_equal(line.get_ydata(), [1, 2, 3])
+    with open(results, "a") as f:
+        f.write("\n" + json.dumps(_row(4, 4)) + "\n")
+    assert main(["plot", path, "-o", os.devnull]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "line 4 is not JSON" in err
+
+
+@pytest.mark.parametrize("name,needle", [
+    ("out.xyz", "unknown image format 'xyz'; use one of"),
+    (os.path.join("missing", "out.png"), "does not exist"),
+])
+def test_an_output_matplotlib_cannot_write_is_one_line_exit_2(runs, tmp_path, capsys, name,
+                                                              needle):
+    assert main(["plot", runs[0], "-o", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err
