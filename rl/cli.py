@@ -70,6 +70,22 @@ def integer(text: str) -> int:
                                          f"100_000, 100k), got {text!r}") from None
 
 
+def positive(text: str) -> int:
+    """A whole-number flag that must be at least 1 (``--episodes``, ``--stop-iters``)."""
+    value = integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def nonnegative(text: str) -> int:
+    """A whole-number flag where 0 means "off" (``--checkpoint-every``)."""
+    value = integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def number(text: str) -> float:
     """A float flag: ``475``, ``-1.5e2``, ``2k`` all work."""
     from rl.config import parse_number
@@ -96,17 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set a config field (repeatable); `--help-config` lists them")
     t.add_argument("--stop-reward", type=number, help="stop at this episode_return_mean")
-    t.add_argument("--stop-timesteps", type=integer, help="stop after this many env steps")
-    t.add_argument("--stop-iters", type=integer, help="stop after this many iterations")
+    t.add_argument("--stop-timesteps", type=positive, help="stop after this many env steps")
+    t.add_argument("--stop-iters", type=positive, help="stop after this many iterations")
     t.add_argument("--stop-time", type=number, help="stop after this many seconds")
-    t.add_argument("--num-env-runners", type=integer, help="rollout worker processes")
-    t.add_argument("--num-envs-per-env-runner", type=integer, help="envs per worker")
+    t.add_argument("--num-env-runners", type=nonnegative, help="rollout worker processes")
+    t.add_argument("--num-envs-per-env-runner", type=positive, help="envs per worker")
     t.add_argument("--backend", choices=BACKENDS, help="actor runtime")
     t.add_argument("--address", help="Ray cluster address (with --backend ray)")
     t.add_argument("--seed", type=integer, help="random seed")
     t.add_argument("--logdir", help="root of run directories (default ./runs; a resumed run "
                    "continues its own run dir unless --logdir is given)")
-    t.add_argument("--checkpoint-every", type=integer, default=0, metavar="N",
+    t.add_argument("--checkpoint-every", type=nonnegative, default=0, metavar="N",
                    help="checkpoint every N iterations (always at the end)")
     t.add_argument("--resume", metavar="CHECKPOINT", help=(
         "resume from a checkpoint dir: algorithm, env, seed and config come from it "
@@ -130,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Evaluate a checkpoint with greedy episodes (its "
                        "observation filter frozen); optionally record or show them.")
     e.add_argument("checkpoint")
-    e.add_argument("--episodes", type=integer, default=10, help="how many episodes (10)")
+    e.add_argument("--episodes", type=positive, default=10, help="how many episodes (10)")
     e.add_argument("--json", action="store_true", help="print the result as one JSON line")
     shown = e.add_mutually_exclusive_group()
     shown.add_argument("--video", metavar="DIR", help="record every episode as an MP4 in DIR "
@@ -292,11 +308,13 @@ def _same_env(a: str, b: str) -> bool:
     """Whether two env names mean the same env (``CartPole`` and ``CartPole-v1`` do)."""
     if a == b:
         return True
-    from rl.envs import resolve_env
+    from rl.envs import EnvNameError, resolve_env
 
     try:
         return resolve_env(a).env_id == resolve_env(b).env_id
-    except ValueError:
+    except EnvNameError:
+        # Only an unknown name means "another env"; a user module that fails to import
+        # (EnvError) is its own error, raised as such.
         return False
 
 
@@ -332,14 +350,31 @@ def _last_iteration(results: str) -> int:
 
 
 def _default_stop(stop, algo) -> None:
-    from rl.experiment import DEFAULT_BUDGET_STEPS
+    from rl.experiment import DEFAULT_BUDGET_STEPS, Stop
 
-    if not stop.to_dict():
-        threshold = algo.env_spec.reward_threshold
-        if threshold is not None:
-            stop.episode_return_mean = threshold
-        # A resumed run keeps the budget it was started with (saved in the checkpoint).
-        stop.env_steps_total = algo.stop_timesteps or DEFAULT_BUDGET_STEPS
+    if stop.to_dict():
+        return
+    if algo.stop_criteria:
+        # A resumed run goes on to the budget of the run that wrote the checkpoint.
+        for key, value in Stop.from_dict(algo.stop_criteria).to_dict().items():
+            setattr(stop, key, value)
+        return
+    threshold = algo.env_spec.reward_threshold
+    if threshold is not None:
+        stop.episode_return_mean = threshold
+    # A checkpoint older than saved stop criteria: its first run's budget.
+    stop.env_steps_total = algo.stop_timesteps or DEFAULT_BUDGET_STEPS
+
+
+def _budget_spent(stop, algo) -> str | None:
+    """The counter criterion a restored checkpoint already meets, as words, or None."""
+    counters = {"env_steps_total": algo.env_steps_total,
+                "training_iteration": algo.iteration, "time_total_s": algo.time_total_s}
+    for key, value in counters.items():
+        limit = getattr(stop, key)
+        if limit is not None and value >= limit:
+            return f"{key} {_fmt(value)} >= {limit}"
+    return None
 
 
 def _print_config_help(cfg) -> None:
@@ -378,6 +413,11 @@ def cmd_train(args) -> int:
             print(f"resuming {args.resume}: iteration {algo.iteration}, "
                   f"{algo.env_steps_total:,} env steps", file=sys.stderr)
         _default_stop(stop, algo)
+        spent = _budget_spent(stop, algo) if args.resume else None
+        if spent is not None:
+            print(f"{args.resume} is already past its stop criteria ({spent}): nothing to "
+                  "train; give a larger --stop-timesteps/--stop-iters to go on", file=sys.stderr)
+            return 0
         budget = stop.env_steps_total
         run_dir, logdir = (_resume_target(args.resume, algo.iteration)
                            if args.resume and args.logdir is None else (None, args.logdir))
@@ -448,8 +488,11 @@ def cmd_evaluate(args) -> int:
     load_state(args.checkpoint)  # clear error for a wrong path, before any process starts
     # A fresh driver-side worker plays the episodes: the checkpoint's workers (their
     # layout, their running episodes) are a resume's business, not an evaluation's.
+    # Its learner too: the learner state loads on the CPU whatever the saved run used,
+    # so a checkpoint of a multi-learner or GPU run evaluates on any machine.
     algo = Algorithm.from_checkpoint(args.checkpoint, num_env_runners=0, backend="inline",
-                                     workers=False)
+                                     workers=False, num_learners=0, num_gpus_per_learner=0,
+                                     device="auto")
     started = time.time()
     try:
         result = algo.evaluate(args.episodes, video_dir=args.video, render=args.render)
@@ -539,12 +582,44 @@ def _import_modules(names: list[str]) -> None:
     from rl.config import error_line
 
     for name in names:
-        module = name[:-3].replace(os.sep, ".") if name.endswith(".py") else name
+        module = name
         try:
-            importlib.import_module(module)
+            if name.endswith(".py") or os.sep in name or "/" in name:
+                module = _import_file(name)
+            else:
+                importlib.import_module(module)
+        except UsageError:
+            raise
         except (Exception, SystemExit) as e:
             raise UsageError(f"--import {name}: importing module {module!r} raised "
                              f"{error_line(e)}") from e
+
+
+def _import_file(path: str) -> str:
+    """Load the Python file at ``path`` as the module named by its stem; returns that name.
+
+    The module goes into ``sys.modules`` under its stem, and its directory onto
+    ``sys.path``: worker processes (forkserver, spawn, Ray) re-import a user's classes by
+    module name, and find the file the same way.
+    """
+    import importlib.util
+
+    file = os.path.abspath(path)
+    if not os.path.isfile(file):
+        raise UsageError(f"--import {path}: no such file")
+    stem = os.path.splitext(os.path.basename(file))[0]
+    folder = os.path.dirname(file)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(stem, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[stem] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(stem, None)
+        raise
+    return stem
 
 
 # ---------------------------------------------------------------------------- main

@@ -172,11 +172,27 @@ def test_resume_alone_continues_the_original_run_dir(first_run, capsys):
 
 
 def test_resume_without_stop_flags_keeps_the_original_budget(first_run, capsys):
-    # The first run's --stop-timesteps 256 is in the checkpoint; CartPole's reward
-    # threshold is the default stop reward.
-    result, err = _train(capsys, "--resume", first_run["checkpoint"], "--json", "--no-eval")
-    assert "stop: {'episode_return_mean': 475.0, 'env_steps_total': 256}" in err
-    assert result["stop_reason"] == "env_steps_total"
+    # The first run's --stop-timesteps 256 is in the checkpoint, which is already there:
+    # one line says so, and nothing trains.
+    assert main(["train", "--resume", first_run["checkpoint"], "--json", "--no-eval"]) == 0
+    out = capsys.readouterr()
+    assert "is already past its stop criteria (env_steps_total 256 >= 256): nothing to " \
+           "train" in out.err
+    assert out.out == "" and _iterations(first_run["run_dir"]) == [1, 2]
+
+
+def test_resume_without_stop_flags_takes_the_last_runs_budget(first_run, capsys):
+    # A resume with --stop-timesteps 512 saves that budget in its checkpoints: resuming
+    # one of them with no flags goes on to 512, not to the first run's 256.
+    _train(capsys, "--resume", first_run["checkpoint"], "--stop-timesteps", "512",
+           "--checkpoint-every", "1", "--no-eval", "--json")
+    third = os.path.join(first_run["run_dir"], "checkpoint_000003")
+    with open(os.path.join(third, "state.json")) as f:
+        state = json.load(f)
+    assert state["stop"] == {"env_steps_total": 512} and state["stop_timesteps"] == 256
+    result, err = _train(capsys, "--resume", third, "--no-eval", "--json")
+    assert "stop: {'env_steps_total': 512}" in err
+    assert result["training_iteration"] == 4 and result["env_steps_total"] == 512
 
 
 def test_resume_from_an_older_checkpoint_starts_a_new_run_dir_next_to_it(first_run, capsys):
@@ -217,8 +233,33 @@ def test_resume_with_equal_flags_and_overrides(first_run, capsys):
                        "--stop-iters", "3",
                        "--no-eval", "--json")
     assert result["training_iteration"] == 3 and result["learner/lr"] == pytest.approx(1e-4)
+    # params.json stays the original run's; the resumed config goes beside it, named by
+    # the checkpoint's iteration.
     with open(os.path.join(first_run["run_dir"], "params.json")) as f:
+        assert json.load(f)["lr"] == pytest.approx(1e-3)
+    with open(os.path.join(first_run["run_dir"], "params_resumed_000002.json")) as f:
         assert json.load(f)["lr"] == pytest.approx(1e-4)
+
+
+def test_resume_with_the_same_config_writes_no_params_and_no_second_hparams_text(first_run,
+                                                                                 capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = first_run["run_dir"]
+    with open(os.path.join(run_dir, "params.json")) as f:
+        before = f.read()
+    _train(capsys, "--resume", first_run["checkpoint"], "--stop-iters", "3", "--no-eval",
+           "--json")
+    with open(os.path.join(run_dir, "params.json")) as f:
+        assert f.read() == before
+    assert not [n for n in os.listdir(run_dir) if n.startswith("params_resumed")]
+    texts = 0
+    for name in os.listdir(run_dir):
+        if name.startswith("events."):
+            events = EventAccumulator(os.path.join(run_dir, name))
+            events.Reload()
+            texts += len(events.Tags().get("tensors", []))
+    assert texts == 1  # the first run's hyper-parameter table only
 
 
 def test_resume_with_a_model_changing_set_names_the_file(first_run, capsys):

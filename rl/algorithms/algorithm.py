@@ -77,7 +77,12 @@ class Algorithm(abc.ABC):
         self.logger: M.RunLogger | None = None
         self.run_dir: str | None = None
         self.last_checkpoint: str | None = None
+        # The schedule horizon: the first fit()'s env-step budget, kept on resume so
+        # that a schedule does not change its slope when a later run extends the budget.
         self.stop_timesteps: int | None = None
+        # The last fit()'s stop criteria (Stop.to_dict()), saved in checkpoints: the
+        # budget a resume without stop flags goes on to.
+        self.stop_criteria: dict[str, Any] | None = None
         self.resumed_workers: list[int] = []  # set by restore()
         self._eval_worker: RolloutWorker | None = None
         self._stopped = False
@@ -303,7 +308,8 @@ class Algorithm(abc.ABC):
         ``env_steps_total``, ``training_iteration``, ``time_total_s``); returns the last
         result and the final checkpoint path. Linear schedules use ``env_steps_total``
         as their horizon unless ``schedule_timesteps`` is set. ``verbose``: the progress
-        line of ``rl train`` on stderr (None: when stderr is a TTY; False: silent)."""
+        line of ``rl train`` on stderr (None: when stderr is a TTY; False: fit() prints
+        none of its own, though a logger attached with a console still prints its line)."""
         from rl.experiment import Stop, fit
 
         stop = stop if isinstance(stop, Stop) else Stop.from_dict(stop)
@@ -329,8 +335,11 @@ class Algorithm(abc.ABC):
         env step. (Periodic evaluations, ``evaluation_interval``, are part of their
         iteration's row instead.)
         """
-        metrics = self._greedy_episodes(num_episodes or self.config.evaluation_duration,
-                                        video_dir=video_dir, render=render)
+        if num_episodes is None:
+            num_episodes = self.config.evaluation_duration
+        if num_episodes < 1:
+            raise ConfigError(f"evaluate: num_episodes must be >= 1, got {num_episodes}")
+        metrics = self._greedy_episodes(num_episodes, video_dir=video_dir, render=render)
         if self.logger is not None:
             self.logger.log_evaluation({M.TRAINING_ITERATION: self.iteration,
                                         M.ENV_STEPS_TOTAL: self.env_steps_total,
@@ -380,7 +389,9 @@ class Algorithm(abc.ABC):
             tensorboard: also write TensorBoard events.
             run_dir: instead of ``logdir``, continue this existing run directory: rows
                 are appended to its ``result.jsonl`` and TensorBoard's curve goes on (its
-                steps are ``env_steps_total``), as a resumed run does.
+                steps are ``env_steps_total``), as a resumed run does; its
+                ``params.json`` stays the original's (a changed config is written to
+                ``params_resumed_<iteration>.json`` beside it).
         """
         if (logdir is None) == (run_dir is None):
             raise ValueError("attach_logger: give exactly one of logdir (a new run) and "
@@ -394,8 +405,10 @@ class Algorithm(abc.ABC):
             while os.path.exists(run_dir):
                 suffix += 1
                 run_dir = f"{base}_{suffix}"
+        continued = self.iteration if logdir is None else None
         self.logger = M.RunLogger(run_dir, self.config.to_dict(), console=console,
-                                  budget_steps=budget_steps, tensorboard=tensorboard)
+                                  budget_steps=budget_steps, tensorboard=tensorboard,
+                                  resumed_at=continued)
         self.run_dir = run_dir
         return run_dir
 
@@ -428,6 +441,7 @@ class Algorithm(abc.ABC):
             "rng": ckpt.rng_to_plain(self.rng),
             "torch_rng": torch.get_rng_state().tolist(),
             "stop_timesteps": self.stop_timesteps,
+            "stop": self.stop_criteria,
             "extra": extra_json,
         }
         state["workers"], worker_arrays = self.workers.get_state()
@@ -471,6 +485,8 @@ class Algorithm(abc.ABC):
             raise ckpt.CheckpointError(f"{os.path.join(path, ckpt.STATE_FILE)} is corrupt: "
                                        f"{error_line(e)}") from e
         self.stop_timesteps = state.get("stop_timesteps")
+        saved_stop = state.get("stop")
+        self.stop_criteria = dict(saved_stop) if isinstance(saved_stop, dict) else None
         filt = ckpt.load_arrays(path, "obs_filter")
         if self.obs_filter is not None and filt is not None:
             self.obs_filter.load_state(filt)
