@@ -162,3 +162,26 @@ def test_evaluate_does_not_print_resume_messages(tmp_path, capsys, caplog):
     text = captured.out + captured.err + caplog.text
     assert "episodes: return" in captured.out
     assert "workers x" not in text and "fresh episodes" not in text, text
+
+
+def test_evaluate_a_checkpoint_of_a_multi_learner_run(tmp_path, capsys):
+    # Evaluation plays in the driver with one CPU learner, whatever the saved run used.
+    with _small().resources(backend="process").learners(num_learners=2).build() as algo:
+        algo.train()
+        saved = algo.save(str(tmp_path / "checkpoint"))
+    assert main(["evaluate", saved, "--episodes", "1"]) == 0
+    assert "1 episodes: return" in capsys.readouterr().out
+
+
+def test_evaluate_a_checkpoint_of_a_cuda_run(ckpt, capsys):
+    with open(os.path.join(ckpt, "state.json")) as f:
+        config = json.load(f)["config"]
+    _edit_state(ckpt, config={**config, "device": "cuda", "num_gpus_per_learner": 1})
+    assert main(["evaluate", ckpt, "--episodes", "1"]) == 0
+    assert "1 episodes: return" in capsys.readouterr().out
+
+
+def test_evaluate_zero_episodes_is_refused(saved):
+    with Algorithm.from_checkpoint(saved) as algo, \
+            pytest.raises(ValueError, match="num_episodes must be >= 1, got 0"):
+        algo.evaluate(0)

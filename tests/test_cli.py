@@ -350,3 +350,47 @@ def test_resume_with_another_worker_layout_says_episodes_start_fresh(first_run, 
     assert result["training_iteration"] == 3
     assert "checkpoint holds 1 workers x 8 envs, this run 2 x 8: the workers start fresh " \
            "episodes" in caplog.text
+
+
+def test_resume_with_an_env_whose_module_fails_is_that_error_not_a_mismatch(first_run,
+                                                                            tmp_path, capsys,
+                                                                            monkeypatch):
+    (tmp_path / "crashingenvs.py").write_text("raise RuntimeError('no simulator here')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _, err = _train(capsys, "--resume", first_run["checkpoint"], "--env",
+                    "crashingenvs:Pole", code=2)
+    assert "importing module 'crashingenvs' raised RuntimeError: no simulator here" in err
+    assert "disagrees" not in err
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["evaluate", "somewhere", "--episodes", "0"], "--episodes: expected a whole number >= 1"),
+    (["evaluate", "somewhere", "--episodes", "-1"], "--episodes: expected a whole number >= 1"),
+    (["train", "--algo", "ppo", "--env", "CartPole", "--stop-iters", "0"],
+     "--stop-iters: expected a whole number >= 1, got '0'"),
+    (["train", "--algo", "ppo", "--env", "CartPole", "--stop-timesteps", "-5"],
+     "--stop-timesteps: expected a whole number >= 1"),
+    (["train", "--algo", "ppo", "--env", "CartPole", "--checkpoint-every", "-1"],
+     "--checkpoint-every: expected a whole number >= 0"),
+    (["train", "--algo", "ppo", "--env", "CartPole", "--num-envs-per-env-runner", "0"],
+     "--num-envs-per-env-runner: expected a whole number >= 1"),
+])
+def test_counts_that_make_no_sense_are_one_line_with_exit_2(argv, needle, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1, err
+
+
+def test_import_takes_a_python_file_by_path_for_the_cli_and_the_workers(tmp_path):
+    # The file is not in the current directory: its folder goes on sys.path, so the
+    # worker processes that unpickle `myenvs.make_pole` find the module by name.
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "myenvs.py").write_text(MYENVS)
+    for path in ("./envs/myenvs.py", str(tmp_path / "envs" / "myenvs.py")):
+        out = _rl(tmp_path, "train", "--import", path, "--env", "Pole3", *SMALL)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout.strip().splitlines()[-1])["env_steps_total"] == 64
+    out = _rl(tmp_path, "train", "--import", "./envs/nothere.py", "--env", "Pole3", *SMALL)
+    assert out.returncode == 2 and "--import ./envs/nothere.py: no such file" in out.stderr
