@@ -404,7 +404,7 @@ def cmd_train(args) -> int:
 
     # Only what the command line says overrides a checkpoint's config (_make_config): a
     # default here must not change the saved run's layout (its worker states would not fit).
-    algo = cfg.build()
+    algo = cfg.build(checkpoint=args.resume)
     status = 0
     checkpoint = None
     try:

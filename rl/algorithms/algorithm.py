@@ -54,7 +54,10 @@ class Algorithm(abc.ABC):
     needs_next_obs: ClassVar[bool] = False
     """Whether fragments carry ``next_obs`` (the true final observation at episode ends)."""
 
-    def __init__(self, config: AlgorithmConfig, logdir: str | None = None):
+    def __init__(self, config: AlgorithmConfig, logdir: str | None = None, *,
+                 checkpoint: str | None = None):
+        """``checkpoint``: the one ``restore()`` will load; its files are checked against
+        this config before any process starts (a damaged one fails fast)."""
         config.validate()
         self.config = config
         self.name = type(self).__name__
@@ -69,6 +72,8 @@ class Algorithm(abc.ABC):
                                         activation=config.model_activation,
                                         vf_share_layers=config.vf_share_layers)
         self.obs_filter = RunningMeanStd(self.obs_space.shape) if config.normalize_obs else None
+        if checkpoint is not None:
+            self._check_checkpoint(checkpoint)
         self.iteration = 0
         self.env_steps_total = 0
         self.time_total_s = 0.0
@@ -466,14 +471,8 @@ class Algorithm(abc.ABC):
                 another algorithm or a newer rl, or does not fit this config's model;
                 the message names the file and why.
         """
-        state = ckpt.load_state(path)
-        ckpt.require(state, path, algo=str, iteration=int, env_steps_total=int,
-                     time_total_s=(int, float), episodes=dict, rng=dict, torch_rng=list)
-        if state["algo"].lower() != self.config.algo_name.lower():
-            raise ckpt.CheckpointError(
-                f"{os.path.join(path, ckpt.STATE_FILE)}: the checkpoint was written by "
-                f"{state['algo']}, not {self.config.algo_name}")
-        self._load_learner_state(path)
+        state, learner, filt = self._check_checkpoint(path)
+        self._load_learner_state(path, learner)
         try:
             self.iteration = int(state["iteration"])
             self.env_steps_total = int(state["env_steps_total"])
@@ -487,7 +486,6 @@ class Algorithm(abc.ABC):
         self.stop_timesteps = state.get("stop_timesteps")
         saved_stop = state.get("stop")
         self.stop_criteria = dict(saved_stop) if isinstance(saved_stop, dict) else None
-        filt = ckpt.load_arrays(path, "obs_filter")
         if self.obs_filter is not None and filt is not None:
             self.obs_filter.load_state(filt)
         if workers:
@@ -499,9 +497,22 @@ class Algorithm(abc.ABC):
         self.publish_restored_weights()
         self.timers.pop()
 
-    def _load_learner_state(self, path: str) -> None:
-        """``learner.pt`` into the learner group, once it is known to fit the model (a
-        learner process would otherwise fail with torch's many-line message)."""
+    def _check_checkpoint(self, path: str) -> tuple[dict[str, Any], dict[str, Any],
+                                                    dict[str, np.ndarray] | None]:
+        """Read and check the checkpoint's state, learner and observation-filter files
+        against this config's model and spaces (no process needed); returns them.
+
+        A learner process would otherwise fail with torch's many-line message, and a
+        filter of the wrong shape with numpy's.
+        """
+        state = ckpt.load_state(path)
+        state_file = os.path.join(path, ckpt.STATE_FILE)
+        ckpt.require(state, path, algo=str, iteration=int, env_steps_total=int,
+                     time_total_s=(int, float), episodes=dict, rng=dict, torch_rng=list)
+        if state["algo"].lower() != self.config.algo_name.lower():
+            raise ckpt.CheckpointError(
+                f"{state_file}: the checkpoint was written by {state['algo']}, not "
+                f"{self.config.algo_name}")
         learner = ckpt.load_tensors(path, "learner")
         file = os.path.join(path, "learner.pt")
         if not isinstance(learner, dict) or not {"module", "optimizer"} <= set(learner):
@@ -512,6 +523,25 @@ class Algorithm(abc.ABC):
         ckpt.check_shapes(file, learner["module"], module.state_dict(),
                           what=f"the model of this config ({type(module).__name__}, "
                                f"model_hiddens={list(self.config.model_hiddens)})")
+        filt = ckpt.load_arrays(path, "obs_filter")
+        filter_file = os.path.join(path, "obs_filter.npz")
+        saved_config = state.get("config")
+        if filt is None and isinstance(saved_config, dict) and saved_config.get("normalize_obs"):
+            # Evaluating with fresh statistics would feed the policy unnormalized inputs.
+            raise ckpt.CheckpointError(f"{filter_file} is missing (the checkpoint is "
+                                       "incomplete: its run normalized observations)")
+        if filt is not None and self.obs_filter is not None:
+            try:
+                RunningMeanStd(self.obs_space.shape).load_state(filt)
+            except (KeyError, TypeError, ValueError) as e:
+                raise ckpt.CheckpointError(
+                    f"{filter_file} does not fit this env's observations (shape "
+                    f"{list(self.obs_space.shape)}): {error_line(e)}") from e
+        return state, learner, filt
+
+    def _load_learner_state(self, path: str, learner: dict[str, Any]) -> None:
+        """The checked ``learner.pt`` (``_check_checkpoint``) into the learner group."""
+        file = os.path.join(path, "learner.pt")
         try:
             self.learner_group.load_state(learner)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
@@ -557,7 +587,7 @@ class Algorithm(abc.ABC):
         """
         config = cls.config_from_checkpoint(path)
         config.set(**overrides)
-        algo = config.build(logdir=logdir)
+        algo = config.build(logdir=logdir, checkpoint=path)
         try:
             algo.restore(path, workers=workers)
         except BaseException:
