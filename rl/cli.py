@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(--algo/--env/--seed, if given, must match it); --num-env-runners, "
         "--num-envs-per-env-runner, --backend, --device, --address and --set override its "
         "config; stop flags count from the original start and set the new budget (default: "
-        "the original --stop-timesteps); rows go on in the checkpoint's run dir unless "
+        "the stop criteria of the run that wrote the checkpoint); rows go on in the checkpoint's run dir unless "
         "--logdir is given"))
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="learner device")
     t.add_argument("--as-test", action="store_true",
@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--import", dest="imports", action="append", default=[],
                              metavar="MODULE", help="import MODULE before anything runs "
                              "(repeatable), e.g. the one whose rl.register_env() calls add "
-                             "the env's name")
+                             "the env's name; a path (./myenvs.py) loads that file")
     return p
 
 
