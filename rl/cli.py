@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Any
 
+from rl import cli_resume
 from rl.runtime import BACKENDS
 
 EXIT_FAILED = 1
@@ -226,7 +227,7 @@ def _make_config(args):
     from rl.experiment import Stop, load_example
 
     if args.resume:
-        cfg, stop = _resume_config(args)
+        cfg, stop = cli_resume.resume_config(args)
         if args.help_config:
             return cfg, None, None
         return _apply_flags(cfg, stop, args), stop, None
@@ -275,108 +276,6 @@ def _apply_flags(cfg, stop, args):
     return cfg
 
 
-def _resume_config(args):
-    """The checkpoint's config and the stop criteria of ``-f FILE`` (if given), after
-    checking that nothing on the command line contradicts the checkpoint."""
-    from rl.algorithms.algorithm import Algorithm
-    from rl.experiment import Stop, load_example
-
-    cfg = Algorithm.config_from_checkpoint(args.resume)
-    saved = f"the checkpoint's {{}} ({args.resume})"
-    if args.algo and args.algo.lower() != cfg.algo_name.lower():
-        raise UsageError(f"--algo {args.algo} disagrees with {saved.format('algo')}: "
-                         f"{cfg.algo_name}; leave --algo out to resume it")
-    if args.env and not _same_env(args.env, cfg.env):
-        raise UsageError(f"--env {args.env} disagrees with {saved.format('env')}: {cfg.env}; "
-                         "leave --env out to resume it")
-    if args.seed is not None and args.seed != cfg.seed:
-        raise UsageError(f"--seed {args.seed} disagrees with {saved.format('seed')}: "
-                         f"{cfg.seed}; a resumed run continues the saved random state (start "
-                         "a new run for another seed)")
-    stop = Stop()
-    if args.file:
-        example = load_example(args.file)
-        if example.algo.lower() != cfg.algo_name.lower() or not _same_env(example.env, cfg.env):
-            raise UsageError(f"{args.file} (algo: {example.algo}, env: {example.env}) is not the "
-                             f"checkpoint's run ({cfg.algo_name} on {cfg.env}); with --resume, "
-                             "-f FILE gives only the stop criteria")
-        stop = example.stop
-    return cfg, stop
-
-
-def _same_env(a: str, b: str) -> bool:
-    """Whether two env names mean the same env (``CartPole`` and ``CartPole-v1`` do)."""
-    if a == b:
-        return True
-    from rl.envs import EnvNameError, resolve_env
-
-    try:
-        return resolve_env(a).env_id == resolve_env(b).env_id
-    except EnvNameError:
-        # Only an unknown name means "another env"; a user module that fails to import
-        # (EnvError) is its own error, raised as such.
-        return False
-
-
-def _resume_target(checkpoint: str, iteration: int) -> tuple[str | None, str]:
-    """Where a resumed run logs when no ``--logdir`` is given: the checkpoint's own run
-    directory (returned first) if rl wrote one around it, else a new run directory
-    under the logdir returned second."""
-    run_dir = os.path.dirname(os.path.abspath(checkpoint))
-    results = os.path.join(run_dir, "result.jsonl")
-    if not any(os.path.isfile(os.path.join(run_dir, name))
-               for name in ("params.json", "result.jsonl")):
-        return None, DEFAULT_LOGDIR
-    last = _last_iteration(results)
-    if last > iteration:
-        # Appending would draw iterations last+1.. after a second copy of iteration+1..:
-        # the curve would fold back on itself.
-        print(f"{results} already goes on to iteration {last}, past the checkpoint's "
-              f"{iteration}: the resumed run gets a new run dir next to it", file=sys.stderr)
-        return None, os.path.dirname(run_dir)
-    return run_dir, DEFAULT_LOGDIR
-
-
-def _last_iteration(results: str) -> int:
-    last = 0
-    if os.path.isfile(results):
-        with open(results) as f:
-            for line in f:
-                try:
-                    last = max(last, int(json.loads(line).get("training_iteration", 0)))
-                except (ValueError, TypeError, AttributeError):
-                    continue  # a line cut short by a crash
-    return last
-
-
-def _default_stop(stop, algo) -> None:
-    from rl.experiment import DEFAULT_BUDGET_STEPS, Stop
-
-    if stop.to_dict():
-        return
-    if algo.stop_criteria:
-        # A resumed run goes on to the budget of the run that wrote the checkpoint.
-        for key, value in Stop.from_dict(algo.stop_criteria).to_dict().items():
-            setattr(stop, key, value)
-        return
-    threshold = algo.env_spec.reward_threshold
-    if threshold is not None:
-        stop.episode_return_mean = threshold
-    # A checkpoint older than saved stop criteria: its first run's budget.
-    stop.env_steps_total = algo.stop_timesteps or DEFAULT_BUDGET_STEPS
-
-
-def _budget_spent(stop, algo) -> str | None:
-    """The counter criterion a restored checkpoint already meets, as words, or None."""
-    counters = {"env_steps_total": algo.env_steps_total,
-                "training_iteration": algo.iteration, "time_total_s": algo.time_total_s}
-    for key, value in counters.items():
-        limit = getattr(stop, key)
-        if limit is not None and value >= limit:
-            return f"{key} {_fmt(value)} >= {limit}"
-    return None
-
-
 def _print_config_help(cfg) -> None:
     import dataclasses
 
@@ -412,14 +311,15 @@ def cmd_train(args) -> int:
             algo.restore(args.resume)
             print(f"resuming {args.resume}: iteration {algo.iteration}, "
                   f"{algo.env_steps_total:,} env steps", file=sys.stderr)
-        _default_stop(stop, algo)
-        spent = _budget_spent(stop, algo) if args.resume else None
+        cli_resume.default_stop(stop, algo)
+        spent = cli_resume.budget_spent(stop, algo) if args.resume else None
         if spent is not None:
             print(f"{args.resume} is already past its stop criteria ({spent}): nothing to "
                   "train; give a larger --stop-timesteps/--stop-iters to go on", file=sys.stderr)
             return 0
         budget = stop.env_steps_total
-        run_dir, logdir = (_resume_target(args.resume, algo.iteration)
+        run_dir, logdir = (cli_resume.resume_target(args.resume, algo.iteration,
+                                                      DEFAULT_LOGDIR)
                            if args.resume and args.logdir is None else (None, args.logdir))
         if run_dir is not None:
             algo.attach_logger(run_dir=run_dir, console=sys.stderr, budget_steps=budget)
