@@ -27,6 +27,7 @@ import sys
 import time
 from typing import Any
 
+from rl import cli_resume
 from rl.runtime import BACKENDS
 
 EXIT_FAILED = 1
@@ -81,6 +82,22 @@ def integer(text: str) -> int:
                                          f"100_000, 100k), got {text!r}") from None
 
 
+def positive(text: str) -> int:
+    """A whole-number flag that must be at least 1 (``--episodes``, ``--stop-iters``)."""
+    value = integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def nonnegative(text: str) -> int:
+    """A whole-number flag where 0 means "off" (``--checkpoint-every``)."""
+    value = integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def number(text: str) -> float:
     """A float flag: ``475``, ``-1.5e2``, ``2k`` all work."""
     from rl.config import parse_number
@@ -117,25 +134,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set a config field (repeatable); `--help-config` lists them")
     t.add_argument("--stop-reward", type=number, help="stop at this episode_return_mean")
-    t.add_argument("--stop-timesteps", type=integer, help="stop after this many env steps")
-    t.add_argument("--stop-iters", type=integer, help="stop after this many iterations")
+    t.add_argument("--stop-timesteps", type=positive, help="stop after this many env steps")
+    t.add_argument("--stop-iters", type=positive, help="stop after this many iterations")
     t.add_argument("--stop-time", type=duration,
                    help="stop after this long: seconds, or with a unit s, m, h (90, 5m, 1.5h)")
-    t.add_argument("--num-env-runners", type=integer, help="rollout worker processes")
-    t.add_argument("--num-envs-per-env-runner", type=integer, help="envs per worker")
+    t.add_argument("--num-env-runners", type=nonnegative, help="rollout worker processes")
+    t.add_argument("--num-envs-per-env-runner", type=positive, help="envs per worker")
     t.add_argument("--backend", choices=BACKENDS, help="actor runtime")
     t.add_argument("--address", help="Ray cluster address (with --backend ray)")
     t.add_argument("--seed", type=integer, help="random seed")
     t.add_argument("--logdir", help="root of run directories (default ./runs; a resumed run "
                    "continues its own run dir unless --logdir is given)")
-    t.add_argument("--checkpoint-every", type=integer, default=0, metavar="N",
+    t.add_argument("--checkpoint-every", type=nonnegative, default=0, metavar="N",
                    help="checkpoint every N iterations (always at the end)")
     t.add_argument("--resume", metavar="CHECKPOINT", help=(
         "resume from a checkpoint dir: algorithm, env, seed and config come from it "
         "(--algo/--env/--seed, if given, must match it); --num-env-runners, "
         "--num-envs-per-env-runner, --backend, --device, --address and --set override its "
         "config; stop flags count from the original start and set the new budget (default: "
-        "the original --stop-timesteps); rows go on in the checkpoint's run dir unless "
+        "the stop criteria of the run that wrote the checkpoint); rows go on in the checkpoint's run dir unless "
         "--logdir is given"))
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="learner device")
     t.add_argument("--as-test", action="store_true",
@@ -152,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Evaluate a checkpoint with greedy episodes (its "
                        "observation filter frozen); optionally record or show them.")
     e.add_argument("checkpoint")
-    e.add_argument("--episodes", type=integer, default=10, help="how many episodes (10)")
+    e.add_argument("--episodes", type=positive, default=10, help="how many episodes (10)")
     e.add_argument("--json", action="store_true", help="print the result as one JSON line")
     shown = e.add_mutually_exclusive_group()
     shown.add_argument("--video", metavar="DIR", help="record every episode as an MP4 in DIR "
@@ -204,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--import", dest="imports", action="append", default=[],
                              metavar="MODULE", help="import MODULE before anything runs "
                              "(repeatable), e.g. the one whose rl.register_env() calls add "
-                             "the env's name")
+                             "the env's name; a path (./myenvs.py) loads that file")
     return p
 
 
@@ -233,7 +250,7 @@ def _make_config(args):
     from rl.experiment import Stop, load_example
 
     if args.resume:
-        cfg, stop = _resume_config(args)
+        cfg, stop = cli_resume.resume_config(args)
         if args.help_config:
             return cfg, None, None
         return _apply_flags(cfg, stop, args), stop, None
@@ -282,89 +299,6 @@ def _apply_flags(cfg, stop, args):
     return cfg
 
 
-def _resume_config(args):
-    """The checkpoint's config and the stop criteria of ``-f FILE`` (if given), after
-    checking that nothing on the command line contradicts the checkpoint."""
-    from rl.algorithms.algorithm import Algorithm
-    from rl.experiment import Stop, load_example
-
-    cfg = Algorithm.config_from_checkpoint(args.resume)
-    saved = f"the checkpoint's {{}} ({args.resume})"
-    if args.algo and args.algo.lower() != cfg.algo_name.lower():
-        raise UsageError(f"--algo {args.algo} disagrees with {saved.format('algo')}: "
-                         f"{cfg.algo_name}; leave --algo out to resume it")
-    if args.env and not _same_env(args.env, cfg.env):
-        raise UsageError(f"--env {args.env} disagrees with {saved.format('env')}: {cfg.env}; "
-                         "leave --env out to resume it")
-    if args.seed is not None and args.seed != cfg.seed:
-        raise UsageError(f"--seed {args.seed} disagrees with {saved.format('seed')}: "
-                         f"{cfg.seed}; a resumed run continues the saved random state (start "
-                         "a new run for another seed)")
-    stop = Stop()
-    if args.file:
-        example = load_example(args.file)
-        if example.algo.lower() != cfg.algo_name.lower() or not _same_env(example.env, cfg.env):
-            raise UsageError(f"{args.file} (algo: {example.algo}, env: {example.env}) is not the "
-                             f"checkpoint's run ({cfg.algo_name} on {cfg.env}); with --resume, "
-                             "-f FILE gives only the stop criteria")
-        stop = example.stop
-    return cfg, stop
-
-
-def _same_env(a: str, b: str) -> bool:
-    """Whether two env names mean the same env (``CartPole`` and ``CartPole-v1`` do)."""
-    if a == b:
-        return True
-    from rl.envs import resolve_env
-
-    try:
-        return resolve_env(a).env_id == resolve_env(b).env_id
-    except ValueError:
-        return False
-
-
-def _resume_target(checkpoint: str, iteration: int) -> tuple[str | None, str]:
-    """Where a resumed run logs when no ``--logdir`` is given: the checkpoint's own run
-    directory (returned first) if rl wrote one around it, else a new run directory
-    under the logdir returned second."""
-    run_dir = os.path.dirname(os.path.abspath(checkpoint))
-    results = os.path.join(run_dir, "result.jsonl")
-    if not any(os.path.isfile(os.path.join(run_dir, name))
-               for name in ("params.json", "result.jsonl")):
-        return None, DEFAULT_LOGDIR
-    last = _last_iteration(results)
-    if last > iteration:
-        # Appending would draw iterations last+1.. after a second copy of iteration+1..:
-        # the curve would fold back on itself.
-        print(f"{results} already goes on to iteration {last}, past the checkpoint's "
-              f"{iteration}: the resumed run gets a new run dir next to it", file=sys.stderr)
-        return None, os.path.dirname(run_dir)
-    return run_dir, DEFAULT_LOGDIR
-
-
-def _last_iteration(results: str) -> int:
-    last = 0
-    if os.path.isfile(results):
-        with open(results) as f:
-            for line in f:
-                try:
-                    last = max(last, int(json.loads(line).get("training_iteration", 0)))
-                except (ValueError, TypeError, AttributeError):
-                    continue  # a line cut short by a crash
-    return last
-
-
-def _default_stop(stop, algo) -> None:
-    from rl.experiment import DEFAULT_BUDGET_STEPS
-
-    if not stop.to_dict():
-        threshold = algo.env_spec.reward_threshold
-        if threshold is not None:
-            stop.episode_return_mean = threshold
-        # A resumed run keeps the budget it was started with (saved in the checkpoint).
-        stop.env_steps_total = algo.stop_timesteps or DEFAULT_BUDGET_STEPS
-
-
 def _print_config_help(cfg) -> None:
     import dataclasses
 
@@ -392,7 +326,7 @@ def cmd_train(args) -> int:
 
     # Only what the command line says overrides a checkpoint's config (_make_config): a
     # default here must not change the saved run's layout (its worker states would not fit).
-    algo = cfg.build()
+    algo = cfg.build(checkpoint=args.resume)
     status = 0
     checkpoint = None
     try:
@@ -400,9 +334,15 @@ def cmd_train(args) -> int:
             algo.restore(args.resume)
             print(f"resuming {args.resume}: iteration {algo.iteration}, "
                   f"{algo.env_steps_total:,} env steps", file=sys.stderr)
-        _default_stop(stop, algo)
+        cli_resume.default_stop(stop, algo)
+        spent = cli_resume.budget_spent(stop, algo) if args.resume else None
+        if spent is not None:
+            print(f"{args.resume} is already past its stop criteria ({spent}): nothing to "
+                  "train; give a larger --stop-timesteps/--stop-iters to go on", file=sys.stderr)
+            return 0
         budget = stop.env_steps_total
-        run_dir, logdir = (_resume_target(args.resume, algo.iteration)
+        run_dir, logdir = (cli_resume.resume_target(args.resume, algo.iteration,
+                                                      DEFAULT_LOGDIR)
                            if args.resume and args.logdir is None else (None, args.logdir))
         if run_dir is not None:
             algo.attach_logger(run_dir=run_dir, console=sys.stderr, budget_steps=budget)
@@ -471,8 +411,11 @@ def cmd_evaluate(args) -> int:
     load_state(args.checkpoint)  # clear error for a wrong path, before any process starts
     # A fresh driver-side worker plays the episodes: the checkpoint's workers (their
     # layout, their running episodes) are a resume's business, not an evaluation's.
+    # Its learner too: the learner state loads on the CPU whatever the saved run used,
+    # so a checkpoint of a multi-learner or GPU run evaluates on any machine.
     algo = Algorithm.from_checkpoint(args.checkpoint, num_env_runners=0, backend="inline",
-                                     workers=False)
+                                     workers=False, num_learners=0, num_gpus_per_learner=0,
+                                     device="auto")
     started = time.time()
     try:
         result = algo.evaluate(args.episodes, video_dir=args.video, render=args.render)
@@ -562,12 +505,44 @@ def _import_modules(names: list[str]) -> None:
     from rl.config import error_line
 
     for name in names:
-        module = name[:-3].replace(os.sep, ".") if name.endswith(".py") else name
+        module = name
         try:
-            importlib.import_module(module)
+            if name.endswith(".py") or os.sep in name or "/" in name:
+                module = _import_file(name)
+            else:
+                importlib.import_module(module)
+        except UsageError:
+            raise
         except (Exception, SystemExit) as e:
             raise UsageError(f"--import {name}: importing module {module!r} raised "
                              f"{error_line(e)}") from e
+
+
+def _import_file(path: str) -> str:
+    """Load the Python file at ``path`` as the module named by its stem; returns that name.
+
+    The module goes into ``sys.modules`` under its stem, and its directory onto
+    ``sys.path``: worker processes (forkserver, spawn, Ray) re-import a user's classes by
+    module name, and find the file the same way.
+    """
+    import importlib.util
+
+    file = os.path.abspath(path)
+    if not os.path.isfile(file):
+        raise UsageError(f"--import {path}: no such file")
+    stem = os.path.splitext(os.path.basename(file))[0]
+    folder = os.path.dirname(file)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(stem, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[stem] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(stem, None)
+        raise
+    return stem
 
 
 # ---------------------------------------------------------------------------- main

@@ -388,12 +388,14 @@ class AlgorithmConfig:
     def copy(self) -> Self:
         return type(self).from_dict(self.to_dict())
 
-    def build(self, logdir: str | None = None):
-        """Validate and construct the algorithm registered under ``algo_name``."""
+    def build(self, logdir: str | None = None, *, checkpoint: str | None = None):
+        """Validate and construct the algorithm registered under ``algo_name``
+        (``checkpoint``: the one it will restore, checked before any process starts)."""
         from rl.algorithms.registry import algorithm_class
 
         self.validate()
-        return algorithm_class(self.algo_name)(self.copy(), logdir=logdir)
+        return algorithm_class(self.algo_name)(self.copy(), logdir=logdir,
+                                               checkpoint=checkpoint)
 
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self.to_dict() == other.to_dict()

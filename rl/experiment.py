@@ -187,6 +187,7 @@ def fit(algo, stop: Stop, checkpoint_every: int = 0, checkpoint_at_end: bool = T
     """
     if stop.env_steps_total and not algo.stop_timesteps:
         algo.stop_timesteps = int(stop.env_steps_total)
+    algo.stop_criteria = stop.to_dict()
     result: dict[str, Any] = {}
     progress = _progress(algo, stop, verbose)
     with INTERRUPTS.installed():

@@ -26,6 +26,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from rl.config import ConfigError
+
 __all__ = [
     "EpisodeWindow",
     "MetricMeans",
@@ -34,6 +36,7 @@ __all__ = [
     "Timers",
     "explained_variance",
     "format_duration",
+    "read_results",
     "is_evaluation_row",
 ]
 
@@ -256,14 +259,24 @@ class RunLogger:
         params: the resolved config dict, written once.
         console: where progress goes (None silences it).
         budget_steps: env-step budget for the progress bar and ETA (optional).
+        resumed_at: continuing the run in ``run_dir`` from this iteration's checkpoint:
+            an existing params.json stays the original run's (a changed config goes to
+            ``params_resumed_<iteration>.json`` beside it) and TensorBoard does not get
+            the hyper-parameter table a second time.
     """
 
     def __init__(self, run_dir: str, params: dict[str, Any], console: TextIO | None = sys.stderr,
-                 budget_steps: int | None = None, tensorboard: bool = True):
+                 budget_steps: int | None = None, tensorboard: bool = True,
+                 resumed_at: int | None = None):
         self.run_dir = run_dir
         os.makedirs(run_dir, exist_ok=True)
-        with open(os.path.join(run_dir, "params.json"), "w") as f:
-            json.dump(params, f, indent=2, sort_keys=True)
+        params_file = os.path.join(run_dir, "params.json")
+        continued = resumed_at is not None and os.path.isfile(params_file)
+        if continued:
+            params_file = self._resumed_params_file(params_file, params, resumed_at)
+        if params_file is not None:
+            with open(params_file, "w") as f:
+                json.dump(params, f, indent=2, sort_keys=True)
         self._results = open(os.path.join(run_dir, "result.jsonl"), "a", buffering=1)
         self.progress = Progress(console, budget_steps) if console is not None else None
         self.writer = None
@@ -271,8 +284,22 @@ class RunLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(run_dir)
+        if self.writer is not None and not continued:
             table = "\n".join(f"|{k}|{json.dumps(v)}|" for k, v in sorted(params.items()))
             self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+
+    @staticmethod
+    def _resumed_params_file(original: str, params: dict[str, Any],
+                             iteration: int) -> str | None:
+        """Where a resumed run's config goes: nowhere when it is the original's, else
+        ``params_resumed_<iteration>.json`` next to the original ``params.json``."""
+        try:
+            with open(original) as f:
+                if json.load(f) == json.loads(json.dumps(params)):
+                    return None
+        except (OSError, ValueError):
+            pass  # unreadable: keep it as it is, and record this run's config beside it
+        return os.path.join(os.path.dirname(original), f"params_resumed_{iteration:06d}.json")
 
     def log(self, result: dict[str, Any]) -> None:
         """Write one iteration's result (a row, its scalars, the progress line)."""
@@ -303,3 +330,31 @@ class RunLogger:
             self.writer.close()
             self.writer = None
         self._results.close()
+
+
+def read_results(run_dir: str) -> list[dict[str, Any]]:
+    """A run directory's ``result.jsonl`` rows, as written (``rl.plot.merge_rows`` merges them).
+
+    A last line cut short (the run was killed while writing it) is left out; a bad line
+    before the end is an error, as the file is then not a run's log.
+
+    Raises:
+        ConfigError: no result.jsonl, or a line before the last that is no JSON object.
+    """
+    path = os.path.join(run_dir, "result.jsonl")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{run_dir!r} is not a run directory: it has no result.jsonl")
+    with open(path) as f:
+        lines = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
+    rows = []
+    for i, (n, line) in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == len(lines) - 1:
+                break  # cut off by a crash
+            raise ConfigError(f"{path}: line {n} is not JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise ConfigError(f"{path}: line {n} is not a result row (a JSON object)")
+        rows.append(row)
+    return rows

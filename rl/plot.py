@@ -1,7 +1,7 @@
 """``rl plot``: learning curves from run directories, several metrics, runs grouped.
 
 Reading a run (``read_run``): its ``params.json`` (the resolved config) and its
-``result.jsonl`` (``read_results``, which leaves out a last line cut off by a crash). Rows are kept by ``training_iteration``: a later row for an iteration
+``result.jsonl`` (``rl.metrics.read_results``, which leaves out a last line cut off by a crash). Rows are kept by ``training_iteration``: a later row for an iteration
 replaces the earlier one (a run resumed into its own directory from an earlier
 checkpoint re-does the iterations after it, and the re-done ones are the run's), and
 an evaluation row (``rl.metrics.is_evaluation_row``) joins its iteration's row.
@@ -38,8 +38,9 @@ import numpy as np
 
 from rl import metrics as M
 from rl.config import ConfigError
+from rl.metrics import read_results
 
-__all__ = ["BANDS", "X_KEYS", "Run", "band", "expand_run_dirs", "plot_runs", "read_results",
+__all__ = ["BANDS", "X_KEYS", "Run", "band", "expand_run_dirs", "plot_runs",
            "read_run"]
 
 X_KEYS = (M.ENV_STEPS_TOTAL, M.TIME_TOTAL_S, M.TRAINING_ITERATION)
@@ -95,34 +96,6 @@ def merge_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             by_iteration[it] = dict(row)
     return [by_iteration[it] for it in sorted(by_iteration)]
-
-
-def read_results(run_dir: str) -> list[dict[str, Any]]:
-    """A run directory's ``result.jsonl`` rows, as written (``merge_rows`` merges them).
-
-    A last line cut short (the run was killed while writing it) is left out; a bad line
-    before the end is an error, as the file is then not a run's log.
-
-    Raises:
-        ConfigError: no result.jsonl, or a line before the last that is no JSON object.
-    """
-    path = os.path.join(run_dir, "result.jsonl")
-    if not os.path.isfile(path):
-        raise ConfigError(f"{run_dir!r} is not a run directory: it has no result.jsonl")
-    with open(path) as f:
-        lines = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
-    rows = []
-    for i, (n, line) in enumerate(lines):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            if i == len(lines) - 1:
-                break  # cut off by a crash
-            raise ConfigError(f"{path}: line {n} is not JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise ConfigError(f"{path}: line {n} is not a result row (a JSON object)")
-        rows.append(row)
-    return rows
 
 
 def read_run(run_dir: str) -> Run:

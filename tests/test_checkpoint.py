@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from rl import Algorithm, DQNConfig, PPOConfig
@@ -64,6 +65,10 @@ def _garbage(file):
         f.write(b"this is not a checkpoint file\n" * 10)
 
 
+def _savez(file, **arrays):
+    np.savez(file, **arrays)
+
+
 def _change_model(path, hiddens=(8, 8)):
     with open(os.path.join(path, "state.json")) as f:
         config = json.load(f)["config"]
@@ -79,6 +84,14 @@ DAMAGES = {
                            "learner.pt is corrupt or truncated"),
     "obs_filter.npz truncated": (lambda p: _truncate(os.path.join(p, "obs_filter.npz")),
                                  "obs_filter.npz is corrupt or truncated"),
+    "obs_filter.npz deleted": (lambda p: os.remove(os.path.join(p, "obs_filter.npz")),
+                               "obs_filter.npz is missing (the checkpoint is incomplete: its "
+                               "run normalized observations)"),
+    "obs_filter.npz wrong shape": (lambda p: _savez(os.path.join(p, "obs_filter.npz"),
+                                                    mean=np.zeros(7), var=np.ones(7),
+                                                    count=np.array(1.0)),
+                                   "obs_filter.npz does not fit this env's observations "
+                                   "(shape [4])"),
     "state.json garbage": (lambda p: _garbage(os.path.join(p, "state.json")),
                            "state.json is corrupt"),
     "state.json truncated": (lambda p: _truncate(os.path.join(p, "state.json")),
@@ -162,3 +175,69 @@ def test_evaluate_does_not_print_resume_messages(tmp_path, capsys, caplog):
     text = captured.out + captured.err + caplog.text
     assert "episodes: return" in captured.out
     assert "workers x" not in text and "fresh episodes" not in text, text
+
+
+def test_evaluate_a_checkpoint_of_a_multi_learner_run(tmp_path, capsys):
+    # Evaluation plays in the driver with one CPU learner, whatever the saved run used.
+    with _small().resources(backend="process").learners(num_learners=2).build() as algo:
+        algo.train()
+        saved = algo.save(str(tmp_path / "checkpoint"))
+    assert main(["evaluate", saved, "--episodes", "1"]) == 0
+    assert "1 episodes: return" in capsys.readouterr().out
+
+
+def test_evaluate_a_checkpoint_of_a_cuda_run(ckpt, capsys):
+    with open(os.path.join(ckpt, "state.json")) as f:
+        config = json.load(f)["config"]
+    _edit_state(ckpt, config={**config, "device": "cuda", "num_gpus_per_learner": 1})
+    assert main(["evaluate", ckpt, "--episodes", "1"]) == 0
+    assert "1 episodes: return" in capsys.readouterr().out
+
+
+def test_evaluate_zero_episodes_is_refused(saved):
+    with Algorithm.from_checkpoint(saved) as algo, \
+            pytest.raises(ValueError, match="num_episodes must be >= 1, got 0"):
+        algo.evaluate(0)
+
+
+def _dqn(**kw):
+    return (DQNConfig().environment("CartPole-v1").resources(backend="inline")
+            .env_runners(num_env_runners=1, num_envs_per_env_runner=2)
+            .training(train_batch_size=32, model_hiddens=[16], replay_buffer_capacity=1000,
+                      **kw)
+            .debugging(seed=0)
+            .set(num_steps_sampled_before_learning_starts=32, store_buffer_in_checkpoints=True))
+
+
+@pytest.mark.parametrize("change", [{"replay_buffer_capacity": 2000},
+                                    {"prioritized_replay": True}])
+def test_replay_buffer_that_does_not_fit_the_config_is_one_clear_error(tmp_path, change):
+    with _dqn().build() as algo:
+        algo.train()
+        path = algo.save(str(tmp_path / "checkpoint"))
+    config = DQN.config_from_checkpoint(path).training(**change)
+    with pytest.raises(CheckpointError) as info:
+        Algorithm.from_checkpoint(path, **change).stop()
+    message = str(info.value)
+    assert "replay.npz does not load into this config's replay buffer" in message, message
+    assert f"replay_buffer_capacity={config.replay_buffer_capacity}" in message
+    assert len(message.splitlines()) == 1
+
+
+def test_resume_of_a_damaged_checkpoint_starts_no_process(ckpt, tmp_path, capsys,
+                                                         monkeypatch):
+    # The learner file is checked against the config before any runtime (worker and
+    # learner processes, shared-memory boards) is made.
+    import rl.algorithms.algorithm as algorithm_module
+    from rl.runtime import shm
+
+    made = []
+    real = algorithm_module.make_runtime
+    monkeypatch.setattr(algorithm_module, "make_runtime",
+                        lambda *a, **kw: made.append(a) or real(*a, **kw))
+    _truncate(os.path.join(ckpt, "learner.pt"))
+    argv = ["train", "--resume", ckpt, "--backend", "process", "--stop-iters", "2",
+            "--logdir", str(tmp_path)]
+    assert main(argv) == 2
+    assert "learner.pt is corrupt or truncated" in capsys.readouterr().err
+    assert made == [] and shm.list_segments(shm.driver_prefix()) == []

@@ -219,11 +219,27 @@ def test_resume_alone_continues_the_original_run_dir(first_run, capsys):
 
 
 def test_resume_without_stop_flags_keeps_the_original_budget(first_run, capsys):
-    # The first run's --stop-timesteps 256 is in the checkpoint; CartPole's reward
-    # threshold is the default stop reward.
-    result, err = _train(capsys, "--resume", first_run["checkpoint"], "--json", "--no-eval")
-    assert "stop: {'episode_return_mean': 475.0, 'env_steps_total': 256}" in err
-    assert result["stop_reason"] == "env_steps_total"
+    # The first run's --stop-timesteps 256 is in the checkpoint, which is already there:
+    # one line says so, and nothing trains.
+    assert main(["train", "--resume", first_run["checkpoint"], "--json", "--no-eval"]) == 0
+    out = capsys.readouterr()
+    assert "is already past its stop criteria (env_steps_total 256 >= 256): nothing to " \
+           "train" in out.err
+    assert out.out == "" and _iterations(first_run["run_dir"]) == [1, 2]
+
+
+def test_resume_without_stop_flags_takes_the_last_runs_budget(first_run, capsys):
+    # A resume with --stop-timesteps 512 saves that budget in its checkpoints: resuming
+    # one of them with no flags goes on to 512, not to the first run's 256.
+    _train(capsys, "--resume", first_run["checkpoint"], "--stop-timesteps", "512",
+           "--checkpoint-every", "1", "--no-eval", "--json")
+    third = os.path.join(first_run["run_dir"], "checkpoint_000003")
+    with open(os.path.join(third, "state.json")) as f:
+        state = json.load(f)
+    assert state["stop"] == {"env_steps_total": 512} and state["stop_timesteps"] == 256
+    result, err = _train(capsys, "--resume", third, "--no-eval", "--json")
+    assert "stop: {'env_steps_total': 512}" in err
+    assert result["training_iteration"] == 4 and result["env_steps_total"] == 512
 
 
 def test_resume_from_an_older_checkpoint_starts_a_new_run_dir_next_to_it(first_run, capsys):
@@ -264,8 +280,33 @@ def test_resume_with_equal_flags_and_overrides(first_run, capsys):
                        "--stop-iters", "3",
                        "--no-eval", "--json")
     assert result["training_iteration"] == 3 and result["learner/lr"] == pytest.approx(1e-4)
+    # params.json stays the original run's; the resumed config goes beside it, named by
+    # the checkpoint's iteration.
     with open(os.path.join(first_run["run_dir"], "params.json")) as f:
+        assert json.load(f)["lr"] == pytest.approx(1e-3)
+    with open(os.path.join(first_run["run_dir"], "params_resumed_000002.json")) as f:
         assert json.load(f)["lr"] == pytest.approx(1e-4)
+
+
+def test_resume_with_the_same_config_writes_no_params_and_no_second_hparams_text(first_run,
+                                                                                 capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = first_run["run_dir"]
+    with open(os.path.join(run_dir, "params.json")) as f:
+        before = f.read()
+    _train(capsys, "--resume", first_run["checkpoint"], "--stop-iters", "3", "--no-eval",
+           "--json")
+    with open(os.path.join(run_dir, "params.json")) as f:
+        assert f.read() == before
+    assert not [n for n in os.listdir(run_dir) if n.startswith("params_resumed")]
+    texts = 0
+    for name in os.listdir(run_dir):
+        if name.startswith("events."):
+            events = EventAccumulator(os.path.join(run_dir, name))
+            events.Reload()
+            texts += len(events.Tags().get("tensors", []))
+    assert texts == 1  # the first run's hyper-parameter table only
 
 
 def test_resume_with_a_model_changing_set_names_the_file(first_run, capsys):
@@ -356,3 +397,47 @@ def test_resume_with_another_worker_layout_says_episodes_start_fresh(first_run, 
     assert result["training_iteration"] == 3
     assert "checkpoint holds 1 workers x 8 envs, this run 2 x 8: the workers start fresh " \
            "episodes" in caplog.text
+
+
+def test_resume_with_an_env_whose_module_fails_is_that_error_not_a_mismatch(first_run,
+                                                                            tmp_path, capsys,
+                                                                            monkeypatch):
+    (tmp_path / "crashingenvs.py").write_text("raise RuntimeError('no simulator here')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _, err = _train(capsys, "--resume", first_run["checkpoint"], "--env",
+                    "crashingenvs:Pole", code=2)
+    assert "importing module 'crashingenvs' raised RuntimeError: no simulator here" in err
+    assert "disagrees" not in err
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["evaluate", "somewhere", "--episodes", "0"], "--episodes: expected a whole number >= 1"),
+    (["evaluate", "somewhere", "--episodes", "-1"], "--episodes: expected a whole number >= 1"),
+    (["train", "--algo", "ppo", "--env", "CartPole", "--stop-iters", "0"],
+     "--stop-iters: expected a whole number >= 1, got '0'"),
+    (["train", "--algo", "ppo", "--env", "CartPole", "--stop-timesteps", "-5"],
+     "--stop-timesteps: expected a whole number >= 1"),
+    (["train", "--algo", "ppo", "--env", "CartPole", "--checkpoint-every", "-1"],
+     "--checkpoint-every: expected a whole number >= 0"),
+    (["train", "--algo", "ppo", "--env", "CartPole", "--num-envs-per-env-runner", "0"],
+     "--num-envs-per-env-runner: expected a whole number >= 1"),
+])
+def test_counts_that_make_no_sense_are_one_line_with_exit_2(argv, needle, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1, err
+
+
+def test_import_takes_a_python_file_by_path_for_the_cli_and_the_workers(tmp_path):
+    # The file is not in the current directory: its folder goes on sys.path, so the
+    # worker processes that unpickle `myenvs.make_pole` find the module by name.
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "myenvs.py").write_text(MYENVS)
+    for path in ("./envs/myenvs.py", str(tmp_path / "envs" / "myenvs.py")):
+        out = _rl(tmp_path, "train", "--import", path, "--env", "Pole3", *SMALL)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout.strip().splitlines()[-1])["env_steps_total"] == 64
+    out = _rl(tmp_path, "train", "--import", "./envs/nothere.py", "--env", "Pole3", *SMALL)
+    assert out.returncode == 2 and "--import ./envs/nothere.py: no such file" in out.stderr

@@ -9,7 +9,8 @@ import pytest
 
 import rl
 from rl.cli import main
-from rl.plot import merge_rows, plot_runs, read_results
+from rl.metrics import read_results
+from rl.plot import merge_rows, plot_runs
 
 
 def _run_dir(root, name, config, rows):

@@ -54,7 +54,10 @@ class Algorithm(abc.ABC):
     needs_next_obs: ClassVar[bool] = False
     """Whether fragments carry ``next_obs`` (the true final observation at episode ends)."""
 
-    def __init__(self, config: AlgorithmConfig, logdir: str | None = None):
+    def __init__(self, config: AlgorithmConfig, logdir: str | None = None, *,
+                 checkpoint: str | None = None):
+        """``checkpoint``: the one ``restore()`` will load; its files are checked against
+        this config before any process starts (a damaged one fails fast)."""
         config.validate()
         self.config = config
         self.name = type(self).__name__
@@ -69,6 +72,8 @@ class Algorithm(abc.ABC):
                                         activation=config.model_activation,
                                         vf_share_layers=config.vf_share_layers)
         self.obs_filter = RunningMeanStd(self.obs_space.shape) if config.normalize_obs else None
+        if checkpoint is not None:
+            self._check_checkpoint(checkpoint)
         self.iteration = 0
         self.env_steps_total = 0
         self.time_total_s = 0.0
@@ -77,7 +82,12 @@ class Algorithm(abc.ABC):
         self.logger: M.RunLogger | None = None
         self.run_dir: str | None = None
         self.last_checkpoint: str | None = None
+        # The schedule horizon: the first fit()'s env-step budget, kept on resume so
+        # that a schedule does not change its slope when a later run extends the budget.
         self.stop_timesteps: int | None = None
+        # The last fit()'s stop criteria (Stop.to_dict()), saved in checkpoints: the
+        # budget a resume without stop flags goes on to.
+        self.stop_criteria: dict[str, Any] | None = None
         self.resumed_workers: list[int] = []  # set by restore()
         self._eval_worker: RolloutWorker | None = None
         self._stopped = False
@@ -303,7 +313,8 @@ class Algorithm(abc.ABC):
         ``env_steps_total``, ``training_iteration``, ``time_total_s``); returns the last
         result and the final checkpoint path. Linear schedules use ``env_steps_total``
         as their horizon unless ``schedule_timesteps`` is set. ``verbose``: the progress
-        line of ``rl train`` on stderr (None: when stderr is a TTY; False: silent)."""
+        line of ``rl train`` on stderr (None: when stderr is a TTY; False: fit() prints
+        none of its own, though a logger attached with a console still prints its line)."""
         from rl.experiment import Stop, fit
 
         stop = stop if isinstance(stop, Stop) else Stop.from_dict(stop)
@@ -329,8 +340,11 @@ class Algorithm(abc.ABC):
         env step. (Periodic evaluations, ``evaluation_interval``, are part of their
         iteration's row instead.)
         """
-        metrics = self._greedy_episodes(num_episodes or self.config.evaluation_duration,
-                                        video_dir=video_dir, render=render)
+        if num_episodes is None:
+            num_episodes = self.config.evaluation_duration
+        if num_episodes < 1:
+            raise ConfigError(f"evaluate: num_episodes must be >= 1, got {num_episodes}")
+        metrics = self._greedy_episodes(num_episodes, video_dir=video_dir, render=render)
         if self.logger is not None:
             self.logger.log_evaluation({M.TRAINING_ITERATION: self.iteration,
                                         M.ENV_STEPS_TOTAL: self.env_steps_total,
@@ -380,7 +394,9 @@ class Algorithm(abc.ABC):
             tensorboard: also write TensorBoard events.
             run_dir: instead of ``logdir``, continue this existing run directory: rows
                 are appended to its ``result.jsonl`` and TensorBoard's curve goes on (its
-                steps are ``env_steps_total``), as a resumed run does.
+                steps are ``env_steps_total``), as a resumed run does; its
+                ``params.json`` stays the original's (a changed config is written to
+                ``params_resumed_<iteration>.json`` beside it).
         """
         if (logdir is None) == (run_dir is None):
             raise ValueError("attach_logger: give exactly one of logdir (a new run) and "
@@ -394,8 +410,10 @@ class Algorithm(abc.ABC):
             while os.path.exists(run_dir):
                 suffix += 1
                 run_dir = f"{base}_{suffix}"
+        continued = self.iteration if logdir is None else None
         self.logger = M.RunLogger(run_dir, self.config.to_dict(), console=console,
-                                  budget_steps=budget_steps, tensorboard=tensorboard)
+                                  budget_steps=budget_steps, tensorboard=tensorboard,
+                                  resumed_at=continued)
         self.run_dir = run_dir
         return run_dir
 
@@ -428,6 +446,7 @@ class Algorithm(abc.ABC):
             "rng": ckpt.rng_to_plain(self.rng),
             "torch_rng": torch.get_rng_state().tolist(),
             "stop_timesteps": self.stop_timesteps,
+            "stop": self.stop_criteria,
             "extra": extra_json,
         }
         state["workers"], worker_arrays = self.workers.get_state()
@@ -452,14 +471,8 @@ class Algorithm(abc.ABC):
                 another algorithm or a newer rl, or does not fit this config's model;
                 the message names the file and why.
         """
-        state = ckpt.load_state(path)
-        ckpt.require(state, path, algo=str, iteration=int, env_steps_total=int,
-                     time_total_s=(int, float), episodes=dict, rng=dict, torch_rng=list)
-        if state["algo"].lower() != self.config.algo_name.lower():
-            raise ckpt.CheckpointError(
-                f"{os.path.join(path, ckpt.STATE_FILE)}: the checkpoint was written by "
-                f"{state['algo']}, not {self.config.algo_name}")
-        self._load_learner_state(path)
+        state, learner, filt = self._check_checkpoint(path)
+        self._load_learner_state(path, learner)
         try:
             self.iteration = int(state["iteration"])
             self.env_steps_total = int(state["env_steps_total"])
@@ -471,7 +484,8 @@ class Algorithm(abc.ABC):
             raise ckpt.CheckpointError(f"{os.path.join(path, ckpt.STATE_FILE)} is corrupt: "
                                        f"{error_line(e)}") from e
         self.stop_timesteps = state.get("stop_timesteps")
-        filt = ckpt.load_arrays(path, "obs_filter")
+        saved_stop = state.get("stop")
+        self.stop_criteria = dict(saved_stop) if isinstance(saved_stop, dict) else None
         if self.obs_filter is not None and filt is not None:
             self.obs_filter.load_state(filt)
         if workers:
@@ -483,9 +497,22 @@ class Algorithm(abc.ABC):
         self.publish_restored_weights()
         self.timers.pop()
 
-    def _load_learner_state(self, path: str) -> None:
-        """``learner.pt`` into the learner group, once it is known to fit the model (a
-        learner process would otherwise fail with torch's many-line message)."""
+    def _check_checkpoint(self, path: str) -> tuple[dict[str, Any], dict[str, Any],
+                                                    dict[str, np.ndarray] | None]:
+        """Read and check the checkpoint's state, learner and observation-filter files
+        against this config's model and spaces (no process needed); returns them.
+
+        A learner process would otherwise fail with torch's many-line message, and a
+        filter of the wrong shape with numpy's.
+        """
+        state = ckpt.load_state(path)
+        state_file = os.path.join(path, ckpt.STATE_FILE)
+        ckpt.require(state, path, algo=str, iteration=int, env_steps_total=int,
+                     time_total_s=(int, float), episodes=dict, rng=dict, torch_rng=list)
+        if state["algo"].lower() != self.config.algo_name.lower():
+            raise ckpt.CheckpointError(
+                f"{state_file}: the checkpoint was written by {state['algo']}, not "
+                f"{self.config.algo_name}")
         learner = ckpt.load_tensors(path, "learner")
         file = os.path.join(path, "learner.pt")
         if not isinstance(learner, dict) or not {"module", "optimizer"} <= set(learner):
@@ -496,6 +523,25 @@ class Algorithm(abc.ABC):
         ckpt.check_shapes(file, learner["module"], module.state_dict(),
                           what=f"the model of this config ({type(module).__name__}, "
                                f"model_hiddens={list(self.config.model_hiddens)})")
+        filt = ckpt.load_arrays(path, "obs_filter")
+        filter_file = os.path.join(path, "obs_filter.npz")
+        saved_config = state.get("config")
+        if filt is None and isinstance(saved_config, dict) and saved_config.get("normalize_obs"):
+            # Evaluating with fresh statistics would feed the policy unnormalized inputs.
+            raise ckpt.CheckpointError(f"{filter_file} is missing (the checkpoint is "
+                                       "incomplete: its run normalized observations)")
+        if filt is not None and self.obs_filter is not None:
+            try:
+                RunningMeanStd(self.obs_space.shape).load_state(filt)
+            except (KeyError, TypeError, ValueError) as e:
+                raise ckpt.CheckpointError(
+                    f"{filter_file} does not fit this env's observations (shape "
+                    f"{list(self.obs_space.shape)}): {error_line(e)}") from e
+        return state, learner, filt
+
+    def _load_learner_state(self, path: str, learner: dict[str, Any]) -> None:
+        """The checked ``learner.pt`` (``_check_checkpoint``) into the learner group."""
+        file = os.path.join(path, "learner.pt")
         try:
             self.learner_group.load_state(learner)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
@@ -541,7 +587,7 @@ class Algorithm(abc.ABC):
         """
         config = cls.config_from_checkpoint(path)
         config.set(**overrides)
-        algo = config.build(logdir=logdir)
+        algo = config.build(logdir=logdir, checkpoint=path)
         try:
             algo.restore(path, workers=workers)
         except BaseException:

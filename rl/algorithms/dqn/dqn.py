@@ -19,6 +19,7 @@ result rows stay few.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from rl import resume
 from rl.algorithms.algorithm import Algorithm
 from rl.algorithms.dqn.config import DQNConfig
 from rl.algorithms.dqn.learner import TD_ERRORS, DQNLearner
+from rl.config import error_line
 from rl.data import columns as C
 from rl.data.nstep import NStepAccumulator
 from rl.data.replay import PrioritizedReplayBuffer, ReplayBuffer
@@ -207,7 +209,15 @@ class DQN(Algorithm):
         self.num_target_updates = int(state.get("num_target_updates", 0))
         replay = ckpt.load_arrays(path, _REPLAY_ARRAYS)
         if replay is not None:
-            self.replay.load_state_dict(replay)
+            try:
+                self.replay.load_state_dict(replay)
+            except (KeyError, TypeError, ValueError) as e:
+                cfg = self.config
+                raise ckpt.CheckpointError(
+                    f"{os.path.join(path, _REPLAY_ARRAYS + '.npz')} does not load into this "
+                    f"config's replay buffer (replay_buffer_capacity="
+                    f"{cfg.replay_buffer_capacity}, prioritized_replay="
+                    f"{cfg.prioritized_replay}; were they changed?): {error_line(e)}") from e
         kept, closed = resume.restore_nstep_windows(
             ckpt.load_arrays(path, _NSTEP_ARRAYS) or {}, self.config.n_step, self.config.gamma,
             self.resumed_workers, self.workers.restarts)
