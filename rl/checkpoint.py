@@ -39,11 +39,13 @@ from rl.config import error_line
 
 __all__ = [
     "FORMAT_VERSION",
+    "CheckedCheckpoint",
     "CheckpointError",
     "check_shapes",
     "load_arrays",
     "load_state",
     "load_tensors",
+    "read_checked",
     "require",
     "rng_from_plain",
     "rng_to_plain",
@@ -235,6 +237,58 @@ def check_shapes(file: str, saved: dict[str, Any], expected: dict[str, Any],
                 f"{file} does not fit {what}: {key} has shape {list(got)} in the checkpoint "
                 f"and {list(ref.shape)} in the model (were model_hiddens or the env's spaces "
                 "changed?)")
+
+
+CheckedCheckpoint = tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray] | None]
+"""``read_checked``'s ``(state, learner tensors, observation-filter arrays or None)``."""
+
+
+def read_checked(path: str, *, algo_name: str, module: torch.nn.Module, model: str,
+                 obs_shape: tuple[int, ...] | None) -> CheckedCheckpoint:
+    """Read a checkpoint's state, learner and observation-filter files and check them
+    before anything is built from them.
+
+    Args:
+        path: the checkpoint directory.
+        algo_name: the algorithm that must have written it.
+        module: a fresh model of the config resuming it: the saved one must fit it.
+        model: how to name that model in an error (class and sizes).
+        obs_shape: the env's observation shape when the resuming run normalises
+            observations (the saved filter must fit it), else None.
+
+    Raises:
+        CheckpointError: naming the file and why (so that a learner process does not
+            fail with torch's many-line message, or a filter with numpy's).
+    """
+    from rl.envs.normalization import RunningMeanStd
+
+    state = load_state(path)
+    require(state, path, algo=str, iteration=int, env_steps_total=int,
+            time_total_s=(int, float), episodes=dict, rng=dict, torch_rng=list)
+    if state["algo"].lower() != algo_name.lower():
+        raise CheckpointError(f"{os.path.join(path, STATE_FILE)}: the checkpoint was written "
+                              f"by {state['algo']}, not {algo_name}")
+    learner = load_tensors(path, "learner")
+    file = os.path.join(path, "learner.pt")
+    if not isinstance(learner, dict) or not {"module", "optimizer"} <= set(learner):
+        raise CheckpointError(f"{file} is corrupt: expected the learner's module and "
+                              "optimizer state")
+    check_shapes(file, learner["module"], module.state_dict(),
+                 what=f"the model of this config ({model})")
+    filt = load_arrays(path, "obs_filter")
+    filter_file = os.path.join(path, "obs_filter.npz")
+    saved_config = state.get("config")
+    if filt is None and isinstance(saved_config, dict) and saved_config.get("normalize_obs"):
+        # Evaluating with fresh statistics would feed the policy unnormalized inputs.
+        raise CheckpointError(f"{filter_file} is missing (the checkpoint is incomplete: its "
+                              "run normalized observations)")
+    if filt is not None and obs_shape is not None:
+        try:
+            RunningMeanStd(obs_shape).load_state(filt)
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{filter_file} does not fit this env's observations (shape "
+                                  f"{list(obs_shape)}): {error_line(e)}") from e
+    return state, learner, filt
 
 
 def rng_to_plain(rng: np.random.Generator) -> dict[str, Any]:

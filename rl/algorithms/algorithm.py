@@ -497,47 +497,15 @@ class Algorithm(abc.ABC):
         self.publish_restored_weights()
         self.timers.pop()
 
-    def _check_checkpoint(self, path: str) -> tuple[dict[str, Any], dict[str, Any],
-                                                    dict[str, np.ndarray] | None]:
-        """Read and check the checkpoint's state, learner and observation-filter files
-        against this config's model and spaces (no process needed); returns them.
-
-        A learner process would otherwise fail with torch's many-line message, and a
-        filter of the wrong shape with numpy's.
-        """
-        state = ckpt.load_state(path)
-        state_file = os.path.join(path, ckpt.STATE_FILE)
-        ckpt.require(state, path, algo=str, iteration=int, env_steps_total=int,
-                     time_total_s=(int, float), episodes=dict, rng=dict, torch_rng=list)
-        if state["algo"].lower() != self.config.algo_name.lower():
-            raise ckpt.CheckpointError(
-                f"{state_file}: the checkpoint was written by {state['algo']}, not "
-                f"{self.config.algo_name}")
-        learner = ckpt.load_tensors(path, "learner")
-        file = os.path.join(path, "learner.pt")
-        if not isinstance(learner, dict) or not {"module", "optimizer"} <= set(learner):
-            raise ckpt.CheckpointError(f"{file} is corrupt: expected the learner's module and "
-                                       "optimizer state")
+    def _check_checkpoint(self, path: str) -> ckpt.CheckedCheckpoint:
+        """Read and check the checkpoint's files against this config's model and spaces
+        (no process needed); see ``rl.checkpoint.read_checked``."""
         module = self.module_class(self.obs_space, self.action_space, self.model_config,
                                    **self.module_options())
-        ckpt.check_shapes(file, learner["module"], module.state_dict(),
-                          what=f"the model of this config ({type(module).__name__}, "
-                               f"model_hiddens={list(self.config.model_hiddens)})")
-        filt = ckpt.load_arrays(path, "obs_filter")
-        filter_file = os.path.join(path, "obs_filter.npz")
-        saved_config = state.get("config")
-        if filt is None and isinstance(saved_config, dict) and saved_config.get("normalize_obs"):
-            # Evaluating with fresh statistics would feed the policy unnormalized inputs.
-            raise ckpt.CheckpointError(f"{filter_file} is missing (the checkpoint is "
-                                       "incomplete: its run normalized observations)")
-        if filt is not None and self.obs_filter is not None:
-            try:
-                RunningMeanStd(self.obs_space.shape).load_state(filt)
-            except (KeyError, TypeError, ValueError) as e:
-                raise ckpt.CheckpointError(
-                    f"{filter_file} does not fit this env's observations (shape "
-                    f"{list(self.obs_space.shape)}): {error_line(e)}") from e
-        return state, learner, filt
+        return ckpt.read_checked(
+            path, algo_name=self.config.algo_name, module=module,
+            model=f"{type(module).__name__}, model_hiddens={list(self.config.model_hiddens)}",
+            obs_shape=None if self.obs_filter is None else self.obs_space.shape)
 
     def _load_learner_state(self, path: str, learner: dict[str, Any]) -> None:
         """The checked ``learner.pt`` (``_check_checkpoint``) into the learner group."""
