@@ -225,7 +225,12 @@ def test_resume_without_stop_flags_keeps_the_original_budget(first_run, capsys):
     out = capsys.readouterr()
     assert "is already past its stop criteria (env_steps_total 256 >= 256): nothing to " \
            "train" in out.err
-    assert out.out == "" and _iterations(first_run["run_dir"]) == [1, 2]
+    assert _iterations(first_run["run_dir"]) == [1, 2]
+    # --json still ends stdout with where the run stands.
+    last = json.loads(out.out.strip().splitlines()[-1])
+    assert (last["training_iteration"], last["env_steps_total"]) == (2, 256)
+    assert last["stop_reason"] == "env_steps_total" and last["checkpoint"] == \
+        first_run["checkpoint"]
 
 
 def test_resume_without_stop_flags_takes_the_last_runs_budget(first_run, capsys):

@@ -61,8 +61,8 @@ def test_signal_writes_checkpoint_and_cleans_up(tmp_path, sig, code):
     # The checkpoint resumes, and the counters go on from it.
     resumed = subprocess.run(
         [sys.executable, "-m", "rl.cli", "train", "--resume", path,
-         "--algo", "ppo", "--env", "CartPole-v1", "--stop-iters", "1000000",
-         "--stop-timesteps", "1", "--logdir", str(tmp_path / "resumed"), "--json", "--no-eval"],
+         "--algo", "ppo", "--env", "CartPole-v1", "--stop-iters", str(saved["iteration"] + 1),
+         "--logdir", str(tmp_path / "resumed"), "--json", "--no-eval"],
         capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     result = json.loads(resumed.stdout.strip().splitlines()[-1])
