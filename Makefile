@@ -26,7 +26,7 @@ train: setup
 	$(BIN)/rl train --algo ppo --env CartPole-v1
 
 lint: setup-test
-	$(BIN)/ruff check rl tests benchmarks
+	$(BIN)/ruff check rl tests benchmarks examples
 
 # The site from docs/ and the docstrings, into site/. Strict: a broken link, a missing
 # page or API reference, or a docstring griffe cannot parse fails the build.
