@@ -39,7 +39,7 @@ from rl.algorithms.ppo.learner import PPOLearner
 from rl.data import SampleBatch
 from rl.data import columns as C
 from rl.learner import LearnerGroup
-from rl.policies import ActorCritic, ModelConfig
+from rl.policies import ModelSpec
 from rl.runtime import make_runtime
 
 WORKLOADS = {
@@ -79,8 +79,8 @@ def make_group(workload: str, learners: int, runtime) -> LearnerGroup:
     cfg = (PPOConfig().environment("CartPole-v1")
            .training(minibatch_size=minibatch // max(1, learners), num_epochs=epochs)
            .learners(num_learners=learners, num_cpus_per_learner=1).debugging(seed=0))
-    module = functools.partial(ActorCritic, obs_space, ACTIONS, ModelConfig())
-    return LearnerGroup(functools.partial(PPOLearner, module, cfg, "cpu"), cfg, runtime)
+    model = ModelSpec.create("actor_critic", obs_space, ACTIONS, None, {})
+    return LearnerGroup(functools.partial(PPOLearner, model, cfg, "cpu"), cfg, runtime)
 
 
 def timed(fn) -> float:

@@ -25,6 +25,7 @@ _EXPORTS = {
     "IMPALAConfig": "rl.algorithms.impala",
     "PPOConfig": "rl.algorithms.ppo",
     "register_env": "rl.envs",
+    "register_model": "rl.policies",
 }
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "IMPALAConfig",
     "PPOConfig",
     "register_env",
+    "register_model",
 ]
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from rl.algorithms.ppo import PPOConfig
     from rl.config import AlgorithmConfig, ConfigError
     from rl.envs import register_env
+    from rl.policies import register_model
 
 
 def __getattr__(name: str) -> Any:

@@ -196,6 +196,13 @@ class AlgorithmConfig:
     model_activation: str = setting("tanh", "MLP activation",
                                     choices=("tanh", "relu", "elu", "silu", "gelu"))
     vf_share_layers: bool = setting(False, "One trunk for policy and value (always for images)")
+    model_class: str | None = setting(
+        None, "Your own torch model: 'package.module:Class' or a name given to "
+        "rl.register_model(); null = the built-in MLP/CNN (model_hiddens, model_activation, "
+        "vf_share_layers configure only the built-in)")
+    model_kwargs: dict = setting({}, "Keyword arguments of the model's constructor (JSON on "
+                                 "the command line); with the built-in model they add to and "
+                                 "override its settings (e.g. cnn_hidden)")
     # learners
     num_learners: int = setting(0, "Learner processes training as one (DDP, each on an equal "
                                 "share of the batch); 0 = one learner in the driver",
@@ -344,6 +351,12 @@ class AlgorithmConfig:
         if not self.model_hiddens or any(h < 1 for h in self.model_hiddens):
             raise ConfigError(f"model_hiddens must be a non-empty list of positive widths, "
                               f"got {self.model_hiddens}")
+        if self.model_class is not None and not self.model_class.strip():
+            raise ConfigError("model_class must be 'package.module:Class', a registered name "
+                              "or null, got an empty string")
+        if any(not isinstance(k, str) for k in self.model_kwargs):
+            raise ConfigError(f"model_kwargs keys must be strings (keyword arguments), got "
+                              f"{sorted(map(repr, self.model_kwargs))}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.backend == "ray" and not ray_installed():

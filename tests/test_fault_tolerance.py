@@ -22,7 +22,7 @@ from rl import checkpoint as ckpt
 from rl.cli import main
 from rl.envs import resolve_env
 from rl.experiment import fit, load_example
-from rl.policies import ModelConfig
+from rl.policies import ModelSpec
 from rl.rollout import RolloutWorker, WorkerFailedError, WorkerSpec
 from rl.runtime import shm
 from tests.conftest import pid_alive, wait_gone
@@ -156,7 +156,9 @@ def test_worker_discards_the_rows_of_a_broken_episode():
     env = FlakyCartPole()
     spec = WorkerSpec(resolve_env("flaky-rows"), {"fail_every": 7}, env.observation_space,
                       env.action_space, num_envs=2, fragment_length=20, seed=0,
-                      model=ModelConfig(hiddens=[8]), restart_failed_sub_envs=True)
+                      model=ModelSpec.create("actor_critic", env.observation_space,
+                                             env.action_space, None, {"hiddens": [8]}),
+                      restart_failed_sub_envs=True)
     out = RolloutWorker(spec, worker_index=0, boards=None).sample()
     b, discarded = out["batch"], out["discarded"]
     # Every instance raises at its 7th step: rows 6 and 13 of each sub-env (the

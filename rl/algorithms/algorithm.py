@@ -26,7 +26,8 @@ from rl.config import AlgorithmConfig, ConfigError, error_line
 from rl.envs import check_action_space, probe_spaces, resolve_env
 from rl.envs.normalization import RunningMeanStd
 from rl.learner import Learner, LearnerGroup, resolve_device
-from rl.policies import ActorCritic, ModelConfig
+from rl.policies import ModelError, ModelSpec
+from rl.policies.model_spec import ACTOR_CRITIC
 from rl.rollout import Boards, RolloutWorker, WorkerSet, WorkerSpec
 from rl.runtime import BACKENDS, capabilities, make_runtime
 
@@ -39,18 +40,18 @@ class Algorithm(abc.ABC):
     """Base class: owns the runtime, workers, learner group, counters and logger.
 
     Subclasses set ``config_class`` and ``learner_class`` (and, where they differ from
-    the defaults, ``module_class``, ``action_spaces``, ``policy_kind`` and
-    ``needs_next_obs``) and implement ``training_step()``.
+    the defaults, ``model_kind``, ``action_spaces`` and ``needs_next_obs``) and implement
+    ``training_step()``.
     """
 
     config_class: ClassVar[type[AlgorithmConfig]]
     """The config this algorithm is built from (the registry maps names to algorithms)."""
     learner_class: ClassVar[type[Learner]]
-    module_class: ClassVar[type[torch.nn.Module]] = ActorCritic
-    """The network the learner trains and the workers run."""
+    model_kind: ClassVar[str] = ACTOR_CRITIC
+    """What the model's ``forward`` returns (``rl.policies.model_spec``): ``actor_critic``
+    or ``q``. The learner trains, and every worker runs, ``self.model_spec.build()``: the
+    config's ``model_class`` (None: the built-in model of this kind)."""
     action_spaces: ClassVar[tuple[str, ...]] = ("Discrete", "Box", "MultiDiscrete")
-    policy_kind: ClassVar[str] = "actor_critic"
-    """The workers' inference policy (``rl.rollout.policy``)."""
     needs_next_obs: ClassVar[bool] = False
     """Whether fragments carry ``next_obs`` (the true final observation at episode ends)."""
 
@@ -68,9 +69,9 @@ class Algorithm(abc.ABC):
         self.env_spec = resolve_env(config.env)
         self.obs_space, self.action_space = probe_spaces(self.env_spec, config.env_config)
         check_action_space(self.action_space, self.name, self.action_spaces)
-        self.model_config = ModelConfig(hiddens=list(config.model_hiddens),
-                                        activation=config.model_activation,
-                                        vf_share_layers=config.vf_share_layers)
+        # The model is imported, built and run once here, before any process starts.
+        self.model_spec = self.make_model_spec()
+        self.model_spec.check()
         self.obs_filter = RunningMeanStd(self.obs_space.shape) if config.normalize_obs else None
         if checkpoint is not None:
             self._check_checkpoint(checkpoint)
@@ -183,24 +184,33 @@ class Algorithm(abc.ABC):
             obs_space=self.obs_space, action_space=self.action_space,
             num_envs=num_envs or cfg.num_envs_per_env_runner,
             fragment_length=fragment or cfg.fragment_length(), seed=cfg.seed,
-            model=self.model_config, policy_kind=self.policy_kind,
-            normalize_obs=cfg.normalize_obs, needs_next_obs=self.needs_next_obs,
-            module_options=self.module_options(),
+            model=self.model_spec, normalize_obs=cfg.normalize_obs,
+            needs_next_obs=self.needs_next_obs,
             restart_failed_sub_envs=cfg.restart_failed_sub_environments,
             exact_resume=cfg.exact_resume)
 
-    def module_options(self) -> dict[str, Any]:
-        """Keyword arguments of ``module_class`` beyond the spaces and the model config
-        (the learner's module and the workers' inference copy get the same)."""
-        return {}
+    def builtin_model_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the built-in model (``model_class=None``), from the
+        config's model settings; ``model_kwargs`` adds to and overrides them."""
+        cfg = self.config
+        return {"hiddens": list(cfg.model_hiddens), "activation": cfg.model_activation,
+                "vf_share_layers": cfg.vf_share_layers}
+
+    def make_model_spec(self) -> ModelSpec:
+        """The model the learner trains and the workers run (``ModelError`` if the
+        config's ``model_class`` cannot be resolved)."""
+        cfg = self.config
+        kwargs = dict(cfg.model_kwargs)
+        if cfg.model_class is None:
+            kwargs = {**self.builtin_model_kwargs(), **kwargs}
+        return ModelSpec.create(self.model_kind, self.obs_space, self.action_space,
+                                cfg.model_class, kwargs)
 
     def learner_factory(self) -> Callable[[], Learner]:
         """A picklable constructor of one learner: called in the driver, or in each
         learner process with ``num_learners >= 1``."""
         cfg = self.config
-        module = functools.partial(self.module_class, self.obs_space, self.action_space,
-                                   self.model_config, **self.module_options())
-        return functools.partial(self.learner_class, module, cfg, cfg.device)
+        return functools.partial(self.learner_class, self.model_spec, cfg, cfg.device)
 
     def make_learner_group(self) -> LearnerGroup:
         """Build the learner group (called once, before the workers start)."""
@@ -447,6 +457,9 @@ class Algorithm(abc.ABC):
             "torch_rng": torch.get_rng_state().tolist(),
             "stop_timesteps": self.stop_timesteps,
             "stop": self.stop_criteria,
+            # Named, never pickled: loading imports the class again.
+            "model": {"model_class": self.config.model_class,
+                      "model_kwargs": dict(self.config.model_kwargs)},
             "extra": extra_json,
         }
         state["workers"], worker_arrays = self.workers.get_state()
@@ -500,11 +513,11 @@ class Algorithm(abc.ABC):
     def _check_checkpoint(self, path: str) -> ckpt.CheckedCheckpoint:
         """Read and check the checkpoint's files against this config's model and spaces
         (no process needed); see ``rl.checkpoint.read_checked``."""
-        module = self.module_class(self.obs_space, self.action_space, self.model_config,
-                                   **self.module_options())
+        spec = self.model_spec
+        described = (f"{spec.name}, model_hiddens={list(self.config.model_hiddens)}"
+                     if spec.is_builtin else f"{spec.name}, model_kwargs={spec.model_kwargs}")
         return ckpt.read_checked(
-            path, algo_name=self.config.algo_name, module=module,
-            model=f"{type(module).__name__}, model_hiddens={list(self.config.model_hiddens)}",
+            path, algo_name=self.config.algo_name, module=spec.build(), model=described,
             obs_shape=None if self.obs_filter is None else self.obs_space.shape)
 
     def _load_learner_state(self, path: str, learner: dict[str, Any]) -> None:
@@ -555,7 +568,11 @@ class Algorithm(abc.ABC):
         """
         config = cls.config_from_checkpoint(path)
         config.set(**overrides)
-        algo = config.build(logdir=logdir, checkpoint=path)
+        try:
+            algo = config.build(logdir=logdir, checkpoint=path)
+        except ModelError as e:
+            raise ckpt.CheckpointError(f"{path} was trained with a model that does not load "
+                                       f"here: {e}") from None
         try:
             algo.restore(path, workers=workers)
         except BaseException:

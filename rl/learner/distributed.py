@@ -47,8 +47,9 @@ stuck, not slow; a dead peer is noticed far sooner, by its closed connections.""
 class DistributedModule(DistributedDataParallel):
     """DDP that reads as the module it wraps.
 
-    Losses call ``module(obs)`` (through DDP, which all-reduces the gradients during
-    backward) and ``module.dist_spec`` / ``module.value`` (the inner module's). State
+    Losses call only ``module(obs)`` (the model contract; through DDP, which
+    all-reduces the gradients during backward); other attributes read as the inner
+    module's. State
     dicts are the inner module's, so checkpoints and flat weights do not depend on the
     number of learners.
     """

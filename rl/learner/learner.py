@@ -15,7 +15,6 @@ no-ops and the learner behaves exactly as it does in the driver.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,7 @@ import torch.distributed as dist
 from torch import nn
 
 from rl.data import SampleBatch
-from rl.policies import flat_params, load_flat_params
+from rl.policies import DistributionSpec, ModelSpec, flat_params, load_flat_params
 
 __all__ = ["Learner", "resolve_device"]
 
@@ -43,15 +42,18 @@ class Learner(abc.ABC):
     """Model + optimizer + loss for one algorithm.
 
     Args:
-        module_factory: builds the torch module (called once, here).
+        model: the model to build and train (``ModelSpec``; the rollout workers build
+            the same one). ``self.dist_spec`` is its action space's distribution.
         config: the algorithm config (read-only).
         device: torch device string (``auto|cpu|cuda[:i]``).
     """
 
-    def __init__(self, module_factory: Callable[[], nn.Module], config: Any, device: str = "cpu"):
+    def __init__(self, model: ModelSpec, config: Any, device: str = "cpu"):
         self.config = config
         self.device = resolve_device(device)
-        self.module = module_factory().to(self.device)
+        self.model_spec = model
+        self.module = model.build().to(self.device)
+        self.dist_spec = DistributionSpec(model.action_space)
         self.optimizer = self.make_optimizer()
         seed = 0 if config.seed is None else config.seed
         # Every rank of a group draws from the same stream: shards have equal sizes, so

@@ -1,4 +1,11 @@
-"""Policies: torch modules (encoders, heads) and action distributions."""
+"""Policies: the model contract (``ModelSpec``, ``register_model``), the built-in torch
+models (encoders, heads) and the action distributions.
+
+A model is a ``torch.nn.Module`` built as ``Cls(obs_space, action_space, num_outputs,
+**model_kwargs)``; actor-critic models return ``(dist_inputs [B, num_outputs], values
+[B])`` from ``forward(obs)``, Q-models ``q_values [B, n]``. See
+``rl.policies.model_spec`` for ``num_outputs`` per action space.
+"""
 
 from rl.policies.distributions import (
     Categorical,
@@ -8,9 +15,9 @@ from rl.policies.distributions import (
     MultiCategorical,
     distribution_for,
 )
+from rl.policies.model_spec import ModelError, ModelSpec, register_model
 from rl.policies.models import (
     ActorCritic,
-    ModelConfig,
     NatureCNN,
     QNetwork,
     flat_params,
@@ -24,7 +31,8 @@ __all__ = [
     "DiagGaussian",
     "Distribution",
     "DistributionSpec",
-    "ModelConfig",
+    "ModelError",
+    "ModelSpec",
     "MultiCategorical",
     "NatureCNN",
     "QNetwork",
@@ -32,4 +40,5 @@ __all__ = [
     "flat_params",
     "load_flat_params",
     "num_flat_params",
+    "register_model",
 ]

@@ -1,4 +1,8 @@
-"""Torch modules: encoders (MLP, Nature CNN) and the actor-critic / Q-network heads.
+"""The built-in models: encoders (MLP, Nature CNN) and the actor-critic / Q-network heads.
+
+``ActorCritic`` and ``QNetwork`` follow the model contract of ``rl.policies.model_spec``
+(``Cls(obs_space, action_space, num_outputs, **model_kwargs)``); they are the default
+``model_class`` of PPO/IMPALA and DQN, and the template for a user's own model.
 
 Initialisation follows the PPO implementation details (Huang et al. 2022):
 orthogonal weights with gain sqrt(2) in hidden layers, 0.01 for the policy head,
@@ -9,7 +13,6 @@ Nature CNN (Mnih et al. 2015); uint8 pixels are scaled to [0, 1] inside the modu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -22,7 +25,7 @@ from rl.policies.distributions import DistributionSpec
 __all__ = [
     "ACTIVATIONS",
     "ActorCritic",
-    "ModelConfig",
+    "FlattenFloat",
     "NatureCNN",
     "QNetwork",
     "build_encoder",
@@ -37,16 +40,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
     "gelu": nn.GELU,
 }
-
-
-@dataclass
-class ModelConfig:
-    """Network shape. ``hiddens`` are MLP layer widths (after the CNN for images)."""
-
-    hiddens: list[int] = field(default_factory=lambda: [64, 64])
-    activation: str = "tanh"
-    vf_share_layers: bool = False
-    cnn_hidden: int = 512
 
 
 def _init(layer: nn.Module, gain: float) -> nn.Module:
@@ -94,19 +87,31 @@ class NatureCNN(nn.Module):
         return self.fc(self.convs(x))
 
 
-class _Flatten(nn.Module):
+class FlattenFloat(nn.Module):
+    """``[B, ...] -> [B, prod(...)]`` float32: the MLP encoder's input layer."""
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return obs.reshape(obs.shape[0], -1).float()
 
 
-def build_encoder(obs_space: spaces.Space, cfg: ModelConfig) -> tuple[nn.Module, int]:
-    """Encoder for an (already prepared) observation space and its output width."""
+def build_encoder(obs_space: spaces.Space, hiddens: list[int], activation: str,
+                  cnn_hidden: int = 512) -> tuple[nn.Module, int]:
+    """Encoder for an (already prepared) observation space and its output width:
+    the Nature CNN (then ``cnn_hidden`` features) for images, else an MLP of ``hiddens``."""
     if is_image_space(obs_space):
-        cnn = NatureCNN(obs_space.shape, cfg.cnn_hidden)
+        cnn = NatureCNN(obs_space.shape, cnn_hidden)
         return cnn, cnn.out_dim
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation {activation!r} is not one of {', '.join(ACTIVATIONS)}")
     in_dim = int(np.prod(obs_space.shape))
-    mlp, out = _mlp(in_dim, cfg.hiddens, cfg.activation)
-    return nn.Sequential(_Flatten(), mlp), out
+    mlp, out = _mlp(in_dim, list(hiddens), activation)
+    return nn.Sequential(FlattenFloat(), mlp), out
+
+
+def _check_outputs(name: str, num_outputs: int, expected: int, action_space) -> None:
+    if num_outputs != expected:
+        raise ValueError(f"{name} for {action_space} needs num_outputs={expected}, "
+                         f"got {num_outputs}")
 
 
 class ActorCritic(nn.Module):
@@ -116,17 +121,29 @@ class ActorCritic(nn.Module):
     otherwise the policy and the value function have separate trunks, which does
     better on small control tasks. Continuous actions use a state-independent
     log-std parameter initialised to 0.
+
+    Args:
+        obs_space, action_space, num_outputs: as the model contract gives them.
+        hiddens: MLP layer widths (after the CNN for images): ``model_hiddens``.
+        activation: the MLP's activation (``ACTIVATIONS``): ``model_activation``.
+        vf_share_layers: one trunk for both heads.
+        cnn_hidden: width of the CNN's last layer.
     """
 
-    def __init__(self, obs_space: spaces.Space, action_space: spaces.Space, cfg: ModelConfig):
+    def __init__(self, obs_space: spaces.Space, action_space: spaces.Space, num_outputs: int, *,
+                 hiddens: list[int] = (64, 64), activation: str = "tanh",
+                 vf_share_layers: bool = False, cnn_hidden: int = 512):
         super().__init__()
-        self.dist_spec = DistributionSpec(action_space)
-        self.shared = cfg.vf_share_layers or is_image_space(obs_space)
-        self.pi_trunk, width = build_encoder(obs_space, cfg)
-        self.vf_trunk = None if self.shared else build_encoder(obs_space, cfg)[0]
-        out = self.dist_spec.input_dim
-        if self.dist_spec.is_continuous:
-            out = self.dist_spec.action_dim
+        dist_spec = DistributionSpec(action_space)
+        _check_outputs("ActorCritic", num_outputs, dist_spec.input_dim, action_space)
+        self.continuous = dist_spec.is_continuous
+        self.shared = vf_share_layers or is_image_space(obs_space)
+        self.pi_trunk, width = build_encoder(obs_space, hiddens, activation, cnn_hidden)
+        self.vf_trunk = (None if self.shared
+                         else build_encoder(obs_space, hiddens, activation, cnn_hidden)[0])
+        out = num_outputs
+        if self.continuous:
+            out = dist_spec.action_dim
             self.log_std = nn.Parameter(torch.zeros(out))
         self.pi_head = _init(nn.Linear(width, out), 0.01)
         self.vf_head = _init(nn.Linear(width, 1), 1.0)
@@ -138,25 +155,29 @@ class ActorCritic(nn.Module):
 
     def _dist_inputs(self, features: torch.Tensor) -> torch.Tensor:
         out = self.pi_head(features)
-        if self.dist_spec.is_continuous:
+        if self.continuous:
             out = torch.cat([out, self.log_std.expand_as(out)], dim=-1)
         return out
-
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
-        trunk = self.pi_trunk if self.vf_trunk is None else self.vf_trunk
-        return self.vf_head(trunk(obs)).squeeze(-1)
 
 
 class QNetwork(nn.Module):
     """Q-values ``[B, n_actions]`` for a Discrete action space; optional dueling head
-    (``Q = V + A - mean(A)``, Wang et al. 2016)."""
+    (``Q = V + A - mean(A)``, Wang et al. 2016).
 
-    def __init__(self, obs_space: spaces.Space, action_space: spaces.Discrete, cfg: ModelConfig,
-                 dueling: bool = True):
+    Args:
+        obs_space, action_space, num_outputs: as the model contract gives them.
+        hiddens, activation, cnn_hidden: the encoder (as for ``ActorCritic``).
+        dueling: the dueling head (DQN's ``dueling``).
+    """
+
+    def __init__(self, obs_space: spaces.Space, action_space: spaces.Discrete, num_outputs: int,
+                 *, hiddens: list[int] = (256, 256), activation: str = "relu",
+                 dueling: bool = True, cnn_hidden: int = 512):
         super().__init__()
-        self.n_actions = int(action_space.n)
+        _check_outputs("QNetwork", num_outputs, int(action_space.n), action_space)
+        self.n_actions = num_outputs
         self.dueling = dueling
-        self.trunk, width = build_encoder(obs_space, cfg)
+        self.trunk, width = build_encoder(obs_space, hiddens, activation, cnn_hidden)
         self.adv_head = _init(nn.Linear(width, self.n_actions), 1.0)
         self.val_head = _init(nn.Linear(width, 1), 1.0) if dueling else None
 

@@ -8,8 +8,10 @@ therefore evaluate MLP networks with the arrays copied out of the torch module a
 each weight load, and hand the outputs back to the torch distributions, so the
 sampling and log-probability math keeps its one home in ``distributions.py``.
 
-Only encoders made of Linear layers and tanh/relu/elu/silu activations are mirrored;
-anything else (the CNN, gelu) returns None and the worker runs torch.
+Only the built-in ``ActorCritic`` and ``QNetwork`` are mirrored, and only when their
+encoders are made of Linear layers and tanh/relu/elu/silu activations; anything else
+(the CNN, gelu) returns None and the worker runs torch. A user's model (even a
+subclass of a built-in one, whose forward may differ) always runs in torch.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 from torch import nn
 
-from rl.policies.models import ActorCritic, QNetwork
+from rl.policies.models import ActorCritic, FlattenFloat, QNetwork
 
 __all__ = ["NumpyMLP", "compile_actor_critic", "compile_q_network"]
 
@@ -76,7 +78,7 @@ def _flat_layers(encoder: nn.Module) -> list[nn.Module] | None:
     """The Linear/activation modules of ``build_encoder``'s MLP (Flatten + Sequential)."""
     out: list[nn.Module] = []
     for m in encoder.modules():
-        if isinstance(m, nn.Sequential) or type(m).__name__ == "_Flatten":
+        if isinstance(m, nn.Sequential | FlattenFloat):
             continue
         if isinstance(m, nn.Linear) or type(m) in _ACTIVATIONS:
             out.append(m)
@@ -88,6 +90,8 @@ def _flat_layers(encoder: nn.Module) -> list[nn.Module] | None:
 def compile_actor_critic(module: ActorCritic
                          ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
     """``obs -> (dist_inputs, values)`` in numpy, or None when not mirrorable."""
+    if type(module) is not ActorCritic:
+        return None
     pi = _flat_layers(module.pi_trunk)
     vf = pi if module.vf_trunk is None else _flat_layers(module.vf_trunk)
     if pi is None or vf is None:
@@ -97,7 +101,7 @@ def compile_actor_critic(module: ActorCritic
     if pi_net is None or vf_net is None:
         return None
     log_std = None
-    if module.dist_spec.is_continuous:
+    if module.continuous:
         log_std = module.log_std.detach().numpy().copy()
 
     if module.vf_trunk is None:
@@ -123,6 +127,8 @@ def _with_log_std(mean: np.ndarray, log_std: np.ndarray | None) -> np.ndarray:
 
 def compile_q_network(module: QNetwork) -> Callable[[np.ndarray], np.ndarray] | None:
     """``obs -> Q-values`` in numpy (dueling combined), or None when not mirrorable."""
+    if type(module) is not QNetwork:
+        return None
     layers = _flat_layers(module.trunk)
     trunk = None if layers is None else NumpyMLP.from_modules(layers)
     if trunk is None:

@@ -4,11 +4,12 @@
   records ``logp``, ``vf_preds`` and the ``behaviour_logits`` (distribution inputs).
 * ``QPolicy`` (DQN): epsilon-greedy over Q-values, epsilon sent with each request.
 
-Both do one forward per vector step. MLP networks run through their numpy mirror
-(``rl.policies.numpy_mlp``: several times cheaper than torch at worker batch sizes),
-refreshed on every ``load_weights``; other networks run in torch under
-``inference_mode``. Sampling and log-probabilities always use the torch
-distributions.
+Both build their network from the algorithm's ``ModelSpec`` (the learner builds the
+same one, so the flat weights fit) and do one forward per vector step. The built-in
+MLP models run through their numpy mirror (``rl.policies.numpy_mlp``: several times
+cheaper than torch at worker batch sizes), refreshed on every ``load_weights``; every
+other model, a user's included, runs in torch under ``inference_mode`` (one thread per
+worker process). Sampling and log-probabilities always use the torch distributions.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from gymnasium import spaces
 
 from rl.data import columns as C
-from rl.policies import ActorCritic, ModelConfig, QNetwork, load_flat_params
+from rl.policies import DistributionSpec, ModelSpec, load_flat_params
+from rl.policies.model_spec import Q
 from rl.policies.numpy_mlp import compile_actor_critic, compile_q_network
 
 __all__ = ["ActorCriticPolicy", "QPolicy", "build_inference_policy"]
@@ -29,10 +30,10 @@ __all__ = ["ActorCriticPolicy", "QPolicy", "build_inference_policy"]
 class ActorCriticPolicy:
     """Stochastic actor-critic inference."""
 
-    def __init__(self, obs_space: spaces.Space, action_space: spaces.Space, model: ModelConfig):
-        self.module = ActorCritic(obs_space, action_space, model)
+    def __init__(self, model: ModelSpec):
+        self.module = model.build()
         self.module.eval()
-        self.dist_spec = self.module.dist_spec
+        self.dist_spec = DistributionSpec(model.action_space)
         self._fast = compile_actor_critic(self.module)
 
     def load_weights(self, vector: np.ndarray) -> None:
@@ -69,9 +70,7 @@ class ActorCriticPolicy:
 
     @torch.inference_mode()
     def value(self, obs: torch.Tensor) -> np.ndarray:
-        if self._fast is not None:
-            return self._fast(obs.numpy())[1]
-        return self.module.value(obs).numpy()
+        return self._forward(obs)[1].numpy()
 
     @torch.inference_mode()
     def greedy(self, obs: torch.Tensor) -> np.ndarray:
@@ -82,11 +81,10 @@ class ActorCriticPolicy:
 class QPolicy:
     """Epsilon-greedy over a Q-network; ``request["epsilon"]`` sets the exploration rate."""
 
-    def __init__(self, obs_space: spaces.Space, action_space: spaces.Discrete, model: ModelConfig,
-                 dueling: bool = True):
-        self.module = QNetwork(obs_space, action_space, model, dueling=dueling)
+    def __init__(self, model: ModelSpec):
+        self.module = model.build()
         self.module.eval()
-        self.n_actions = int(action_space.n)
+        self.n_actions = int(model.action_space.n)
         self._fast = compile_q_network(self.module)
 
     def load_weights(self, vector: np.ndarray) -> None:
@@ -116,11 +114,6 @@ class QPolicy:
         return self.q_values(obs).argmax(dim=-1).numpy()
 
 
-def build_inference_policy(kind: str, obs_space, action_space, model: ModelConfig,
-                           module_options: dict) -> ActorCriticPolicy | QPolicy:
-    """The worker-side policy for ``kind`` (``actor_critic`` or ``q``)."""
-    if kind == "actor_critic":
-        return ActorCriticPolicy(obs_space, action_space, model)
-    if kind == "q":
-        return QPolicy(obs_space, action_space, model, **module_options)
-    raise ValueError(f"unknown policy kind {kind!r}; valid: actor_critic, q")
+def build_inference_policy(model: ModelSpec) -> ActorCriticPolicy | QPolicy:
+    """The worker-side policy for the model's kind (``actor_critic`` or ``q``)."""
+    return QPolicy(model) if model.kind == Q else ActorCriticPolicy(model)

@@ -31,7 +31,7 @@ actions; see ``rl.resume``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,7 @@ import torch
 from rl.data import columns as C
 from rl.envs import EnvSpec, VectorEnv, env_factory, is_image_space
 from rl.envs.normalization import RunningMeanStd
-from rl.policies import DistributionSpec, ModelConfig
+from rl.policies import DistributionSpec, ModelSpec
 from rl.rollout.policy import build_inference_policy
 from rl.runtime.base import BoardReader
 from rl.runtime.shared import share
@@ -73,11 +73,9 @@ class WorkerSpec:
     num_envs: int
     fragment_length: int
     seed: int | None
-    model: ModelConfig
-    policy_kind: str = "actor_critic"  # or "q"
+    model: ModelSpec
     normalize_obs: bool = False
     needs_next_obs: bool = False
-    module_options: dict = field(default_factory=dict)
     restart_failed_sub_envs: bool = False
     exact_resume: bool = True  # record the running games for replay (rl.resume)
 
@@ -110,8 +108,7 @@ class RolloutWorker:
                               restart_failed=spec.restart_failed_sub_envs,
                               record_actions=spec.exact_resume)
         self.dist_spec = DistributionSpec(spec.action_space)
-        self.policy = build_inference_policy(spec.policy_kind, spec.obs_space, spec.action_space,
-                                             spec.model, spec.module_options)
+        self.policy = build_inference_policy(spec.model)
         seed = 0 if spec.seed is None else spec.seed
         self.generator = torch.Generator().manual_seed(
             seed * 7919 + worker_index + 104_729 * incarnation)

@@ -22,7 +22,7 @@ from rl.data import columns as C
 from rl.data.replay import PrioritizedReplayBuffer
 from rl.envs import UnsupportedSpaceError
 from rl.experiment import load_example
-from rl.policies import ModelConfig, QNetwork, flat_params
+from rl.policies import ModelSpec, flat_params
 
 GAMMA = 0.99
 
@@ -103,8 +103,8 @@ def test_loss_is_importance_weighted_mean(loss_fn):
 def _learner(**overrides) -> DQNLearner:
     cfg = DQNConfig().environment("CartPole-v1").set(model_hiddens=[8], **overrides)
     obs = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
-    return DQNLearner(lambda: QNetwork(obs, gym.spaces.Discrete(2), ModelConfig([8], "relu")),
-                      cfg)
+    return DQNLearner(ModelSpec.create("q", obs, gym.spaces.Discrete(2), None,
+                                       {"hiddens": [8], "activation": "relu"}), cfg)
 
 
 def _random_batch(n: int = 16, seed: int = 0) -> SampleBatch:
@@ -203,9 +203,9 @@ def test_algorithm_updates_priorities_from_the_learner_td_errors():
         algo.train()
         learner = algo.learner_group.local
         # The networks before the step define the TD errors that become priorities.
-        online = QNetwork(algo.obs_space, algo.action_space, algo.model_config, dueling=True)
+        online = algo.model_spec.build()
         online.load_state_dict(learner.module.state_dict())
-        target = QNetwork(algo.obs_space, algo.action_space, algo.model_config, dueling=True)
+        target = algo.model_spec.build()
         target.load_state_dict(learner.target.state_dict())
         drawn = []
         sample = algo.replay.sample

@@ -16,7 +16,7 @@ from rl.algorithms.impala.loss import IMPALALossSettings, impala_loss
 from rl.algorithms.registry import algorithm_class, config_class
 from rl.data import SampleBatch
 from rl.data import columns as C
-from rl.policies import ActorCritic, ModelConfig
+from rl.policies import ActorCritic, DistributionSpec, ModelSpec
 from rl.resume import pack_impala_state, unpack_impala_state
 from rl.runtime import shm
 
@@ -87,7 +87,7 @@ def fixed_batch(module: ActorCritic, T=6, N=3, seed=0):
     truncateds[4, 1] = truncateds[1, 2] = truncateds[5, 0] = True
     with torch.no_grad():
         logits, _ = module(obs.reshape(T * N, 4))
-        logp = module.dist_spec(logits).log_prob(actions.reshape(-1)).reshape(T, N)
+        logp = DistributionSpec(gym.spaces.Discrete(logits.shape[-1]))(logits).log_prob(actions.reshape(-1)).reshape(T, N)
     return SampleBatch({
         C.OBS: obs.numpy(), C.ACTIONS: actions.numpy(), C.LOGP: logp.numpy(),
         C.REWARDS: torch.randn(T, N, generator=g).numpy(),
@@ -100,7 +100,7 @@ def td1_targets(module, batch, gamma):
     """n-step TD(1) returns by a plain loop: bootstrap V(x_T), V(final obs) at truncations."""
     T, N = batch[C.REWARDS].shape
     with torch.no_grad():
-        next_v = module.value(torch.from_numpy(batch[C.NEXT_OBS]).reshape(T * N, 4))
+        next_v = module(torch.from_numpy(batch[C.NEXT_OBS]).reshape(T * N, 4))[1]
         next_v = next_v.reshape(T, N).numpy()
     G = np.zeros((T, N))
     for n in range(N):
@@ -117,19 +117,19 @@ def td1_targets(module, batch, gamma):
 
 def test_on_policy_loss_uses_td1_targets():
     torch.manual_seed(0)
-    module = ActorCritic(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(3),
-                         ModelConfig(hiddens=[8]))
+    module = ActorCritic(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(3), 3, hiddens=[8])
+    dist_spec = DistributionSpec(gym.spaces.Discrete(3))
     batch = fixed_batch(module)
     settings = IMPALALossSettings(gamma=0.9, vf_loss_coeff=0.25, entropy_coeff=0.01,
                                   clip_rho_threshold=1.0, clip_c_threshold=1.0,
                                   clip_pg_rho_threshold=1.0)
-    loss, m = impala_loss(module, loss_inputs(batch, torch.device("cpu")), settings)
+    loss, m = impala_loss(module, dist_spec, loss_inputs(batch, torch.device("cpu")), settings)
 
     G = td1_targets(module, batch, 0.9)
     with torch.no_grad():
         logits, values = module(torch.from_numpy(batch[C.OBS]).reshape(-1, 4))
         values = values.reshape(G.shape).numpy()
-        entropy = module.dist_spec(logits).entropy().mean().item()
+        entropy = dist_spec(logits).entropy().mean().item()
     adv = G - values  # on-policy: every rho is 1, so pg advantage = v_s - V(x_s)
     np.testing.assert_allclose(m["vf_loss"], 0.5 * np.mean(adv**2), rtol=1e-5)
     np.testing.assert_allclose(m["policy_loss"], -np.mean(batch[C.LOGP] * adv), rtol=1e-5)
@@ -141,12 +141,12 @@ def test_on_policy_loss_uses_td1_targets():
 
 def test_loss_gradient_reaches_policy_and_value_but_not_through_targets():
     torch.manual_seed(1)
-    module = ActorCritic(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(3),
-                         ModelConfig(hiddens=[8]))
+    module = ActorCritic(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(3), 3, hiddens=[8])
     batch = fixed_batch(module, seed=3)
     batch[C.LOGP] = batch[C.LOGP] - 0.5  # off-policy: ratios e^0.5 get clipped to 1
     settings = IMPALALossSettings(0.99, 0.5, 0.0, 1.0, 1.0, 1.0)
-    loss, m = impala_loss(module, loss_inputs(batch, torch.device("cpu")), settings)
+    loss, m = impala_loss(module, DistributionSpec(gym.spaces.Discrete(3)),
+                          loss_inputs(batch, torch.device("cpu")), settings)
     loss.backward()
     assert module.pi_head.weight.grad.abs().sum() > 0
     assert module.vf_head.weight.grad.abs().sum() > 0
@@ -169,8 +169,8 @@ def test_learner_update_with_minibatches_and_epochs(optimizer, eps_type):
     cfg = small(optimizer=optimizer, num_epochs=2, minibatch_size=10, grad_clip=1e-3)
     torch.manual_seed(0)
     space = gym.spaces.Box(-1, 1, (4,))
-    learner = IMPALALearner(lambda: ActorCritic(space, gym.spaces.Discrete(3),
-                                                ModelConfig(hiddens=[8])), cfg)
+    learner = IMPALALearner(ModelSpec.create("actor_critic", space, gym.spaces.Discrete(3), None,
+                                             {"hiddens": [8]}), cfg)
     assert isinstance(learner.optimizer, eps_type)
     if optimizer == "rmsprop":
         assert learner.optimizer.param_groups[0]["eps"] == 0.01

@@ -62,7 +62,7 @@ def test_first_minibatch_has_ratio_one():
         batch = fragments_to_train_batch(results, 0.99, 0.95)
         t = batch.to_torch()
         s = PPOLossSettings(0.2, None, 0.5, 0.0, 0.0, True)
-        _, m = ppo_loss(algo.learner_group.module, t, s)
+        _, m = ppo_loss(algo.learner_group.module, algo.learner_group.local.dist_spec, t, s)
     assert float(m["approx_kl"]) == pytest.approx(0.0, abs=1e-6)
     assert float(m["clip_frac"]) == 0.0
 
@@ -82,7 +82,7 @@ def test_ppo_loss_against_hand_computation():
     mb = {C.OBS: obs, C.ACTIONS: actions, C.LOGP: old_logp, C.VF_PREDS: values,
           C.ADVANTAGES: adv, C.VALUE_TARGETS: targets}
     s = PPOLossSettings(0.2, None, 0.5, 0.01, 0.0, normalize_advantages=False)
-    loss, m = ppo_loss(module, mb, s)
+    loss, m = ppo_loss(module, DistributionSpec(gym.spaces.Discrete(2)), mb, s)
     ratio = torch.exp(torch.tensor([0.5, -0.5, 0.1, 0.0]))
     surr = torch.min(ratio * adv, ratio.clamp(0.8, 1.2) * adv)
     pg = -surr.mean()
@@ -101,7 +101,6 @@ class FixedOutputs(torch.nn.Module):
         super().__init__()
         self.logits = torch.nn.Parameter(logits.clone())
         self.values = torch.nn.Parameter(values.clone())
-        self.dist_spec = DistributionSpec(gym.spaces.Discrete(2))
 
     def forward(self, obs):
         return self.logits, self.values
@@ -126,7 +125,7 @@ def test_value_clipping_against_hand_computation():
           C.VALUE_TARGETS: values + to_target}
     s = PPOLossSettings(0.2, 0.2, vf_loss_coeff=0.5, entropy_coeff=0.0, kl_coeff=0.0,
                         normalize_advantages=False)
-    loss, m = ppo_loss(module, mb, s)
+    loss, m = ppo_loss(module, DistributionSpec(gym.spaces.Discrete(2)), mb, s)
     expected_vf = 0.5 * (1.69 + 4.0 + 0.25 + 0.64) / 4
     assert float(m["vf_loss"]) == pytest.approx(expected_vf, rel=1e-6)
     # Ratio 1 everywhere (uniform logits, logp = log 1/2): policy loss -mean(adv) = -1.
@@ -138,7 +137,8 @@ def test_value_clipping_against_hand_computation():
     expected_grad = 0.5 * 0.5 * 2 * -to_target / 4 * torch.tensor([0.0, 1.0, 1.0, 0.0])
     torch.testing.assert_close(module.values.grad, expected_grad)
     # Without clipping the same rows give the plain squared error.
-    _, plain = ppo_loss(module, mb, PPOLossSettings(0.2, None, 0.5, 0.0, 0.0, False))
+    _, plain = ppo_loss(module, DistributionSpec(gym.spaces.Discrete(2)), mb,
+                        PPOLossSettings(0.2, None, 0.5, 0.0, 0.0, False))
     assert float(plain["vf_loss"]) == pytest.approx(0.5 * (1.0 + 4.0 + 0.25 + 0.0) / 4, rel=1e-6)
 
 

@@ -24,7 +24,7 @@ from rl.algorithms.ppo.learner import PPOLearner
 from rl.data import SampleBatch
 from rl.data import columns as C
 from rl.learner import LearnerGroup, merge_metrics, shard_batch
-from rl.policies import ActorCritic, ModelConfig
+from rl.policies import ModelSpec
 from tests.conftest import open_runtime
 
 OBS = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
@@ -50,8 +50,8 @@ def config(**overrides) -> PPOConfig:
 
 def learner_factory(cls: type[PPOLearner], cfg: PPOConfig):
     # partials of importable classes: picklable by reference into the learner processes
-    module = functools.partial(ActorCritic, OBS, ACTIONS, ModelConfig(hiddens=[32, 32]))
-    return functools.partial(cls, module, cfg, "cpu")
+    model = ModelSpec.create("actor_critic", OBS, ACTIONS, None, {"hiddens": [32, 32]})
+    return functools.partial(cls, model, cfg, "cpu")
 
 
 def fixed_batch(seed: int = 1) -> SampleBatch:
@@ -132,9 +132,9 @@ def impala_learner_factory():
     cfg = (IMPALAConfig().environment("CartPole-v1")
            .env_runners(num_envs_per_env_runner=2, rollout_fragment_length=6)
            .training(train_batch_size=36, lr=3e-3, num_epochs=2).debugging(seed=0))
-    module = functools.partial(ActorCritic, gym.spaces.Box(-5, 5, (4,), np.float32), ACTIONS,
-                               ModelConfig(hiddens=[16]))
-    return cfg, functools.partial(IMPALALearner, module, cfg, "cpu")
+    model = ModelSpec.create("actor_critic", gym.spaces.Box(-5, 5, (4,), np.float32), ACTIONS,
+                             None, {"hiddens": [16]})
+    return cfg, functools.partial(IMPALALearner, model, cfg, "cpu")
 
 
 def test_impala_learners_reading_shared_fragments_match_the_stacked_batch_path():

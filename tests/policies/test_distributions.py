@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import distributions as D
 
-from rl.policies import ActorCritic, DistributionSpec, ModelConfig, flat_params, load_flat_params
+from rl.policies import ActorCritic, DistributionSpec, flat_params, load_flat_params
 
 
 def test_categorical_matches_torch():
@@ -131,7 +131,7 @@ def test_tiny_standard_deviations_give_finite_log_probs_and_samples_at_the_mean(
 
 def test_orthogonal_init_and_heads():
     torch.manual_seed(0)
-    m = ActorCritic(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Box(-1, 1, (2,)), ModelConfig())
+    m = ActorCritic(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Box(-1, 1, (2,)), 4)
     w = m.pi_trunk[1][0].weight  # first hidden layer
     # Orthogonal rows scaled by sqrt(2): W W^T = 2 I (rows <= cols case is 64x4 -> columns).
     torch.testing.assert_close(w.T @ w, 2 * torch.eye(4), atol=1e-4, rtol=0)
@@ -142,8 +142,8 @@ def test_orthogonal_init_and_heads():
 
 
 def test_flat_params_round_trip():
-    m1 = ActorCritic(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2), ModelConfig())
-    m2 = ActorCritic(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2), ModelConfig())
+    m1 = ActorCritic(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2), 2)
+    m2 = ActorCritic(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2), 2)
     load_flat_params(m2, flat_params(m1))
     x = torch.randn(5, 3)
     torch.testing.assert_close(m1(x)[0], m2(x)[0])
@@ -153,7 +153,7 @@ def test_flat_params_round_trip():
 
 def test_cnn_scales_uint8_and_accepts_channels_last():
     space = gym.spaces.Box(0, 255, (84, 84, 4), np.uint8)
-    m = ActorCritic(space, gym.spaces.Discrete(6), ModelConfig())
+    m = ActorCritic(space, gym.spaces.Discrete(6), 6)
     assert m.shared
     x = torch.randint(0, 256, (2, 84, 84, 4), dtype=torch.uint8)
     logits, v = m(x)

@@ -5,7 +5,7 @@ import torch
 
 from rl.data import columns as C
 from rl.envs import register_env, resolve_env
-from rl.policies import ModelConfig
+from rl.policies import ModelSpec
 from rl.rollout import RolloutWorker, WorkerSpec
 from tests.toy_envs import ScriptedEnv
 
@@ -15,7 +15,9 @@ def _spec(name, num_envs=2, T=7, seed=None, **kw):
     register_env(name, lambda cfg: ScriptedEnv(**cfg))
     env = ScriptedEnv(**kw)
     return WorkerSpec(resolve_env(name), dict(kw), env.observation_space, env.action_space,
-                      num_envs, T, seed=seed, model=ModelConfig(hiddens=[8]))
+                      num_envs, T, seed=seed,
+                      model=ModelSpec.create("actor_critic", env.observation_space,
+                                             env.action_space, None, {"hiddens": [8]}))
 
 
 def test_worker_columns_and_bootstrap_values():

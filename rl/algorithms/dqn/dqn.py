@@ -34,7 +34,7 @@ from rl.data import columns as C
 from rl.data.nstep import NStepAccumulator
 from rl.data.replay import PrioritizedReplayBuffer, ReplayBuffer
 from rl.metrics import MetricMeans
-from rl.policies import QNetwork
+from rl.policies.model_spec import Q
 
 __all__ = ["DQN"]
 
@@ -49,15 +49,15 @@ class DQN(Algorithm):
     config_class = DQNConfig
     config: DQNConfig
     learner_class = DQNLearner
-    # The same QNetwork layout as the workers' QPolicy: published weights match.
-    module_class = QNetwork
+    model_kind = Q  # forward(obs) -> q_values; the built-in is QNetwork
     action_spaces = ("Discrete",)
-    policy_kind = "q"
     needs_next_obs = True  # replay stores (s, a, r, s') transitions
 
     # ------------------------------------------------------------------ construction
-    def module_options(self) -> dict[str, Any]:
-        return {"dueling": self.config.dueling}
+    def builtin_model_kwargs(self) -> dict[str, Any]:
+        cfg = self.config
+        return {"hiddens": list(cfg.model_hiddens), "activation": cfg.model_activation,
+                "dueling": cfg.dueling}
 
     def setup(self) -> None:
         cfg = self.config

@@ -33,8 +33,8 @@ TD_ERRORS = "td_errors"
 class DQNLearner(Learner):
     """Trains the online Q-network on batches sampled from replay."""
 
-    def __init__(self, module_factory, config, device: str = "cpu"):
-        super().__init__(module_factory, config, device)
+    def __init__(self, model, config, device: str = "cpu"):
+        super().__init__(model, config, device)
         self.target = copy.deepcopy(self.module)
         self.target.requires_grad_(False)
         self.settings = DQNLossSettings(double_q=config.double_q,

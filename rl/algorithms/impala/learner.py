@@ -133,7 +133,7 @@ class IMPALALearner(Learner):
                                                   for k, v in batch.items()}), self.device)
                          for i in range(0, N, cols))
             for tensors in parts:
-                loss, metrics = impala_loss(self.module, tensors, settings)
+                loss, metrics = impala_loss(self.module, self.dist_spec, tensors, settings)
                 metrics["grad_norm"] = self.apply_loss(loss)
                 means.add(metrics)
         out = means.means()

@@ -1,7 +1,8 @@
 """The IMPALA loss: V-trace policy gradient + value regression to v_s - entropy bonus.
 
-A pure function of (module, time-major batch tensors, settings) -> (loss, metrics);
-the learner owns the optimizer, clipping and device. The learner's module recomputes
+A pure function of (module, action distribution, time-major batch tensors, settings)
+-> (loss, metrics); the learner owns the optimizer, clipping and device. The module is
+any actor-critic model of the model contract. The learner's module recomputes
 the target policy's logits and the values over the whole unroll, including the
 bootstrap value V(x_T) and, at truncations inside the unroll, V(final obs); V-trace
 (``rl.data.returns.vtrace_torch``) then runs on the same device (Espeholt et al.
@@ -24,7 +25,7 @@ import torch
 from rl.data import columns as C
 from rl.data.returns import vtrace_torch
 from rl.metrics import explained_variance
-from rl.policies import ActorCritic
+from rl.policies import DistributionSpec
 
 __all__ = ["BOOTSTRAP_OBS", "FINAL_INDEX", "FINAL_OBS", "IMPALALossSettings", "impala_loss"]
 
@@ -45,12 +46,14 @@ class IMPALALossSettings:
     vtrace_lambda: float = 1.0
 
 
-def impala_loss(module: ActorCritic, batch: dict[str, torch.Tensor],
+def impala_loss(module: torch.nn.Module, dist_spec: DistributionSpec,
+                batch: dict[str, torch.Tensor],
                 s: IMPALALossSettings) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """IMPALA's V-trace actor-critic loss on one time-major batch of unrolls.
 
     Args:
-        module: the actor-critic being trained (the target policy pi).
+        module: the actor-critic model being trained (the target policy pi).
+        dist_spec: the action space's distribution (``dist_inputs`` -> distribution).
         batch: tensors on the module's device: ``obs [T, N, ...]``, ``actions [T, N,
             ...]``, ``logp [T, N]`` (behaviour log mu(a_t|x_t)), ``rewards [T, N]``,
             ``terminateds [T, N]`` and ``truncateds [T, N]`` (float 0/1),
@@ -66,7 +69,7 @@ def impala_loss(module: ActorCritic, batch: dict[str, torch.Tensor],
     T, N = rewards.shape
     obs = batch[C.OBS]
     dist_inputs, values_flat = module(obs.reshape(T * N, *obs.shape[2:]))
-    dist = module.dist_spec(dist_inputs)
+    dist = dist_spec(dist_inputs)
     actions = batch[C.ACTIONS]
     target_logp_flat = dist.log_prob(actions.reshape(T * N, *actions.shape[2:]))
     target_logp = target_logp_flat.reshape(T, N)
@@ -75,7 +78,7 @@ def impala_loss(module: ActorCritic, batch: dict[str, torch.Tensor],
     with torch.no_grad():
         # Values of states outside the unroll's rows: targets only, never trained on.
         extra = torch.cat([batch[BOOTSTRAP_OBS], batch[FINAL_OBS]], dim=0)
-        extra_values = module.value(extra)
+        extra_values = module(extra)[1]
         final_values = torch.zeros(T * N, dtype=values.dtype, device=values.device)
         final_values[batch[FINAL_INDEX]] = extra_values[N:]
 

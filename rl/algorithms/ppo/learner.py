@@ -32,8 +32,8 @@ _COLUMNS = (C.OBS, C.ACTIONS, C.LOGP, C.VF_PREDS, C.ADVANTAGES, C.VALUE_TARGETS)
 class PPOLearner(Learner):
     """Runs ``num_epochs`` passes of minibatch SGD over each train batch."""
 
-    def __init__(self, module_factory, config, device: str = "cpu"):
-        super().__init__(module_factory, config, device)
+    def __init__(self, model, config, device: str = "cpu"):
+        super().__init__(model, config, device)
         self.kl_coeff = float(config.kl_coeff)
 
     def update(self, batch: SampleBatch, *, lr: float | None = None,
@@ -61,7 +61,7 @@ class PPOLearner(Learner):
             for mb in minibatches(tensors, order, cfg.minibatch_size):
                 if normalize_across:
                     mb[C.ADVANTAGES] = self._normalize_across(mb[C.ADVANTAGES])
-                loss, metrics = ppo_loss(self.module, mb, settings)
+                loss, metrics = ppo_loss(self.module, self.dist_spec, mb, settings)
                 metrics["grad_norm"] = self.apply_loss(loss)
                 means.add(metrics)
                 epoch_kl.append(float(metrics["approx_kl"]))

@@ -1,7 +1,8 @@
 """The PPO loss: clipped surrogate + (optionally clipped) value loss - entropy + KL penalty.
 
-A pure function of (module, minibatch tensors, settings) -> (loss, metrics); the
-learner owns optimisation. Metric names follow the PPO implementation details:
+A pure function of (module, action distribution, minibatch tensors, settings) ->
+(loss, metrics); the learner owns optimisation. The module is any actor-critic model
+of the model contract (``forward(obs) -> (dist_inputs, values)``). Metric names follow the PPO implementation details:
 policy_loss, vf_loss, entropy, approx_kl (``(ratio - 1) - log ratio``), clip_frac.
 """
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from rl.data import columns as C
-from rl.policies import ActorCritic
+from rl.policies import DistributionSpec
 
 __all__ = ["PPOLossSettings", "ppo_loss"]
 
@@ -27,12 +28,13 @@ class PPOLossSettings:
     normalize_advantages: bool
 
 
-def ppo_loss(module: ActorCritic, mb: dict[str, torch.Tensor],
+def ppo_loss(module: torch.nn.Module, dist_spec: DistributionSpec, mb: dict[str, torch.Tensor],
              s: PPOLossSettings) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO-clip loss on one minibatch.
 
     Args:
-        module: the actor-critic being trained.
+        module: the actor-critic model being trained.
+        dist_spec: the action space's distribution (``dist_inputs`` -> distribution).
         mb: tensors ``obs [B, ...]``, ``actions [B, ...]``, ``logp [B]`` (behaviour),
             ``vf_preds [B]``, ``advantages [B]``, ``value_targets [B]``, and
             ``behaviour_logits [B, D]`` when ``s.kl_coeff > 0``.
@@ -42,7 +44,7 @@ def ppo_loss(module: ActorCritic, mb: dict[str, torch.Tensor],
         ``(loss, metrics)``; metrics are detached scalars.
     """
     dist_inputs, values = module(mb[C.OBS])
-    dist = module.dist_spec(dist_inputs)
+    dist = dist_spec(dist_inputs)
     logp = dist.log_prob(mb[C.ACTIONS])
     log_ratio = logp - mb[C.LOGP]
     ratio = log_ratio.exp()
@@ -65,7 +67,7 @@ def ppo_loss(module: ActorCritic, mb: dict[str, torch.Tensor],
 
     metrics = {}
     if s.kl_coeff > 0:
-        old = module.dist_spec(mb[C.BEHAVIOUR_LOGITS])
+        old = dist_spec(mb[C.BEHAVIOUR_LOGITS])
         kl = old.kl(dist).mean()
         loss = loss + s.kl_coeff * kl
         metrics["kl"] = kl.detach()

@@ -1,0 +1,219 @@
+"""The model contract: which torch module an algorithm trains and its workers run.
+
+A model is a plain ``torch.nn.Module`` built as::
+
+    Cls(obs_space, action_space, num_outputs, **model_kwargs)
+
+* actor-critic models (PPO, IMPALA): ``forward(obs) -> (dist_inputs [B, num_outputs],
+  values [B])``; ``num_outputs`` is the width of the action distribution's inputs:
+  ``n`` for ``Discrete(n)`` (logits), ``sum(nvec)`` for ``MultiDiscrete`` (the logits
+  of each sub-action, concatenated), ``2 * dim(A)`` for ``Box`` (means, then log-stds);
+* Q-models (DQN): ``forward(obs) -> q_values [B, n]``, with ``num_outputs = n``.
+
+``obs`` is a float32 tensor ``[B, *obs_space.shape]`` of the (prepared, possibly
+normalised) observation space the model was built on; images stay in their dtype
+(uint8 pixels). The built-in ``ActorCritic`` and ``QNetwork`` are models of this same
+contract: ``model_class=None`` selects them, with ``model_hiddens``,
+``model_activation`` and ``vf_share_layers`` as their keyword arguments.
+
+``ModelSpec`` is the one description both sides build from: the learner trains
+``spec.build()`` and every rollout worker runs its own ``spec.build()`` with the
+learner's flat weights, so the two layouts cannot drift. It travels to worker and
+learner processes by cloudpickle: a class from an importable module is pickled by
+reference (on Ray it must be importable on every node), a class registered from a
+script by value. ``spec.check()`` builds the model in the driver and runs one forward
+pass on sample observations before any process starts; any failure is a
+``ModelError`` (a ``ConfigError``: exit 2 on the CLI) naming the class, what was
+expected and what came back.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from rl.config import ConfigError, error_line
+from rl.policies.distributions import DistributionSpec
+
+__all__ = ["BUILTIN_MODELS", "ModelError", "ModelSpec", "register_model", "registered_models"]
+
+ACTOR_CRITIC = "actor_critic"
+Q = "q"
+BUILTIN_MODELS = {ACTOR_CRITIC: "rl.policies.models:ActorCritic",
+                  Q: "rl.policies.models:QNetwork"}
+"""The default ``model_class`` of each model kind."""
+
+_REGISTRY: dict[str, type[nn.Module]] = {}
+
+
+class ModelError(ConfigError):
+    """A model class that cannot be imported, built or run as the contract asks."""
+
+
+def register_model(name: str, cls: type[nn.Module]) -> None:
+    """Make ``cls`` available as ``model_class=name`` (in this process; the class itself
+    travels to the workers and learners with the config, so they need not register it).
+
+    Raises:
+        ModelError: ``name`` is empty or has a ``:`` (reserved for import paths), or
+            ``cls`` is not a ``torch.nn.Module`` subclass.
+    """
+    if not isinstance(name, str) or not name or ":" in name:
+        raise ModelError(f"register_model: the name must be a non-empty string without ':' "
+                         f"(that marks 'module:Class' paths), got {name!r}")
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ModelError(f"register_model({name!r}, ...): expected a torch.nn.Module subclass, "
+                         f"got {cls!r}")
+    _REGISTRY[name] = cls
+
+
+def registered_models() -> list[str]:
+    """Names given to ``register_model`` in this process."""
+    return sorted(_REGISTRY)
+
+
+def resolve_model_class(name: str) -> type[nn.Module]:
+    """The class a ``model_class`` string names: a registered name or ``module:Class``."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if ":" not in name:
+        known = ", ".join(registered_models()) or "none"
+        raise ModelError(f"model_class {name!r} is neither 'package.module:Class' nor a name "
+                         f"given to rl.register_model() (registered: {known})")
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # the user's module may raise anything while importing
+        raise ModelError(f"model_class {name!r}: cannot import {module_name!r} "
+                         f"({error_line(e)}); the module must be importable (on the Ray "
+                         "backend: on every node)") from e
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ModelError(f"model_class {name!r}: module {module_name!r} has no {attr!r}")
+    if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
+        raise ModelError(f"model_class {name!r} is {obj!r}, not a torch.nn.Module subclass")
+    return obj
+
+
+def num_outputs(kind: str, action_space: spaces.Space) -> int:
+    """What the model's first output must be wide: see the module docstring."""
+    if kind == Q:
+        return int(action_space.n)
+    return DistributionSpec(action_space).input_dim
+
+
+def policy_input_dtype(obs_space: spaces.Space) -> np.dtype:
+    """The dtype of observations the model receives: images keep theirs, all else float32."""
+    from rl.envs.spaces import is_image_space
+
+    return np.dtype(obs_space.dtype) if is_image_space(obs_space) else np.dtype(np.float32)
+
+
+def _describe(out: Any) -> str:
+    if isinstance(out, torch.Tensor):
+        return f"Tensor{list(out.shape)} {str(out.dtype).removeprefix('torch.')}"
+    if isinstance(out, tuple | list):
+        return "(" + ", ".join(_describe(o) for o in out) + ")"
+    return type(out).__name__
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Class + keyword arguments + spaces: everything needed to build the model.
+
+    Attributes:
+        kind: ``actor_critic`` or ``q`` (what ``forward`` returns).
+        obs_space: the prepared observation space the model sees.
+        action_space: the env's action space.
+        model_class: the config's string (None: the built-in model of ``kind``).
+        model_kwargs: the constructor's keyword arguments.
+        cls: the resolved class.
+    """
+
+    kind: str
+    obs_space: spaces.Space
+    action_space: spaces.Space
+    model_class: str | None
+    model_kwargs: dict = field(default_factory=dict)
+    cls: type[nn.Module] | None = None
+
+    @classmethod
+    def create(cls, kind: str, obs_space: spaces.Space, action_space: spaces.Space,
+               model_class: str | None, model_kwargs: dict) -> ModelSpec:
+        """Resolve ``model_class`` (None: the built-in) into a spec; raises ``ModelError``."""
+        if kind not in BUILTIN_MODELS:
+            raise ValueError(f"unknown model kind {kind!r}; valid: {', '.join(BUILTIN_MODELS)}")
+        resolved = resolve_model_class(model_class or BUILTIN_MODELS[kind])
+        return cls(kind, obs_space, action_space, model_class, dict(model_kwargs), resolved)
+
+    @property
+    def name(self) -> str:
+        """How messages name the model: the config's string or the built-in's path."""
+        return self.model_class or BUILTIN_MODELS[self.kind]
+
+    @property
+    def is_builtin(self) -> bool:
+        """The built-in model of its kind (workers may run its numpy mirror)."""
+        return self.model_class is None
+
+    @property
+    def num_outputs(self) -> int:
+        return num_outputs(self.kind, self.action_space)
+
+    def build(self) -> nn.Module:
+        """A new model with fresh parameters."""
+        assert self.cls is not None, "ModelSpec.create() resolves the class"
+        return self.cls(self.obs_space, self.action_space, self.num_outputs,
+                        **self.model_kwargs)
+
+    def check(self) -> nn.Module:
+        """Build the model and run one forward pass on two sample observations; returns
+        the model.
+
+        Raises:
+            ModelError: the constructor or forward raised, the model has no trainable
+                parameters, or an output has the wrong type, shape or dtype.
+        """
+        prefix = f"model_class {self.name!r}"
+        kwargs = ", ".join(f"{k}={v!r}" for k, v in self.model_kwargs.items())
+        try:
+            module = self.build()
+        except Exception as e:
+            raise ModelError(f"{prefix}: {self.cls.__name__}(obs_space, action_space, "
+                             f"num_outputs={self.num_outputs}{', ' if kwargs else ''}{kwargs}) "
+                             f"raised {error_line(e)}") from e
+        if not any(p.requires_grad for p in module.parameters()):
+            raise ModelError(f"{prefix} has no trainable parameters")
+        dtype = policy_input_dtype(self.obs_space)
+        obs = np.stack([self.obs_space.sample() for _ in range(2)]).astype(dtype)
+        try:
+            with torch.no_grad():
+                out = module(torch.from_numpy(obs))
+        except Exception as e:
+            raise ModelError(f"{prefix}: forward(obs Tensor{list(obs.shape)} {dtype}) raised "
+                             f"{error_line(e)}") from e
+        if self.kind == Q:
+            expected = f"q_values Tensor[2, {self.num_outputs}] float"
+            ok = _is(out, (2, self.num_outputs))
+        else:
+            expected = (f"(dist_inputs Tensor[2, {self.num_outputs}] float, values Tensor[2] "
+                        "float)")
+            ok = (isinstance(out, tuple | list) and len(out) == 2
+                  and _is(out[0], (2, self.num_outputs)) and _is(out[1], (2,)))
+        if not ok:
+            what = "a Q-model" if self.kind == Q else "an actor-critic model"
+            raise ModelError(f"{prefix}: forward(obs Tensor{list(obs.shape)}) of {what} for "
+                             f"{self.action_space} must return {expected}; got {_describe(out)}")
+        return module
+
+
+def _is(t: Any, shape: tuple[int, ...]) -> bool:
+    return isinstance(t, torch.Tensor) and tuple(t.shape) == shape and t.is_floating_point()
