@@ -228,8 +228,9 @@ def check_shapes(file: str, saved: dict[str, Any], expected: dict[str, Any],
     if missing or extra:
         parts = ([f"lacks {', '.join(missing[:3])}"] if missing else []) + \
                 ([f"has unexpected {', '.join(extra[:3])}"] if extra else [])
-        raise CheckpointError(f"{file} does not fit {what}: it {' and '.join(parts)} (were "
-                              "model_hiddens changed, or was it written for another model?)")
+        raise CheckpointError(f"{file} does not fit {what}: it {' and '.join(parts)} (were the "
+                              "model settings (model_hiddens, model_class, model_kwargs) changed, or was it "
+                              "written for another model?)")
     for key, ref in expected.items():
         got = tuple(getattr(saved[key], "shape", ()))
         if got != tuple(ref.shape):

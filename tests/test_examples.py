@@ -29,3 +29,14 @@ def test_custom_env_example_serves_the_cli_through_import(tmp_path):
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
     assert any(d.name.startswith("ppo_corridor_") for d in tmp_path.iterdir())
+
+
+def test_custom_model_example_trains_both_algorithms_and_reloads(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "custom_model.py"), "--timesteps", "2048"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    assert "PPO with resmlp: 2048 env steps" in out.stdout, out.stdout
+    assert "DQN with custom_model:DuelingQ:" in out.stdout, out.stdout
+    assert out.stdout.count("greedy evaluation:") == 2

@@ -514,7 +514,7 @@ class Algorithm(abc.ABC):
         """Read and check the checkpoint's files against this config's model and spaces
         (no process needed); see ``rl.checkpoint.read_checked``."""
         spec = self.model_spec
-        described = (f"{spec.name}, model_hiddens={list(self.config.model_hiddens)}"
+        described = (f"{spec.cls.__name__}, model_hiddens={list(self.config.model_hiddens)}"
                      if spec.is_builtin else f"{spec.name}, model_kwargs={spec.model_kwargs}")
         return ckpt.read_checked(
             path, algo_name=self.config.algo_name, module=spec.build(), model=described,

@@ -29,6 +29,7 @@ expected and what came back.
 
 from __future__ import annotations
 
+import copy
 import importlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,6 +183,12 @@ class ModelSpec:
             ModelError: the constructor or forward raised, the model has no trainable
                 parameters, or an output has the wrong type, shape or dtype.
         """
+        # The check must not move the seeded streams the run draws its initial weights
+        # and sample observations from.
+        with torch.random.fork_rng(devices=[]):
+            return self._check()
+
+    def _check(self) -> nn.Module:
         prefix = f"model_class {self.name!r}"
         kwargs = ", ".join(f"{k}={v!r}" for k, v in self.model_kwargs.items())
         try:
@@ -193,7 +200,9 @@ class ModelSpec:
         if not any(p.requires_grad for p in module.parameters()):
             raise ModelError(f"{prefix} has no trainable parameters")
         dtype = policy_input_dtype(self.obs_space)
-        obs = np.stack([self.obs_space.sample() for _ in range(2)]).astype(dtype)
+        space = copy.deepcopy(self.obs_space)
+        space.seed(0)
+        obs = np.stack([space.sample() for _ in range(2)]).astype(dtype)
         try:
             with torch.no_grad():
                 out = module(torch.from_numpy(obs))

@@ -1,0 +1,98 @@
+"""User-style models for the extension-API tests: importable as ``tests.custom_models:Name``.
+
+``TorchActorCritic`` and ``TorchQNet`` are what a user writes after reading the model
+contract (plain torch, no rl imports); the ``Broken*`` ones each break it in one way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def _mlp(in_dim: int, width: int, depth: int = 2) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for _ in range(depth):
+        layers += [nn.Linear(in_dim, width), nn.Tanh()]
+        in_dim = width
+    return nn.Sequential(*layers)
+
+
+class TorchActorCritic(nn.Module):
+    """Separate policy and value MLPs (the built-in's shape) for Discrete or Box actions."""
+
+    def __init__(self, obs_space, action_space, num_outputs, width: int = 64):
+        super().__init__()
+        in_dim = int(np.prod(obs_space.shape))
+        self.continuous = hasattr(action_space, "low")
+        self.pi = _mlp(in_dim, width)
+        self.vf = _mlp(in_dim, width)
+        self.head = nn.Linear(width, num_outputs // 2 if self.continuous else num_outputs)
+        self.value = nn.Linear(width, 1)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.orthogonal_(m.weight, 2 ** 0.5)
+                nn.init.zeros_(m.bias)
+        nn.init.orthogonal_(self.head.weight, 0.01)
+        nn.init.orthogonal_(self.value.weight, 1.0)
+        self.log_std = nn.Parameter(torch.zeros(self.head.out_features))
+
+    def forward(self, obs):
+        x = obs.reshape(len(obs), -1).float()
+        out = self.head(self.pi(x))
+        if self.continuous:
+            out = torch.cat([out, self.log_std.expand_as(out)], dim=-1)
+        return out, self.value(self.vf(x)).squeeze(-1)
+
+
+class TorchQNet(nn.Module):
+    """A plain ReLU MLP of Q-values."""
+
+    def __init__(self, obs_space, action_space, num_outputs, width: int = 128):
+        super().__init__()
+        in_dim = int(np.prod(obs_space.shape))
+        self.net = nn.Sequential(nn.Linear(in_dim, width), nn.ReLU(), nn.Linear(width, width),
+                                 nn.ReLU(), nn.Linear(width, num_outputs))
+
+    def forward(self, obs):
+        return self.net(obs.reshape(len(obs), -1).float())
+
+
+class BrokenValueShape(TorchActorCritic):
+    """Returns values [B, 1] instead of [B]."""
+
+    def forward(self, obs):
+        dist_inputs, values = super().forward(obs)
+        return dist_inputs, values[:, None]
+
+
+class BrokenOutputWidth(TorchActorCritic):
+    """Ignores num_outputs: always 3 logits."""
+
+    def __init__(self, obs_space, action_space, num_outputs, **kw):
+        super().__init__(obs_space, action_space, 3, **kw)
+
+
+class BrokenSingleOutput(TorchActorCritic):
+    """Returns only the logits."""
+
+    def forward(self, obs):
+        return super().forward(obs)[0]
+
+
+class BrokenForward(TorchActorCritic):
+    def forward(self, obs):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+
+class NoParameters(nn.Module):
+    def __init__(self, obs_space, action_space, num_outputs):
+        super().__init__()
+        self.n = num_outputs
+
+    def forward(self, obs):
+        return torch.zeros(len(obs), self.n), torch.zeros(len(obs))
+
+
+NOT_A_MODEL = 42
