@@ -123,7 +123,9 @@ class ActorCritic(nn.Module):
     log-std parameter initialised to 0.
 
     Args:
-        obs_space, action_space, num_outputs: as the model contract gives them.
+        obs_space: the prepared observation space (the model contract's).
+        action_space: the env's action space.
+        num_outputs: the width of ``dist_inputs`` (``rl.policies.model_spec``).
         hiddens: MLP layer widths (after the CNN for images): ``model_hiddens``.
         activation: the MLP's activation (``ACTIVATIONS``): ``model_activation``.
         vf_share_layers: one trunk for both heads.
@@ -165,9 +167,13 @@ class QNetwork(nn.Module):
     (``Q = V + A - mean(A)``, Wang et al. 2016).
 
     Args:
-        obs_space, action_space, num_outputs: as the model contract gives them.
-        hiddens, activation, cnn_hidden: the encoder (as for ``ActorCritic``).
+        obs_space: the prepared observation space (the model contract's).
+        action_space: the env's Discrete action space.
+        num_outputs: the number of actions.
+        hiddens: MLP layer widths (``model_hiddens``).
+        activation: the MLP's activation (``model_activation``).
         dueling: the dueling head (DQN's ``dueling``).
+        cnn_hidden: width of the CNN's last layer.
     """
 
     def __init__(self, obs_space: spaces.Space, action_space: spaces.Discrete, num_outputs: int,
