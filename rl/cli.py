@@ -300,12 +300,20 @@ def _apply_flags(cfg, stop, args):
 
 
 def _print_config_help(cfg) -> None:
+    """Every field by builder section: name, default, doc line and the values it takes
+    (from the metadata the setter checks, so help and error messages agree)."""
     import dataclasses
 
-    print(f"{cfg.algo_name} config fields (set with --set KEY=VALUE):")
-    for f in dataclasses.fields(cfg):
-        default = json.dumps(getattr(cfg, f.name))
-        print(f"  {f.name:<34} {default:<14} {f.metadata.get('doc', '')}")
+    print(f"{cfg.algo_name} config fields (set with --set KEY=VALUE, or in Python with the "
+          f"builder section named above them):")
+    fields = dataclasses.fields(cfg)
+    for section in dict.fromkeys(f.metadata.get("section") for f in fields):
+        print(f"\n.{section}()")
+        for f in fields:
+            if f.metadata.get("section") == section:
+                default = json.dumps(getattr(cfg, f.name))
+                print(f"  {f.name:<34} {default:<14} {f.metadata.get('doc', '')}; "
+                      f"valid: {cfg.valid_values(f.name)}")
 
 
 def cmd_train(args) -> int:

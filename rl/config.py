@@ -1,36 +1,39 @@
 """AlgorithmConfig: typed, documented, validated settings with a builder API.
 
-Every setting is a dataclass field with a type, a default and a doc line (which
-also feeds ``rl train --help`` and error messages). Builder methods
-(``.environment() .env_runners() .training() .learners() .resources()
-.evaluation() .debugging() .fault_tolerance() .reporting()``) all go through one
-setter that rejects unknown names with the closest valid one. ``validate()`` runs
-before any process starts and states each violated constraint with the numbers.
+Every setting is a dataclass field with a type, a default, a doc line and the values
+it takes (``rl.config_fields``: the one source of ``--help-config`` and of the error
+messages). Builder methods (``.environment() .env_runners() .training() .learners()
+.resources() .evaluation() .debugging() .fault_tolerance() .reporting()``) all go
+through one setter that rejects unknown names with the closest valid one and invalid
+values at once. ``validate()`` runs before any process starts and states each
+violated constraint between fields with the numbers.
 ``to_dict()``/``from_dict()`` and ``to_yaml()``/``from_yaml()`` round-trip exactly.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import decimal
 import difflib
 import importlib.util
-import math
-import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 import yaml
 
+from rl.config_fields import (
+    Check,
+    ConfigError,
+    check_value,
+    coerce,
+    parse_number,
+    setting,
+    valid_values,
+)
 from rl.runtime import BACKENDS
 
-__all__ = ["AlgorithmConfig", "ConfigError", "coerce", "error_line", "parse_number", "setting"]
-
-
-class ConfigError(ValueError):
-    """A config key or value that is not valid; the message says what is."""
+__all__ = ["AlgorithmConfig", "Check", "ConfigError", "coerce", "error_line", "parse_number",
+           "setting"]
 
 
 def error_line(error: BaseException, limit: int = 160) -> str:
@@ -41,51 +44,6 @@ def error_line(error: BaseException, limit: int = 160) -> str:
     if len(text) > limit:
         text = text[:limit - 3] + "..."
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def setting(default: Any, doc: str, *, choices: tuple | None = None, section: str = "training",
-            min: float | None = None, max: float | None = None) -> Any:  # noqa: A002
-    """A config field with its doc line, builder section and constraints."""
-    meta = {"doc": doc, "choices": choices, "section": section, "min": min, "max": max}
-    if isinstance(default, list | dict):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-_MULTIPLIERS = {"k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
-
-
-def parse_number(text: str, integer: bool = False) -> int | float:
-    """A number as people type it: ``100000``, ``1e5``, ``100_000``, ``100k``, ``2.5M``
-    (k = 10^3, M = 10^6, G or B = 10^9; case-insensitive).
-
-    Raises:
-        ValueError: not a number, or (with ``integer``) not a whole one.
-    """
-    t = text.strip().replace("_", "")
-    mult = 1
-    if t[-1:].lower() in _MULTIPLIERS and t[:-1]:
-        mult, t = _MULTIPLIERS[t[-1].lower()], t[:-1]
-    # Exact decimal arithmetic: in binary floating point 4.1 * 10**6 is 4099999.9999999995,
-    # so "4.1M" would not be a whole number.
-    try:
-        exact = decimal.Decimal(t) * mult
-    except decimal.InvalidOperation:
-        raise ValueError(f"{text!r} is not a number") from None
-    if not exact.is_finite():
-        raise ValueError(f"{text!r} is not a finite number")
-    if integer:
-        if exact != exact.to_integral_value():
-            raise ValueError(f"{text!r} is not a whole number")
-        return int(exact)
-    value = float(exact)
-    if not math.isfinite(value):
-        raise ValueError(f"{text!r} is not a finite number")
-    return value
 
 
 _SECONDS = {"s": 1, "m": 60, "h": 3600}
@@ -112,59 +70,36 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def coerce(name: str, tp: Any, value: Any) -> Any:
-    """Check ``value`` against the annotation ``tp``: int -> float, and numbers written
-    as text (``"1e5"``, ``"100k"``, which YAML and the command line hand over as
-    strings) -> int or float."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return coerce(name, arg, value)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(f"{name}: expected {_type_name(tp)}, got {value!r}")
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                return parse_number(value, integer=True)
-    elif tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                return parse_number(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    elif origin is list or tp is list:
-        if isinstance(value, list | tuple):
-            (item,) = typing.get_args(tp) or (Any,)
-            return [coerce(f"{name}[{i}]", item, v) for i, v in enumerate(value)]
-    elif origin is dict or tp is dict:
-        if isinstance(value, dict):
-            return dict(value)
-    raise ConfigError(f"{name}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+def _is_fragment_length(value: int | str) -> bool:
+    return value == "auto" if isinstance(value, str) else value >= 1
+
+
+def _is_device(value: str) -> bool:
+    return value in ("auto", "cpu", "cuda") or (value.startswith("cuda:")
+                                                and value[5:].isdigit())
+
+
+#: ``rollout_fragment_length`` where 'auto' is allowed (subclasses that redeclare it reuse it).
+FRAGMENT_LENGTH = Check(_is_fragment_length, "'auto' or an int >= 1")
+#: ``model_hiddens`` (subclasses that redeclare it reuse it).
+MODEL_HIDDENS = Check(lambda widths: bool(widths) and all(w >= 1 for w in widths),
+                      "a non-empty list of positive widths")
 
 
 @dataclass
 class AlgorithmConfig:
-    """Settings shared by every algorithm. Subclasses add their training fields."""
+    """Settings shared by every algorithm. Subclasses add their training fields.
+
+    When a value is checked: every builder call, ``set()``, ``from_dict()`` and
+    ``from_yaml()`` checks each value it is given on its own (its type, bounds, choices
+    and any rule of that field alone) and raises ``ConfigError`` at that call, with the
+    message ``rl train --set`` prints for the same value. Constraints between fields
+    (``minibatch_size <= train_batch_size``, a train batch of whole fragments, an env
+    set, Ray installed for ``backend="ray"``) are checked by ``validate()``, which
+    ``build()`` calls: the order of the builder calls never matters, so a chain that is
+    valid at its end is never rejected midway. A field assigned directly
+    (``config.lr = -1``) is checked by ``validate()``.
+    """
 
     algo_name: ClassVar[str] = "base"
 
@@ -182,7 +117,7 @@ class AlgorithmConfig:
                                            section="env_runners", min=1)
     rollout_fragment_length: int | str = setting(
         "auto", "Steps per sub-env per sample request; 'auto' derives it from train_batch_size",
-        section="env_runners")
+        section="env_runners", check=FRAGMENT_LENGTH)
     # training (common)
     gamma: float = setting(0.99, "Discount factor", min=0.0, max=1.0)
     lr: float = setting(3e-4, "Learning rate", min=0.0)
@@ -192,17 +127,21 @@ class AlgorithmConfig:
                                       "run's stop timesteps", min=0)
     train_batch_size: int = setting(1024, "Env steps per training iteration", min=1)
     grad_clip: float | None = setting(0.5, "Global gradient-norm clip; null disables", min=0.0)
-    model_hiddens: list[int] = setting([64, 64], "MLP layer widths")
+    model_hiddens: list[int] = setting([64, 64], "MLP layer widths", check=MODEL_HIDDENS)
     model_activation: str = setting("tanh", "MLP activation",
                                     choices=("tanh", "relu", "elu", "silu", "gelu"))
     vf_share_layers: bool = setting(False, "One trunk for policy and value (always for images)")
     model_class: str | None = setting(
         None, "Your own torch model: 'package.module:Class' or a name given to "
         "rl.register_model(); null = the built-in MLP/CNN (model_hiddens, model_activation, "
-        "vf_share_layers configure only the built-in)")
+        "vf_share_layers configure only the built-in)",
+        check=Check(lambda v: bool(v.strip()), "'package.module:Class', a registered name or "
+                    "null"))
     model_kwargs: dict = setting({}, "Keyword arguments of the model's constructor (JSON on "
                                  "the command line); with the built-in model they add to and "
-                                 "override its settings (e.g. cnn_hidden)")
+                                 "override its settings (e.g. cnn_hidden)",
+                                 check=Check(lambda v: all(isinstance(k, str) for k in v),
+                                             "a dict with string keys (keyword arguments)"))
     # learners
     num_learners: int = setting(0, "Learner processes training as one (DDP, each on an equal "
                                 "share of the batch); 0 = one learner in the driver",
@@ -212,7 +151,8 @@ class AlgorithmConfig:
     num_cpus_per_learner: float = setting(1.0, "CPUs (torch threads) per learner process",
                                           section="learners", min=0.0)
     device: str = setting("auto", "Learner device: auto (CUDA when the learner has a GPU), cpu, "
-                          "cuda or cuda:N", section="learners")
+                          "cuda or cuda:N", section="learners",
+                          check=Check(_is_device, "auto, cpu, cuda or cuda:N"))
     # resources
     backend: str = setting("process", "Actor runtime backend", section="resources",
                            choices=BACKENDS)
@@ -274,16 +214,25 @@ class AlgorithmConfig:
         """Every field's type annotation, by name."""
         return typing.get_type_hints(cls)
 
+    @classmethod
+    def valid_values(cls, name: str) -> str:
+        """What the field ``name`` accepts, in words (``--help-config``), from the metadata
+        the setter checks."""
+        return valid_values(cls._field(name), cls.field_types()[name])
+
     def set(self, **settings: Any) -> Self:
-        """Set any fields by name, type-checked; the one setter behind every builder."""
+        """Set any fields by name, each value checked on its own (type, bounds, choices,
+        the field's rule); the one setter behind every builder.
+
+        Raises:
+            ConfigError: an unknown name or an invalid value; nothing is set then.
+        """
         hints = self.field_types()
+        checked = {}
         for name, value in settings.items():
-            f = self._field(name)
-            value = coerce(name, hints[name], value)
-            choices = f.metadata.get("choices")
-            if choices and value not in choices:
-                raise ConfigError(f"{name}={value!r} is not valid; choose one of: "
-                                  f"{', '.join(map(str, choices))}")
+            meta = self._field(name).metadata  # an unknown name raises first
+            checked[name] = check_value(name, hints[name], meta, value)
+        for name, value in checked.items():
             setattr(self, name, value)
         return self
 
@@ -326,39 +275,11 @@ class AlgorithmConfig:
 
     # ----------------------------------------------------------------- validation
     def validate(self) -> None:
-        """Check every field and the constraints between them; raises ConfigError."""
-        hints = self.field_types()
-        for f in dataclasses.fields(self):
-            value = coerce(f.name, hints[f.name], getattr(self, f.name))
-            setattr(self, f.name, value)
-            lo, hi, choices = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("choices")
-            if choices and value not in choices:
-                raise ConfigError(f"{f.name}={value!r} is not valid; choose one of: "
-                                  f"{', '.join(map(str, choices))}")
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                if lo is not None and value < lo:
-                    raise ConfigError(f"{f.name} must be >= {lo}, got {value}")
-                if hi is not None and value > hi:
-                    raise ConfigError(f"{f.name} must be <= {hi}, got {value}")
+        """Check every field again (a direct assignment skipped the setter), then the
+        constraints between fields and on the machine; raises ConfigError."""
+        self.set(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         if self.env is None:
             raise ConfigError("no env set: use .environment('CartPole-v1') or --env NAME")
-        frag = self.rollout_fragment_length
-        if isinstance(frag, str) and frag != "auto":
-            raise ConfigError(f"rollout_fragment_length must be a positive int or 'auto', "
-                              f"got {frag!r}")
-        if isinstance(frag, int) and frag < 1:
-            raise ConfigError(f"rollout_fragment_length must be >= 1, got {frag}")
-        if not self.model_hiddens or any(h < 1 for h in self.model_hiddens):
-            raise ConfigError(f"model_hiddens must be a non-empty list of positive widths, "
-                              f"got {self.model_hiddens}")
-        if self.model_class is not None and not self.model_class.strip():
-            raise ConfigError("model_class must be 'package.module:Class', a registered name "
-                              "or null, got an empty string")
-        if any(not isinstance(k, str) for k in self.model_kwargs):
-            raise ConfigError(f"model_kwargs keys must be strings (keyword arguments), got "
-                              f"{sorted(map(repr, self.model_kwargs))}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.backend == "ray" and not ray_installed():
             raise ConfigError("backend=ray needs Ray, which is not installed: "
                               "pip install 'rl[ray]'")

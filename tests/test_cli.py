@@ -18,6 +18,8 @@ from rl.metrics import is_evaluation_row
     (["train", "--algo", "ppo", "--env", "CartPole-v1", "--set", "lrr=1"], "did you mean lr"),
     (["train", "--algo", "ppo", "--env", "CartPole-v1", "--set", "lr=fast"], "lr: expected float"),
     (["train", "--algo", "ppo", "--env", "CartPole-v1", "--set", "gamma=2"], "gamma must be <= 1.0"),
+    (["train", "--algo", "ppo", "--env", "CartPole-v1", "--set", "lr=-1e-3"],
+     "lr must be >= 0.0, got -0.001"),
     (["train", "-f", "/nonexistent/example.yaml"], "does not exist"),
     (["train", "--algo", "ppo", "--env", "tests.toy_envs:MultiBinaryActionEnv"],
      "cannot handle action space"),
@@ -56,6 +58,46 @@ def test_broken_yaml_exits_2(tmp_path, capsys):
     bad.write_text("algo: ppo\nenv: [unclosed\n")
     assert main(["train", "-f", str(bad)]) == 2
     assert "not valid YAML" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key,text,value", [
+    ("lr", "-1e-3", -1e-3), ("model_activation", "swish", "swish"), ("clip_param", "-0.2", -0.2),
+    ("model_hiddens", "64,0", [64, 0]), ("rollout_fragment_length", "0", 0),
+])
+def test_a_bad_set_value_is_the_message_python_gives(key, text, value, capsys):
+    from rl import ConfigError, PPOConfig
+
+    with pytest.raises(ConfigError) as info:
+        PPOConfig().set(**{key: value})
+    assert main(["train", "--algo", "ppo", "--env", "CartPole-v1", "--set", f"{key}={text}"]) == 2
+    assert capsys.readouterr().err.strip() == f"rl train: error: {info.value}"
+
+
+def test_a_bad_value_in_a_tuned_example_names_the_file_and_exits_2(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("algo: ppo\nenv: CartPole-v1\nconfig:\n  clip_param: -0.2\n")
+    assert main(["train", "-f", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == (f"rl train: error: {path}: clip_param must be "
+                                               f">= 0.0, got -0.2")
+
+
+def test_help_config_prints_the_valid_values_the_setter_checks(capsys):
+    from rl import PPOConfig
+
+    assert main(["train", "--algo", "ppo", "--help-config"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert lines["model_activation"].endswith("valid: one of: tanh, relu, elu, silu, gelu")
+    assert lines["gamma"].endswith("valid: float in [0.0, 1.0]")
+    assert lines["lr"].endswith("valid: float >= 0.0")
+    assert lines["clip_param"].endswith("valid: float >= 0.0")
+    assert lines["rollout_fragment_length"].endswith("valid: 'auto' or an int >= 1")
+    for name in PPOConfig.field_names():
+        assert lines[name].endswith(f"valid: {PPOConfig.valid_values(name)}")
+    # Fields are grouped under the builder method that sets them.
+    sections = [line for line in out.splitlines() if line.startswith(".")]
+    assert sections[:3] == [".environment()", ".env_runners()", ".training()"]
+    assert out.index(".learners()") < out.index("  num_learners ") < out.index(".resources()")
 
 
 def test_list_prints_algorithms(capsys):

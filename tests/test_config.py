@@ -1,8 +1,11 @@
 """AlgorithmConfig: builder, validation messages, dict/YAML round trip."""
 
-import pytest
+import dataclasses
 
-from rl import ConfigError, DQNConfig, PPOConfig
+import pytest
+import yaml
+
+from rl import ConfigError, DQNConfig, IMPALAConfig, PPOConfig
 from rl.config import parse_value
 
 
@@ -26,9 +29,8 @@ def test_bad_values_state_the_constraint():
         PPOConfig().training(lr="fast")
     with pytest.raises(ConfigError, match="choose one of: process, inline, ray"):
         PPOConfig().resources(backend="threads")
-    cfg = PPOConfig().environment("CartPole-v1").training(gamma=1.5)
     with pytest.raises(ConfigError, match=r"gamma must be <= 1.0, got 1.5"):
-        cfg.validate()
+        PPOConfig().environment("CartPole-v1").training(gamma=1.5)
     cfg = PPOConfig().environment("CartPole-v1").training(minibatch_size=4096)
     with pytest.raises(ConfigError, match=r"minibatch_size \(4096\) must be <= train_batch_size"):
         cfg.validate()
@@ -134,3 +136,126 @@ def test_float_fields_take_scientific_notation_and_bad_text_is_refused():
 def test_yaml_errors_give_line_and_column():
     with pytest.raises(ConfigError, match="at line 4, column 1"):
         PPOConfig.from_yaml("lr: 0.1\ngamma: 0.9\nbad: [1, 2\n")
+
+
+# ------------------------------------------------- values checked at the call that sets them
+@pytest.mark.parametrize("section,settings,message", [
+    ("environment", {"normalize_obs": "yes"}, "normalize_obs: expected bool, got 'yes' (str)"),
+    ("env_runners", {"num_envs_per_env_runner": 0}, "num_envs_per_env_runner must be >= 1, got 0"),
+    ("env_runners", {"rollout_fragment_length": 0},
+     "rollout_fragment_length must be 'auto' or an int >= 1, got 0"),
+    ("env_runners", {"rollout_fragment_length": "full"},
+     "rollout_fragment_length must be 'auto' or an int >= 1, got 'full'"),
+    ("training", {"lr": -1e-3}, "lr must be >= 0.0, got -0.001"),
+    ("training", {"clip_param": -0.2}, "clip_param must be >= 0.0, got -0.2"),
+    ("training", {"model_activation": "swish"},
+     "model_activation='swish' is not valid; choose one of: tanh, relu, elu, silu, gelu"),
+    ("training", {"model_hiddens": [64, 0]},
+     "model_hiddens must be a non-empty list of positive widths, got [64, 0]"),
+    ("learners", {"num_learners": -1}, "num_learners must be >= 0, got -1"),
+    ("learners", {"device": "gpu"}, "device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+    ("resources", {"backend": "threads"},
+     "backend='threads' is not valid; choose one of: process, inline, ray"),
+    ("evaluation", {"evaluation_duration": 0}, "evaluation_duration must be >= 1, got 0"),
+    ("debugging", {"log_level": "loud"},
+     "log_level='loud' is not valid; choose one of: debug, info, warning, error"),
+    ("reporting", {"metrics_smoothing_episodes": 0},
+     "metrics_smoothing_episodes must be >= 1, got 0"),
+    ("fault_tolerance", {"sample_timeout_s": -1}, "sample_timeout_s must be >= 0.0, got -1.0"),
+    ("set", {"gamma": 1.01}, "gamma must be <= 1.0, got 1.01"),
+])
+def test_an_invalid_value_fails_at_the_call_that_sets_it(section, settings, message):
+    cfg = PPOConfig()
+    with pytest.raises(ConfigError) as info:
+        getattr(cfg, section)(**settings)
+    assert str(info.value) == message
+    # The same value by every other way in gives the same message.
+    for load in (PPOConfig.from_dict, lambda d: PPOConfig.from_yaml(yaml.safe_dump(d))):
+        with pytest.raises(ConfigError) as again:
+            load(settings)
+        assert str(again.value) == message
+
+
+def test_a_failed_call_sets_nothing():
+    cfg = PPOConfig()
+    with pytest.raises(ConfigError, match="gamma must be <= 1.0"):
+        cfg.training(lr=0.1, gamma=2.0)
+    assert cfg == PPOConfig()
+
+
+def test_algorithm_fields_are_checked_at_the_call_too():
+    with pytest.raises(ConfigError, match=r"^tau must be a float in \(0, 1\] \(0 would freeze"):
+        DQNConfig().training(tau=0.0)
+    with pytest.raises(ConfigError, match="^normalize_obs must be false for DQN"):
+        DQNConfig().environment(normalize_obs=True)
+    with pytest.raises(ConfigError, match="^rollout_fragment_length must be an int for IMPALA"):
+        IMPALAConfig().env_runners(rollout_fragment_length="auto")
+    with pytest.raises(ConfigError, match="^learner_queue_size must be >= 1, got 0"):
+        IMPALAConfig.from_yaml("learner_queue_size: 0\n")
+
+
+@pytest.mark.parametrize("order", [
+    ({"train_batch_size": 256}, {"minibatch_size": 512}, {"train_batch_size": 4096}),
+    ({"minibatch_size": 4096}, {"train_batch_size": 8192}),
+    ({"train_batch_size": 8192}, {"minibatch_size": 4096}),
+])
+def test_a_chain_valid_at_its_end_is_not_rejected_midway(order):
+    # minibatch_size <= train_batch_size is a rule between fields: validate() checks it,
+    # so an intermediate state of a chain may break it.
+    cfg = PPOConfig().environment("CartPole-v1")
+    for settings in order:
+        cfg.training(**settings)
+    cfg.validate()
+    assert cfg.minibatch_size <= cfg.train_batch_size
+
+
+def test_rules_between_fields_wait_for_validate():
+    cfg = PPOConfig().environment("CartPole-v1").training(train_batch_size=256, minibatch_size=512)
+    with pytest.raises(ConfigError, match=r"minibatch_size \(512\) must be <= train_batch_size "
+                                          r"\(256\)"):
+        cfg.validate()
+    # DQN's batch vs its buffer, IMPALA's batch of whole fragments: likewise.
+    DQNConfig().environment("CartPole-v1").training(train_batch_size=512).training(
+        replay_buffer_capacity=100).training(replay_buffer_capacity=1000).validate()
+    IMPALAConfig().environment("CartPole-v1").training(train_batch_size=160).env_runners(
+        rollout_fragment_length=20).validate()
+
+
+def test_a_direct_assignment_is_checked_by_validate_with_the_same_message():
+    cfg = PPOConfig().environment("CartPole-v1")
+    cfg.lr = -1e-3
+    with pytest.raises(ConfigError) as info:
+        cfg.validate()
+    assert str(info.value) == "lr must be >= 0.0, got -0.001"
+
+
+def test_valid_values_describe_the_metadata_the_setter_checks():
+    assert PPOConfig.valid_values("gamma") == "float in [0.0, 1.0]"
+    assert PPOConfig.valid_values("lr") == "float >= 0.0"
+    assert PPOConfig.valid_values("clip_param") == "float >= 0.0"
+    assert PPOConfig.valid_values("grad_clip") == "float >= 0.0, or null"
+    assert PPOConfig.valid_values("model_activation") == "one of: tanh, relu, elu, silu, gelu"
+    assert PPOConfig.valid_values("normalize_obs") == "true or false"
+    assert PPOConfig.valid_values("env") == "str or null"
+    assert DQNConfig.valid_values("tau") == ("a float in (0, 1] (0 would freeze the target "
+                                             "network), or null")
+
+
+@pytest.mark.parametrize("config", [PPOConfig, DQNConfig, IMPALAConfig])
+def test_every_bound_and_choice_in_the_help_is_the_one_enforced(config):
+    for f in dataclasses.fields(config):
+        help_text, meta = config.valid_values(f.name), f.metadata
+        if meta["choices"]:
+            for choice in meta["choices"]:
+                assert str(choice) in help_text
+                config().set(**{f.name: choice})
+            with pytest.raises(ConfigError, match=f"^{f.name}='nope' is not valid; choose"):
+                config().set(**{f.name: "nope"})
+        for bound, step in (("min", -1), ("max", 1)):
+            if meta[bound] is not None:
+                assert str(meta[bound]) in help_text
+                config().set(**{f.name: meta[bound]})
+                with pytest.raises(ConfigError, match=f"^{f.name} must be [<>]= {meta[bound]}"):
+                    config().set(**{f.name: meta[bound] + step})
+        if meta["check"] is not None:
+            assert help_text.startswith(meta["check"].text)

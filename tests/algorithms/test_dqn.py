@@ -348,9 +348,10 @@ def test_cli_box_action_space_exits_2_with_one_line(capsys):
     ({"training_intensity": 0.0}, "training_intensity must be > 0"),
 ])
 def test_invalid_settings_are_rejected_with_the_numbers(settings, message):
-    cfg = DQNConfig().environment("CartPole-v1").set(**settings)
+    # A value invalid on its own fails at set(); one that conflicts with another field
+    # fails at validate().
     with pytest.raises(ConfigError, match=message):
-        cfg.validate()
+        DQNConfig().environment("CartPole-v1").set(**settings).validate()
 
 
 def test_unknown_key_suggests_the_closest():

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rl.config import AlgorithmConfig, ConfigError, setting
+from rl.config import FRAGMENT_LENGTH, MODEL_HIDDENS, AlgorithmConfig, Check, ConfigError, setting
 
 __all__ = ["DQNConfig"]
 
@@ -36,11 +36,16 @@ class DQNConfig(AlgorithmConfig):
                                            section="env_runners", min=1)
     rollout_fragment_length: int | str = setting(
         AUTO_FRAGMENT_LENGTH, "Steps per sub-env per sample request; small, so sampling and "
-        f"learning interleave ('auto' = {AUTO_FRAGMENT_LENGTH})", section="env_runners")
+        f"learning interleave ('auto' = {AUTO_FRAGMENT_LENGTH})", section="env_runners",
+        check=FRAGMENT_LENGTH)
+    normalize_obs: bool = setting(
+        False, "Observation normalisation: not supported by DQN", section="environment",
+        check=Check(lambda on: not on, "false for DQN: replayed observations would be scaled "
+                    "by statistics that have since moved"))
     lr: float = setting(1e-3, "Adam learning rate (eps 1e-5)", min=0.0)
     train_batch_size: int = setting(128, "Transitions per gradient update (SGD batch)", min=1)
     grad_clip: float | None = setting(10.0, "Global gradient-norm clip; null disables", min=0.0)
-    model_hiddens: list[int] = setting([256, 256], "MLP layer widths")
+    model_hiddens: list[int] = setting([256, 256], "MLP layer widths", check=MODEL_HIDDENS)
     model_activation: str = setting("relu", "MLP activation",
                                     choices=("tanh", "relu", "elu", "silu", "gelu"))
     # replay
@@ -67,14 +72,16 @@ class DQNConfig(AlgorithmConfig):
                                               "updates (when tau is null; checked once per "
                                               "sample round)", min=1)
     tau: float | None = setting(None, "Polyak coefficient applied after every gradient "
-                                "update; null = hard updates", min=0.0, max=1.0)
+                                "update; null = hard updates",
+                                check=Check(lambda tau: 0 < tau <= 1, "a float in (0, 1] (0 "
+                                            "would freeze the target network)"))
     # replay ratio
     num_steps_sampled_before_learning_starts: int = setting(
         1000, "Env steps sampled (random-ish, at epsilon_initial) before the first update",
         min=0)
     training_intensity: float = setting(
         0.5, "Gradient updates per sampled env step, whatever the number of workers and envs",
-        min=0.0)
+        check=Check(lambda n: n > 0, "> 0 gradient updates per env step"))
     min_sample_timesteps_per_iteration: int = setting(
         1000, "Env steps per training iteration (one result row): an iteration runs "
         "sample/learn rounds of rollout_fragment_length until it has this many",
@@ -88,19 +95,9 @@ class DQNConfig(AlgorithmConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.normalize_obs:
-            raise ConfigError("normalize_obs is not supported by DQN: replayed observations "
-                              "would be scaled by statistics that have since moved; set "
-                              "normalize_obs=False")
         if self.train_batch_size > self.replay_buffer_capacity:
             raise ConfigError(f"train_batch_size ({self.train_batch_size}) must be <= "
                               f"replay_buffer_capacity ({self.replay_buffer_capacity})")
-        if self.training_intensity <= 0:
-            raise ConfigError(f"training_intensity must be > 0 gradient updates per env step, "
-                              f"got {self.training_intensity}")
-        if self.tau is not None and self.tau == 0:
-            raise ConfigError("tau=0 would freeze the target network; use a value in (0, 1] "
-                              "or null for hard updates")
         if self.prioritized_replay and self.prioritized_replay_eps <= 0:
             raise ConfigError(f"prioritized_replay_eps must be > 0 (a zero priority is never "
                               f"sampled again), got {self.prioritized_replay_eps}")

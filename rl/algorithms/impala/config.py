@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rl.config import AlgorithmConfig, ConfigError, setting
+from rl.config import AlgorithmConfig, Check, ConfigError, setting
 
 __all__ = ["IMPALAConfig"]
 
@@ -26,7 +26,9 @@ class IMPALAConfig(AlgorithmConfig):
     # env_runners
     rollout_fragment_length: int | str = setting(
         50, "Unroll length T: steps per sub-env per sample request (an int for IMPALA)",
-        section="env_runners")
+        section="env_runners",
+        check=Check(lambda t: isinstance(t, int) and t >= 1, "an int for IMPALA, >= 1 (the "
+                    "unroll length T of V-trace)"))
     max_requests_in_flight_per_env_runner: int = setting(
         2, "Sample requests each worker keeps queued, so it never waits for the driver",
         section="env_runners", min=1)
@@ -64,10 +66,7 @@ class IMPALAConfig(AlgorithmConfig):
 
     def validate(self) -> None:
         super().validate()
-        frag = self.rollout_fragment_length
-        if not isinstance(frag, int):
-            raise ConfigError(f"rollout_fragment_length must be an int for IMPALA (the unroll "
-                              f"length T of V-trace), got {frag!r}")
+        frag = int(self.rollout_fragment_length)
         per_fragment = frag * self.num_envs_per_env_runner
         if self.train_batch_size % per_fragment:
             raise ConfigError(
