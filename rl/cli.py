@@ -338,13 +338,12 @@ def cmd_train(args) -> int:
         spent = cli_resume.budget_spent(stop, algo) if args.resume else None
         if spent is not None:
             print(f"{args.resume} is already past its stop criteria ({spent}): nothing to "
-                  "train; give a larger --stop-timesteps/--stop-iters to go on", file=sys.stderr)
+                  "train; give stop flags it has not met (a larger --stop-timesteps or "
+                  "--stop-iters) to go on", file=sys.stderr)
             if args.json:  # the promised last line: where the run stands
-                print(json.dumps({"training_iteration": algo.iteration,
-                                  "env_steps_total": algo.env_steps_total,
-                                  "time_total_s": algo.time_total_s,
-                                  "stop_reason": spent.split()[0], "run_dir": None,
-                                  "checkpoint": args.resume}))
+                print(json.dumps(_finite({**cli_resume.standing(algo),
+                                          "stop_reason": spent.split()[0], "run_dir": None,
+                                          "checkpoint": args.resume})))
             return 0
         budget = stop.env_steps_total
         run_dir, logdir = (cli_resume.resume_target(args.resume, algo.iteration,
