@@ -8,6 +8,7 @@ import sys
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import rl
 from rl.cli import main
 from rl.metrics import is_evaluation_row
 
@@ -80,6 +81,12 @@ def test_train_writes_run_dir_and_json(tmp_path):
     with open(os.path.join(run_dir, "params.json")) as f:
         params = json.load(f)
     assert params["model_hiddens"] == [32, 32] and params["train_batch_size"] == 256
+    # The resolved config: the env as it resolved, not as typed, and every field, so that
+    # the file alone rebuilds the run's config (the checkpoint's).
+    assert params["env"] == "CartPole-v1"
+    assert rl.PPOConfig.from_dict(params).to_dict() == params
+    with open(os.path.join(result["checkpoint"], "state.json")) as f:
+        assert json.load(f)["config"] == params
     with open(os.path.join(run_dir, "result.jsonl")) as f:
         lines = [json.loads(line) for line in f]
     # Two iterations, then the final greedy evaluation at the last one's counters.
