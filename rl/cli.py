@@ -200,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="plot learning curves from run directories",
                         description="Plot learning curves: a subplot per metric, a line per "
                         "run (a resumed run's pieces joined), runs that differ only in seed "
-                        "as their mean with a band over the seeds.")
+                        "as their mean with a band over the seeds. Needs matplotlib: pip install "
+                        "'rl[plot]' (the bench extra includes it).")
     pl.add_argument("run_dirs", nargs="+", metavar="RUN",
                     help="run directories, or directories holding them (e.g. runs/)")
     pl.add_argument("--metric", action="append", metavar="KEY", help="a result key to plot "

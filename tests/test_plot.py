@@ -220,3 +220,10 @@ def test_without_matplotlib_the_error_names_the_plot_extra(runs, monkeypatch, ca
     err = capsys.readouterr().err.strip()
     assert "rl plot needs matplotlib, which is not installed: pip install 'rl[plot]'" in err
     assert len(err.splitlines()) == 1
+
+
+def test_plot_help_names_the_plot_extra(capsys):
+    with pytest.raises(SystemExit):
+        main(["plot", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Needs matplotlib: pip install 'rl[plot]' (the bench extra includes it)." in out
