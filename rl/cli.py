@@ -200,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="plot learning curves from run directories",
                         description="Plot learning curves: a subplot per metric, a line per "
                         "run (a resumed run's pieces joined), runs that differ only in seed "
-                        "as their mean with a band over the seeds.")
+                        "as their mean with a band over the seeds. Needs matplotlib: pip install "
+                        "'rl[plot]' (the bench extra includes it).")
     pl.add_argument("run_dirs", nargs="+", metavar="RUN",
                     help="run directories, or directories holding them (e.g. runs/)")
     pl.add_argument("--metric", action="append", metavar="KEY", help="a result key to plot "
@@ -346,13 +347,12 @@ def cmd_train(args) -> int:
         spent = cli_resume.budget_spent(stop, algo) if args.resume else None
         if spent is not None:
             print(f"{args.resume} is already past its stop criteria ({spent}): nothing to "
-                  "train; give a larger --stop-timesteps/--stop-iters to go on", file=sys.stderr)
+                  "train; give stop flags it has not met (a larger --stop-timesteps or "
+                  "--stop-iters) to go on", file=sys.stderr)
             if args.json:  # the promised last line: where the run stands
-                print(json.dumps({"training_iteration": algo.iteration,
-                                  "env_steps_total": algo.env_steps_total,
-                                  "time_total_s": algo.time_total_s,
-                                  "stop_reason": spent.split()[0], "run_dir": None,
-                                  "checkpoint": args.resume}))
+                print(json.dumps(_finite({**cli_resume.standing(algo),
+                                          "stop_reason": spent.split()[0], "run_dir": None,
+                                          "checkpoint": args.resume})))
             return 0
         budget = stop.env_steps_total
         run_dir, logdir = (cli_resume.resume_target(args.resume, algo.iteration,

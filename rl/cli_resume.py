@@ -2,7 +2,8 @@
 
 The checkpoint's config and the command line's agreement with it (``resume_config``),
 where the resumed run logs (``resume_target``), and the stop criteria it goes on to
-(``default_stop``, ``budget_spent``). ``rl.cli`` owns the command itself.
+(``default_stop``, ``budget_spent``: a criterion already met trains nothing). ``rl.cli``
+owns the command itself.
 """
 
 from __future__ import annotations
@@ -101,13 +102,28 @@ def default_stop(stop, algo) -> None:
     stop.env_steps_total = algo.stop_timesteps or DEFAULT_BUDGET_STEPS
 
 
+def standing(algo) -> dict[str, float]:
+    """Where a restored algorithm stands, as the keys of a result that stop criteria read:
+    its counters and its smoothed ``episode_return_mean`` (nan before any episode)."""
+    from rl import metrics as M
+
+    return {M.TRAINING_ITERATION: algo.iteration, M.ENV_STEPS_TOTAL: algo.env_steps_total,
+            M.TIME_TOTAL_S: algo.time_total_s,
+            M.EPISODE_RETURN_MEAN: algo.episodes.stats()[M.EPISODE_RETURN_MEAN]}
+
+
 def budget_spent(stop, algo) -> str | None:
-    """The counter criterion a restored checkpoint already meets, as words, or None."""
-    counters = {"env_steps_total": algo.env_steps_total,
-                "training_iteration": algo.iteration, "time_total_s": algo.time_total_s}
-    for key, value in counters.items():
-        limit = getattr(stop, key)
-        if limit is not None and value >= limit:
-            shown = f"{value:.2f}" if isinstance(value, float) else value
-            return f"{key} {shown} >= {limit}"
-    return None
+    """The stop criterion a restored checkpoint already meets, as words
+    (``episode_return_mean 480.90 >= 475.0``), or None.
+
+    The rule ``fit()`` applies after every iteration (``Stop.reached``), applied to where
+    the checkpoint stands: a criterion already met trains nothing, be it a counter or the
+    smoothed return.
+    """
+    now = standing(algo)
+    key = stop.reached(now)
+    if key is None:
+        return None
+    value = now[key]
+    shown = f"{value:.2f}" if isinstance(value, float) else value
+    return f"{key} {shown} >= {getattr(stop, key)}"

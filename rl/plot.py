@@ -15,13 +15,16 @@ group of runs:
    reached the iteration before it (the layout fields a resume may change, such as the
    backend or the number of workers, aside).
    A run without params.json is only itself (nothing says which config it ran).
-2. Runs whose configs differ only in ``seed`` are one group: their mean, with a shaded
+2. Runs whose configs differ in the seed alone are one group: their mean, with a shaded
    band over the seeds, the min-max range or mean ± std (the legend says which),
-   where at least one of them has a point (no run is extended past its end).
+   where at least one of them has a point (no run is extended past its end). Runs of
+   one config with the same seed (repeats, other budgets) are each a line of their own.
 
-Legends come from the configs, not the directories' time stamps: algorithm and env,
-the config fields that differ between the groups, and the seed of a lone run.
-Plotting needs matplotlib (the ``bench`` extra).
+Legends come from the configs, not the directories' time stamps: algorithm and the
+resolved env id (``CartPole`` from an older run directory reads as ``CartPole-v1``),
+the config fields that differ between the groups, and the seed of a lone run; lines the
+configs leave alike are told apart by their last ``env_steps_total``, then by their
+directory. Plotting needs matplotlib: ``pip install 'rl[plot]'``.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from rl import metrics as M
 from rl.config import ConfigError
 from rl.metrics import read_results
 
-__all__ = ["BANDS", "X_KEYS", "Run", "band", "expand_run_dirs", "plot_runs",
+__all__ = ["BANDS", "X_KEYS", "Run", "band", "expand_run_dirs", "group_runs", "plot_runs",
            "read_run"]
 
 X_KEYS = (M.ENV_STEPS_TOTAL, M.TIME_TOTAL_S, M.TRAINING_ITERATION)
@@ -106,7 +109,23 @@ def read_run(run_dir: str) -> Run:
     if os.path.isfile(params_path):
         with open(params_path) as f:
             params = json.load(f)
+    if isinstance(params.get("env"), str):
+        params["env"] = _env_id(params["env"])
     return Run([run_dir], params, merge_rows(rows))
+
+
+def _env_id(name: str) -> str:
+    """The id an env name resolves to (``CartPole`` -> ``CartPole-v1``), as rl writes it
+    in params.json; a run directory from an older rl may hold the name as typed. A name
+    that does not resolve here (a user's module or registered name) stays as it is."""
+    from rl.envs import EnvError, EnvNameError, resolve_env
+
+    if ":" in name:  # module:Class is its own id; resolving would import user code
+        return name
+    try:
+        return resolve_env(name).env_id
+    except (EnvNameError, EnvError):
+        return name
 
 
 def expand_run_dirs(paths: list[str]) -> list[str]:
@@ -152,6 +171,23 @@ def join_resumed(runs: list[Run]) -> list[Run]:
             base.dirs += run.dirs
             base.rows = merge_rows(base.rows + run.rows)
     return whole
+
+
+def group_runs(runs: list[Run]) -> list[list[Run]]:
+    """Runs whose configs differ in the seed alone, as one group each; every other run
+    alone. Runs of one config and one seed (repeats, or runs with other budgets) differ
+    in no seed: each is its own line."""
+    same: dict[str, list[Run]] = {}
+    for run in runs:
+        same.setdefault(_identity(run, "seed"), []).append(run)
+    groups: list[list[Run]] = []
+    for members in same.values():
+        seeds = [json.dumps(r.params.get("seed")) for r in members]
+        if len(set(seeds)) == len(seeds):
+            groups.append(members)
+        else:
+            groups += [[r] for r in members]
+    return groups
 
 
 def band(curves: list[tuple[np.ndarray, np.ndarray]], kind: str = "range",
@@ -220,10 +256,22 @@ def _labels(groups: list[list[Run]], kind: str) -> list[str]:
             seed = group[0].params.get("seed")
             text += f" seed {seed}" if seed is not None else ""
         else:
-            seeds = {json.dumps(r.params.get("seed")) for r in group}
-            runs = "seeds" if len(seeds) == len(group) else "runs"
-            text += f" ({len(group)} {runs}: mean, band {BANDS[kind]})"
+            text += f" ({len(group)} seeds: mean, band {BANDS[kind]})"
         labels.append(text)
+    return _apart(labels, groups)
+
+
+def _apart(labels: list[str], groups: list[list[Run]]) -> list[str]:
+    """Labels that the configs leave equal (runs of one config and seed), told apart by
+    how far each run went, then by its directory."""
+    def steps(group: list[Run]) -> str:
+        last = group[0].rows[-1].get(M.ENV_STEPS_TOTAL) if group[0].rows else None
+        return f", {last:,} env steps" if isinstance(last, int) else ""
+
+    for extra in (steps, lambda g: f" ({os.path.basename(os.path.normpath(g[0].dirs[0]))})"):
+        counts = {label: labels.count(label) for label in labels}
+        labels = [label + extra(g) if counts[label] > 1 else label
+                  for label, g in zip(labels, groups)]
     return labels
 
 
@@ -277,17 +325,15 @@ def plot_runs(run_dirs: list[str], output: str | None = None, metrics: list[str]
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise ConfigError("rl plot needs matplotlib: pip install 'rl[bench]'") from None
+        raise ConfigError("rl plot needs matplotlib, which is not installed: "
+                          "pip install 'rl[plot]'") from None
     if x not in X_KEYS:
         raise ConfigError(f"x must be one of {', '.join(X_KEYS)}, got {x!r}")
     if output is not None:
         _check_output(output)
     runs = join_resumed([read_run(d) for d in expand_run_dirs(run_dirs)])
     metrics = _metrics(runs, metrics)
-    groups: dict[str, list[Run]] = {}
-    for run in runs:
-        groups.setdefault(_identity(run, "seed"), []).append(run)
-    grouped = list(groups.values())
+    grouped = group_runs(runs)
     labels = _labels(grouped, band_kind)
     fig = Figure(figsize=(7, 2.8 * len(metrics) + 0.6))
     axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]

@@ -8,12 +8,15 @@ import sys
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import rl
 from rl.cli import main
 from rl.metrics import is_evaluation_row
 
 
 @pytest.mark.parametrize("argv,needle", [
     (["train", "--algo", "ppx", "--env", "CartPole-v1"], "unknown algorithm 'ppx'; did you mean ppo"),
+    (["train", "--algo", "sac", "--env", "CartPole-v1"],
+     "unknown algorithm 'sac'. Valid algorithms: ppo, impala, dqn"),
     (["train", "--algo", "ppo", "--env", "CartPol"], "Closest valid names: CartPole-v1"),
     (["train", "--algo", "ppo", "--env", "CartPole-v1", "--set", "lrr=1"], "did you mean lr"),
     (["train", "--algo", "ppo", "--env", "CartPole-v1", "--set", "lr=fast"], "lr: expected float"),
@@ -120,6 +123,12 @@ def test_train_writes_run_dir_and_json(tmp_path):
     with open(os.path.join(run_dir, "params.json")) as f:
         params = json.load(f)
     assert params["model_hiddens"] == [32, 32] and params["train_batch_size"] == 256
+    # The resolved config: the env as it resolved, not as typed, and every field, so that
+    # the file alone rebuilds the run's config (the checkpoint's).
+    assert params["env"] == "CartPole-v1"
+    assert rl.PPOConfig.from_dict(params).to_dict() == params
+    with open(os.path.join(result["checkpoint"], "state.json")) as f:
+        assert json.load(f)["config"] == params
     with open(os.path.join(run_dir, "result.jsonl")) as f:
         lines = [json.loads(line) for line in f]
     # Two iterations, then the final greedy evaluation at the last one's counters.
@@ -273,6 +282,44 @@ def test_resume_without_stop_flags_keeps_the_original_budget(first_run, capsys):
     assert (last["training_iteration"], last["env_steps_total"]) == (2, 256)
     assert last["stop_reason"] == "env_steps_total" and last["checkpoint"] == \
         first_run["checkpoint"]
+
+
+def _set_saved_stop_and_returns(checkpoint, stop, returns):
+    """Edit a checkpoint's saved stop criteria and its window of episode returns."""
+    file = os.path.join(checkpoint, "state.json")
+    with open(file) as f:
+        state = json.load(f)
+    state["stop"] = stop
+    state["episodes"] = {"returns": returns, "lens": [int(r) for r in returns],
+                         "total": len(returns)}
+    with open(file, "w") as f:
+        json.dump(state, f)
+
+
+@pytest.mark.parametrize("flags", [[], ["--stop-reward", "475"]])
+def test_resume_past_the_reward_goal_trains_nothing(first_run, flags, capsys):
+    # Saved criteria (or the flags) ask for a smoothed return of 475; the checkpoint's
+    # window already averages 480.9: the same rule as a spent step budget.
+    _set_saved_stop_and_returns(first_run["checkpoint"],
+                                {"episode_return_mean": 475.0, "env_steps_total": 100_000},
+                                [500.0] * 9 + [309.0])
+    assert main(["train", "--resume", first_run["checkpoint"], *flags, "--json"]) == 0
+    out = capsys.readouterr()
+    assert "is already past its stop criteria (episode_return_mean 480.90 >= 475.0): " \
+           "nothing to train" in out.err
+    assert _iterations(first_run["run_dir"]) == [1, 2]
+    last = json.loads(out.out.strip().splitlines()[-1])
+    assert last["stop_reason"] == "episode_return_mean"
+    assert last["episode_return_mean"] == pytest.approx(480.9)
+    assert (last["training_iteration"], last["env_steps_total"]) == (2, 256)
+
+
+def test_resume_short_of_the_reward_goal_trains_on(first_run, capsys):
+    _set_saved_stop_and_returns(first_run["checkpoint"],
+                                {"episode_return_mean": 475.0, "env_steps_total": 384},
+                                [20.0] * 10)
+    result, _ = _train(capsys, "--resume", first_run["checkpoint"], "--no-eval", "--json")
+    assert result["training_iteration"] == 3 and result["stop_reason"] == "env_steps_total"
 
 
 def test_resume_without_stop_flags_takes_the_last_runs_budget(first_run, capsys):

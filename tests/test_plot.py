@@ -179,3 +179,51 @@ def test_an_output_matplotlib_cannot_write_is_one_line_exit_2(runs, tmp_path, ca
     assert main(["plot", runs[0], "-o", str(tmp_path / name)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err
+
+
+def test_runs_named_by_a_short_env_name_are_labelled_and_grouped_by_the_resolved_id(tmp_path):
+    # An older rl wrote the env as typed (--env CartPole); a tuned example gave CartPole-v1.
+    typed = rl.PPOConfig().set(seed=0).to_dict() | {"env": "CartPole"}
+    path = tmp_path / "ppo_CartPole-v1_old"
+    path.mkdir()
+    (path / "params.json").write_text(json.dumps(typed))
+    (path / "result.jsonl").write_text("".join(json.dumps(_row(i, i)) + "\n" for i in (1, 2)))
+    tuned = _run_dir(tmp_path, "ppo_CartPole-v1_new", _ppo(seed=1), [_row(1, 3), _row(2, 5)])
+    (line,) = plot_runs([str(path), tuned], None).axes[0].get_lines()
+    assert line.get_label() == "PPO CartPole-v1 (2 seeds: mean, band min-max)"
+    np.testing.assert_array_equal(line.get_ydata(), [2, 3.5])
+
+
+def test_runs_of_one_config_and_seed_are_lines_apart_not_a_band(tmp_path):
+    # Three seed-0 runs with other budgets: nothing to average over, three lines, told
+    # apart by how far each went; two of one length also by their directories.
+    paths = [_run_dir(tmp_path, f"ppo_{n}_{k}", _ppo(seed=0), [_row(i, i) for i in range(1, n + 1)])
+             for n, k in ((2, "a"), (4, "b"), (6, "c"), (6, "d"))]
+    paths.append(_run_dir(tmp_path, "ppo_seed1", _ppo(seed=1), [_row(1, 1)]))
+    fig = plot_runs(paths, None)
+    lines = _lines(fig.axes[0])
+    assert sorted(lines) == ["PPO CartPole-v1 seed 0, 200 env steps",
+                             "PPO CartPole-v1 seed 0, 400 env steps",
+                             "PPO CartPole-v1 seed 0, 600 env steps (ppo_6_c)",
+                             "PPO CartPole-v1 seed 0, 600 env steps (ppo_6_d)",
+                             "PPO CartPole-v1 seed 1"]
+    assert not fig.axes[0].collections  # no band
+    np.testing.assert_array_equal(lines["PPO CartPole-v1 seed 0, 400 env steps"].get_ydata(),
+                                  [1, 2, 3, 4])
+
+
+def test_without_matplotlib_the_error_names_the_plot_extra(runs, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import raises ImportError
+    assert main(["plot", runs[0], "-o", os.devnull]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "rl plot needs matplotlib, which is not installed: pip install 'rl[plot]'" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_plot_help_names_the_plot_extra(capsys):
+    with pytest.raises(SystemExit):
+        main(["plot", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Needs matplotlib: pip install 'rl[plot]' (the bench extra includes it)." in out

@@ -67,6 +67,9 @@ class Algorithm(abc.ABC):
             logging.getLogger("rl").setLevel(config.log_level.upper())
         # The env is checked next (its name, then its spaces); processes start only after.
         self.env_spec = resolve_env(config.env)
+        # The config says which env ran, not what was typed (CartPole -> CartPole-v1): so
+        # params.json and checkpoints name it whatever gymnasium's short names later mean.
+        config.env = self.env_spec.env_id
         self.obs_space, self.action_space = probe_spaces(self.env_spec, config.env_config)
         check_action_space(self.action_space, self.name, self.action_spaces)
         # The model is imported, built and run once here, before any process starts.

@@ -28,7 +28,7 @@ def algorithm_class(name: str):
     key = name.lower()
     if key not in ALGORITHMS:
         close = difflib.get_close_matches(key, list(ALGORITHMS), n=2)
-        hint = f"; did you mean {close[0]}?" if close else ""
+        hint = f"; did you mean {close[0]}?" if close else "."
         raise UnknownAlgorithmError(
             f"unknown algorithm {name!r}{hint} Valid algorithms: {', '.join(ALGORITHMS)}")
     module, cls = ALGORITHMS[key]
