@@ -11,6 +11,8 @@ constructor), so a process or Ray worker builds the same env as the driver.
 * Images: ``ImageEnv`` (84x84x4 uint8), ``FlashEnv`` (36x36x3 uint8, the smallest frame
   the Nature CNN takes).
 * Exact rollouts: ``ScriptedEnv`` (obs = [episode id, t], reward = t).
+* Signalling: ``MarkingCartPole`` (CartPole that, once a test creates
+  ``$RL_TEST_ARM``, creates ``$RL_TEST_MARK`` from inside a ``step``).
 * Failures on purpose: ``FlakyCartPole``, ``HangingCartPole``, ``FlakyResetCartPole``,
   ``NoisyResetEnv``.
 * Not gymnasium envs (each must be one clear error): ``RaisingConstructorEnv``,
@@ -235,6 +237,20 @@ class ScriptedEnv(gym.Env):
         terminated = self.t >= length
         truncated = not terminated and self.max_steps is not None and self.t >= self.max_steps
         return self._obs(), float(self.t), terminated, truncated, {}
+
+
+# ----------------------------------------------------------------------------- signalling
+
+
+class MarkingCartPole(CartPoleEnv):
+    """CartPole that tells a test it is mid-sample: once the file ``$RL_TEST_ARM``
+    exists, a ``step`` creates ``$RL_TEST_MARK`` (a worker is inside an iteration)."""
+
+    def step(self, action):
+        arm, mark = os.environ.get("RL_TEST_ARM"), os.environ.get("RL_TEST_MARK")
+        if arm and mark and os.path.exists(arm) and not os.path.exists(mark):
+            open(mark, "w").close()
+        return super().step(action)
 
 
 # ----------------------------------------------------------------------------- failures
