@@ -8,6 +8,10 @@ plain Ray actor, the floor under it):
   usable array; ``+ read`` also touches every byte once on the driver);
 - the time to broadcast a 1M-float vector to 2 reader actors through a weights board
   (publish, then both readers poll and hold a copy);
+- the latencies tests/runtime/test_runtime.py checks only as behaviour: how far a
+  ``get(timeout=0.2)`` overshoots, a ``wait(timeout=0)`` with a call pending, from
+  SIGKILL to ``ActorDiedError`` on a pending ``get``, from ``spawn`` to the first answer
+  while another thread blocks in ``get``, and ``shutdown()`` with calls in flight;
 - the floor under any process actor's round trip on this machine: a raw 20-byte
   ping-pong over a socketpair with a bare Python child (two process wake-ups, no
   pickling, no runtime), measured in the same run.
@@ -18,15 +22,18 @@ Run: ``.venv/bin/python benchmarks/runtime.py [--quick]``.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 
-from rl.runtime import make_runtime
+from rl.runtime import ActorDiedError, make_runtime
 
 MIB = 1 << 20
 
@@ -41,6 +48,12 @@ class Echo:
 
     def ping(self) -> None:
         return None
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def nap(self, seconds: float) -> None:
+        time.sleep(seconds)
 
     def big(self) -> np.ndarray:
         return self.result
@@ -106,6 +119,53 @@ def bench_backend(backend: str, args) -> dict[str, float]:
         out["broadcast_ms"] = statistics.median(total_s) * 1e3
         out["publish_ms"] = statistics.median(publish_s) * 1e3
     return out
+
+
+def bench_failure_paths(backend: str) -> dict[str, float]:
+    """Milliseconds for the timeouts, death detection, spawn and shutdown paths."""
+    out = {}
+    rt = make_runtime(backend)
+    try:
+        h = rt.spawn(Echo)
+        pid = rt.get(h.call("pid"))
+        ref = h.call("nap", 30)
+        start = time.perf_counter()
+        try:
+            rt.get(ref, timeout=0.2)
+        except TimeoutError:
+            out["get_timeout_overshoot_ms"] = (time.perf_counter() - start - 0.2) * 1e3
+        start = time.perf_counter()
+        rt.wait([ref], timeout=0)
+        out["wait_0_ms"] = (time.perf_counter() - start) * 1e3
+        def blocked_get():  # ends with the actor's death below
+            try:
+                rt.get(ref, timeout=60)
+            except ActorDiedError:
+                pass
+
+        blocked = threading.Thread(target=blocked_get, daemon=True)
+        blocked.start()
+        start = time.perf_counter()
+        second = rt.spawn(Echo)
+        rt.get(second.call("ping"))
+        out["spawn_while_waiting_ms"] = (time.perf_counter() - start) * 1e3
+        os.kill(pid, signal.SIGKILL)
+        start = time.perf_counter()
+        try:
+            rt.get(ref, timeout=60)
+        except ActorDiedError:
+            out["death_noticed_ms"] = (time.perf_counter() - start) * 1e3
+        blocked.join(60)
+        second.call("nap", 30)
+        start = time.perf_counter()
+    finally:
+        rt.shutdown()
+    out["shutdown_in_flight_ms"] = (time.perf_counter() - start) * 1e3
+    return out
+
+
+def print_failure_paths(name: str, out: dict[str, float]) -> None:
+    print(f"{name:<8} " + "  ".join(f"{k} {v:.1f}" for k, v in out.items()))
 
 
 def bench_plain_ray(args) -> float:
@@ -178,6 +238,7 @@ def main() -> None:
 
     proc = bench_backend("process", args)
     print_backend("process", proc)
+    print_failure_paths("process", bench_failure_paths("process"))
     floor = bench_socket_floor(args)
     print(f"raw socketpair ping-pong         median {floor:8.1f} us   (the floor under a "
           f"process actor's; process = {proc['rtt_us'] / floor:.2f}x it)")
@@ -185,6 +246,7 @@ def main() -> None:
         print("ray      not installed (pip install 'rl[ray]'); skipped")
         return
     print_backend("ray", bench_backend("ray", args), proc)
+    print_failure_paths("ray", bench_failure_paths("ray"))
     plain = bench_plain_ray(args)
     print(f"plain Ray actor round trip       median {plain:8.1f} us   (the floor under rl's)")
 

@@ -78,9 +78,15 @@ def test_replacement_worker_loads_the_current_weights_and_obs_filter():
         assert r["workers/restarts"] == 1 and r["workers/dropped_fragments"] == 1
         assert r["workers/healthy"] == 2
         assert r["env_steps_total"] == 128 * 2 + 64  # the lost fragment is not counted
-        # Weights and the observation filter travel together on the board: the new
-        # worker runs the newest version of both.
+        # The new worker runs the newest weights and the driver's current observation
+        # filter (which has its own board): it normalises as the driver does, i.e. with
+        # the driver's mean and var, not a fresh filter's.
         assert algo.workers.call_one(1, "sync_weights") == algo.board.version
+        assert algo.obs_filter.count > 256
+        probe = np.array([[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.1, -0.5, 0.05, 0.7]])
+        seen = algo.workers.call_one(1, "normalize", probe)
+        np.testing.assert_allclose(seen, algo.obs_filter.normalize(probe), rtol=1e-5)
+        assert not np.allclose(seen, probe, atol=1e-3)  # a fresh filter would be the identity
         r = algo.train()
         assert r["env_steps_total"] == 128 * 3 + 64
 

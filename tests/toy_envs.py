@@ -6,10 +6,13 @@ constructor), so a process or Ray worker builds the same env as the driver.
 * Spaces: ``MultiDiscreteEnv`` (Dict observation, MultiDiscrete actions),
   ``MatchBitsEnv`` (Box observation, MultiDiscrete actions), ``MultiBinaryActionEnv``
   (an action space no algorithm supports), ``ConfigurableEnv`` (a Box of
-  ``env_config["size"]``).
+  ``env_config["size"]``), ``SpaceEnv`` (any supported observation space, by name in
+  ``OBS_SPACES``, with a Discrete, Box or MultiDiscrete action).
 * Images: ``ImageEnv`` (84x84x4 uint8), ``FlashEnv`` (36x36x3 uint8, the smallest frame
   the Nature CNN takes).
 * Exact rollouts: ``ScriptedEnv`` (obs = [episode id, t], reward = t).
+* Signalling: ``MarkingCartPole`` (CartPole that, once a test creates
+  ``$RL_TEST_ARM``, creates ``$RL_TEST_MARK`` from inside a ``step``).
 * Failures on purpose: ``FlakyCartPole``, ``HangingCartPole``, ``FlakyResetCartPole``,
   ``NoisyResetEnv``.
 * Not gymnasium envs (each must be one clear error): ``RaisingConstructorEnv``,
@@ -105,6 +108,49 @@ class ConfigurableEnv(gym.Env):
         return np.zeros(self.observation_space.shape, np.float32), 1.0, True, False, {}
 
 
+def _obs_spaces() -> dict[str, gym.Space]:
+    box, disc = gym.spaces.Box, gym.spaces.Discrete
+    return {
+        "box": box(-1, 1, (3,), np.float32),
+        "box_2d": box(-1, 1, (3, 2), np.float32),
+        "image": box(0, 255, (36, 36, 3), np.uint8),
+        "discrete": disc(5, start=2),
+        "multidiscrete": gym.spaces.MultiDiscrete([3, 4]),
+        "multibinary": gym.spaces.MultiBinary(3),
+        "tuple": gym.spaces.Tuple((disc(3), box(0, 1, (2, 2), np.float32))),
+        "dict": gym.spaces.Dict({
+            "pos": box(-1, 1, (2,), np.float32), "flags": gym.spaces.MultiBinary(2),
+            "inner": gym.spaces.Tuple((disc(2), gym.spaces.MultiDiscrete([2, 3]))),
+        }),
+    }
+
+
+OBS_SPACES = tuple(_obs_spaces())
+"""The observation spaces ``SpaceEnv`` offers: every kind rl supports."""
+
+
+class SpaceEnv(gym.Env):
+    """Observations sampled from the space named ``obs`` (see ``OBS_SPACES``); actions
+    ``"discrete"``, ``"box"`` or ``"multidiscrete"``; reward 1 a step, 8 steps."""
+
+    def __init__(self, obs: str = "dict", action: str = "discrete"):
+        self.observation_space = _obs_spaces()[obs]
+        self.action_space = {"discrete": gym.spaces.Discrete(3),
+                             "box": gym.spaces.Box(-2, 2, (2,), np.float32),
+                             "multidiscrete": gym.spaces.MultiDiscrete([2, 3])}[action]
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.observation_space.seed(seed)
+        self.t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self.observation_space.sample(), 1.0, False, self.t >= 8, {}
+
+
 # ----------------------------------------------------------------------------- images
 
 
@@ -191,6 +237,20 @@ class ScriptedEnv(gym.Env):
         terminated = self.t >= length
         truncated = not terminated and self.max_steps is not None and self.t >= self.max_steps
         return self._obs(), float(self.t), terminated, truncated, {}
+
+
+# ----------------------------------------------------------------------------- signalling
+
+
+class MarkingCartPole(CartPoleEnv):
+    """CartPole that tells a test it is mid-sample: once the file ``$RL_TEST_ARM``
+    exists, a ``step`` creates ``$RL_TEST_MARK`` (a worker is inside an iteration)."""
+
+    def step(self, action):
+        arm, mark = os.environ.get("RL_TEST_ARM"), os.environ.get("RL_TEST_MARK")
+        if arm and mark and os.path.exists(arm) and not os.path.exists(mark):
+            open(mark, "w").close()
+        return super().step(action)
 
 
 # ----------------------------------------------------------------------------- failures

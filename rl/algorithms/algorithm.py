@@ -23,7 +23,7 @@ import torch
 from rl import checkpoint as ckpt
 from rl import metrics as M
 from rl.config import AlgorithmConfig, ConfigError, error_line
-from rl.envs import check_action_space, probe_spaces, resolve_env
+from rl.envs import check_action_space, flatten_observations, probe_spaces, resolve_env
 from rl.envs.normalization import RunningMeanStd
 from rl.learner import Learner, LearnerGroup, resolve_device
 from rl.policies import ModelError, ModelSpec
@@ -70,7 +70,8 @@ class Algorithm(abc.ABC):
         # The config says which env ran, not what was typed (CartPole -> CartPole-v1): so
         # params.json and checkpoints name it whatever gymnasium's short names later mean.
         config.env = self.env_spec.env_id
-        self.obs_space, self.action_space = probe_spaces(self.env_spec, config.env_config)
+        self.obs_space, self.action_space, self.env_obs_space = probe_spaces(
+            self.env_spec, config.env_config)
         check_action_space(self.action_space, self.name, self.action_spaces)
         # The model is imported, built and run once here, before any process starts.
         self.model_spec = self.make_model_spec()
@@ -375,12 +376,19 @@ class Algorithm(abc.ABC):
                 M.EVAL_LEN_MEAN: float(np.mean(out["episode_lens"])),
                 "eval/episodes": float(len(r))}
 
-    def compute_actions(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
-        """Actions for one observation or a batch ``[B, *obs_shape]``, in the env's
-        format (greedy by default; ``explore`` samples as the workers do)."""
-        obs = np.asarray(obs)
-        single = obs.shape == self.obs_space.shape
-        actions = self._driver_worker().compute_actions(obs[None] if single else obs, explore)
+    def compute_actions(self, obs: Any, explore: bool = False) -> np.ndarray:
+        """Actions for one observation or a batch, both in the env's own format (greedy
+        by default; ``explore`` samples as the workers do).
+
+        ``obs``: as the env returns it, or a batch of such: an array of the space's
+        shape or ``[B, *shape]``; for a ``Dict`` space a dict (of arrays with a leading
+        batch dim, for a batch) or a list of dicts; for a ``Tuple`` space a tuple (of
+        batched arrays) or a list of tuples (``rl.envs.flatten_observations``). One
+        observation gives one action, a batch ``[B, *action_shape]``. An observation
+        that does not fit the env's observation space raises ``ValueError`` naming it.
+        """
+        batch, single = flatten_observations(self.env_obs_space, obs)
+        actions = self._driver_worker().compute_actions(batch, explore)
         return actions[0] if single else actions
 
     def _driver_worker(self) -> RolloutWorker:

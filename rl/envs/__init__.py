@@ -15,8 +15,10 @@ from rl.envs.registry import (
     resolve_env,
 )
 from rl.envs.spaces import (
+    ProbedSpaces,
     UnsupportedSpaceError,
     check_action_space,
+    flatten_observations,
     is_image_space,
     prepare_observation_space,
     probe_spaces,
@@ -28,10 +30,12 @@ __all__ = [
     "EnvError",
     "EnvNameError",
     "EnvSpec",
+    "ProbedSpaces",
     "StepResult",
     "UnsupportedSpaceError",
     "VectorEnv",
     "check_action_space",
+    "flatten_observations",
     "is_image_space",
     "make_env",
     "prepare_observation_space",

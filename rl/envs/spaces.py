@@ -5,6 +5,11 @@ HWC is transposed to CHW by the encoder), rank 2 or >3 (flattened for the MLP);
 ``Discrete`` (one-hot), ``MultiDiscrete``/``MultiBinary``, ``Dict`` and ``Tuple``
 (flattened to one float vector). Actions: ``Discrete``, ``Box``, ``MultiDiscrete``.
 
+``flatten_observations`` turns observations in the env's own format (one or a batch)
+into the policy's flat batch with the same ``gymnasium.spaces.flatten`` that the
+wrapper (``FlattenObservation``) applies during training, so inference sees what
+training saw.
+
 ``probe_spaces`` creates one env in the driver before any process starts, resets it once
 and reads its spaces; every failure is one ``EnvError`` naming the env and the call.
 """
@@ -12,7 +17,8 @@ and reads its spaces; every failure is one ``EnvError`` naming the env and the c
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -23,7 +29,9 @@ from rl.envs.registry import EnvError, EnvSpec, env_call
 __all__ = [
     "SUPPORTED_ACTION_SPACES",
     "UnsupportedSpaceError",
+    "ProbedSpaces",
     "check_action_space",
+    "flatten_observations",
     "is_image_space",
     "prepare_observation_space",
     "probe_spaces",
@@ -81,6 +89,100 @@ def prepare_observation_space(space: gym.Space) -> gym.Space:
     return spaces.flatten_space(space) if _needs_flatten(space) else space
 
 
+_SCALAR_LEAVES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+
+def flatten_observations(space: gym.Space, obs: Any) -> tuple[np.ndarray, bool]:
+    """Observations in the env's own format -> the policy's batch ``[B, *prepared]``.
+
+    ``space`` is the env's observation space (before ``wrap_observations``). Accepted:
+
+    * ``Box``, ``Discrete``, ``MultiDiscrete``, ``MultiBinary``: one observation of
+      the space's shape (a scalar for ``Discrete``) or a batch ``[B, *shape]``
+      (array-likes are fine).
+    * ``Dict``: one observation (a mapping with the space's keys), a batch as a
+      mapping of arrays with a leading batch dim, or a ``list`` of single mappings.
+    * ``Tuple``: one observation (a ``tuple`` with one entry per sub-space), a batch
+      as a tuple of arrays with a leading batch dim, or a ``list`` of single tuples.
+      (At the top level a ``list`` is always a batch.)
+
+    Spaces the wrapper flattens are flattened with ``gymnasium.spaces.flatten``,
+    exactly as ``FlattenObservation`` does during training; the others pass through.
+
+    Returns:
+        ``(batch, single)``: the prepared batch and whether ``obs`` was one observation.
+
+    Raises:
+        ValueError: ``obs`` does not fit ``space`` (the message names the space).
+    """
+    if isinstance(space, spaces.Dict | spaces.Tuple) and isinstance(obs, list):
+        if not obs:
+            raise ValueError(f"an empty list is no batch of observations of {space}")
+        for item in obs:
+            if _batch_size(space, item) is not None:
+                raise ValueError(f"a list of observations of {space} holds single "
+                                 "observations, not batches")
+        items, single = obs, False
+    else:
+        size = _batch_size(space, obs)
+        single = size is None
+        if not _needs_flatten(space):
+            arr = np.asarray(obs)
+            return (arr[None] if single else arr), single
+        items = [obs] if single else [_item(space, obs, i) for i in range(size)]
+    flat = np.stack([spaces.flatten(space, x) for x in items])
+    return flat, single
+
+
+def _batch_size(space: gym.Space, obs: Any) -> int | None:
+    """None for one observation of ``space``, B for a batch of B; ValueError otherwise."""
+    if isinstance(space, spaces.Dict | spaces.Tuple):
+        keys = list(space.spaces) if isinstance(space, spaces.Dict) else None
+        if keys is not None:
+            if not isinstance(obs, Mapping) or set(obs) != set(keys):
+                got = sorted(obs) if isinstance(obs, Mapping) else type(obs).__name__
+                raise ValueError(f"observation {got} does not fit {space}: expected a "
+                                 f"mapping with keys {keys}")
+            parts = [(space[k], obs[k]) for k in keys]
+        else:
+            if not isinstance(obs, tuple | list) or len(obs) != len(space.spaces):
+                got = f"of {len(obs)}" if isinstance(obs, tuple | list) else type(obs).__name__
+                raise ValueError(f"observation {got} does not fit {space}: expected a tuple "
+                                 f"of {len(space.spaces)} entries")
+            parts = list(zip(space.spaces, obs, strict=True))
+        sizes = {_batch_size(sub, part) for sub, part in parts}
+        if len(sizes) > 1:
+            raise ValueError(f"the entries of an observation of {space} disagree on the "
+                             f"batch size: {sorted(sizes, key=str)}")
+        return sizes.pop()
+    arr = np.asarray(obs)
+    if arr.shape == space.shape:
+        size = None
+    elif arr.ndim == len(space.shape) + 1 and arr.shape[1:] == space.shape:
+        size = arr.shape[0]
+    else:
+        batch = "(B, " + "".join(f"{n}, " for n in space.shape).rstrip(", ") + ")"
+        raise ValueError(f"observation of shape {arr.shape} does not fit {space}: expected "
+                         f"one observation of shape {space.shape} or a batch {batch}"
+                         .replace("(B, )", "(B,)"))
+    if isinstance(space, spaces.Discrete | spaces.MultiDiscrete):
+        high = space.n if isinstance(space, spaces.Discrete) else space.nvec
+        rel = arr - space.start
+        if not np.issubdtype(arr.dtype, np.integer) or (rel < 0).any() or (rel >= high).any():
+            raise ValueError(f"observation {arr.tolist()} is not in {space}: expected "
+                             "integers in its range")
+    return size
+
+
+def _item(space: gym.Space, obs: Any, i: int) -> Any:
+    """Observation ``i`` of a columnar batch."""
+    if isinstance(space, spaces.Dict):
+        return {k: _item(sub, obs[k], i) for k, sub in space.spaces.items()}
+    if isinstance(space, spaces.Tuple):
+        return tuple(_item(sub, part, i) for sub, part in zip(space.spaces, obs, strict=True))
+    return np.asarray(obs)[i]
+
+
 def check_action_space(space: gym.Space, algo: str, allowed: tuple[str, ...]) -> None:
     """Raise ``UnsupportedSpaceError`` if ``algo`` cannot act in ``space``."""
     name = type(space).__name__
@@ -94,9 +196,19 @@ def check_action_space(space: gym.Space, algo: str, allowed: tuple[str, ...]) ->
         raise UnsupportedSpaceError(f"Box action space {space} must have a float dtype")
 
 
-def probe_spaces(spec: EnvSpec, env_config: dict | None = None) -> tuple[gym.Space, gym.Space]:
-    """Create one env in the driver, reset it once, and return its (prepared)
-    observation and action spaces.
+class ProbedSpaces(NamedTuple):
+    """What ``probe_spaces`` read from an env."""
+
+    obs: gym.Space
+    """The observation space the policy sees (after ``wrap_observations``)."""
+    action: gym.Space
+    env_obs: gym.Space
+    """The env's own observation space (what ``flatten_observations`` takes)."""
+
+
+def probe_spaces(spec: EnvSpec, env_config: dict | None = None) -> ProbedSpaces:
+    """Create one env in the driver, reset it once, and return its spaces: the
+    prepared observation space, the action space and the env's own observation space.
 
     Raises:
         EnvError: creating or resetting the env raised, or it does not behave as a
@@ -104,12 +216,14 @@ def probe_spaces(spec: EnvSpec, env_config: dict | None = None) -> tuple[gym.Spa
             observation space's shape).
         UnsupportedSpaceError: an observation space rl cannot encode.
     """
-    env = wrap_observations(spec.make(env_config, check=True))
+    env = spec.make(env_config, check=True)
+    env_obs = env.observation_space
+    env = wrap_observations(env)
     try:
         with env_call(spec.env_id, "reset(seed=0)"):
             out = env.reset(seed=0)
         _check_reset(spec.env_id, out, env.observation_space)
-        return env.observation_space, env.action_space
+        return ProbedSpaces(env.observation_space, env.action_space, env_obs)
     finally:
         with contextlib.suppress(Exception):  # a failing close() must not hide the cause
             env.close()

@@ -142,18 +142,39 @@ def test_value_clipping_against_hand_computation():
     assert float(plain["vf_loss"]) == pytest.approx(0.5 * (1.0 + 4.0 + 0.25 + 0.0) / 4, rel=1e-6)
 
 
-@pytest.mark.parametrize("env", ["Pendulum-v1", "tests.toy_envs:MultiDiscreteEnv",
-                                 "tests.toy_envs:ImageEnv"])
-def test_action_and_observation_spaces(env):
-    with small(env=env, backend="process").build() as algo:
+SPACE_CASES = [("Pendulum-v1", {}), ("tests.toy_envs:MultiDiscreteEnv", {}),
+               ("tests.toy_envs:ImageEnv", {})] + [
+    ("tests.toy_envs:SpaceEnv", {"obs": obs, "action": action}) for obs, action in
+    [("box_2d", "box"), ("discrete", "multidiscrete"), ("multidiscrete", "discrete"),
+     ("multibinary", "box"), ("tuple", "multidiscrete"), ("dict", "discrete")]]
+
+
+@pytest.mark.parametrize("env,env_config", SPACE_CASES,
+                         ids=[f"{e.split(':')[-1]}-{'-'.join(c.values())}" for e, c in SPACE_CASES])
+def test_action_and_observation_spaces(env, env_config):
+    with small(env=env, backend="process", env_config=env_config).build() as algo:
         r = algo.train()
         assert np.isfinite(r["learner/policy_loss"])
-        obs, _ = algo.env_spec.make().reset(seed=0)
-        if isinstance(obs, dict):
-            return
-        action = algo.compute_actions(np.asarray(obs))
-        assert algo.action_space.contains(np.asarray(action, dtype=algo.action_space.dtype)) or \
-            algo.action_space.contains(action)
+        raw = algo.env_spec.make(env_config)
+        wrapped = gym.wrappers.FlattenObservation(algo.env_spec.make(env_config))
+        obs = [raw.reset(seed=0)[0]] + [raw.step(raw.action_space.sample())[0] for _ in range(2)]
+        space = algo.action_space
+        # One observation in the env's own format: one action of the action space.
+        action = algo.compute_actions(obs[0])
+        assert np.shape(action) == space.shape
+        assert space.contains(np.asarray(action, space.dtype))
+        # A batch: a list of observations, or (not Dict/Tuple) a stacked array.
+        batch = obs if isinstance(obs[0], dict | tuple) else np.stack(obs)
+        actions = algo.compute_actions(batch)
+        assert actions.shape == (3, *space.shape)
+        assert all(space.contains(np.asarray(a, space.dtype)) for a in actions)
+        np.testing.assert_allclose(actions[0], action, rtol=1e-5, atol=1e-6)  # batched matmul
+        if algo.env_obs_space is not algo.obs_space:
+            # The policy acts on the wrapper's flat vectors, as in training.
+            flat = np.stack([wrapped.observation(o) for o in obs])
+            np.testing.assert_array_equal(algo._driver_worker().compute_actions(flat), actions)
+        with pytest.raises(ValueError, match=type(algo.env_obs_space).__name__):
+            algo.compute_actions(np.zeros(97))
 
 
 def test_unsupported_action_space_fails_before_processes():
