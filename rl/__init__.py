@@ -20,6 +20,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Algorithm": "rl.algorithms.algorithm",
     "AlgorithmConfig": "rl.config",
+    "CallbackError": "rl.callbacks",
+    "Callbacks": "rl.callbacks",
+    "Episode": "rl.callbacks",
     "ConfigError": "rl.config",
     "DQNConfig": "rl.algorithms.dqn",
     "IMPALAConfig": "rl.algorithms.impala",
@@ -31,8 +34,11 @@ _EXPORTS = {
 __all__ = [
     "Algorithm",
     "AlgorithmConfig",
+    "CallbackError",
+    "Callbacks",
     "ConfigError",
     "DQNConfig",
+    "Episode",
     "IMPALAConfig",
     "PPOConfig",
     "register_env",
@@ -44,6 +50,7 @@ if TYPE_CHECKING:
     from rl.algorithms.dqn import DQNConfig
     from rl.algorithms.impala import IMPALAConfig
     from rl.algorithms.ppo import PPOConfig
+    from rl.callbacks import CallbackError, Callbacks, Episode
     from rl.config import AlgorithmConfig, ConfigError
     from rl.envs import register_env
     from rl.policies import register_model

@@ -567,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from rl.callbacks import CallbackError
+
     handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench,
                 "plot": cmd_plot, "list": cmd_list}
     _cwd_importable()
@@ -579,6 +581,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except CallbackError as e:  # the user's hook raised: its traceback, no retry
+        if args.debug:
+            raise
+        print(f"rl {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
     except BrokenPipeError:
         # `rl ... | head` closed our stdout: not an error. Point stdout at /dev/null so
         # the interpreter's final flush does not raise again.

@@ -3,9 +3,9 @@
 Every setting is a dataclass field with a type, a default, a doc line and the values
 it takes (``rl.config_fields``: the one source of ``--help-config`` and of the error
 messages). Builder methods (``.environment() .env_runners() .training() .learners()
-.resources() .evaluation() .debugging() .fault_tolerance() .reporting()``) all go
-through one setter that rejects unknown names with the closest valid one and invalid
-values at once. ``validate()`` runs before any process starts and states each
+.resources() .evaluation() .debugging() .fault_tolerance() .callbacks() .reporting()``)
+all go through one setter that rejects unknown names with the closest valid one and
+invalid values at once. ``validate()`` runs before any process starts and states each
 violated constraint between fields with the numbers.
 ``to_dict()``/``from_dict()`` and ``to_yaml()``/``from_yaml()`` round-trip exactly.
 """
@@ -172,6 +172,11 @@ class AlgorithmConfig:
     log_level: str = setting("info", "Level of the 'rl' logger, set when the algorithm is "
                              "built (debug also shows learner-group and Ray details)",
                              section="debugging", choices=("debug", "info", "warning", "error"))
+    # callbacks
+    callbacks_class: str | None = setting(
+        None, "Your rl.Callbacks subclass ('package.module:Class'): episode hooks in the "
+        "workers (custom metrics), training hooks in the driver", section="callbacks",
+        check=Check(lambda v: ":" in v, "'package.module:Class' or null"))
     # reporting
     metrics_smoothing_episodes: int = setting(100, "Episodes averaged in episode_return_mean",
                                               section="reporting", min=1)
@@ -266,6 +271,20 @@ class AlgorithmConfig:
 
     def debugging(self, **kw: Any) -> Self:
         return self._section("debugging", kw)
+
+    def callbacks(self, callbacks_class: str | type | None = None, **kw: Any) -> Self:
+        """``callbacks_class``: ``"module:Class"`` or the class itself (a class is stored
+        by its import path, ``module:QualName``; one defined in a script is ``__main__:``
+        and reaches the workers with the config)."""
+        if isinstance(callbacks_class, type):
+            if "<locals>" in callbacks_class.__qualname__:
+                raise ConfigError(f"callbacks_class {callbacks_class.__qualname__} is defined "
+                                  "inside a function; define it at module level so that it "
+                                  "has an import path")
+            callbacks_class = f"{callbacks_class.__module__}:{callbacks_class.__qualname__}"
+        if callbacks_class is not None:
+            kw["callbacks_class"] = callbacks_class
+        return self._section("callbacks", kw)
 
     def reporting(self, **kw: Any) -> Self:
         return self._section("reporting", kw)

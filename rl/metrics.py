@@ -29,6 +29,7 @@ import numpy as np
 from rl.config import ConfigError
 
 __all__ = [
+    "CustomMetrics",
     "EpisodeWindow",
     "MetricMeans",
     "Progress",
@@ -103,6 +104,33 @@ class EpisodeWindow:
         self.returns.extend(state["returns"])
         self.lens.extend(state["lens"])
         self.total = int(state["total"])
+
+
+CUSTOM_PREFIX = "custom/"
+
+
+class CustomMetrics:
+    """The custom metrics (``rl.callbacks``) of the episodes that ended in an iteration:
+    ``custom/<name>_mean``, ``custom/<name>_min`` and ``custom/<name>_max``."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[float]] = {}
+
+    def add(self, values: dict[str, list[float]] | None) -> None:
+        for name, vals in (values or {}).items():
+            self.values.setdefault(name, []).extend(vals)
+
+    def pop(self) -> dict[str, float]:
+        """The statistics since the last pop; names without episodes are left out."""
+        out = {}
+        for name, vals in sorted(self.values.items()):
+            if vals:
+                a = np.asarray(vals, np.float64)
+                out.update({f"{CUSTOM_PREFIX}{name}_mean": float(a.mean()),
+                            f"{CUSTOM_PREFIX}{name}_min": float(a.min()),
+                            f"{CUSTOM_PREFIX}{name}_max": float(a.max())})
+        self.values = {}
+        return out
 
 
 class Timers:

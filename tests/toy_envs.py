@@ -205,7 +205,8 @@ class FlashEnv(gym.Env):
 
 
 class ScriptedEnv(gym.Env):
-    """obs = [episode id, t], reward = t (after the step), for exact rollout tests.
+    """obs = [episode id, t], reward = t (after the step), info = {"t": t}, for exact
+    rollout tests.
 
     Episode e lasts ``lengths[e % len(lengths)]`` steps and then terminates, unless a
     time limit (``max_steps``) truncates it first. ``reset(seed=s)`` starts episode
@@ -236,7 +237,7 @@ class ScriptedEnv(gym.Env):
         length = self.lengths[self.episode % len(self.lengths)]
         terminated = self.t >= length
         truncated = not terminated and self.max_steps is not None and self.t >= self.max_steps
-        return self._obs(), float(self.t), terminated, truncated, {}
+        return self._obs(), float(self.t), terminated, truncated, {"t": self.t}
 
 
 # ----------------------------------------------------------------------------- signalling

@@ -10,6 +10,7 @@ and returns one flat result dict (keys in ``rl.metrics``).
 from __future__ import annotations
 
 import abc
+import dataclasses
 import functools
 import logging
 import os
@@ -22,6 +23,7 @@ import torch
 
 from rl import checkpoint as ckpt
 from rl import metrics as M
+from rl.callbacks import call_hook, resolve_callbacks_class
 from rl.config import AlgorithmConfig, ConfigError, error_line
 from rl.envs import check_action_space, flatten_observations, probe_spaces, resolve_env
 from rl.envs.normalization import RunningMeanStd
@@ -76,6 +78,10 @@ class Algorithm(abc.ABC):
         # The model is imported, built and run once here, before any process starts.
         self.model_spec = self.make_model_spec()
         self.model_spec.check()
+        self.callbacks_class = None if config.callbacks_class is None else \
+            resolve_callbacks_class(config.callbacks_class)
+        self.callbacks = None if self.callbacks_class is None else self.callbacks_class()
+        self.custom_metrics = M.CustomMetrics()
         self.obs_filter = RunningMeanStd(self.obs_space.shape) if config.normalize_obs else None
         if checkpoint is not None:
             self._check_checkpoint(checkpoint)
@@ -126,6 +132,13 @@ class Algorithm(abc.ABC):
             raise
         if logdir is not None:
             self.attach_logger(logdir)
+        self.run_callback("on_algorithm_init", self)
+
+    def run_callback(self, hook: str, *args: Any) -> None:
+        """Call the user's driver-side ``hook`` (``rl.callbacks``), if any; a hook that
+        raises becomes a ``CallbackError``."""
+        if self.callbacks is not None:
+            call_hook(self.callbacks, hook, *args)
 
     # ------------------------------------------------------------------ construction hooks
     def _check_resources(self) -> None:
@@ -189,7 +202,7 @@ class Algorithm(abc.ABC):
             num_envs=num_envs or cfg.num_envs_per_env_runner,
             fragment_length=fragment or cfg.fragment_length(), seed=cfg.seed,
             model=self.model_spec, normalize_obs=cfg.normalize_obs,
-            needs_next_obs=self.needs_next_obs,
+            needs_next_obs=self.needs_next_obs, callbacks=self.callbacks_class,
             restart_failed_sub_envs=cfg.restart_failed_sub_environments,
             exact_resume=cfg.exact_resume)
 
@@ -252,6 +265,7 @@ class Algorithm(abc.ABC):
         steps = 0
         for r in results:
             self.episodes.add(r["episode_returns"], r["episode_lens"])
+            self.custom_metrics.add(r.get("custom_metrics"))
             if self.obs_filter is not None and r["obs_stats"] is not None:
                 self.obs_filter.merge(*r["obs_stats"])
             steps += int(r["env_steps"])
@@ -305,12 +319,14 @@ class Algorithm(abc.ABC):
             M.WORKERS_RESTARTS: self.workers.total_restarts,
             M.WORKERS_DROPPED: self.workers.dropped_fragments,
             M.ENV_ERRORS: self.workers.env_errors,
+            **self.custom_metrics.pop(),
         }
         # Algorithm-specific keys never replace the base ones.
         result.update({k: v for k, v in self.result_extras().items() if k not in result})
         interval = self.config.evaluation_interval
         if interval and self.iteration % interval == 0:
-            result.update(self._greedy_episodes(self.config.evaluation_duration))
+            result.update(self._evaluation(self.config.evaluation_duration))
+        self.run_callback("on_train_result", self, result)
         if self.logger is not None:
             self.logger.log(result)
         return result
@@ -358,11 +374,18 @@ class Algorithm(abc.ABC):
             num_episodes = self.config.evaluation_duration
         if num_episodes < 1:
             raise ConfigError(f"evaluate: num_episodes must be >= 1, got {num_episodes}")
-        metrics = self._greedy_episodes(num_episodes, video_dir=video_dir, render=render)
+        metrics = self._evaluation(num_episodes, video_dir=video_dir, render=render)
         if self.logger is not None:
             self.logger.log_evaluation({M.TRAINING_ITERATION: self.iteration,
                                         M.ENV_STEPS_TOTAL: self.env_steps_total,
                                         M.TIME_TOTAL_S: self.time_total_s, **metrics})
+        return metrics
+
+    def _evaluation(self, n: int, video_dir: str | None = None,
+                    render: bool = False) -> dict[str, float]:
+        """``n`` greedy episodes' ``eval/`` metrics, after the user's ``on_evaluate_end``."""
+        metrics = self._greedy_episodes(n, video_dir=video_dir, render=render)
+        self.run_callback("on_evaluate_end", self, metrics)
         return metrics
 
     def _greedy_episodes(self, n: int, video_dir: str | None = None,
@@ -395,7 +418,9 @@ class Algorithm(abc.ABC):
         """The worker in the driver that evaluates and serves, with the current weights
         and observation filter."""
         if self._eval_worker is None:
-            spec = self.worker_spec(num_envs=self.config.evaluation_num_envs, fragment=1)
+            # Its envs never train: the episode callbacks are the training workers'.
+            spec = dataclasses.replace(self.worker_spec(
+                num_envs=self.config.evaluation_num_envs, fragment=1), callbacks=None)
             self._eval_worker = RolloutWorker(spec, worker_index=0, boards=None)
         self._eval_worker.set_weights(self.learner_group.get_weights(), self.board.version)
         if self.obs_filter is not None:
@@ -479,6 +504,7 @@ class Algorithm(abc.ABC):
         if self.obs_filter is not None:
             arrays["obs_filter"] = self.obs_filter.state()
         self.last_checkpoint = ckpt.save_checkpoint(path, ckpt.stamp(state), tensors, arrays)
+        self.run_callback("on_checkpoint", self, self.last_checkpoint)
         return self.last_checkpoint
 
     def restore(self, path: str, *, workers: bool = True) -> None:

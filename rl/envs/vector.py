@@ -21,6 +21,11 @@ raises is closed, created anew and reset; the error goes to ``errors`` (the call
 drains it). A failed step ends the broken episode as a truncation at its last
 good observation, with reward 0, and is listed in ``StepResult.failed``; the episode is
 not reported in ``StepResult.episodes``. Without it the exception propagates.
+
+**Callbacks.** With ``hooks`` (``rl.callbacks.EpisodeHooks``) every reset starts an
+episode for the user's ``on_episode_start``, every step goes to ``on_episode_step``
+(only when it is overridden: otherwise the loop tests one local for None) and every
+end to ``on_episode_end`` with the step's ``info``, before the autoreset.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rl.callbacks import EpisodeHooks
 from rl.resume import ActionLog, replay_game
 
 __all__ = ["StepResult", "VectorEnv", "episode_seed"]
@@ -92,6 +98,7 @@ class VectorEnv:
         record_actions: with a seed, record each running game's actions so that
             ``set_state`` replays it (``rl.resume.ActionLog``); False: ``set_state``
             starts fresh episodes, and stepping records nothing.
+        hooks: the user's worker-side episode callbacks, if any.
 
     Attributes:
         errors: ``(global sub-env index, "step" or "reset", "ExcType: message")`` of each
@@ -109,8 +116,10 @@ class VectorEnv:
         stream: int = 0,
         restart_failed: bool = False,
         record_actions: bool = True,
+        hooks: EpisodeHooks | None = None,
     ):
         self.make_env = make_env
+        self.hooks = hooks
         self.envs = [make_env() for _ in range(num_envs)]
         # Envs that report true episodes themselves (Atari: real games, unclipped
         # scores) are counted from info["rl_episode"], not from our own counters.
@@ -153,6 +162,8 @@ class VectorEnv:
         self._resets[i] += 1
         self._ep_return[i] = 0.0
         self._ep_len[i] = 0
+        if self.hooks is not None:
+            self.hooks.start(i)
         return obs
 
     def _reset_or_recreate(self, i: int) -> Any:
@@ -181,6 +192,8 @@ class VectorEnv:
         """Step every sub-env with ``actions[i]``; autoreset those that ended."""
         result = StepResult(self.obs, self._rewards, self._terms, self._truncs)
         log = self._log
+        hooks = self.hooks
+        on_step = None if hooks is None else hooks.on_step
         if log is not None:
             log.record(actions)
         # Python ints pass Discrete.contains() far faster than numpy scalars.
@@ -199,6 +212,8 @@ class VectorEnv:
             self._truncs[i] = trunc
             self._ep_return[i] += reward
             self._ep_len[i] += 1
+            if on_step is not None:
+                on_step(i, self._ep_return[i], self._ep_len[i], info)
             if self._real_stats[i] and "rl_episode" in info:
                 ret, length = info["rl_episode"]
                 result.real_episodes.append((float(ret), int(length)))
@@ -207,6 +222,8 @@ class VectorEnv:
             if term or trunc:
                 result.final_obs[i] = np.asarray(obs, dtype=self.obs.dtype)
                 result.episodes.append((float(self._ep_return[i]), int(self._ep_len[i])))
+                if hooks is not None:
+                    hooks.end(i, self._ep_return[i], self._ep_len[i], info)
                 obs = self._reset_or_recreate(i)
             self.obs[i] = obs
         return result

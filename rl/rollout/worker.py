@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rl.callbacks import EpisodeHooks
 from rl.data import columns as C
 from rl.envs import EnvSpec, VectorEnv, env_factory, is_image_space
 from rl.envs.normalization import RunningMeanStd
@@ -76,6 +77,7 @@ class WorkerSpec:
     model: ModelSpec
     normalize_obs: bool = False
     needs_next_obs: bool = False
+    callbacks: type | None = None  # a Callbacks subclass: the worker-side episode hooks
     restart_failed_sub_envs: bool = False
     exact_resume: bool = True  # record the running games for replay (rl.resume)
 
@@ -102,11 +104,13 @@ class RolloutWorker:
         first = worker_index * spec.num_envs
         image = is_image_space(spec.obs_space)
         self.obs_dtype = spec.obs_space.dtype if image else np.float32
+        self.hooks = None if spec.callbacks is None else \
+            EpisodeHooks(spec.callbacks(), spec.num_envs, first)
         self.venv = VectorEnv(env_factory(spec.env_spec, spec.env_config), spec.num_envs,
                               spec.seed, first_index=first, obs_dtype=self.obs_dtype,
                               stream=incarnation,
                               restart_failed=spec.restart_failed_sub_envs,
-                              record_actions=spec.exact_resume)
+                              record_actions=spec.exact_resume, hooks=self.hooks)
         self.dist_spec = DistributionSpec(spec.action_space)
         self.policy = build_inference_policy(spec.model)
         seed = 0 if spec.seed is None else spec.seed
@@ -167,7 +171,8 @@ class RolloutWorker:
         Returns:
             ``{"batch": {column: [T, N, ...] array}, "env_steps": T * N,
             "episode_returns": [E],
-            "episode_lens": [E], "weights_version": int, "obs_stats": (mean, var, count)
+            "episode_lens": [E], "weights_version": int, "custom_metrics": {name:
+            [value per episode that ended]} with callbacks (else None), "obs_stats": (mean, var, count)
             or None, "worker_index": int, "env_errors": [(sub-env, method, error)],
             "discarded": bool [T, N] (rows of episodes a sub-env error broke) or None}``.
         """
@@ -242,6 +247,7 @@ class RolloutWorker:
             "worker_index": self.worker_index,
             "env_errors": env_errors,
             "discarded": discarded,
+            "custom_metrics": None if self.hooks is None else self.hooks.drain(),
         }
 
     def _next_values(self, batch: dict[str, np.ndarray], last_obs: np.ndarray,

@@ -16,6 +16,8 @@ Failure semantics:
   are used meanwhile. Each failure is logged once, as one line.
 * Past ``max_restarts_per_env_runner`` restarts of one worker (or at its first failure
   with restarts off), sampling raises ``WorkerFailedError`` naming it and its last error.
+* A user's episode callback that raises in a worker is not a failure of the worker:
+  sampling raises its ``CallbackError`` at once, never restarting or retrying.
 * Sub-env errors that a worker survived (``restart_failed_sub_environments``) arrive
   with its fragments: they are counted in ``env_errors`` and each distinct error text
   is logged once.
@@ -35,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from rl.callbacks import CallbackError
 from rl.interrupts import INTERRUPTS
 from rl.rollout.worker import Boards, RolloutWorker, WorkerSpec
 from rl.runtime import ActorDiedError, GetTimeoutError, ObjectRef, RemoteError, Runtime, shared
@@ -118,7 +121,9 @@ class WorkerSet:
         return sum(self.restarts)
 
     def _replace(self, index: int, error: BaseException) -> None:
-        """Kill worker ``index`` and start a new one, or raise past the budget."""
+        """Kill worker ``index`` and start a new one, or raise past the budget. A user's
+        callback that raised is not a worker failure: it raises ``CallbackError``."""
+        _raise_callback_error(error)
         self.restarts[index] += 1
         name = self.workers[index].name
         if not self.restart or self.restarts[index] > self.max_restarts:
@@ -345,3 +350,14 @@ class WorkerSet:
             w.kill()
         if self._owns_runtime:
             self.runtime.shutdown()
+
+
+def _raise_callback_error(error: BaseException) -> None:
+    """Re-raise a ``CallbackError`` that reached the driver as a worker's ``RemoteError``."""
+    if isinstance(error, CallbackError):
+        raise error
+    if isinstance(error, RemoteError) and error.remote_type == CallbackError.__name__:
+        if isinstance(error.cause, CallbackError):
+            raise error.cause from None
+        raise CallbackError(f"(in {error.actor_name})", error.message,
+                            error.remote_traceback) from None
