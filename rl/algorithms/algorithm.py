@@ -47,7 +47,8 @@ class Algorithm(abc.ABC):
     """The config this algorithm is built from (the registry maps names to algorithms)."""
     learner_class: ClassVar[type[Learner]]
     module_class: ClassVar[type[torch.nn.Module]] = ActorCritic
-    """The network the learner trains and the workers run."""
+    """The network the learner trains. The workers build theirs from ``policy_kind``, not
+    from this, so a subclass that overrides only this breaks them (weight-size mismatch)."""
     action_spaces: ClassVar[tuple[str, ...]] = ("Discrete", "Box", "MultiDiscrete")
     policy_kind: ClassVar[str] = "actor_critic"
     """The workers' inference policy (``rl.rollout.policy``)."""
