@@ -43,13 +43,21 @@ def wait_gone(pids: list[int], timeout: float) -> list[int]:
         time.sleep(0.02)
 
 
+def assert_no_leftovers(pids: list[int], prefix: str | None, timeout: float,
+                        what: str = "shutdown") -> None:
+    """None of ``pids`` alive within ``timeout`` seconds, and (with a ``prefix``) no
+    /dev/shm segment under ``prefix``; ``what`` names the step they should not outlive."""
+    survivors = wait_gone(pids, timeout)
+    assert survivors == [], f"processes {survivors} survived {what}"
+    if prefix is not None:
+        left = shm.list_segments(prefix)
+        assert left == [], f"segments left in /dev/shm after {what}: {left}"
+
+
 def assert_clean(rt: Runtime) -> None:
     """After ``shutdown()``: no actor process and no segment of the session."""
     pids = [pid for a in rt.actors if (pid := getattr(a, "pid", None)) is not None]
-    assert wait_gone(pids, 20.0 if rt.name == "ray" else 2.0) == [], \
-        "actor processes survived shutdown"
-    if hasattr(rt, "prefix"):
-        assert shm.list_segments(rt.prefix) == [], "segments left in /dev/shm"
+    assert_no_leftovers(pids, getattr(rt, "prefix", None), 20.0 if rt.name == "ray" else 2.0)
 
 
 def open_runtime(backend: str, **opts) -> Iterator[Runtime]:

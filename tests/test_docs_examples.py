@@ -19,6 +19,15 @@ escapes the test by its fence's name. Fences indented inside a list count too.
   blocks before it made and that matches it (``...`` and the checkpoint number as
   wildcards). A command or Python block already run (same text) is not run again.
 
+Nothing is left behind: a Python block must stop what it started (``with config.build()
+as algo:``, or ``algo.stop()``) before it ends, which a check appended to it asserts (no
+live actor process, no segment of its driver in /dev/shm), so no block leans on the
+runtime's atexit hook. After every block or command, no process of its session (each
+runs as the leader of a session of its own) is alive, and no /dev/shm segment of its
+driver is left (a bash command is exec'ed, so its pid is the driver's). Both checks are
+``tests.conftest.assert_no_leftovers``, which the ``runtime`` fixture uses after
+``shutdown()``.
+
 Budgets: ``rl train`` gets ``--stop-iters 1`` (its own stop flags stay; whichever holds
 first stops it), ``rl evaluate`` ``--episodes 2``, ``rl bench`` ``--seeds 0
 --stop-iters 1``; in Python, every ``env_steps_total`` stop value (``100_000``, ``1e5``, ``"100k"``) becomes
@@ -27,17 +36,23 @@ first stops it), ``rl evaluate`` ``--episodes 2``, ``rl bench`` ``--seeds 0
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from rl.runtime import shm
+from tests.conftest import assert_no_leftovers
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -53,6 +68,16 @@ LOOKS_LIKE_CODE = re.compile(r"^(\$ |rl |python |pip |import |from \w+ import )"
 FILE_BLOCK = re.compile(r"^# ([\w./-]+\.py)\s*$")
 TIMEOUT_S = 300
 PY_BUDGET = 2048
+LEFTOVER_TIMEOUT_S = 2.0  # what the runtime fixture allows the process backend
+# Appended to every Python block: what the block started is gone before it ends.
+STOPPED_CHECK = f"""
+import multiprocessing as _mp
+from rl.runtime import shm as _shm
+from tests.conftest import assert_no_leftovers as _assert_no_leftovers
+_assert_no_leftovers([_p.pid for _p in _mp.active_children()], _shm.driver_prefix(),
+                     {LEFTOVER_TIMEOUT_S}, "the end of the block (stop the algorithm: "
+                     "`with config.build() as algo:` or `algo.stop()`)")
+"""
 
 
 @dataclass
@@ -120,12 +145,9 @@ class Session:
         command = " ".join(t if re.search(r"[*?]", t) else shlex.quote(t) for t in tokens)
         if command in self.done:
             return
-        out = subprocess.run(["bash", "-c", command], cwd=self.work, env=self.env,
-                             capture_output=True, text=True, timeout=TIMEOUT_S)
         # --as-test exits 1 when the (here: cut) budget did not reach the stop reward.
         allowed = (0, 1) if "--as-test" in tokens else (0,)
-        assert out.returncode in allowed, (f"{where}: `{command}` exited {out.returncode}\n"
-                                           f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        self.run(["bash", "-c", f"exec {command}"], f"{where}: `{command}`", allowed)
         self.done.add(command)
 
     def write_file(self, code: str) -> None:
@@ -136,11 +158,46 @@ class Session:
         code = python_budget(code)
         if code in self.done:
             return
-        out = subprocess.run([sys.executable, "-c", code], cwd=self.work, env=self.env,
-                             capture_output=True, text=True, timeout=TIMEOUT_S)
-        assert out.returncode == 0, (f"{where}: the Python block failed\n"
-                                     f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        self.run([sys.executable, "-c", code + STOPPED_CHECK], f"{where}: the Python block")
         self.done.add(code)
+
+    def run(self, argv: list[str], what: str, allowed: tuple[int, ...] = (0,)) -> None:
+        """Run ``argv`` as a session of its own; assert its exit status, then that no
+        process of the session and no segment of its driver outlive it."""
+        # Output to files, not pipes: a pipe stays open while a leftover child holds it.
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.Popen(argv, cwd=self.work, env=self.env, stdout=out, stderr=err,
+                                    start_new_session=True)
+            try:
+                proc.wait(timeout=TIMEOUT_S)
+                out.seek(0)
+                err.seek(0)
+                assert proc.returncode in allowed, (
+                    f"{what} exited {proc.returncode}\n{out.read()[-3000:]}\n"
+                    f"{err.read()[-3000:]}")
+                assert_no_leftovers(session_pids(proc.pid), shm.driver_prefix(proc.pid),
+                                    LEFTOVER_TIMEOUT_S, what)
+            finally:  # pass, fail or time out: leave nothing on this machine
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                shm.sweep(shm.driver_prefix(proc.pid))
+
+
+def session_pids(sid: int) -> list[int]:
+    """The processes of session ``sid`` (``/proc/PID/stat``'s sixth field)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # gone meanwhile
+        if int(fields[3]) == sid:
+            pids.append(int(entry))
+    return pids
 
 
 def python_budget(code: str) -> str:
@@ -229,6 +286,21 @@ def test_the_python_budget_replaces_the_whole_number(text):
     assert python_budget(code) == (
         f'algo.fit(stop={{"env_steps_total": {PY_BUDGET}, "training_iteration": 9}})')
     assert python_budget(f"Stop(env_steps_total={text})") == f"Stop(env_steps_total={PY_BUDGET})"
+
+
+@pytest.mark.parametrize("code, left", [
+    # a child process outlives the block
+    ("import subprocess\nsubprocess.Popen(['sleep', '60'])", "survived"),
+    # a segment of the driver outlives it (os._exit skips the appended check and atexit)
+    ("import os\nfrom rl.runtime import shm\nshm.write_bytes(shm.driver_prefix(), b'x')\n"
+     "os._exit(0)", "segments left in /dev/shm"),
+    # an algorithm still running at the end of the block (the runtime's atexit would stop it)
+    ("from rl import PPOConfig\nalgo = PPOConfig().environment('CartPole-v1')"
+     ".env_runners(num_env_runners=1).build()", "survived the end of the block"),
+])
+def test_a_block_that_leaves_something_behind_fails(tmp_path, code, left):
+    with pytest.raises(AssertionError, match=left):
+        Session(tmp_path).run_python(code, "doc.md:1")
 
 
 def test_some_blocks_run():
