@@ -96,3 +96,37 @@ class NoParameters(nn.Module):
 
 
 NOT_A_MODEL = 42
+
+
+class DictPolicy(nn.Module):
+    """Takes the whole Dict observation (as the contract gives a user's model) and checks
+    it: keys ``obs`` [B, 4] and ``action_mask`` [B, 4]. Its logits prefer the *illegal*
+    action (action ``s`` in state ``s``: IllegalBestEnv), so only the mask keeps it legal."""
+
+    def __init__(self, obs_space, action_space, num_outputs, prefer_illegal: float = 5.0):
+        super().__init__()
+        assert set(obs_space.spaces) == {"obs", "action_mask"}, obs_space
+        self.pi = nn.Linear(4, num_outputs)
+        self.vf = nn.Linear(4, 1)
+        with torch.no_grad():
+            self.pi.weight.copy_(prefer_illegal * torch.eye(4))
+            self.pi.bias.zero_()
+
+    def forward(self, obs):
+        assert isinstance(obs, dict) and obs["obs"].shape[1:] == (4,), obs
+        assert obs["action_mask"].shape[1:] == (4,)
+        return self.pi(obs["obs"]), self.vf(obs["obs"]).squeeze(-1)
+
+
+class DictQ(nn.Module):
+    """Q-values that prefer the illegal action, from the Dict observation."""
+
+    def __init__(self, obs_space, action_space, num_outputs):
+        super().__init__()
+        self.q = nn.Linear(4, num_outputs)
+        with torch.no_grad():
+            self.q.weight.copy_(5.0 * torch.eye(4))
+            self.q.bias.zero_()
+
+    def forward(self, obs):
+        return self.q(obs["obs"])

@@ -408,3 +408,100 @@ class _ParallelEnv:
 def make_parallel_env(**kwargs):
     """A PettingZoo-style ``parallel_env(**kwargs)`` factory."""
     return _ParallelEnv()
+
+
+# ----------------------------------------------------------------------------- action masks
+
+
+class IllegalBestEnv(gym.Env):
+    """Action masking: in state ``s`` (one of 4, one-hot) action ``s`` is illegal; it would
+    pay ``illegal_reward`` (more than any legal action), but taking it raises. Of the legal
+    actions ``(s + 1) % 4`` pays 1, the others 0. Episodes are ``horizon`` steps, so the
+    legal optimum is ``horizon``. Observations: ``{"obs": Box(4), "action_mask":
+    MultiBinary(4)}`` (``action_mask`` sorts first: the mask leads the flat vector)."""
+
+    illegal_reward = 10.0
+
+    def __init__(self, horizon: int = 8, mask_dtype: str = "int8"):
+        self.horizon = horizon
+        self.observation_space = gym.spaces.Dict({
+            "obs": gym.spaces.Box(0.0, 1.0, (4,), np.float32),
+            "action_mask": gym.spaces.Box(0, 1, (4,), np.dtype(mask_dtype)),
+        })
+        self.action_space = gym.spaces.Discrete(4)
+        self.state, self.t = 0, 0
+
+    def _obs(self):
+        onehot = np.zeros(4, np.float32)
+        onehot[self.state] = 1.0
+        mask = np.ones(4, self.observation_space["action_mask"].dtype)
+        mask[self.state] = 0
+        return {"obs": onehot, "action_mask": mask}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state, self.t = int(self.np_random.integers(4)), 0
+        return self._obs(), {}
+
+    def step(self, action):
+        action = int(action)
+        if action == self.state:
+            raise RuntimeError(f"illegal action {action} in state {self.state}")
+        reward = 1.0 if action == (self.state + 1) % 4 else 0.0
+        self.t += 1
+        self.state = int(self.np_random.integers(4))
+        return self._obs(), reward, False, self.t >= self.horizon, {}
+
+
+class MaskedMultiDiscreteEnv(gym.Env):
+    """MultiDiscrete([3, 2]) with a mask of width 5: sub-action 0 may never be 0 and
+    sub-action 1 never 1; taking either raises. Reward 1 for (2, 0)."""
+
+    def __init__(self, horizon: int = 4):
+        self.horizon = horizon
+        self.observation_space = gym.spaces.Dict({
+            "action_mask": gym.spaces.MultiBinary(5),
+            "x": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+        })
+        self.action_space = gym.spaces.MultiDiscrete([3, 2])
+        self.t = 0
+
+    def _obs(self):
+        return {"action_mask": np.array([0, 1, 1, 1, 0], np.int8),
+                "x": self.np_random.uniform(-1, 1, 2).astype(np.float32)}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        a, b = (int(x) for x in action)
+        if a == 0 or b == 1:
+            raise RuntimeError(f"illegal action {(a, b)}")
+        self.t += 1
+        return self._obs(), float(a == 2 and b == 0), False, self.t >= self.horizon, {}
+
+
+class WrongMaskEnv(gym.Env):
+    """An ``action_mask`` of width 3 for Discrete(5) actions (a mistake rl must name)."""
+
+    def __init__(self):
+        self.observation_space = gym.spaces.Dict({
+            "action_mask": gym.spaces.MultiBinary(3), "x": gym.spaces.Box(-1, 1, (2,))})
+        self.action_space = gym.spaces.Discrete(5)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, True, {}
+
+
+class MaskedBoxActionEnv(WrongMaskEnv):
+    """An ``action_mask`` with continuous actions, which no mask can apply to."""
+
+    def __init__(self):
+        super().__init__()
+        self.action_space = gym.spaces.Box(-1, 1, (3,), np.float32)

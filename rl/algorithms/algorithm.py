@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -27,6 +28,7 @@ from rl.callbacks import call_hook, resolve_callbacks_class
 from rl.config import AlgorithmConfig, ConfigError, error_line
 from rl.envs import check_action_space, flatten_observations, probe_spaces, resolve_env
 from rl.envs.normalization import RunningMeanStd
+from rl.envs.obs_layout import check_action_mask
 from rl.learner import Learner, LearnerGroup, resolve_device
 from rl.policies import ModelError, ModelSpec
 from rl.policies.model_spec import ACTOR_CRITIC
@@ -75,6 +77,7 @@ class Algorithm(abc.ABC):
         self.obs_space, self.action_space, self.env_obs_space = probe_spaces(
             self.env_spec, config.env_config)
         check_action_space(self.action_space, self.name, self.action_spaces)
+        check_action_mask(self.env_obs_space, self.action_space, self.name)
         # The model is imported, built and run once here, before any process starts.
         self.model_spec = self.make_model_spec()
         self.model_spec.check()
@@ -220,8 +223,9 @@ class Algorithm(abc.ABC):
         kwargs = dict(cfg.model_kwargs)
         if cfg.model_class is None:
             kwargs = {**self.builtin_model_kwargs(), **kwargs}
+        env_obs = self.env_obs_space if isinstance(self.env_obs_space, gym.spaces.Dict) else None
         return ModelSpec.create(self.model_kind, self.obs_space, self.action_space,
-                                cfg.model_class, kwargs)
+                                cfg.model_class, kwargs, env_obs)
 
     def learner_factory(self) -> Callable[[], Learner]:
         """A picklable constructor of one learner: called in the driver, or in each

@@ -12,6 +12,13 @@ as behaviour logits), so a batch can rebuild the behaviour distribution exactly.
 Written directly on tensors rather than through ``torch.distributions``: the same
 math without argument validation and object overhead on the per-step inference path
 (``benchmarks/distributions.py`` measures the difference).
+
+**Action masks** are applied here and only here: ``masked_logits`` sets the logits of
+disallowed actions to ``-inf`` (``DistributionSpec.mask`` for a policy's
+``dist_inputs``, the same function for a Q-head's values), so sampling, greedy
+actions, log-probabilities, entropy and KL all see one masked distribution. A row (or,
+for MultiDiscrete, a sub-action) with no allowed action is left unmasked rather than
+made undefined. Entropy and KL treat ``-inf`` logits as probability 0 and stay finite.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ __all__ = [
     "Distribution",
     "MultiCategorical",
     "distribution_for",
+    "masked_logits",
 ]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -84,11 +92,19 @@ class Categorical(Distribution):
     def log_prob(self, actions):
         return self.logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
 
+    def _finite_logp(self) -> torch.Tensor:
+        # A masked (-inf) logit has probability 0 and adds 0 to entropy and KL: clamp it
+        # to the dtype's lowest value so that 0 * logp is 0 (and its gradient finite)
+        # instead of 0 * -inf = NaN.
+        return self.logp_all.clamp_min(torch.finfo(self.logp_all.dtype).min)
+
     def entropy(self):
-        return -(self.logp_all.exp() * self.logp_all).sum(-1)
+        logp = self._finite_logp()
+        return -(logp.exp() * logp).sum(-1)
 
     def kl(self, other):
-        return (self.logp_all.exp() * (self.logp_all - other.logp_all)).sum(-1)
+        logp = self._finite_logp()
+        return (logp.exp() * (logp - other._finite_logp())).sum(-1)
 
 
 class MultiCategorical(Distribution):
@@ -185,6 +201,19 @@ class DistributionSpec:
             return MultiCategorical(inputs, self.nvec)
         return DiagGaussian(inputs)
 
+    def mask(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``dist_inputs`` with the disallowed actions' logits at ``-inf``.
+
+        Args:
+            inputs: ``[B, D]`` distribution inputs.
+            mask: ``[B, D]``, 1 (or True) where the action is allowed: ``[n]`` per row
+                for Discrete(n), ``[sum(nvec)]`` for MultiDiscrete.
+        """
+        if self.kind == "diag_gaussian":
+            raise ValueError("action masks apply to Discrete and MultiDiscrete actions only")
+        return masked_logits(inputs, mask, self.nvec if self.kind == "multi_categorical"
+                             else None)
+
     def env_actions(self, actions: np.ndarray) -> np.ndarray:
         """Raw sampled actions ``[B, ...]`` -> what each env receives (clipped, reshaped)."""
         if self.kind == "diag_gaussian":
@@ -196,6 +225,20 @@ class DistributionSpec:
             start = np.asarray(self.action_space.start).ravel() if hasattr(self.action_space, "start") else 0
             return (actions + start).reshape((len(actions),) + self.action_space.shape)
         return actions
+
+
+def masked_logits(logits: torch.Tensor, mask: torch.Tensor,
+                  sizes: tuple[int, ...] | None = None) -> torch.Tensor:
+    """``logits`` ``[B, D]`` with ``-inf`` where ``mask`` ``[B, D]`` is 0.
+
+    ``sizes``: the sub-action widths of a MultiDiscrete space (None: one group of D).
+    A group in which nothing is allowed keeps its logits (an all-masked row is a
+    terminal or broken observation; it must not make the distribution undefined).
+    """
+    allowed = mask > 0.5
+    groups = [allowed] if sizes is None else list(torch.split(allowed, list(sizes), dim=-1))
+    some = torch.cat([g.any(-1, keepdim=True).expand_as(g) for g in groups], dim=-1)
+    return logits.masked_fill(some & ~allowed, float("-inf"))
 
 
 def distribution_for(action_space: spaces.Space) -> DistributionSpec:

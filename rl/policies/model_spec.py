@@ -12,7 +12,14 @@ A model is a plain ``torch.nn.Module`` built as::
 
 ``obs`` is a float32 tensor ``[B, *obs_space.shape]`` of the (prepared, possibly
 normalised) observation space the model was built on; images stay in their dtype
-(uint8 pixels). The built-in ``ActorCritic`` and ``QNetwork`` are models of this same
+(uint8 pixels). For a ``Dict`` observation space a user's model is built on the env's
+own ``Dict`` and receives a dict of tensors, one per key (``rl.envs.obs_layout``); the
+built-in models get the keys flattened into one vector, without the action mask.
+
+**Action masks.** When the env's observations have an ``action_mask`` key, the model
+is wrapped in an ``ObsAdapter`` that masks its outputs (``-inf`` for disallowed
+actions, ``rl.policies.distributions.masked_logits``): the distribution inputs of an
+actor-critic model, the Q-values of a Q-model. The user's model need not mask. The built-in ``ActorCritic`` and ``QNetwork`` are models of this same
 contract: ``model_class=None`` selects them, with ``model_hiddens``,
 ``model_activation`` and ``vf_share_layers`` as their keyword arguments.
 
@@ -40,9 +47,11 @@ from gymnasium import spaces
 from torch import nn
 
 from rl.config import ConfigError, error_line
-from rl.policies.distributions import DistributionSpec
+from rl.envs.obs_layout import ObsLayout
+from rl.policies.distributions import DistributionSpec, masked_logits
 
-__all__ = ["BUILTIN_MODELS", "ModelError", "ModelSpec", "register_model", "registered_models"]
+__all__ = ["BUILTIN_MODELS", "ModelError", "ModelSpec", "ObsAdapter", "register_model",
+           "registered_models"]
 
 ACTOR_CRITIC = "actor_critic"
 Q = "q"
@@ -123,7 +132,47 @@ def _describe(out: Any) -> str:
         return f"Tensor{list(out.shape)} {str(out.dtype).removeprefix('torch.')}"
     if isinstance(out, tuple | list):
         return "(" + ", ".join(_describe(o) for o in out) + ")"
+    if isinstance(out, dict):
+        return "{" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in out.items()) + "}"
     return type(out).__name__
+
+
+class ObsAdapter(nn.Module):
+    """A model behind the flat observation vector of a ``Dict`` space: hands it the
+    dict (a user's model) or the vector without the mask (the built-in ones), and masks
+    its outputs with the observation's ``action_mask``.
+
+    Attributes:
+        model: the wrapped model (its state dict keys get the prefix ``model.``).
+    """
+
+    def __init__(self, model: nn.Module, layout: ObsLayout, as_dict: bool, kind: str,
+                 action_space: spaces.Space):
+        super().__init__()
+        self.model = model
+        self.layout = layout
+        self.as_dict = as_dict
+        self.q = kind == Q
+        nvec = getattr(action_space, "nvec", None)
+        self.sizes = None if nvec is None else tuple(int(n) for n in np.ravel(nvec))
+
+    def forward(self, obs: torch.Tensor):
+        layout = self.layout
+        if self.as_dict:
+            out = self.model(layout.to_dict(obs))
+        else:
+            out = self.model(obs if layout.mask is None else layout.split(obs)[0])
+        if layout.mask is None:
+            return out
+        return self.apply_mask(out, layout.split(obs)[1])
+
+    def apply_mask(self, out, mask: torch.Tensor):
+        """Mask a model's output (Q-values, or the first of ``(dist_inputs, values)``)."""
+        if self.q:
+            return masked_logits(out, mask)
+        if not isinstance(out, tuple | list) or len(out) != 2:
+            return out  # the contract check reports what came back
+        return masked_logits(out[0], mask, self.sizes), out[1]
 
 
 @dataclass(frozen=True)
@@ -137,6 +186,8 @@ class ModelSpec:
         model_class: the config's string (None: the built-in model of ``kind``).
         model_kwargs: the constructor's keyword arguments.
         cls: the resolved class.
+        env_obs_space: the env's own observation space, where it differs from
+            ``obs_space`` (a Dict: the layout of its keys and action mask).
     """
 
     kind: str
@@ -145,15 +196,47 @@ class ModelSpec:
     model_class: str | None
     model_kwargs: dict = field(default_factory=dict)
     cls: type[nn.Module] | None = None
+    env_obs_space: spaces.Space | None = None
 
     @classmethod
     def create(cls, kind: str, obs_space: spaces.Space, action_space: spaces.Space,
-               model_class: str | None, model_kwargs: dict) -> ModelSpec:
-        """Resolve ``model_class`` (None: the built-in) into a spec; raises ``ModelError``."""
+               model_class: str | None, model_kwargs: dict,
+               env_obs_space: spaces.Space | None = None) -> ModelSpec:
+        """Resolve ``model_class`` (None: the built-in) into a spec; raises ``ModelError``.
+
+        ``obs_space`` is the prepared (flat) space the workers produce; ``env_obs_space``
+        the env's own, if it is a Dict (its keys and action mask)."""
         if kind not in BUILTIN_MODELS:
             raise ValueError(f"unknown model kind {kind!r}; valid: {', '.join(BUILTIN_MODELS)}")
         resolved = resolve_model_class(model_class or BUILTIN_MODELS[kind])
-        return cls(kind, obs_space, action_space, model_class, dict(model_kwargs), resolved)
+        return cls(kind, obs_space, action_space, model_class, dict(model_kwargs), resolved,
+                   env_obs_space)
+
+    @property
+    def layout(self) -> ObsLayout | None:
+        """Where the keys and the action mask lie in the flat observation (Dict spaces)."""
+        return None if self.env_obs_space is None else ObsLayout.of(self.env_obs_space)
+
+    @property
+    def masked(self) -> bool:
+        """Whether the observations carry an action mask."""
+        layout = self.layout
+        return layout is not None and layout.mask is not None
+
+    @property
+    def model_obs_space(self) -> spaces.Space:
+        """The observation space the model class is built on: the env's Dict for a
+        user's model, the flat space without the mask for the built-in ones."""
+        layout = self.layout
+        if layout is None:
+            return self.obs_space
+        if not self.is_builtin:
+            return self.env_obs_space
+        if layout.mask is None:
+            return self.obs_space
+        rest = [i for i in range(layout.width) if not layout.mask[0] <= i < layout.mask[1]]
+        low, high = self.obs_space.low[rest], self.obs_space.high[rest]
+        return spaces.Box(low, high, (len(rest),), self.obs_space.dtype)
 
     @property
     def name(self) -> str:
@@ -170,10 +253,15 @@ class ModelSpec:
         return num_outputs(self.kind, self.action_space)
 
     def build(self) -> nn.Module:
-        """A new model with fresh parameters."""
+        """A new model with fresh parameters (behind an ``ObsAdapter`` for Dict spaces
+        whose model needs the dict or whose observations carry an action mask)."""
         assert self.cls is not None, "ModelSpec.create() resolves the class"
-        return self.cls(self.obs_space, self.action_space, self.num_outputs,
-                        **self.model_kwargs)
+        model = self.cls(self.model_obs_space, self.action_space, self.num_outputs,
+                         **self.model_kwargs)
+        layout = self.layout
+        if layout is None or (self.is_builtin and layout.mask is None):
+            return model
+        return ObsAdapter(model, layout, not self.is_builtin, self.kind, self.action_space)
 
     def check(self) -> nn.Module:
         """Build the model and run one forward pass on two sample observations; returns
@@ -200,14 +288,22 @@ class ModelSpec:
         if not any(p.requires_grad for p in module.parameters()):
             raise ModelError(f"{prefix} has no trainable parameters")
         dtype = policy_input_dtype(self.obs_space)
-        space = copy.deepcopy(self.obs_space)
+        space = copy.deepcopy(self.env_obs_space or self.obs_space)
         space.seed(0)
-        obs = np.stack([space.sample() for _ in range(2)]).astype(dtype)
+        samples = [space.sample() for _ in range(2)]
+        if self.env_obs_space is not None:
+            samples = [spaces.flatten(space, x) for x in samples]
+        flat = torch.from_numpy(np.stack(samples).astype(dtype))
+        # The user's model on what it receives (the adapter's masking comes after).
+        inner, obs = module, flat
+        if isinstance(module, ObsAdapter):
+            inner = module.model
+            obs = module.layout.to_dict(flat) if module.as_dict else module.layout.split(flat)[0]
         try:
             with torch.no_grad():
-                out = module(torch.from_numpy(obs))
+                out = inner(obs)
         except Exception as e:
-            raise ModelError(f"{prefix}: forward(obs Tensor{list(obs.shape)} {dtype}) raised "
+            raise ModelError(f"{prefix}: forward(obs {_describe(obs)}) raised "
                              f"{error_line(e)}") from e
         if self.kind == Q:
             expected = f"q_values Tensor[2, {self.num_outputs}] float"
@@ -219,8 +315,13 @@ class ModelSpec:
                   and _is(out[0], (2, self.num_outputs)) and _is(out[1], (2,)))
         if not ok:
             what = "a Q-model" if self.kind == Q else "an actor-critic model"
-            raise ModelError(f"{prefix}: forward(obs Tensor{list(obs.shape)}) of {what} for "
+            shown = _describe(obs).rsplit(" ", 1)[0] if isinstance(obs, torch.Tensor) else \
+                _describe(obs)
+            raise ModelError(f"{prefix}: forward(obs {shown}) of {what} for "
                              f"{self.action_space} must return {expected}; got {_describe(out)}")
+        if isinstance(module, ObsAdapter):
+            with torch.no_grad():
+                module(flat)
         return module
 
 

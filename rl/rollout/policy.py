@@ -10,6 +10,11 @@ MLP models run through their numpy mirror (``rl.policies.numpy_mlp``: several ti
 cheaper than torch at worker batch sizes), refreshed on every ``load_weights``; every
 other model, a user's included, runs in torch under ``inference_mode`` (one thread per
 worker process). Sampling and log-probabilities always use the torch distributions.
+
+Action masks (``action_mask`` in a Dict observation) are applied by the model's
+``ObsAdapter`` (``rl.policies.model_spec``), so every path here acts on masked logits
+or Q-values; the numpy mirror of a masked built-in model masks its outputs with the
+same function. DQN's epsilon-random actions are drawn among the allowed ones.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import torch
 
 from rl.data import columns as C
 from rl.policies import DistributionSpec, ModelSpec, load_flat_params
-from rl.policies.model_spec import Q
+from rl.policies.model_spec import ObsAdapter, Q
 from rl.policies.numpy_mlp import compile_actor_critic, compile_q_network
 
 __all__ = ["ActorCriticPolicy", "QPolicy", "build_inference_policy"]
@@ -34,13 +39,13 @@ class ActorCriticPolicy:
         self.module = model.build()
         self.module.eval()
         self.dist_spec = DistributionSpec(model.action_space)
-        self._fast = compile_actor_critic(self.module)
+        self._fast = _mirror(self.module, compile_actor_critic)
 
     def load_weights(self, vector: np.ndarray) -> None:
         """Copy a flat weight vector into the module (and its numpy mirror)."""
         load_flat_params(self.module, vector)
         if self._fast is not None:
-            self._fast = compile_actor_critic(self.module)
+            self._fast = _mirror(self.module, compile_actor_critic)
 
     def columns(self) -> dict[str, tuple[tuple[int, ...], type]]:
         """Extra per-step columns this policy writes."""
@@ -85,12 +90,13 @@ class QPolicy:
         self.module = model.build()
         self.module.eval()
         self.n_actions = int(model.action_space.n)
-        self._fast = compile_q_network(self.module)
+        self.layout = model.layout if model.masked else None
+        self._fast = _mirror(self.module, compile_q_network)
 
     def load_weights(self, vector: np.ndarray) -> None:
         load_flat_params(self.module, vector)
         if self._fast is not None:
-            self._fast = compile_q_network(self.module)
+            self._fast = _mirror(self.module, compile_q_network)
 
     def columns(self) -> dict[str, tuple[tuple[int, ...], type]]:
         return {}
@@ -106,12 +112,40 @@ class QPolicy:
         greedy = self.q_values(obs).argmax(dim=-1)
         n = obs.shape[0]
         explore = torch.rand(n, generator=generator) < epsilon
-        random = torch.randint(self.n_actions, (n,), generator=generator)
+        if self.layout is None:
+            random = torch.randint(self.n_actions, (n,), generator=generator)
+        else:  # uniform among the allowed actions (all of them where none is allowed)
+            allowed = self.layout.split(obs)[1] > 0.5
+            allowed = allowed | ~allowed.any(-1, keepdim=True)
+            random = torch.multinomial(allowed.float(), 1, generator=generator).squeeze(-1)
         return {C.ACTIONS: torch.where(explore, random, greedy).numpy()}
 
     @torch.inference_mode()
     def greedy(self, obs: torch.Tensor) -> np.ndarray:
         return self.q_values(obs).argmax(dim=-1).numpy()
+
+
+def _mirror(module, compile_fn):
+    """The numpy mirror of a built-in model, also behind a masking ``ObsAdapter`` (the
+    mirror runs on the columns without the mask; the adapter's mask follows in torch)."""
+    if not isinstance(module, ObsAdapter):
+        return compile_fn(module)
+    if module.as_dict:
+        return None
+    inner = compile_fn(module.model)
+    if inner is None:
+        return None
+    layout = module.layout
+
+    def forward(obs: np.ndarray):
+        rest, mask = layout.split(obs)
+        out = inner(np.ascontiguousarray(rest))
+        mask = torch.from_numpy(np.ascontiguousarray(mask))
+        if isinstance(out, tuple):
+            return module.apply_mask((torch.from_numpy(out[0]), out[1]), mask)[0].numpy(), out[1]
+        return module.apply_mask(torch.from_numpy(out), mask).numpy()
+
+    return forward
 
 
 def build_inference_policy(model: ModelSpec) -> ActorCriticPolicy | QPolicy:

@@ -117,6 +117,7 @@ class RolloutWorker:
         self.generator = torch.Generator().manual_seed(
             seed * 7919 + worker_index + 104_729 * incarnation)
         self.obs_filter = RunningMeanStd(spec.obs_space.shape) if spec.normalize_obs else None
+        self.mask_columns = spec.model.layout.mask if spec.model.masked else None
         self.obs = self.venv.reset().copy()
 
     # ------------------------------------------------------------------ weights
@@ -149,7 +150,10 @@ class RolloutWorker:
         """Observations as the policy sees them: filtered (with ``normalize_obs``) and
         in the policy's input dtype."""
         if self.obs_filter is not None:
-            obs = self.obs_filter.normalize(obs)
+            raw, obs = obs, self.obs_filter.normalize(obs)
+            if self.mask_columns is not None:  # an action mask stays 0/1
+                a, b = self.mask_columns
+                obs[..., a:b] = raw[..., a:b]
         return np.ascontiguousarray(obs, self.obs_dtype)
 
     def compute_actions(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
