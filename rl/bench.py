@@ -3,9 +3,17 @@
 ``run_bench`` runs every tuned example once per seed (sequentially, each in this
 process, logging to ``<out>/runs/``), then writes ``<out>/report.md``: one row per
 example with the seeds that passed, the median env steps and wall time to the pass
-criterion, the final return mean ± std over seeds, and the published reference; and
-one learning-curve PNG per example (return vs env steps: mean and min-max range over
-seeds, the pass threshold drawn). Plots need matplotlib (the ``bench`` extra).
+criterion, the final training return mean ± std over seeds, rl's figure measured by
+the protocol of the example's reference (``rl.experiment.PROTOCOLS``) beside that
+reference; and one learning-curve PNG per example (training return vs env steps: mean
+and min-max range over seeds, a training-return pass threshold drawn). Plots need
+matplotlib (the ``bench`` extra).
+
+The pass criterion is measured as the learning tests measure it
+(``PassCriterion.measure``): a training-return criterion passes at the first
+iteration that meets it; a greedy-evaluation criterion is checked once, by the
+evaluation of ``pass.episodes`` episodes after the run, whose end is then its "steps
+and time to pass".
 
 A ``cap`` (``rl bench --stop-timesteps N`` and the other stop flags) shortens every
 run for a quick look: each run stops at whichever comes first, its example's own
@@ -27,12 +35,14 @@ from typing import Any
 
 import numpy as np
 
+from rl import metrics as M
 from rl.config import ConfigError
 from rl.envs import probe_spaces, resolve_env
-from rl.experiment import Stop, TunedExample, fit, load_example
+from rl.experiment import PassCriterion, Stop, TunedExample, fit, load_example
 from rl.plot import band
 
-__all__ = ["SeedRun", "capped", "collect_examples", "run_bench", "write_report"]
+__all__ = ["SeedRun", "capped", "collect_examples", "measured_like", "pass_criterion",
+           "run_bench", "write_report"]
 
 
 @dataclass
@@ -48,6 +58,11 @@ class SeedRun:
     wall_s: float
     run_dir: str
     curve: list[tuple[int, float]] = field(default_factory=list)
+    eval_return: float | None = None
+    """The greedy evaluation after the run (a greedy-evaluation criterion): mean, std
+    and number of its episodes."""
+    eval_std: float | None = None
+    eval_episodes: int = 0
 
 
 def collect_examples(paths: list[str]) -> list[str]:
@@ -63,15 +78,6 @@ def collect_examples(paths: list[str]) -> list[str]:
     if not files:
         raise ConfigError(f"no tuned-example .yaml files found in {paths}")
     return sorted(files)
-
-
-def criteria_met(criteria: dict[str, float], result: dict[str, Any]) -> bool:
-    """``{key: threshold}`` pass criteria: every key's value >= its threshold."""
-    for key, threshold in criteria.items():
-        value = result.get(key)
-        if value is None or (isinstance(value, float) and math.isnan(value)) or value < threshold:
-            return False
-    return True
 
 
 def capped(stop: Stop, cap: Stop | None) -> Stop:
@@ -91,9 +97,8 @@ def run_seed(example: TunedExample, seed: int, out: str, backend: str | None = N
     cfg = example.config.copy().set(seed=seed)
     if backend:
         cfg.set(backend=backend)
-    criteria = example.pass_criteria or (
-        {"episode_return_mean": example.stop.episode_return_mean}
-        if example.stop.episode_return_mean is not None else {})
+    criterion = pass_criterion(example)
+    during_training = criterion is not None and criterion.episodes is None
     first_pass: dict[str, Any] = {}
     curve: list[tuple[int, float]] = []
     start = time.perf_counter()
@@ -102,7 +107,7 @@ def run_seed(example: TunedExample, seed: int, out: str, backend: str | None = N
         ret = result.get("episode_return_mean")
         if ret is not None and not math.isnan(ret):
             curve.append((int(result["env_steps_total"]), float(ret)))
-        if not first_pass and criteria and criteria_met(criteria, result):
+        if during_training and not first_pass and criterion.met(result):
             first_pass.update(steps=result["env_steps_total"], time=time.perf_counter() - start)
 
     with cfg.build() as algo:
@@ -110,12 +115,30 @@ def run_seed(example: TunedExample, seed: int, out: str, backend: str | None = N
         # bench prints its own line per run: no progress line of fit()'s in between.
         result, _ = fit(algo, capped(example.stop, cap), checkpoint_at_end=False,
                         on_result=on_result, verbose=False)
+        evaluation: dict[str, float] = {}
+        if criterion is not None and not during_training:
+            trained = time.perf_counter() - start
+            evaluation = criterion.measure(algo, result)
+            if criterion.met(evaluation):
+                first_pass.update(steps=result["env_steps_total"], time=trained)
         run_dir = algo.run_dir or ""
     return SeedRun(seed=seed, passed=bool(first_pass), steps_to_pass=first_pass.get("steps"),
                    time_to_pass_s=first_pass.get("time"),
                    final_return=float(result.get("episode_return_mean", float("nan"))),
                    env_steps=int(result.get("env_steps_total", 0)),
-                   wall_s=time.perf_counter() - start, run_dir=run_dir, curve=curve)
+                   wall_s=time.perf_counter() - start, run_dir=run_dir, curve=curve,
+                   eval_return=evaluation.get(M.EVAL_RETURN_MEAN),
+                   eval_std=evaluation.get(M.EVAL_RETURN_STD),
+                   eval_episodes=int(evaluation.get("eval/episodes", 0)))
+
+
+def pass_criterion(example: TunedExample) -> PassCriterion | None:
+    """The example's ``pass``, or else its stop reward as a training-return criterion."""
+    if example.pass_criterion is not None:
+        return example.pass_criterion
+    if example.stop.episode_return_mean is not None:
+        return PassCriterion(metric=M.EPISODE_RETURN_MEAN, min=example.stop.episode_return_mean)
+    return None
 
 
 def run_bench(files: list[str], seeds: list[int], out: str, backend: str | None = None,
@@ -144,7 +167,9 @@ def run_bench(files: list[str], seeds: list[int], out: str, backend: str | None 
             runs[example.path].append(run)
             if console is not None:
                 verdict = "PASS" if run.passed else "FAIL"
-                console.write(f"{verdict} return {run.final_return:.1f} at "
+                greedy = (f", greedy eval {run.eval_return:.1f} ± {run.eval_std:.1f}"
+                          if run.eval_return is not None else "")
+                console.write(f"{verdict} training return {run.final_return:.1f}{greedy} at "
                               f"{run.env_steps:,} steps in {run.wall_s:.0f}s\n")
         write_report(examples, runs, out, cap)
     return runs
@@ -165,9 +190,10 @@ def write_report(examples: list[TunedExample], runs: dict[str, list[SeedRun]], o
         lines += [f"Capped for a quick look: every run stopped at {limits} if its example's "
                   "own stop criteria had not ended it first. The pass criteria are the "
                   "examples' own, so a capped run may fail for want of budget alone.", ""]
-    lines += ["| algo | env | passed | median steps to pass | median time to pass | "
-             "final return (mean ± std) | reference |",
-             "|---|---|---|---|---|---|---|"]
+    lines += ["| algo | env | pass criterion | passed | median steps to pass | "
+              "median time to pass | final training return (mean ± std) | "
+              "rl, by the reference's protocol | reference |",
+              "|---|---|---|---|---|---|---|---|---|"]
     images: list[str] = []
     for example in examples:
         seed_runs = runs.get(example.path, [])
@@ -177,16 +203,19 @@ def write_report(examples: list[TunedExample], runs: dict[str, list[SeedRun]], o
         steps = _median([r.steps_to_pass for r in seed_runs])
         wall = _median([r.time_to_pass_s for r in seed_runs])
         finals = [r.final_return for r in seed_runs]
+        criterion = pass_criterion(example)
         ref = example.reference
-        ref_text = (f"{ref.get('value', '?')} @ {ref.get('budget', '?')} steps "
-                    f"({ref.get('source', '?')})") if ref else "—"
         lines.append(
-            f"| {example.algo} | {example.env} | {passed}/{len(seed_runs)} | "
+            f"| {example.algo} | {example.env} | "
+            f"{criterion.describe() if criterion else '—'} | {passed}/{len(seed_runs)} | "
             f"{f'{steps:,.0f}' if steps is not None else '—'} | "
             f"{f'{wall:.1f} s' if wall is not None else '—'} | "
-            f"{np.mean(finals):.1f} ± {np.std(finals):.1f} | {ref_text} |")
+            f"{np.mean(finals):.1f} ± {np.std(finals):.1f} | "
+            f"{measured_like(ref.protocol, seed_runs) if ref else '—'} | "
+            f"{ref.describe() if ref else '—'} |")
         png = _png_name(example)
-        threshold = (example.pass_criteria or {}).get("episode_return_mean")
+        threshold = (criterion.min if criterion is not None
+                     and criterion.metric == M.EPISODE_RETURN_MEAN else None)
         if plot_curves({f"seed {r.seed}": r.curve for r in seed_runs},
                        os.path.join(out, png), f"{example.algo} {example.env}", threshold):
             images.append(f"![{example.algo} {example.env}]({png})")
@@ -198,6 +227,27 @@ def write_report(examples: list[TunedExample], runs: dict[str, list[SeedRun]], o
     with open(os.path.join(out, "runs.json"), "w") as f:
         json.dump({k: [r.__dict__ for r in v] for k, v in runs.items()}, f, indent=1)
     return path
+
+
+def measured_like(protocol: str, seed_runs: list[SeedRun]) -> str:
+    """rl's figure measured as the reference's was (``PROTOCOLS``): for ``greedy_eval``
+    the mean ± std over every evaluation episode of every seed (rl-zoo's std is over
+    the episodes of its one run), for ``training_return`` the final training return,
+    mean ± std over seeds."""
+    seeds = f"{len(seed_runs)} seed{'s' if len(seed_runs) > 1 else ''}"
+    if protocol == "training_return":
+        finals = [r.final_return for r in seed_runs]
+        return f"{np.mean(finals):.1f} ± {np.std(finals):.1f} (training return, {seeds})"
+    runs = [r for r in seed_runs if r.eval_episodes]
+    if not runs:
+        return "— (no greedy evaluation: the example's pass criterion is not one)"
+    n = np.array([r.eval_episodes for r in runs], float)
+    means = np.array([r.eval_return for r in runs])
+    mean = float(np.sum(n * means) / n.sum())
+    # Pooled over all episodes: E[x^2] of each run is std^2 + mean^2.
+    second = np.sum(n * (np.array([r.eval_std for r in runs]) ** 2 + means ** 2)) / n.sum()
+    std = math.sqrt(max(float(second) - mean ** 2, 0.0))
+    return f"{mean:.1f} ± {std:.1f} (greedy eval over {int(n.sum())} episodes, {seeds})"
 
 
 def _png_name(example: TunedExample) -> str:

@@ -6,12 +6,19 @@ A tuned example is a YAML file::
     env: CartPole-v1
     config: {...}            # exactly what AlgorithmConfig.to_dict() gives (a subset is fine)
     stop: {env_steps_total: 100000, episode_return_mean: 475}
-    pass: {episode_return_mean: 475}          # optional: the learning criterion
-    reference: {value: "500 ± 0", budget: 100000, source: rl-baselines3-zoo}
+    pass: {metric: eval/episode_return_mean, min: 475, episodes: 10}   # the criterion
+    reference: {source: rl-baselines3-zoo benchmark.md, value: 500, std: 0,
+                protocol: greedy_eval, episodes: 300, budget: 100000}
     ci: {seeds: [0, 1, 2]}                    # optional: the learning tests run these seeds
 
+The ``reference`` names the protocol its figure was measured by (``PROTOCOLS``), and
+``pass`` checks the metric that protocol gives: a greedy evaluation of ``episodes``
+episodes after training (``eval/episode_return_mean``), or the smoothed training return
+at the end of training (``episode_return_mean``). ``PassCriterion.measure`` is the one
+place that takes that measurement, for the learning tests and ``rl bench`` alike.
+
 An example with ``ci`` is run by the learning tests (``tests/test_learning.py``) once
-per listed seed, and must reach every ``pass`` criterion within its
+per listed seed, and must meet its ``pass`` criterion within its
 ``stop.env_steps_total`` budget; it therefore needs both.
 
 ``fit()`` runs iterations until a stop criterion holds, writes periodic checkpoints,
@@ -26,7 +33,7 @@ import math
 import os
 import sys
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -37,7 +44,8 @@ from rl.config import AlgorithmConfig, ConfigError, coerce, parse_duration, yaml
 from rl.interrupts import INTERRUPTS, Terminated
 from rl.rollout import WorkerFailedError
 
-__all__ = ["Stop", "TunedExample", "Terminated", "fit", "load_example"]
+__all__ = ["PROTOCOLS", "PassCriterion", "Reference", "Stop", "TunedExample", "Terminated",
+           "fit", "load_example"]
 
 DEFAULT_BUDGET_STEPS = 1_000_000
 
@@ -92,6 +100,156 @@ class Stop:
         return {k: getattr(self, k) for k in self.KEYS if getattr(self, k) is not None}
 
 
+PROTOCOLS = {
+    "greedy_eval": M.EVAL_RETURN_MEAN,
+    "training_return": M.EPISODE_RETURN_MEAN,
+}
+"""How a published figure was measured -> the rl metric measured the same way.
+
+``greedy_eval``: the trained agent's greedy (deterministic) episodes after training,
+mean ± std over the episodes (rl-baselines3-zoo's benchmark.md). ``training_return``:
+the episodic return of the training episodes at the end of training, mean ± std over
+seeds (CleanRL's Atari tables, RLlib's example gates)."""
+
+PASS_METRICS = {metric: protocol for protocol, metric in PROTOCOLS.items()}
+
+
+def _mapping(path: str, name: str, value: Any, required: tuple[str, ...],
+             optional: tuple[str, ...], example: str) -> dict[str, Any]:
+    """A YAML mapping with exactly these keys, or an error naming the valid ones."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: {name} must be a mapping (e.g. {name}: {example}); "
+                          f"got {value!r}")
+    valid = required + optional
+    unknown = sorted(set(value) - set(valid))
+    if unknown:
+        raise ConfigError(f"{path}: unknown {name} keys {unknown}; valid: {', '.join(valid)} "
+                          f"(e.g. {name}: {example})")
+    missing = [k for k in required if k not in value]
+    if missing:
+        raise ConfigError(f"{path}: {name} is missing {', '.join(missing)} "
+                          f"(e.g. {name}: {example})")
+    return value
+
+
+def _number(path: str, key: str, value: Any, integer: bool = False,
+            minimum: float | None = None) -> Any:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or (
+            minimum is not None and value < minimum):
+        what = "an integer" if integer else "a number"
+        bound = f" >= {minimum:g}" if minimum is not None else ""
+        raise ConfigError(f"{path}: {key} must be {what}{bound}; got {value!r}")
+    return value if integer else float(value)
+
+
+@dataclass(frozen=True)
+class PassCriterion:
+    """The learning criterion: ``metric`` >= ``min`` at the end of a run."""
+
+    metric: str
+    """``episode_return_mean`` (training episodes) or ``eval/episode_return_mean``
+    (a greedy evaluation after training)."""
+    min: float
+    episodes: int | None = None
+    """Greedy episodes of the evaluation (``eval/`` metrics only)."""
+
+    EXAMPLE = "{metric: eval/episode_return_mean, min: 475, episodes: 10}"
+
+    @classmethod
+    def from_dict(cls, path: str, d: Any) -> PassCriterion:
+        if isinstance(d, dict) and "metric" not in d and set(d) & set(PASS_METRICS):
+            raise ConfigError(f"{path}: pass: {d!r} is the old form; write pass: "
+                              f"{{metric: NAME, min: VALUE}} (e.g. pass: {cls.EXAMPLE})")
+        d = _mapping(path, "pass", d, ("metric", "min"), ("episodes",), cls.EXAMPLE)
+        metric = d["metric"]
+        if metric not in PASS_METRICS:
+            raise ConfigError(f"{path}: unknown pass.metric {metric!r}; valid: "
+                              f"{', '.join(PASS_METRICS)}")
+        episodes = d.get("episodes")
+        if metric == M.EVAL_RETURN_MEAN:
+            if episodes is None:
+                raise ConfigError(f"{path}: pass.metric {metric} needs pass.episodes, the "
+                                  "number of greedy episodes evaluated after training")
+            episodes = _number(path, "pass.episodes", episodes, integer=True, minimum=1)
+        elif episodes is not None:
+            raise ConfigError(f"{path}: pass.episodes is for a greedy evaluation "
+                              f"({M.EVAL_RETURN_MEAN}); {metric} is measured on the "
+                              "training episodes")
+        return cls(metric=metric, min=_number(path, "pass.min", d["min"]), episodes=episodes)
+
+    @property
+    def protocol(self) -> str:
+        return PASS_METRICS[self.metric]
+
+    def measure(self, algo, result: dict[str, Any]) -> dict[str, float]:
+        """The metric at the end of a run (``result``: its last iteration's): the
+        training result's value, or a greedy evaluation of ``episodes`` episodes now,
+        whose ``eval/`` keys are returned (and logged, with a logger attached)."""
+        if self.episodes is None:
+            return {self.metric: float(result.get(self.metric, float("nan")))}
+        return algo.evaluate(self.episodes)
+
+    def met(self, measured: dict[str, Any]) -> bool:
+        value = measured.get(self.metric)
+        return value is not None and not math.isnan(value) and value >= self.min
+
+    def describe(self) -> str:
+        what = (f"greedy eval over {self.episodes} episodes" if self.episodes is not None
+                else "training return")
+        return f"{self.metric} >= {self.min:g} ({what})"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A published figure, and the protocol it was measured by (``PROTOCOLS``)."""
+
+    source: str
+    value: float
+    protocol: str
+    std: float | None = None
+    episodes: int | None = None
+    """``greedy_eval``: the episodes the figure averages."""
+    seeds: int | None = None
+    """How many training runs (seeds) the figure averages."""
+    budget: int | None = None
+    """The env steps the reference trained for."""
+    note: str | None = None
+
+    EXAMPLE = ("{source: rl-baselines3-zoo benchmark.md, value: 500, std: 0, "
+               "protocol: greedy_eval, episodes: 300, budget: 100000}")
+
+    @classmethod
+    def from_dict(cls, path: str, d: Any) -> Reference:
+        d = _mapping(path, "reference", d, ("source", "value", "protocol"),
+                     ("std", "episodes", "seeds", "budget", "note"), cls.EXAMPLE)
+        if d["protocol"] not in PROTOCOLS:
+            raise ConfigError(f"{path}: unknown reference.protocol {d['protocol']!r}; valid: "
+                              f"{', '.join(PROTOCOLS)}")
+        out: dict[str, Any] = {"source": str(d["source"]), "protocol": d["protocol"],
+                               "value": _number(path, "reference.value", d["value"])}
+        if d.get("std") is not None:
+            out["std"] = _number(path, "reference.std", d["std"], minimum=0)
+        for key in ("episodes", "seeds", "budget"):
+            if d.get(key) is not None:
+                out[key] = _number(path, f"reference.{key}", d[key], integer=True, minimum=1)
+        if d.get("episodes") is not None and d["protocol"] != "greedy_eval":
+            raise ConfigError(f"{path}: reference.episodes is for protocol greedy_eval; "
+                              f"this reference's protocol is {d['protocol']}")
+        if d.get("note") is not None:
+            out["note"] = str(d["note"])
+        return cls(**out)
+
+    def describe(self) -> str:
+        value = f"{self.value:g}" + (f" ± {self.std:g}" if self.std is not None else "")
+        how = ("greedy eval" + (f" over {self.episodes} episodes" if self.episodes else "")
+               if self.protocol == "greedy_eval" else "training return")
+        if self.seeds:
+            how += f", {self.seeds} seed{'s' if self.seeds > 1 else ''}"
+        budget = f" @ {self.budget:,} steps" if self.budget else ""
+        return f"{value} ({how}){budget} ({self.source})"
+
+
 @dataclass
 class TunedExample:
     """A parsed tuned-example file."""
@@ -101,13 +259,13 @@ class TunedExample:
     env: str
     config: AlgorithmConfig
     stop: Stop
-    pass_criteria: dict[str, float] = field(default_factory=dict)
-    reference: dict[str, Any] = field(default_factory=dict)
+    pass_criterion: PassCriterion | None = None
+    reference: Reference | None = None
     ci_seeds: tuple[int, ...] = ()
     """The seeds the learning tests run (``ci: {seeds: [...]}``); empty: not in CI."""
 
 
-def _ci_seeds(path: str, ci: Any, pass_criteria: dict[str, Any], stop: Stop) -> tuple[int, ...]:
+def _ci_seeds(path: str, ci: Any, pass_criterion: PassCriterion | None, stop: Stop) -> tuple[int, ...]:
     """Validate the ``ci`` key: ``{seeds: [distinct ints >= 0, ...]}``."""
     if ci is None:
         return ()
@@ -121,7 +279,7 @@ def _ci_seeds(path: str, ci: Any, pass_criteria: dict[str, Any], stop: Stop) -> 
                           f"got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"{path}: ci.seeds lists a seed twice: {seeds}")
-    if not pass_criteria:
+    if pass_criterion is None:
         raise ConfigError(f"{path}: an example with ci needs pass criteria to check")
     if stop.env_steps_total is None:
         raise ConfigError(f"{path}: an example with ci needs a stop.env_steps_total budget")
@@ -153,11 +311,19 @@ def load_example(path: str) -> TunedExample:
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     stop = Stop.from_dict(data.get("stop"))
-    pass_criteria = dict(data.get("pass") or {})
+    criterion = (PassCriterion.from_dict(path, data["pass"])
+                 if data.get("pass") is not None else None)
+    reference = (Reference.from_dict(path, data["reference"])
+                 if data.get("reference") is not None else None)
+    if criterion is not None and reference is not None and \
+            criterion.protocol != reference.protocol:
+        raise ConfigError(
+            f"{path}: pass.metric {criterion.metric} does not measure what the reference "
+            f"does (protocol {reference.protocol}); compare like with like: use pass.metric "
+            f"{PROTOCOLS[reference.protocol]}")
     return TunedExample(path=path, algo=data["algo"], env=data["env"], config=cfg, stop=stop,
-                        pass_criteria=pass_criteria,
-                        reference=dict(data.get("reference") or {}),
-                        ci_seeds=_ci_seeds(path, data.get("ci"), pass_criteria, stop))
+                        pass_criterion=criterion, reference=reference,
+                        ci_seeds=_ci_seeds(path, data.get("ci"), criterion, stop))
 
 
 def _progress(algo, stop: Stop, verbose: bool | None) -> M.Progress | None:

@@ -3,6 +3,8 @@
 import json
 import os
 
+import numpy as np
+
 from rl.cli import main
 
 EXAMPLE = """\
@@ -18,12 +20,19 @@ config:
 stop:
   training_iteration: 3
 pass:
-  episode_return_mean: {threshold}
+  metric: episode_return_mean
+  min: {threshold}
 reference:
-  value: "500 ± 0"
-  budget: 100000
   source: rl-baselines3-zoo
+  value: 500
+  std: 0
+  protocol: training_return
+  budget: 100000
 """
+
+GREEDY = EXAMPLE.replace("  metric: episode_return_mean\n",
+                         "  metric: eval/episode_return_mean\n  episodes: 3\n").replace(
+    "protocol: training_return", "protocol: greedy_eval\n  episodes: 300")
 
 
 def test_bench_writes_report_and_curves(tmp_path, capsys):
@@ -33,7 +42,9 @@ def test_bench_writes_report_and_curves(tmp_path, capsys):
     assert main(["bench", str(easy), "--seeds", "0,1", "--out", str(out), "--as-test"]) == 0
     report = (out / "report.md").read_text()
     row = [line for line in report.splitlines() if line.startswith("| ppo | CartPole-v1")][0]
-    assert "| 2/2 |" in row and "500 ± 0 @ 100000 steps (rl-baselines3-zoo)" in row
+    assert "| 2/2 |" in row and "500 ± 0 (training return) @ 100,000 steps (rl-baselines3-zoo)" in row
+    # The rl figure beside it is measured the same way: the final training return.
+    assert "(training return, 2 seeds) | 500 ± 0" in row
     assert (out / "ppo_easy.png").stat().st_size > 1000
     runs = json.loads((out / "runs.json").read_text())
     run_dirs = [r["run_dir"] for r in runs[str(easy)]]
@@ -41,6 +52,47 @@ def test_bench_writes_report_and_curves(tmp_path, capsys):
     png = tmp_path / "curves.png"
     assert main(["plot", *run_dirs, "-o", str(png)]) == 0
     assert png.stat().st_size > 1000
+
+
+def test_a_greedy_criterion_is_checked_by_an_evaluation_after_the_run(tmp_path, capsys):
+    easy, hard = tmp_path / "easy.yaml", tmp_path / "hard.yaml"
+    easy.write_text(GREEDY.format(threshold=1))
+    hard.write_text(GREEDY.format(threshold=100000))
+    out = tmp_path / "out"
+    assert main(["bench", str(easy), str(hard), "--seeds", "0,1", "--out", str(out),
+                 "--as-test"]) == 1
+    runs = json.loads((out / "runs.json").read_text())
+    for path, passed in ((str(easy), [True, True]), (str(hard), [False, False])):
+        assert [r["passed"] for r in runs[path]] == passed
+        assert [r["eval_episodes"] for r in runs[path]] == [3, 3]
+    easy_runs = runs[str(easy)]
+    # Passed at the run's end, the one point the greedy criterion is measured.
+    assert [r["steps_to_pass"] for r in easy_runs] == [r["env_steps"] for r in easy_runs]
+    # The evaluation is logged after the run's three iterations: a fourth result.jsonl row.
+    with open(os.path.join(easy_runs[0]["run_dir"], "result.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    assert len(rows) == 4 and rows[-1]["eval/episodes"] == 3
+    report = (out / "report.md").read_text()
+    row = [line for line in report.splitlines() if line.startswith("| ppo | CartPole-v1")][0]
+    means = [r["eval_return"] for r in easy_runs]
+    assert f"| {np.mean(means):.1f} ± " in row and "(greedy eval over 6 episodes, 2 seeds)" in row
+    assert "eval/episode_return_mean >= 1 (greedy eval over 3 episodes)" in row
+    assert "500 ± 0 (greedy eval over 300 episodes) @ 100,000 steps (rl-baselines3-zoo)" in row
+    assert "greedy eval" in capsys.readouterr().err
+
+
+def test_greedy_figures_pool_the_episodes_of_every_seed():
+    from rl.bench import SeedRun, measured_like
+
+    def run(returns):
+        return SeedRun(seed=0, passed=True, steps_to_pass=1, time_to_pass_s=1.0,
+                       final_return=0.0, env_steps=1, wall_s=1.0, run_dir="",
+                       eval_return=float(np.mean(returns)), eval_std=float(np.std(returns)),
+                       eval_episodes=len(returns))
+
+    a, b = [1.0, 3.0], [10.0, 20.0, 30.0, 40.0]
+    text = measured_like("greedy_eval", [run(a), run(b)])
+    assert text == f"{np.mean(a + b):.1f} ± {np.std(a + b):.1f} (greedy eval over 6 episodes, 2 seeds)"
 
 
 def test_bench_as_test_fails_when_criterion_missed(tmp_path, capsys):

@@ -65,7 +65,8 @@ def test_ppo_survives_three_sigkilled_workers_and_solves_cartpole():
     assert len(kills) == 3
     assert result["workers/restarts"] >= 3 and result["workers/dropped_fragments"] >= 3
     assert result["workers/healthy"] == 2
-    assert result["episode_return_mean"] >= example.pass_criteria["episode_return_mean"], result
+    # Solved: stopped by the example's stop reward, not by its budget.
+    assert result["episode_return_mean"] >= example.stop.episode_return_mean, result
     assert result["env_steps_total"] <= example.stop.env_steps_total + 1024
 
 

@@ -371,5 +371,6 @@ def test_tuned_example_loads_and_validates():
     example = load_example(path)
     example.config.validate()
     assert isinstance(example.config, DQNConfig) and example.config.env == "CartPole-v1"
-    assert example.stop.env_steps_total == 100_000 and example.pass_criteria == {
-        "episode_return_mean": 475}
+    assert example.stop.env_steps_total == 100_000
+    assert (example.pass_criterion.metric, example.pass_criterion.min) == (
+        "eval/episode_return_mean", 475)
