@@ -86,3 +86,16 @@ def test_custom_metrics_example_serves_the_cli_through_callbacks_class(tmp_path)
     custom = _custom_keys(result)
     assert custom["custom/best_length_mean"] == custom["custom/length_mean"] > 0
     assert 0.2095 < custom["custom/max_pole_angle_min"] <= custom["custom/max_pole_angle_max"]
+
+
+def test_action_masking_example_trains_both_algorithms_within_the_mask(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "action_masking.py"), "--timesteps", "2048"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    # CardHand raises on a card not in hand: finishing at all means no illegal play.
+    lines = [line for line in out.stdout.splitlines() if line.startswith(("PPO:", "DQN:"))]
+    assert len(lines) == 2, out.stdout
+    for line in lines:
+        assert line.split("plays card ")[1].split(" ")[0] in ("0", "2", "5"), line
