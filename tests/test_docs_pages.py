@@ -62,3 +62,20 @@ def test_every_api_page_in_the_nav_is_linked_from_the_api_index():
     linked = set(re.findall(r"\]\(([^)#]+\.md)(?:#[^)]*)?\)", index))
     missing = sorted(set(api) - linked)
     assert not missing, f"API pages in the nav but not linked from docs/api/index.md: {missing}"
+
+
+def test_no_file_holds_merge_conflict_markers():
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    marked = []
+    for name in tracked:
+        path = ROOT / name
+        if path.suffix not in {".md", ".py", ".yaml", ".yml", ".toml", ".txt", ".cfg"} \
+                or not path.is_file():
+            continue
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if line.startswith(("<<<<<<< ", ">>>>>>> ")) or line == "=======":
+                marked.append(f"{name}:{n}")
+    assert not marked, marked

@@ -133,3 +133,27 @@ def test_algorithms_without_recurrent_policies_refuse_use_lstm(config):
 def test_cli_use_lstm_with_dqn_exits_2(capsys):
     assert main(["train", "--algo", "dqn", "--env", "CartPole", "--set", "use_lstm=true"]) == 2
     assert "use PPO" in capsys.readouterr().err
+
+
+def _cue_run(use_lstm: bool, seed: int) -> float:
+    config = (PPOConfig().environment("tests.toy_envs:CueEnv")
+              .env_runners(num_env_runners=0, num_envs_per_env_runner=8,
+                           rollout_fragment_length=32)
+              .training(train_batch_size=256, minibatch_size=128, num_epochs=10, lr=1e-3,
+                        use_lstm=use_lstm, lstm_cell_size=32, max_seq_len=8,
+                        model_hiddens=[32])
+              .resources(backend="inline").debugging(seed=seed))
+    with config.build() as algo:
+        while algo.env_steps_total < 12_000:
+            algo.train()
+        return algo.evaluate(20)["eval/episode_return_mean"]
+
+
+@pytest.mark.learning
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_lstm_remembers_what_a_feed_forward_policy_cannot(seed):
+    """CueEnv shows its cue only at the first step and pays for recalling it at the
+    last: measured over seeds 0-4, the LSTM scored 1.0 greedy at 12k steps on every
+    seed, the feed-forward policy 0.35-0.6 (chance is 0.5)."""
+    assert _cue_run(True, seed) >= 0.9
+    assert _cue_run(False, seed) <= 0.75

@@ -1,4 +1,5 @@
-"""Environments: name resolution, space preparation, vectorisation, normalisation."""
+"""Environments: name resolution, space preparation, vectorisation, normalisation, and
+the example env ``StatelessCartPole`` (``StatelessCartPole-v1``: a memory task)."""
 
 from __future__ import annotations
 
@@ -24,13 +25,18 @@ from rl.envs.spaces import (
     probe_spaces,
     wrap_observations,
 )
+from rl.envs.stateless import StatelessCartPole
+from rl.envs.stateless import register as _register_stateless
 from rl.envs.vector import StepResult, VectorEnv
+
+_register_stateless()
 
 __all__ = [
     "EnvError",
     "EnvNameError",
     "EnvSpec",
     "ProbedSpaces",
+    "StatelessCartPole",
     "StepResult",
     "UnsupportedSpaceError",
     "VectorEnv",
