@@ -38,9 +38,19 @@ class Agreement:
     mismatched_actions: int
     ok: bool
 
-    def worst(self) -> tuple[str, float]:
-        name = max(self.max_diff, key=lambda k: self.max_diff[k])
-        return name, self.max_diff[name]
+    def describe(self) -> str:
+        """What disagrees: the differing greedy actions, the largest other difference."""
+        parts = []
+        if self.mismatched_actions:
+            parts.append(f"{self.mismatched_actions} of {self.observations} greedy actions "
+                         "differ")
+        name, diff = max(((k, v) for k, v in self.max_diff.items()
+                          if k != "actions" or not self.mismatched_actions),
+                         key=lambda kv: kv[1])
+        what = "sampled actions outside the action space or the mask" if \
+            name == "actions" and np.isinf(diff) else f"{diff:.3g}"
+        parts.append(f"largest difference in {name!r}: {what} (tolerance {TOLERANCE:g})")
+        return "; ".join(parts)
 
     def to_dict(self) -> dict:
         return {"observations": self.observations, "tolerance": TOLERANCE,

@@ -151,7 +151,8 @@ def _write_torchscript(graph: InferenceGraph, example: torch.Tensor, path: str):
     with _quiet(), torch.no_grad():
         traced = torch.jit.trace(graph, (example,), check_trace=False)
     traced.save(path)
-    loaded = torch.jit.load(path)
+    with _quiet():
+        loaded = torch.jit.load(path)
 
     def run(batch: np.ndarray) -> list[np.ndarray]:
         with torch.no_grad():
@@ -223,10 +224,7 @@ def export_policy(algo, path: str, fmt: str, *, stochastic: bool = False,
         json.dump(meta, f, indent=2)
         f.write("\n")
     if not agreement.ok:
-        name, diff = agreement.worst()
-        what = f"{agreement.mismatched_actions} of {agreement.observations} greedy actions " \
-               "differ" if name == "actions" and agreement.mismatched_actions else \
-               f"largest difference in {name!r}: {diff:.3g} (tolerance 1e-05)"
         raise AgreementError(f"{path} disagrees with compute_actions on "
-                             f"{agreement.observations} random observations: {what}")
+                             f"{agreement.observations} random observations: "
+                             f"{agreement.describe()}")
     return ExportResult(path, sidecar, agreement)
