@@ -6,12 +6,17 @@ Compares, in one run and interleaved rounds (so machine load hits all alike):
   actions, log-probs, values and bootstrap values);
 * rl process backend, 2 workers x 8 envs (fragments through shared memory);
 * Stable-Baselines3 ``model.predict`` + ``DummyVecEnv`` (8 and 16 envs) and
-  ``SubprocVecEnv`` (8 envs), the same 64x64 policy.
+  ``SubprocVecEnv`` (8 envs), the same 64x64 policy;
+* the extension API's costs, on the inline sampler: a user's torch model of exactly
+  the built-in MLP's shape (a subclass of ``ActorCritic``, which the workers run in
+  torch, never through the numpy mirror), and a no-op ``on_episode_end`` callback
+  (target: at most 3% fewer steps/s).
 
 Reports the median over rounds and the ratio of each rl figure to SB3's
-DummyVecEnv (8 envs). Needs ``pip install stable-baselines3`` (benchmark only).
+DummyVecEnv (8 envs), then the extension ratios. Needs ``pip install
+stable-baselines3`` (benchmark only; ``--extension-only`` runs without it).
 
-    python benchmarks/sampling.py [--rounds 5] [--steps 32768]
+    python benchmarks/sampling.py [--rounds 5] [--steps 32768] [--extension-only]
 """
 
 from __future__ import annotations
@@ -22,14 +27,30 @@ import time
 
 import torch
 
+import rl
+from rl.policies import ActorCritic
 
-def rl_sampler(backend: str, workers: int, envs: int, fragment: int):
+
+class TorchActorCritic(ActorCritic):
+    """The built-in network as a user's model: same layers, run in torch by the workers."""
+
+
+class NoOpEpisodeEnd(rl.Callbacks):
+    def on_episode_end(self, episode, env_index, info):
+        pass
+
+
+rl.register_model("bench-torch-mlp", TorchActorCritic)
+
+
+def rl_sampler(backend: str, workers: int, envs: int, fragment: int, **settings):
     from rl import PPOConfig
 
     cfg = (PPOConfig().environment("CartPole-v1").resources(backend=backend)
            .env_runners(num_env_runners=workers, num_envs_per_env_runner=envs,
                         rollout_fragment_length=fragment)
-           .training(train_batch_size=max(1, workers) * envs * fragment, minibatch_size=64))
+           .training(train_batch_size=max(1, workers) * envs * fragment, minibatch_size=64)
+           .set(**settings))
     algo = cfg.build()
     algo.workers.sample()  # warm-up: processes started, envs built
 
@@ -73,17 +94,25 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=32768, help="env steps per measurement")
     p.add_argument("--quick", action="store_true", help="2 rounds of 8192 steps")
+    p.add_argument("--extension-only", action="store_true",
+                   help="only the inline sampler and its extension-API variants (no SB3)")
     args = p.parse_args()
     if args.quick:
         args.rounds, args.steps = 2, 8192
     torch.set_num_threads(1)  # the driver-side samplers (ours inline, SB3) get one core each
-    samplers = {
-        "rl inline 1x16": rl_sampler("inline", 0, 16, 64),
-        "rl process 2x8": rl_sampler("process", 2, 8, 64),
-        "sb3 DummyVecEnv 8": sb3_sampler("dummy", 8),
-        "sb3 DummyVecEnv 16": sb3_sampler("dummy", 16),
-        "sb3 SubprocVecEnv 8": sb3_sampler("subproc", 8),
-    }
+    samplers = {"rl inline 1x16": rl_sampler("inline", 0, 16, 64)}
+    if not args.extension_only:
+        samplers.update({
+            "rl process 2x8": rl_sampler("process", 2, 8, 64),
+            "sb3 DummyVecEnv 8": sb3_sampler("dummy", 8),
+            "sb3 DummyVecEnv 16": sb3_sampler("dummy", 16),
+            "sb3 SubprocVecEnv 8": sb3_sampler("subproc", 8),
+        })
+    samplers.update({
+        "rl inline torch model": rl_sampler("inline", 0, 16, 64, model_class="bench-torch-mlp"),
+        "rl inline no-op cb": rl_sampler("inline", 0, 16, 64,
+                                         callbacks_class="__main__:NoOpEpisodeEnd"),
+    })
     figures: dict[str, list[float]] = {name: [] for name in samplers}
     try:
         for _ in range(args.rounds):
@@ -92,13 +121,19 @@ def main() -> None:
     finally:
         for _, close in samplers.values():
             close()
-    base = statistics.median(figures["sb3 DummyVecEnv 8"])
+    medians = {name: statistics.median(values) for name, values in figures.items()}
+    base_name = "rl inline 1x16" if args.extension_only else "sb3 DummyVecEnv 8"
+    base = medians[base_name]
     print(f"CartPole-v1 sampling with the policy in the loop, median of {args.rounds} rounds "
           f"x {args.steps} steps")
-    print(f"{'sampler':<22} {'steps/s':>10} {'vs SB3 Dummy 8':>15}")
-    for name, values in figures.items():
-        med = statistics.median(values)
-        print(f"{name:<22} {med:>10,.0f} {med / base:>14.2f}x")
+    print(f"{'sampler':<22} {'steps/s':>10} {'vs ' + base_name:>22}")
+    for name, med in medians.items():
+        print(f"{name:<22} {med:>10,.0f} {med / base:>21.2f}x")
+    mirror = medians["rl inline 1x16"]
+    print(f"custom torch model (built-in MLP's shape) / numpy mirror: "
+          f"{medians['rl inline torch model'] / mirror:.2f}x steps/s")
+    print(f"no-op on_episode_end callback / no callbacks: "
+          f"{medians['rl inline no-op cb'] / mirror:.3f}x steps/s (target >= 0.97)")
 
 
 if __name__ == "__main__":

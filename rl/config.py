@@ -137,6 +137,12 @@ class AlgorithmConfig:
         "vf_share_layers configure only the built-in)",
         check=Check(lambda v: bool(v.strip()), "'package.module:Class', a registered name or "
                     "null"))
+    use_lstm: bool = setting(False, "A recurrent policy: the built-in encoder, then an LSTM "
+                             "of lstm_cell_size, then the heads (PPO)")
+    lstm_cell_size: int = setting(256, "Hidden size of the built-in LSTM (use_lstm)", min=1)
+    max_seq_len: int = setting(20, "Recurrent policies: the longest sequence the learner "
+                               "trains on (sequences never cross an episode boundary)",
+                               min=1)
     model_kwargs: dict = setting({}, "Keyword arguments of the model's constructor (JSON on "
                                  "the command line); with the built-in model they add to and "
                                  "override its settings (e.g. cnn_hidden)",

@@ -505,3 +505,30 @@ class MaskedBoxActionEnv(WrongMaskEnv):
     def __init__(self):
         super().__init__()
         self.action_space = gym.spaces.Box(-1, 1, (3,), np.float32)
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+class CueEnv(gym.Env):
+    """A memory task: the first observation shows a cue (+1 or -1), every later one is 0;
+    at the last of ``length`` steps, the action that matches the cue (1 for +1, 0 for -1)
+    pays 1. Episodes differ only in the cue, so a policy must remember it, and any state
+    leaking from the previous episode shows in its first step's outputs."""
+
+    def __init__(self, length: int = 4):
+        self.length = length
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        self.cue = float(self.np_random.choice([-1.0, 1.0]))
+        return np.array([self.cue], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        done = self.t >= self.length
+        reward = float(done and int(action) == int(self.cue > 0))
+        return np.zeros(1, np.float32), reward, done, False, {}

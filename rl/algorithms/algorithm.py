@@ -31,7 +31,8 @@ from rl.envs.normalization import RunningMeanStd
 from rl.envs.obs_layout import check_action_mask
 from rl.learner import Learner, LearnerGroup, resolve_device
 from rl.policies import ModelError, ModelSpec
-from rl.policies.model_spec import ACTOR_CRITIC
+from rl.policies.model_spec import ACTOR_CRITIC, RECURRENT, resolve_model_class
+from rl.policies.recurrent import is_recurrent
 from rl.rollout import Boards, RolloutWorker, WorkerSet, WorkerSpec
 from rl.runtime import BACKENDS, capabilities, make_runtime
 
@@ -52,6 +53,8 @@ class Algorithm(abc.ABC):
     """The config this algorithm is built from (the registry maps names to algorithms)."""
     learner_class: ClassVar[type[Learner]]
     model_kind: ClassVar[str] = ACTOR_CRITIC
+    model_kinds: ClassVar[tuple[str, ...]] = (ACTOR_CRITIC,)
+    """Every model kind the algorithm trains (PPO adds ``recurrent_actor_critic``)."""
     """What the model's ``forward`` returns (``rl.policies.model_spec``): ``actor_critic``
     or ``q``. The learner trains, and every worker runs, ``self.model_spec.build()``: the
     config's ``model_class`` (None: the built-in model of this kind)."""
@@ -206,6 +209,7 @@ class Algorithm(abc.ABC):
             fragment_length=fragment or cfg.fragment_length(), seed=cfg.seed,
             model=self.model_spec, normalize_obs=cfg.normalize_obs,
             needs_next_obs=self.needs_next_obs, callbacks=self.callbacks_class,
+            max_seq_len=cfg.max_seq_len,
             restart_failed_sub_envs=cfg.restart_failed_sub_environments,
             exact_resume=cfg.exact_resume)
 
@@ -218,13 +222,34 @@ class Algorithm(abc.ABC):
 
     def make_model_spec(self) -> ModelSpec:
         """The model the learner trains and the workers run (``ModelError`` if the
-        config's ``model_class`` cannot be resolved)."""
+        config's ``model_class`` cannot be resolved). A recurrent one with ``use_lstm``
+        (the built-in LSTM) or a ``model_class`` that has ``initial_state``."""
         cfg = self.config
         kwargs = dict(cfg.model_kwargs)
+        kind = self.model_kind
         if cfg.model_class is None:
             kwargs = {**self.builtin_model_kwargs(), **kwargs}
+            if cfg.use_lstm:
+                kind = RECURRENT
+                kwargs.pop("vf_share_layers", None)  # the LSTM feeds both heads
+                kwargs = {"lstm_cell_size": cfg.lstm_cell_size, **kwargs}
+        elif is_recurrent(resolve_model_class(cfg.model_class)):
+            kind = RECURRENT
+        elif cfg.use_lstm:
+            raise ConfigError(f"use_lstm wraps the built-in encoder; with model_class="
+                              f"{cfg.model_class!r} write the recurrence into your model "
+                              "(initial_state and forward(obs, state): see rl.policies."
+                              "recurrent) and leave use_lstm false")
+        if kind == RECURRENT and kind not in self.model_kinds:
+            names = ", ".join(sorted(n.upper() for n in recurrent_algorithms()))
+            raise ConfigError(f"{self.name} cannot train recurrent policies (use_lstm or a "
+                              f"model with initial_state); use {names}")
         env_obs = self.env_obs_space if isinstance(self.env_obs_space, gym.spaces.Dict) else None
-        return ModelSpec.create(self.model_kind, self.obs_space, self.action_space,
+        if kind == RECURRENT and env_obs is not None:
+            raise ConfigError("recurrent policies take Box, Discrete, MultiDiscrete or "
+                              f"Tuple observations; {self.env_obs_space} (a Dict) is not "
+                              "supported with them yet")
+        return ModelSpec.create(kind, self.obs_space, self.action_space,
                                 cfg.model_class, kwargs, env_obs)
 
     def learner_factory(self) -> Callable[[], Learner]:
@@ -403,9 +428,15 @@ class Algorithm(abc.ABC):
                 M.EVAL_LEN_MEAN: float(np.mean(out["episode_lens"])),
                 "eval/episodes": float(len(r))}
 
-    def compute_actions(self, obs: Any, explore: bool = False) -> np.ndarray:
+    def compute_actions(self, obs: Any, state: list[np.ndarray] | None = None,
+                        explore: bool = False) -> Any:
         """Actions for one observation or a batch, both in the env's own format (greedy
         by default; ``explore`` samples as the workers do).
+
+        A recurrent policy (``use_lstm``) returns ``(actions, state)``: pass the state
+        back with the next observation of the same episode, and None (the initial state)
+        at an episode's start. ``state`` is a list of arrays, ``[...]`` each for one
+        observation and ``[B, ...]`` for a batch. Feed-forward policies take no state.
 
         ``obs``: as the env returns it, or a batch of such: an array of the space's
         shape or ``[B, *shape]``; for a ``Dict`` space a dict (of arrays with a leading
@@ -414,9 +445,22 @@ class Algorithm(abc.ABC):
         observation gives one action, a batch ``[B, *action_shape]``. An observation
         that does not fit the env's observation space raises ``ValueError`` naming it.
         """
+        if isinstance(state, bool):
+            raise TypeError("compute_actions(obs, state=None, explore=False): pass explore by "
+                            "name (explore=True)")
         batch, single = flatten_observations(self.env_obs_space, obs)
-        actions = self._driver_worker().compute_actions(batch, explore)
-        return actions[0] if single else actions
+        if not self.model_spec.recurrent:
+            if state is not None:
+                raise ValueError(f"compute_actions: {self.name}'s policy has no state "
+                                 "(only recurrent policies, use_lstm, take one)")
+            actions = self._driver_worker().compute_actions(batch, explore)
+            return actions[0] if single else actions
+        if state is not None and single:
+            state = [np.asarray(s)[None] for s in state]
+        actions, new = self._driver_worker().compute_actions(batch, explore, state)
+        if single:
+            return actions[0], [s[0] for s in new]
+        return actions, new
 
     def _driver_worker(self) -> RolloutWorker:
         """The worker in the driver that evaluates and serves, with the current weights
@@ -643,3 +687,10 @@ class Algorithm(abc.ABC):
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def recurrent_algorithms() -> list[str]:
+    """The registered algorithms that train recurrent policies."""
+    from rl.algorithms.registry import ALGORITHMS, algorithm_class
+
+    return [name for name in ALGORITHMS if RECURRENT in algorithm_class(name).model_kinds]

@@ -19,3 +19,14 @@ ENV_IDS = "env_ids"
 WEIGHTS = "weights"
 BATCH_INDEXES = "batch_indexes"
 DISCOUNTS = "discounts"
+# Recurrent policies: the model state at the rows where the learner's sequences may
+# start (every max_seq_len-th row of a fragment), one column per state tensor
+# (state_in_0, state_in_1, ...: [ceil(T / max_seq_len), N, ...]), and, in sequence
+# batches, which padded rows are real steps.
+STATE_IN = "state_in_"
+SEQ_MASK = "seq_mask"
+
+
+def state_column(k: int) -> str:
+    """The column of the model state's ``k``-th tensor."""
+    return f"{STATE_IN}{k}"

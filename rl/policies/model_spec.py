@@ -8,7 +8,11 @@ A model is a plain ``torch.nn.Module`` built as::
   values [B])``; ``num_outputs`` is the width of the action distribution's inputs:
   ``n`` for ``Discrete(n)`` (logits), ``sum(nvec)`` for ``MultiDiscrete`` (the logits
   of each sub-action, concatenated), ``2 * dim(A)`` for ``Box`` (means, then log-stds);
-* Q-models (DQN): ``forward(obs) -> q_values [B, n]``, with ``num_outputs = n``.
+* Q-models (DQN): ``forward(obs) -> q_values [B, n]``, with ``num_outputs = n``;
+* recurrent actor-critic models (PPO with ``use_lstm`` or a model with
+  ``initial_state``): ``initial_state(batch_size) -> state`` (a tuple of tensors
+  ``[batch_size, ...]``) and ``forward(obs [B, T, ...], state) -> (dist_inputs [B, T,
+  num_outputs], values [B, T], state)``; see ``rl.policies.recurrent``.
 
 ``obs`` is a float32 tensor ``[B, *obs_space.shape]`` of the (prepared, possibly
 normalised) observation space the model was built on; images stay in their dtype
@@ -55,8 +59,10 @@ __all__ = ["BUILTIN_MODELS", "ModelError", "ModelSpec", "ObsAdapter", "register_
 
 ACTOR_CRITIC = "actor_critic"
 Q = "q"
+RECURRENT = "recurrent_actor_critic"
 BUILTIN_MODELS = {ACTOR_CRITIC: "rl.policies.models:ActorCritic",
-                  Q: "rl.policies.models:QNetwork"}
+                  Q: "rl.policies.models:QNetwork",
+                  RECURRENT: "rl.policies.recurrent:LSTMActorCritic"}
 """The default ``model_class`` of each model kind."""
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
@@ -252,6 +258,11 @@ class ModelSpec:
     def num_outputs(self) -> int:
         return num_outputs(self.kind, self.action_space)
 
+    @property
+    def recurrent(self) -> bool:
+        """Whether the model carries a state (``initial_state``, ``forward(obs, state)``)."""
+        return self.kind == RECURRENT
+
     def build(self) -> nn.Module:
         """A new model with fresh parameters (behind an ``ObsAdapter`` for Dict spaces
         whose model needs the dict or whose observations carry an action mask)."""
@@ -299,6 +310,8 @@ class ModelSpec:
         if isinstance(module, ObsAdapter):
             inner = module.model
             obs = module.layout.to_dict(flat) if module.as_dict else module.layout.split(flat)[0]
+        if self.recurrent:
+            return self._check_recurrent(prefix, module, obs)
         try:
             with torch.no_grad():
                 out = inner(obs)
@@ -322,6 +335,39 @@ class ModelSpec:
         if isinstance(module, ObsAdapter):
             with torch.no_grad():
                 module(flat)
+        return module
+
+
+    def _check_recurrent(self, prefix: str, module: nn.Module, obs: torch.Tensor) -> nn.Module:
+        """The recurrent contract on one step of two sequences."""
+        try:
+            with torch.no_grad():
+                state = module.initial_state(2)
+        except Exception as e:
+            raise ModelError(f"{prefix}: initial_state(2) raised {error_line(e)}") from e
+        if not (isinstance(state, tuple | list) and state
+                and all(isinstance(s, torch.Tensor) and s.shape[:1] == (2,) for s in state)):
+            raise ModelError(f"{prefix}: initial_state(2) must return a tuple of tensors "
+                             f"[2, ...]; got {_describe(state)}")
+        seq = obs[:, None]
+        try:
+            with torch.no_grad():
+                out = module(seq, tuple(state))
+        except Exception as e:
+            raise ModelError(f"{prefix}: forward(obs {_describe(seq)}, state) raised "
+                             f"{error_line(e)}") from e
+        D = self.num_outputs
+        ok = (isinstance(out, tuple | list) and len(out) == 3 and _is(out[0], (2, 1, D))
+              and _is(out[1], (2, 1)) and isinstance(out[2], tuple | list)
+              and len(out[2]) == len(state)
+              and all(isinstance(a, torch.Tensor) and a.shape == b.shape
+                      for a, b in zip(out[2], state)))
+        if not ok:
+            raise ModelError(
+                f"{prefix}: forward(obs {_describe(seq).rsplit(' ', 1)[0]}, state) of a "
+                f"recurrent model for {self.action_space} must return (dist_inputs "
+                f"Tensor[2, 1, {D}] float, values Tensor[2, 1] float, state shaped as "
+                f"initial_state: {_describe(tuple(state))}); got {_describe(out)}")
         return module
 
 

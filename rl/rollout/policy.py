@@ -3,6 +3,10 @@
 * ``ActorCriticPolicy`` (PPO, IMPALA): samples from the action distribution and
   records ``logp``, ``vf_preds`` and the ``behaviour_logits`` (distribution inputs).
 * ``QPolicy`` (DQN): epsilon-greedy over Q-values, epsilon sent with each request.
+* ``RecurrentActorCriticPolicy`` (PPO with a recurrent model): as ``ActorCriticPolicy``,
+  carrying one model state per sub-env across steps (and fragments); the worker resets
+  a sub-env's state where its episode starts and records the states the learner's
+  sequences start from.
 
 Both build their network from the algorithm's ``ModelSpec`` (the learner builds the
 same one, so the flat weights fit) and do one forward per vector step. The built-in
@@ -29,7 +33,7 @@ from rl.policies import DistributionSpec, ModelSpec, load_flat_params
 from rl.policies.model_spec import ObsAdapter, Q
 from rl.policies.numpy_mlp import compile_actor_critic, compile_q_network
 
-__all__ = ["ActorCriticPolicy", "QPolicy", "build_inference_policy"]
+__all__ = ["ActorCriticPolicy", "QPolicy", "RecurrentActorCriticPolicy", "build_inference_policy"]
 
 
 class ActorCriticPolicy:
@@ -125,6 +129,66 @@ class QPolicy:
         return self.q_values(obs).argmax(dim=-1).numpy()
 
 
+class RecurrentActorCriticPolicy:
+    """Stochastic actor-critic inference with a recurrent model: ``state`` holds one state
+    per sub-env (a list of float32 arrays ``[N, ...]``, the model's ``initial_state``
+    layout); ``act``/``greedy``/``value`` read it and ``act``/``greedy`` advance it."""
+
+    def __init__(self, model: ModelSpec, num_envs: int):
+        self.module = model.build()
+        self.module.eval()
+        self.dist_spec = DistributionSpec(model.action_space)
+        with torch.no_grad():
+            self.initial = [t.numpy().astype(np.float32)[0] for t in
+                            self.module.initial_state(1)]
+        self.state = [np.repeat(s[None], num_envs, axis=0) for s in self.initial]
+
+    def load_weights(self, vector: np.ndarray) -> None:
+        load_flat_params(self.module, vector)
+
+    def columns(self) -> dict[str, tuple[tuple[int, ...], type]]:
+        return {
+            C.LOGP: ((), np.float32),
+            C.VF_PREDS: ((), np.float32),
+            C.BEHAVIOUR_LOGITS: ((self.dist_spec.input_dim,), np.float32),
+        }
+
+    def state_shapes(self) -> list[tuple[int, ...]]:
+        return [s.shape for s in self.initial]
+
+    def reset_state(self, i: int) -> None:
+        """Sub-env ``i`` starts an episode: its state is the initial one again."""
+        for s, init in zip(self.state, self.initial):
+            s[i] = init
+
+    def env_state(self, i: int) -> list[np.ndarray]:
+        """A copy of sub-env ``i``'s state."""
+        return [s[i].copy() for s in self.state]
+
+    def _step(self, obs: torch.Tensor, state: list[np.ndarray]):
+        with torch.inference_mode():
+            dist_inputs, values, new = self.module(
+                obs[:, None], tuple(torch.from_numpy(s) for s in state))
+        return dist_inputs[:, 0], values[:, 0], [t.numpy() for t in new]
+
+    def act(self, obs: torch.Tensor, generator: torch.Generator, request: dict) -> dict[str, Any]:
+        dist_inputs, values, self.state = self._step(obs, self.state)
+        with torch.inference_mode():
+            dist = self.dist_spec(dist_inputs)
+            actions = dist.sample(generator)
+            logp = dist.log_prob(actions)
+        return {C.ACTIONS: actions.numpy(), C.LOGP: logp.numpy(), C.VF_PREDS: values.numpy(),
+                C.BEHAVIOUR_LOGITS: dist_inputs.numpy()}
+
+    def value(self, obs: torch.Tensor, state: list[np.ndarray] | None = None) -> np.ndarray:
+        """V(obs) from ``state`` (default: the carried one); the state does not advance."""
+        return self._step(obs, self.state if state is None else state)[1].numpy()
+
+    def greedy(self, obs: torch.Tensor) -> np.ndarray:
+        dist_inputs, _, self.state = self._step(obs, self.state)
+        return self.dist_spec(dist_inputs).deterministic().numpy()
+
+
 def _mirror(module, compile_fn):
     """The numpy mirror of a built-in model, also behind a masking ``ObsAdapter`` (the
     mirror runs on the columns without the mask; the adapter's mask follows in torch)."""
@@ -148,6 +212,10 @@ def _mirror(module, compile_fn):
     return forward
 
 
-def build_inference_policy(model: ModelSpec) -> ActorCriticPolicy | QPolicy:
-    """The worker-side policy for the model's kind (``actor_critic`` or ``q``)."""
+def build_inference_policy(model: ModelSpec, num_envs: int = 1
+                           ) -> ActorCriticPolicy | QPolicy | RecurrentActorCriticPolicy:
+    """The worker-side policy for the model's kind (``actor_critic``, ``q`` or
+    ``recurrent_actor_critic``, which keeps a state for each of ``num_envs`` sub-envs)."""
+    if model.recurrent:
+        return RecurrentActorCriticPolicy(model, num_envs)
     return QPolicy(model) if model.kind == Q else ActorCriticPolicy(model)

@@ -17,6 +17,14 @@ V(obs_T) for the fragment's last row (and 0 where it terminated). With
 ``needs_next_obs`` the worker also writes ``next_obs`` (true final obs at episode
 ends) for off-policy replay.
 
+Recurrent policies (``spec.model.recurrent``): the policy carries one model state per
+sub-env across steps and fragments; a sub-env's state is reset to the model's initial
+state where its episode starts, and the fragment gets the states at rows ``0, L, 2L,
+...`` (``L = spec.max_seq_len``) as ``state_in_<k>`` columns ``[ceil(T / L), N, ...]``:
+the learner's sequences start there or at an episode start (``rl.data.sequences``).
+Bootstrap values use the state carried to that point (the fragment's end, or the end
+of a truncated episode).
+
 A sub-env that raises (with ``restart_failed_sub_envs``) is recreated by the
 ``VectorEnv``; its broken episode ends as a truncation at its last good observation,
 is not reported, and its rows in the fragment are flagged in ``discarded`` so that an
@@ -78,6 +86,7 @@ class WorkerSpec:
     normalize_obs: bool = False
     needs_next_obs: bool = False
     callbacks: type | None = None  # a Callbacks subclass: the worker-side episode hooks
+    max_seq_len: int = 20  # recurrent models: rows between recorded states
     restart_failed_sub_envs: bool = False
     exact_resume: bool = True  # record the running games for replay (rl.resume)
 
@@ -112,7 +121,8 @@ class RolloutWorker:
                               restart_failed=spec.restart_failed_sub_envs,
                               record_actions=spec.exact_resume, hooks=self.hooks)
         self.dist_spec = DistributionSpec(spec.action_space)
-        self.policy = build_inference_policy(spec.model)
+        self.policy = build_inference_policy(spec.model, spec.num_envs)
+        self.recurrent = spec.model.recurrent
         seed = 0 if spec.seed is None else spec.seed
         self.generator = torch.Generator().manual_seed(
             seed * 7919 + worker_index + 104_729 * incarnation)
@@ -156,10 +166,25 @@ class RolloutWorker:
                 obs[..., a:b] = raw[..., a:b]
         return np.ascontiguousarray(obs, self.obs_dtype)
 
-    def compute_actions(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
+    def compute_actions(self, obs: np.ndarray, explore: bool = False,
+                        state: list[np.ndarray] | None = None):
         """Env actions for a batch of raw observations ``[B, *obs_shape]``: greedy, or
-        sampled as in ``sample`` (with its default request) when ``explore``."""
+        sampled as in ``sample`` (with its default request) when ``explore``.
+
+        Recurrent policies take and return the state: ``(actions, state)``, with
+        ``state`` a list of arrays ``[B, ...]`` (None: the initial state)."""
         tensor = torch.from_numpy(self.normalize(obs))
+        if self.recurrent:
+            carried = self.policy.state
+            self.policy.state = [np.repeat(s[None], len(obs), axis=0) for s in
+                                 self.policy.initial] if state is None else \
+                [np.asarray(s, np.float32) for s in state]
+            try:
+                actions = self.policy.act(tensor, self.generator, {})[C.ACTIONS] if explore \
+                    else self.policy.greedy(tensor)
+                return self.dist_spec.env_actions(actions), self.policy.state
+            finally:
+                self.policy.state = carried
         if explore:
             actions = self.policy.act(tensor, self.generator, {})[C.ACTIONS]
         else:
@@ -192,6 +217,11 @@ class RolloutWorker:
         }
         for name, (shape, dtype) in self.policy.columns().items():
             batch[name] = np.empty((T, N, *shape), dtype)
+        L = self.spec.max_seq_len
+        end_states: dict[tuple[int, int], list[np.ndarray]] = {}
+        if self.recurrent:
+            for k, shape in enumerate(self.policy.state_shapes()):
+                batch[C.state_column(k)] = np.empty((-(-T // L), N, *shape), np.float32)
         raw_obs = np.empty((T, N, *obs_shape), np.float64) if self.obs_filter else None
         next_obs = np.empty((T, N, *obs_shape), self.obs_dtype) if self.spec.needs_next_obs else None
         # (t, env) -> final obs for every episode end, bootstrapped afterwards in one pass.
@@ -206,6 +236,9 @@ class RolloutWorker:
                 raw_obs[t] = obs
             obs_in = self.normalize(obs)
             batch[C.OBS][t] = obs_in
+            if self.recurrent and t % L == 0:
+                for k, state in enumerate(self.policy.state):
+                    batch[C.state_column(k)][t // L] = state
             out = self.policy.act(torch.from_numpy(batch[C.OBS][t]), self.generator, request)
             for name, value in out.items():
                 batch[name][t] = value
@@ -220,6 +253,9 @@ class RolloutWorker:
             for i, final in res.final_obs.items():
                 ends.append((t, i, final))
                 episode_start[i] = t + 1
+                if self.recurrent:  # the state a truncated episode bootstraps from
+                    end_states[t, i] = self.policy.env_state(i)
+                    self.policy.reset_state(i)
             for ret, length in res.reported_episodes(self.venv.reports_real_episodes):
                 episode_returns.append(ret)
                 episode_lens.append(length)
@@ -233,7 +269,7 @@ class RolloutWorker:
             for t, i, final in ends:
                 next_obs[t, i] = self.normalize(final)
         if C.VF_PREDS in batch:
-            batch[C.NEXT_VF_PREDS] = self._next_values(batch, last_in, ends)
+            batch[C.NEXT_VF_PREDS] = self._next_values(batch, last_in, ends, end_states)
         if next_obs is not None:
             batch[C.NEXT_OBS] = next_obs
         stats = None
@@ -255,16 +291,27 @@ class RolloutWorker:
         }
 
     def _next_values(self, batch: dict[str, np.ndarray], last_obs: np.ndarray,
-                     ends: list[tuple[int, int, np.ndarray]]) -> np.ndarray:
-        """V(s_{t+1}) per row: shifted values, V(obs_T) last, V(final obs) at episode ends."""
+                     ends: list[tuple[int, int, np.ndarray]],
+                     end_states: dict[tuple[int, int], list[np.ndarray]]) -> np.ndarray:
+        """V(s_{t+1}) per row: shifted values, V(obs_T) last, V(final obs) at episode ends
+        (a recurrent policy's from the state carried to each of those points)."""
         values = batch[C.VF_PREDS]
         nxt = np.empty_like(values)
         nxt[:-1] = values[1:]
         truncated = [(t, i, f) for t, i, f in ends if batch[C.TRUNCATEDS][t, i]
                      and not batch[C.TERMINATEDS][t, i]]
         finals = [self.normalize(f) for _, _, f in truncated]
-        inputs = np.concatenate([last_obs] + [f[None] for f in finals], axis=0)
-        v = self.policy.value(torch.from_numpy(np.ascontiguousarray(inputs, self.obs_dtype)))
+        if self.recurrent:
+            v = self.policy.value(torch.from_numpy(np.ascontiguousarray(last_obs, self.obs_dtype)))
+            if truncated:
+                states = [np.stack(parts) for parts in
+                          zip(*(end_states[t, i] for t, i, _ in truncated))]
+                v_final = self.policy.value(torch.from_numpy(np.ascontiguousarray(
+                    np.stack(finals), self.obs_dtype)), states)
+                v = np.concatenate([v, v_final])
+        else:
+            inputs = np.concatenate([last_obs] + [f[None] for f in finals], axis=0)
+            v = self.policy.value(torch.from_numpy(np.ascontiguousarray(inputs, self.obs_dtype)))
         nxt[-1] = v[: len(last_obs)]
         for k, (t, i, _) in enumerate(truncated):
             nxt[t, i] = v[len(last_obs) + k]
@@ -298,16 +345,23 @@ class RolloutWorker:
                                        episodes=quota.tolist())
         returns: list[float] = []
         lens: list[int] = []
+        carried = self.policy.state if self.recurrent else None
         with rendering_errors(spec.env_spec.env_id):
             venv = VectorEnv(make, num_envs, seed, obs_dtype=self.obs_dtype,
                              record_actions=False)
             try:
                 obs = venv.reset()
+                if self.recurrent:  # the evaluation's own episodes, each from the start
+                    self.policy.state = [np.repeat(s[None], num_envs, axis=0)
+                                         for s in self.policy.initial]
                 done_count = np.zeros(venv.num_envs, np.int64)
                 while (done_count < quota).any():
                     actions = self.policy.greedy(torch.from_numpy(self.normalize(obs)))
                     res = venv.step(self.dist_spec.env_actions(actions))
                     finished = sorted(res.final_obs)
+                    if self.recurrent:
+                        for i in finished:
+                            self.policy.reset_state(i)
                     for i, (ret, length) in zip(finished, res.episodes):
                         if done_count[i] < quota[i]:
                             returns.append(ret)
@@ -317,6 +371,8 @@ class RolloutWorker:
             finally:
                 # Closing a recorder writes the video it still holds.
                 venv.close()
+                if self.recurrent:
+                    self.policy.state = carried
         return {"episode_returns": np.asarray(returns), "episode_lens": np.asarray(lens)}
 
     # ------------------------------------------------------------------ state
@@ -324,6 +380,9 @@ class RolloutWorker:
         """The env state (see ``VectorEnv.get_state``) and the action generator's state."""
         state = self.venv.get_state()
         state["generator"] = self.generator.get_state().numpy().copy()
+        if self.recurrent:  # the running episodes' model states
+            for k, s in enumerate(self.policy.state):
+                state[f"policy_state_{k}"] = s.copy()
         return state
 
     def set_state(self, state: dict[str, np.ndarray]) -> list[int]:
@@ -336,6 +395,13 @@ class RolloutWorker:
         generator = np.ascontiguousarray(state["generator"], np.uint8)
         self.generator.set_state(torch.from_numpy(generator.copy()))
         self.obs = self.venv.obs.copy()
+        if self.recurrent:
+            saved = [state.get(f"policy_state_{k}") for k in range(len(self.policy.state))]
+            for k, s in enumerate(saved):
+                if s is not None and s.shape == self.policy.state[k].shape:
+                    self.policy.state[k] = np.asarray(s, np.float32).copy()
+            for i in differ:  # a fresh episode starts from the initial state
+                self.policy.reset_state(i)
         return [self.venv.first_index + i for i in differ]
 
     def ping(self) -> int:

@@ -7,6 +7,10 @@ advantages are normalised with the statistics of the whole N-rank minibatch, the
 early stop reads the KL averaged over ranks, and the metrics (hence the adaptive KL
 coefficient) are averaged before use. So one update of N learners equals one update
 of a single learner whose minibatch ``j`` is the union of the ranks' minibatches ``j``.
+
+A recurrent model trains on sequences (``rl.data.sequences``): the batch's rows are
+padded sequences ``[S, L]`` with their start states, shuffled and cut into minibatches
+of ``max(1, minibatch_size // max_seq_len)`` sequences, and ranks shard by sequences.
 """
 
 from __future__ import annotations
@@ -42,7 +46,11 @@ class PPOLearner(Learner):
         if lr is not None:
             self.set_lr(lr)
         keys = list(_COLUMNS) + ([C.BEHAVIOUR_LOGITS] if self.kl_coeff > 0 else [])
+        recurrent = C.SEQ_MASK in batch
+        if recurrent:
+            keys += [C.SEQ_MASK] + [k for k in batch if k.startswith(C.STATE_IN)]
         tensors = batch.to_torch(self.device, keys=keys)
+        size = max(1, cfg.minibatch_size // cfg.max_seq_len) if recurrent else cfg.minibatch_size
         settings = PPOLossSettings(
             clip_param=cfg.clip_param,
             vf_clip_param=cfg.vf_clip_param,
@@ -58,9 +66,10 @@ class PPOLearner(Learner):
         for _ in range(cfg.num_epochs):
             order = torch.from_numpy(self.epoch_order(len(batch))).to(self.device)
             epoch_kl = []
-            for mb in minibatches(tensors, order, cfg.minibatch_size):
+            for mb in minibatches(tensors, order, size):
                 if normalize_across:
-                    mb[C.ADVANTAGES] = self._normalize_across(mb[C.ADVANTAGES])
+                    mb[C.ADVANTAGES] = self._normalize_across(mb[C.ADVANTAGES],
+                                                              mb.get(C.SEQ_MASK))
                 loss, metrics = ppo_loss(self.module, self.dist_spec, mb, settings)
                 metrics["grad_norm"] = self.apply_loss(loss)
                 means.add(metrics)
@@ -84,7 +93,9 @@ class PPOLearner(Learner):
         out["lr"] = self.optimizer.param_groups[0]["lr"]
         out["entropy_coeff"] = settings.entropy_coeff
         out["epochs"] = float(epochs_run)
-        out["explained_variance"] = explained_variance(batch[C.VF_PREDS], batch[C.VALUE_TARGETS])
+        real = slice(None) if not recurrent else batch[C.SEQ_MASK] > 0
+        out["explained_variance"] = explained_variance(batch[C.VF_PREDS][real],
+                                                       batch[C.VALUE_TARGETS][real])
         return out
 
     def epoch_order(self, n: int) -> np.ndarray:
@@ -95,12 +106,16 @@ class PPOLearner(Learner):
         """
         return self.rng.permutation(n)
 
-    def _normalize_across(self, adv: torch.Tensor) -> torch.Tensor:
+    def _normalize_across(self, adv: torch.Tensor, mask: torch.Tensor | None = None
+                          ) -> torch.Tensor:
         """Advantages normalised with the mean and (unbiased) std of this minibatch on
-        all ranks together, as a single learner would over their union."""
+        all ranks together, as a single learner would over their union (over the real
+        rows of sequences, with ``mask``)."""
         local = adv.double()
-        count = torch.tensor(float(adv.numel()), dtype=torch.float64, device=adv.device)
-        stats = self.all_reduce_mean(torch.stack([count, local.sum(), local.square().sum()]))
+        weight = torch.ones_like(local) if mask is None else mask.double()
+        count = weight.sum()
+        stats = self.all_reduce_mean(torch.stack([count, (local * weight).sum(),
+                                                  (local.square() * weight).sum()]))
         n, total, squares = (stats * self.world_size).tolist()
         if n <= 1:
             return adv

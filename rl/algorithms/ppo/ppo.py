@@ -4,11 +4,18 @@ Schulman et al. 2017 (arXiv:1707.06347), with the implementation details of
 Huang et al. 2022, "The 37 Implementation Details of Proximal Policy Optimization"
 (ICLR blog track): orthogonal initialisation, advantage normalisation per minibatch,
 clipped value loss, global gradient clipping, learning-rate annealing.
+
+With a recurrent model (``use_lstm``) the train batch is padded sequences of at most
+``max_seq_len`` steps with their start states (``rl.data.sequences``), cut after GAE,
+which runs on the whole time-major fragment as always.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
+import torch
 
 from rl.algorithms.algorithm import Algorithm
 from rl.algorithms.ppo.config import PPOConfig
@@ -16,7 +23,9 @@ from rl.algorithms.ppo.learner import PPOLearner
 from rl.data import SampleBatch
 from rl.data import columns as C
 from rl.data.returns import compute_gae
+from rl.data.sequences import to_sequences
 from rl.envs.normalization import RewardScaler
+from rl.policies.model_spec import ACTOR_CRITIC, RECURRENT
 
 __all__ = ["PPO", "fragments_to_train_batch"]
 
@@ -24,9 +33,14 @@ _TRAIN_COLUMNS = (C.OBS, C.ACTIONS, C.LOGP, C.VF_PREDS, C.BEHAVIOUR_LOGITS)
 
 
 def fragments_to_train_batch(results: list[dict[str, Any]], gamma: float, lam: float,
-                             reward_scaler: RewardScaler | None = None) -> SampleBatch:
+                             reward_scaler: RewardScaler | None = None,
+                             sequences: tuple[int, list, int] | None = None) -> SampleBatch:
     """GAE on each time-major fragment (rewards optionally scaled), then one flat batch
-    without the rows of episodes that a sub-env error broke."""
+    without the rows of episodes that a sub-env error broke.
+
+    ``sequences``: ``(max_seq_len, initial_state, num_shards)`` for a recurrent model:
+    the batch is then padded sequences (broken rows masked out), their count a multiple
+    of ``num_shards``."""
     parts = []
     for r in results:
         b = r["batch"]
@@ -40,11 +54,23 @@ def fragments_to_train_batch(results: list[dict[str, Any]], gamma: float, lam: f
         cols = {k: b[k] for k in _TRAIN_COLUMNS}
         cols[C.ADVANTAGES] = adv
         cols[C.VALUE_TARGETS] = targets
+        if sequences is not None:
+            max_seq_len, initial, _ = sequences
+            states = [b[C.state_column(k)] for k in range(len(initial))]
+            parts.append(to_sequences(cols, states, initial, terminateds=b[C.TERMINATEDS],
+                                      truncateds=b[C.TRUNCATEDS], max_seq_len=max_seq_len,
+                                      discarded=r.get("discarded")))
+            continue
         flat = SampleBatch(cols).flatten_time()
         if r.get("discarded") is not None:
             flat = flat[~r["discarded"].reshape(-1)]
         parts.append(flat)
-    return SampleBatch.concat(parts)
+    batch = SampleBatch.concat(parts)
+    if sequences is not None and len(batch) % sequences[2]:
+        extra = -len(batch) % sequences[2]  # empty sequences: every learner gets as many
+        batch = SampleBatch({k: np.concatenate([v, np.zeros((extra, *v.shape[1:]), v.dtype)])
+                             for k, v in batch.items()})
+    return batch
 
 
 class PPO(Algorithm):
@@ -53,10 +79,18 @@ class PPO(Algorithm):
     config_class = PPOConfig
     config: PPOConfig
     learner_class = PPOLearner
+    model_kinds = (ACTOR_CRITIC, RECURRENT)
 
     def setup(self) -> None:
         self.reward_scaler = RewardScaler(self.config.gamma) if self.config.normalize_rewards \
             else None
+        self.sequences = None
+        if self.model_spec.recurrent:
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                initial = [t.numpy().astype(np.float32)[0] for t in
+                           self.model_spec.build().initial_state(1)]
+            self.sequences = (self.config.max_seq_len, initial,
+                              max(1, self.config.num_learners))
 
     def training_step(self) -> dict[str, float]:
         cfg = self.config
@@ -64,7 +98,7 @@ class PPO(Algorithm):
             results = self.workers.sample()
             self.ingest_fragments(results)
             batch = fragments_to_train_batch(results, cfg.gamma, cfg.gae_lambda,
-                                             self.reward_scaler)
+                                             self.reward_scaler, self.sequences)
         with self.timers("learn"):
             metrics = self.learner_group.update(
                 batch,

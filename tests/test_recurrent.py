@@ -1,0 +1,135 @@
+"""Recurrent policies: the worker carries a state per sub-env, resets it where an episode
+starts and ships the states the learner's sequences start from; the learner's
+first-epoch log-probabilities equal the workers' behaviour ones across episode
+boundaries and fragment ends; no state leaks from one episode into the next;
+compute_actions / evaluate carry the state; DQN and IMPALA refuse use_lstm."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rl import DQNConfig, IMPALAConfig, PPOConfig
+from rl.algorithms.ppo.loss import recurrent_forward
+from rl.algorithms.ppo.ppo import fragments_to_train_batch
+from rl.cli import main
+from rl.config import ConfigError
+from rl.data import columns as C
+from rl.data.sequences import sequence_layout, to_sequences
+
+
+def test_sequences_start_at_fragment_starts_every_L_rows_and_episode_starts():
+    T, N, L = 7, 2, 3
+    term = np.zeros((T, N), bool)
+    trunc = np.zeros((T, N), bool)
+    term[1, 0] = True   # env 0: episode ends at row 1 -> a sequence starts at row 2
+    trunc[4, 1] = True  # env 1: truncation at row 4 -> a sequence starts at row 5
+    env, start, length = sequence_layout(terminateds=term, truncateds=trunc, max_seq_len=L)
+    assert list(zip(env.tolist(), start.tolist(), length.tolist())) == [
+        (0, 0, 2), (0, 2, 1), (0, 3, 3), (0, 6, 1),
+        (1, 0, 3), (1, 3, 2), (1, 5, 1), (1, 6, 1)]
+    cols = {"x": np.arange(T * N, dtype=np.float32).reshape(T, N)}
+    recorded = [np.arange(3 * N * 2, dtype=np.float32).reshape(3, N, 2) + 100]
+    seqs = to_sequences(cols, recorded, [np.full(2, -1.0, np.float32)], terminateds=term,
+                        truncateds=trunc, max_seq_len=L, pad_to_multiple=3)
+    assert seqs["x"].shape == (9, L) and seqs[C.SEQ_MASK].sum() == T * N
+    np.testing.assert_array_equal(seqs["x"][1], [cols["x"][2, 0], 0, 0])
+    np.testing.assert_array_equal(seqs[C.SEQ_MASK][1], [1, 0, 0])
+    # A sequence at row 0, L, 2L starts from the recorded state; one at an episode
+    # start from the initial state.
+    np.testing.assert_array_equal(seqs[C.state_column(0)][2], recorded[0][1, 0])
+    np.testing.assert_array_equal(seqs[C.state_column(0)][1], [-1.0, -1.0])
+    assert seqs[C.SEQ_MASK][8].sum() == 0  # padding sequence
+
+
+def lstm_ppo(env="tests.toy_envs:ScriptedEnv", env_config=None, **overrides):
+    return (PPOConfig().environment(env, env_config=env_config or {})
+            .env_runners(num_env_runners=0, num_envs_per_env_runner=3, rollout_fragment_length=7)
+            .training(train_batch_size=21, minibatch_size=21, num_epochs=1, use_lstm=True,
+                      lstm_cell_size=16, max_seq_len=4, model_hiddens=[16])
+            .resources(backend="inline").debugging(seed=0).set(**overrides))
+
+
+def test_learner_log_probs_equal_the_behaviour_ones_across_episodes_and_fragments():
+    # Episodes of 3 and 5 steps, truncated at 4: ends inside fragments of 7 rows, and
+    # episodes running from one fragment into the next.
+    config = lstm_ppo(env_config={"lengths": [3, 5], "max_steps": 4})
+    with config.build() as algo:
+        learner = algo.learner_group.local
+        for fragment in range(3):
+            results = algo.workers.sample()
+            batch = fragments_to_train_batch(results, 0.99, 0.95, None, algo.sequences)
+            b = results[0]["batch"]
+            assert (b[C.TERMINATEDS] | b[C.TRUNCATEDS]).any()
+            tensors = batch.to_torch(keys=list(batch))
+            with torch.no_grad():
+                rows, dist_inputs, values, mask = recurrent_forward(learner.module, tensors)
+                logp = learner.dist_spec(dist_inputs).log_prob(rows[C.ACTIONS])
+            real = mask > 0
+            assert int(real.sum()) == 21
+            diff = (logp[real] - rows[C.LOGP][real]).abs().max()
+            assert float(diff) <= 1e-5, (fragment, float(diff))
+            assert float((values[real] - rows[C.VF_PREDS][real]).abs().max()) <= 1e-5
+
+
+def test_no_state_leaks_from_one_episode_into_the_next():
+    with lstm_ppo("tests.toy_envs:CueEnv").build() as algo:
+        fresh = algo._driver_worker()
+        for _ in range(2):
+            b = algo.workers.sample()[0]["batch"]
+            starts = np.zeros(b[C.TERMINATEDS].shape, bool)
+            starts[1:] = (b[C.TERMINATEDS] | b[C.TRUNCATEDS])[:-1]
+            rows, envs = np.nonzero(starts)
+            assert len(rows) >= 3
+            # At an episode's first step the logits depend on that observation alone: a
+            # policy from the initial state gives the same.
+            with torch.no_grad():
+                expected, _, _ = fresh.policy.module(
+                    torch.from_numpy(b[C.OBS][rows, envs])[:, None],
+                    fresh.policy.module.initial_state(len(rows)))
+            np.testing.assert_allclose(b[C.BEHAVIOUR_LOGITS][rows, envs], expected[:, 0].numpy(),
+                                       atol=1e-6)
+
+
+def test_compute_actions_and_evaluate_carry_the_state():
+    with lstm_ppo("tests.toy_envs:CueEnv").build() as algo:
+        actions, state = algo.compute_actions(np.array([1.0], np.float32))
+        assert actions in (0, 1) and [s.shape for s in state] == [(16,), (16,)]
+        _, state2 = algo.compute_actions(np.zeros(1, np.float32), state)
+        assert not np.allclose(state2[0], state[0])
+        batch, states = algo.compute_actions(np.ones((5, 1), np.float32))
+        assert batch.shape == (5,) and states[0].shape == (5, 16)
+        with pytest.raises(ValueError, match="has no state"):
+            with PPOConfig().environment("CartPole-v1").env_runners(
+                    num_env_runners=0).resources(backend="inline").build() as ff:
+                ff.compute_actions(np.zeros(4, np.float32), state)
+        assert algo.evaluate(4)["eval/episodes"] == 4
+
+
+def test_workers_on_processes_carry_states_across_fragments_and_checkpoints(tmp_path):
+    config = lstm_ppo(env_config={"lengths": [3, 5], "max_steps": 4}, backend="process",
+                      num_env_runners=1)
+    with config.build() as algo:
+        algo.train()
+        path = algo.save(str(tmp_path / "ckpt"))
+        expected = algo.train()
+    from rl import Algorithm
+
+    with Algorithm.from_checkpoint(path) as restored:
+        again = restored.train()
+    assert again["learner/policy_loss"] == pytest.approx(expected["learner/policy_loss"],
+                                                         rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("config", [DQNConfig(), IMPALAConfig()], ids=["dqn", "impala"])
+def test_algorithms_without_recurrent_policies_refuse_use_lstm(config):
+    config = config.environment("CartPole-v1").env_runners(num_env_runners=0) \
+        .resources(backend="inline").set(use_lstm=True)
+    with pytest.raises(ConfigError, match="cannot train recurrent policies .*use PPO"):
+        config.build()
+
+
+def test_cli_use_lstm_with_dqn_exits_2(capsys):
+    assert main(["train", "--algo", "dqn", "--env", "CartPole", "--set", "use_lstm=true"]) == 2
+    assert "use PPO" in capsys.readouterr().err
