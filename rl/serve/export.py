@@ -92,6 +92,10 @@ def build_graph(algo, stochastic: bool = False) -> InferenceGraph:
     model = copy.deepcopy(worker.policy.module).eval()
     filt = worker.obs_filter
     stats = None if filt is None else (filt.mean, filt.var, filt.clip, filt.eps)
+    if algo.model_spec.recurrent:
+        raise ConfigError(f"{algo.name}'s policy is recurrent (use_lstm): rl export writes "
+                          "feed-forward policies only so far; the state as extra inputs and "
+                          "outputs is not exported yet")
     if stochastic and algo.model_spec.kind == "q":
         raise ConfigError(f"--stochastic: {algo.name}'s policy is the greedy argmax of its "
                           "Q-values (epsilon exploration is for training only); export it "
@@ -171,7 +175,8 @@ def export_policy(algo, path: str, fmt: str, *, stochastic: bool = False,
     write ``path + ".json"``; see the module docstring.
 
     Raises:
-        ConfigError: an unknown format, ``stochastic`` for a Q-model, or (as
+        ConfigError: an unknown format, a recurrent policy (not exported yet),
+            ``stochastic`` for a Q-model, or (as
             ``MissingExtraError``) onnx/onnxruntime missing.
         AgreementError: the file does not run on a batch of ``observations`` or its
             outputs disagree with the algorithm's.

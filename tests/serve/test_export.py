@@ -235,3 +235,12 @@ def test_cli_export_bad_input_exits_2_with_one_line(cartpole, tmp_path, capsys, 
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_a_recurrent_policy_is_refused_with_a_clear_error(tmp_path):
+    from rl.config import ConfigError
+
+    with _trained(_ppo("CartPole-v1", use_lstm=True, lstm_cell_size=8, max_seq_len=4)) as algo:
+        with pytest.raises(ConfigError, match="recurrent .*not exported yet"):
+            export_policy(algo, str(tmp_path / "p.onnx"), "onnx")
+        assert not (tmp_path / "p.onnx").exists()
