@@ -244,3 +244,20 @@ def test_a_recurrent_policy_is_refused_with_a_clear_error(tmp_path):
         with pytest.raises(ConfigError, match="recurrent .*not exported yet"):
             export_policy(algo, str(tmp_path / "p.onnx"), "onnx")
         assert not (tmp_path / "p.onnx").exists()
+
+
+def test_the_example_exports_and_plays_with_onnxruntime(tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, str(root / "examples" / "export_onnx.py"), "--timesteps", "1024"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    assert "agreement on 1000 observations" in out.stdout, out.stdout
+    episode = float(out.stdout.rsplit("onnxruntime episode return: ", 1)[1])
+    assert 1 <= episode <= 500
+    assert (tmp_path / "cartpole.onnx.json").exists()
