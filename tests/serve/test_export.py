@@ -23,6 +23,7 @@ from rl.serve import AgreementError, export_policy
 from rl.serve.agreement import random_observations
 from rl.serve.export import MissingExtraError
 from rl.serve.graph import InferenceGraph
+from tests.toy_envs import OBS_SPACES
 
 MODELS = "tests.custom_models"
 MASKED = "tests.toy_envs:IllegalBestEnv"
@@ -261,3 +262,18 @@ def test_the_example_exports_and_plays_with_onnxruntime(tmp_path):
     episode = float(out.stdout.rsplit("onnxruntime episode return: ", 1)[1])
     assert 1 <= episode <= 500
     assert (tmp_path / "cartpole.onnx.json").exists()
+
+
+@pytest.mark.parametrize("obs", OBS_SPACES)
+def test_every_observation_space_exports_to_onnx(obs, tmp_path):
+    # Discrete sub-spaces flatten one-hot, images stay uint8: the graph takes what
+    # flatten_observations makes, as the sidecar says.
+    action = "box" if obs == "dict" else "multidiscrete" if obs == "tuple" else "discrete"
+    config = _ppo("tests.toy_envs:SpaceEnv").environment(
+        "tests.toy_envs:SpaceEnv", env_config={"obs": obs, "action": action})
+    with _trained(config) as algo:
+        path = str(tmp_path / "p.onnx")
+        assert export_policy(algo, path, "onnx").agreement.ok
+        meta = json.loads((tmp_path / "p.onnx.json").read_text())
+        assert meta["inputs"][0]["shape"] == ["batch", *algo.obs_space.shape]
+        assert meta["inputs"][0]["dtype"] == ("uint8" if obs == "image" else "float32")
