@@ -60,6 +60,8 @@ class AgreementError(RuntimeError):
 
 @dataclass
 class ExportResult:
+    """What ``export_policy`` wrote and how well the file agreed."""
+
     path: str
     sidecar: str
     agreement: Agreement
