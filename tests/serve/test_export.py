@@ -109,6 +109,11 @@ def test_torchscript_agrees(cartpole, tmp_path):
     env_obs, batch = _obs(algo, 5)
     actions, _, _ = loaded(torch.from_numpy(batch))
     np.testing.assert_array_equal(actions.numpy(), algo.compute_actions(env_obs))
+    assert export_policy(algo, path, "torchscript", stochastic=True).agreement.ok
+    sampling = torch.jit.load(path)
+    _, batch = _obs(algo, 1000)
+    first, second = (sampling(torch.from_numpy(batch))[0] for _ in range(2))
+    assert (first != second).any()  # the traced graph draws afresh on every call
 
 
 def test_a_graph_without_the_filter_disagrees(cartpole, tmp_path, monkeypatch):
