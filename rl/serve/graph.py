@@ -1,0 +1,131 @@
+"""The inference graph: one ``nn.Module`` from a prepared observation batch to actions.
+
+``InferenceGraph`` folds in everything ``Algorithm.compute_actions`` does after the
+observations are flattened (``rl.envs.flatten_observations``), so an exported file
+needs nothing else:
+
+1. the observation filter (``normalize_obs``): ``clip((x - mean) / sqrt(var + eps))``
+   with the checkpoint's statistics as buffers, computed in float64 like
+   ``RunningMeanStd.normalize``; an action mask's columns pass through raw;
+2. the model (behind its ``ObsAdapter`` for Dict observations, which applies the
+   action mask: ``rl.policies.model_spec``);
+3. the action: greedy (Categorical argmax, per sub-action for MultiDiscrete, the
+   Gaussian's mean; for a Q-model the argmax of the masked Q-values) or, with
+   ``stochastic``, sampled: Gumbel-max on the log-probabilities for (Multi)Categorical,
+   ``mean + std * noise`` for the Gaussian. The noise comes from ``torch.rand_like`` /
+   ``torch.randn_like`` of the graph's own tensors, which export as ONNX
+   ``RandomUniformLike`` / ``RandomNormalLike``: a fresh draw on every call, no extra
+   input, and no fixed seed baked into the file;
+4. what ``DistributionSpec.env_actions`` does: Box actions clipped to the bounds and
+   reshaped to the action space's shape, Discrete/MultiDiscrete ``start`` offsets added.
+
+Outputs: ``actions`` first; then, for actor-critic models, ``values`` ``[B]`` and
+``logits`` (the masked distribution inputs ``[B, D]``); for Q-models ``q_values``
+``[B, n]``. Only tensor operations are used on the batch dimension, so the batch size
+stays dynamic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from torch import nn
+
+from rl.policies.distributions import DistributionSpec
+from rl.policies.model_spec import Q
+
+__all__ = ["InferenceGraph"]
+
+
+class InferenceGraph(nn.Module):
+    """Prepared observations ``[B, *obs_shape]`` -> ``(actions, ...)``; see the module doc.
+
+    Args:
+        model: the trained model (its ``ObsAdapter`` included), in eval mode.
+        kind: ``actor_critic`` or ``q``.
+        action_space: the env's action space.
+        obs_filter: ``(mean, var, clip, eps)`` of the observation filter, or None.
+        mask_columns: ``(start, stop)`` of the action mask in the flat observation.
+        stochastic: sample actions instead of taking the greedy one.
+    """
+
+    def __init__(self, model: nn.Module, kind: str, action_space: spaces.Space,
+                 obs_filter: tuple[np.ndarray, np.ndarray, float, float] | None = None,
+                 mask_columns: tuple[int, int] | None = None, stochastic: bool = False):
+        super().__init__()
+        if stochastic and kind == Q:
+            raise ValueError("a Q-model's policy is the greedy argmax of its Q-values; "
+                             "stochastic export needs an actor-critic model")
+        self.model = model
+        self.q = kind == Q
+        self.stochastic = stochastic
+        self.action_shape = tuple(action_space.shape)
+        self.dist = DistributionSpec(action_space)
+        self.normalize = obs_filter is not None
+        if obs_filter is not None:
+            mean, var, clip, eps = obs_filter
+            self.register_buffer("mean", torch.as_tensor(np.asarray(mean, np.float64)))
+            self.register_buffer("std", torch.sqrt(torch.as_tensor(np.asarray(var, np.float64))
+                                                   + eps))
+            self.clip = float(clip)
+            keep = np.zeros(np.shape(mean), bool)
+            if mask_columns is not None:
+                keep[..., mask_columns[0]:mask_columns[1]] = True
+            self.register_buffer("keep_raw", torch.as_tensor(keep))
+        start = _start(action_space)
+        self.register_buffer("start", torch.as_tensor(start, dtype=torch.int64))
+        if self.dist.kind == "diag_gaussian":
+            self.register_buffer("low", torch.as_tensor(self.dist.low))
+            self.register_buffer("high", torch.as_tensor(self.dist.high))
+
+    @property
+    def output_names(self) -> list[str]:
+        return ["actions", "q_values"] if self.q else ["actions", "values", "logits"]
+
+    def prepare(self, obs: torch.Tensor) -> torch.Tensor:
+        """The observations as the model sees them (``RolloutWorker.normalize``)."""
+        if not self.normalize:
+            return obs
+        z = ((obs.to(torch.float64) - self.mean) / self.std).clamp(-self.clip, self.clip)
+        z = z.to(torch.float32)
+        return torch.where(self.keep_raw, obs.to(torch.float32), z).to(obs.dtype)
+
+    def forward(self, obs: torch.Tensor):
+        out = self.model(self.prepare(obs))
+        if self.q:
+            return torch.argmax(out, dim=-1) + self.start, out
+        logits, values = out
+        return self.dist_action(logits), values, logits
+
+    def dist_action(self, logits: torch.Tensor) -> torch.Tensor:
+        """The env action for distribution inputs ``[B, D]``."""
+        kind = self.dist.kind
+        if kind == "diag_gaussian":
+            mean, log_std = torch.chunk(logits, 2, dim=-1)
+            action = mean + torch.exp(log_std) * torch.randn_like(mean) if self.stochastic \
+                else mean
+            action = torch.maximum(torch.minimum(action, self.high), self.low)
+            return action.reshape((-1,) + self.action_shape)
+        groups = [logits] if kind == "categorical" else \
+            list(torch.split(logits, list(self.dist.nvec), dim=-1))
+        picks = [self._pick(F.log_softmax(g, dim=-1)) for g in groups]
+        if kind == "categorical":
+            return picks[0] + self.start
+        action = torch.stack(picks, dim=-1) + self.start
+        return action.reshape((-1,) + self.action_shape)
+
+    def _pick(self, logp: torch.Tensor) -> torch.Tensor:
+        if not self.stochastic:
+            return torch.argmax(logp, dim=-1)
+        # Gumbel-max, as Categorical.sample: argmax(logp - log(-log(u))), u ~ U(0, 1).
+        u = torch.rand_like(logp).clamp_min(1e-20)
+        return torch.argmax(logp - torch.log(-torch.log(u)), dim=-1)
+
+
+def _start(action_space: spaces.Space) -> np.ndarray:
+    start = getattr(action_space, "start", 0)
+    return np.asarray(start, np.int64).reshape(-1) if isinstance(
+        action_space, spaces.MultiDiscrete) else np.asarray(int(start) if isinstance(
+            action_space, spaces.Discrete) else 0, np.int64)

@@ -1,0 +1,290 @@
+"""``rl export``: ONNX and TorchScript files that agree with ``compute_actions``.
+
+Every test trains an algorithm for one iteration (so the weights and the observation
+filter are not their initial values), exports it and runs the file itself: through
+onnxruntime for ONNX (no torch on that path) and ``torch.jit.load`` for TorchScript.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from rl.algorithms.dqn import DQNConfig
+from rl.algorithms.impala import IMPALAConfig
+from rl.algorithms.ppo import PPOConfig
+from rl.cli import main
+from rl.serve import AgreementError, export_policy
+from rl.serve.agreement import random_observations
+from rl.serve.export import MissingExtraError
+from rl.serve.graph import InferenceGraph
+from tests.toy_envs import OBS_SPACES
+
+MODELS = "tests.custom_models"
+MASKED = "tests.toy_envs:IllegalBestEnv"
+
+
+def _ppo(env, **training):
+    return PPOConfig().environment(env).training(train_batch_size=64, minibatch_size=32,
+                                                 num_epochs=1, **training)
+
+
+def _dqn(env, **training):
+    return DQNConfig().environment(env).training(
+        num_steps_sampled_before_learning_starts=16, train_batch_size=16, **training)
+
+
+def _impala(env):
+    return IMPALAConfig().environment(env).env_runners(rollout_fragment_length=16) \
+        .training(train_batch_size=32)
+
+
+def _trained(config, normalize_obs: bool = False):
+    config = config.env_runners(num_env_runners=0, num_envs_per_env_runner=2) \
+        .resources(backend="inline").debugging(seed=0)
+    config.normalize_obs = normalize_obs
+    algo = config.build()
+    algo.train()
+    return algo
+
+
+@pytest.fixture(scope="module")
+def cartpole(tmp_path_factory):
+    """PPO on CartPole with normalize_obs, and its checkpoint."""
+    algo = _trained(_ppo("CartPole-v1"), normalize_obs=True)
+    assert algo.obs_filter.count > 0
+    path = algo.save(str(tmp_path_factory.mktemp("ckpt") / "cartpole"))
+    yield algo, path
+    algo.stop()
+
+
+def _session(path):
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+
+def _obs(algo, n, seed=1):
+    from rl.envs.spaces import flatten_observations
+
+    env_obs = random_observations(algo.env_obs_space, algo.action_space, n, seed)
+    return env_obs, flatten_observations(algo.env_obs_space, env_obs)[0].astype(np.float32)
+
+
+def test_onnx_folds_in_normalisation_and_agrees_on_any_batch_size(cartpole, tmp_path):
+    algo, ckpt = cartpole
+    path = str(tmp_path / "policy.onnx")
+    result = export_policy(algo, path, "onnx", checkpoint=ckpt)
+    assert result.agreement.ok and result.agreement.observations == 1000
+    assert result.agreement.mismatched_actions == 0
+    assert result.agreement.max_diff["values"] <= 1e-5
+    session = _session(path)
+    assert [i.name for i in session.get_inputs()] == ["obs"]
+    assert [o.name for o in session.get_outputs()] == ["actions", "values", "logits"]
+    assert session.get_inputs()[0].shape == ["batch", 4]
+    for n in (1, 7):  # other batch sizes than the export's and the check's
+        env_obs, batch = _obs(algo, n)
+        actions, values, logits = session.run(None, {"obs": batch})
+        np.testing.assert_array_equal(actions, algo.compute_actions(env_obs))
+        assert values.shape == (n,) and logits.shape == (n, 2)
+    meta = json.loads((tmp_path / "policy.onnx.json").read_text())
+    assert meta["algorithm"] == "PPO" and meta["env"] == "CartPole-v1"
+    assert meta["checkpoint"] == ckpt and meta["format"] == "onnx"
+    assert meta["normalization"] == "folded in"
+    assert meta["action_space"] == {"type": "Discrete", "shape": [], "dtype": "int64", "n": 2,
+                                    "start": 0}
+    assert [o["name"] for o in meta["outputs"]] == ["actions", "values", "logits"]
+    assert meta["inputs"] == [{"name": "obs", "shape": ["batch", 4], "dtype": "float32"}]
+    assert meta["agreement"]["ok"] is True
+
+
+def test_torchscript_agrees(cartpole, tmp_path):
+    algo, _ = cartpole
+    path = str(tmp_path / "policy.pt")
+    assert export_policy(algo, path, "torchscript").agreement.ok
+    loaded = torch.jit.load(path)
+    env_obs, batch = _obs(algo, 5)
+    actions, _, _ = loaded(torch.from_numpy(batch))
+    np.testing.assert_array_equal(actions.numpy(), algo.compute_actions(env_obs))
+    assert export_policy(algo, path, "torchscript", stochastic=True).agreement.ok
+    sampling = torch.jit.load(path)
+    _, batch = _obs(algo, 1000)
+    first, second = (sampling(torch.from_numpy(batch))[0] for _ in range(2))
+    assert (first != second).any()  # the traced graph draws afresh on every call
+
+
+def test_a_graph_without_the_filter_disagrees(cartpole, tmp_path, monkeypatch):
+    # The check is real: skipping the normalisation shows as a named difference.
+    algo, _ = cartpole
+    monkeypatch.setattr(InferenceGraph, "prepare", lambda self, obs: obs)
+    with pytest.raises(AgreementError, match="disagrees with compute_actions on 1000"):
+        export_policy(algo, str(tmp_path / "p.onnx"), "onnx")
+
+
+def test_stochastic_onnx_samples_afresh_each_call(cartpole, tmp_path):
+    algo, _ = cartpole
+    path = str(tmp_path / "policy.onnx")
+    assert export_policy(algo, path, "onnx", stochastic=True).agreement.ok
+    assert json.loads((tmp_path / "policy.onnx.json").read_text())["stochastic"] is True
+    session = _session(path)
+    _, batch = _obs(algo, 1000)
+    first, second = (session.run(["actions"], {"obs": batch})[0] for _ in range(2))
+    assert set(np.unique(first)) <= {0, 1}
+    assert (first != second).any()  # a fresh draw, not a baked-in seed
+    greedy = algo.compute_actions(_obs(algo, 1000)[0])
+    assert (first != greedy).any()
+    # The Gumbel-max draws follow the policy: one observation repeated 4,000 times picks
+    # action 1 as often as softmax(logits) says (4 standard errors: 0.032).
+    repeated = np.repeat(batch[:1], 4000, axis=0)
+    actions, _, logits = session.run(None, {"obs": repeated})
+    p1 = np.exp(logits[0, 1]) / np.exp(logits[0]).sum()
+    assert abs(actions.mean() - p1) < 0.04
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_dqn_on_a_masked_env_never_picks_an_illegal_action(fmt, tmp_path):
+    with _trained(_dqn(MASKED)) as algo:
+        path = str(tmp_path / f"q.{fmt}")
+        result = export_policy(algo, path, fmt)
+        assert result.agreement.ok
+        assert list(result.agreement.max_diff) == ["q_values", "actions"]
+        if fmt == "onnx":
+            env_obs, batch = _obs(algo, 200)
+            actions, q = _session(path).run(None, {"obs": batch})
+            masks = np.stack([o["action_mask"] for o in env_obs])
+            assert masks[np.arange(200), actions].all()
+            assert np.isinf(q[masks == 0]).all()
+        meta = json.loads((tmp_path / f"q.{fmt}.json").read_text())
+        assert meta["observation_layout"]["action_mask"] == [0, 4]
+        assert [k["key"] for k in meta["observation_layout"]["keys"]] == ["action_mask", "obs"]
+
+
+def test_a_custom_dict_model_behind_the_mask_exports_sampling_only_legal_actions(tmp_path):
+    # DictPolicy prefers the illegal action: only the folded-in mask keeps it legal.
+    with _trained(_ppo(MASKED, model_class=f"{MODELS}:DictPolicy")) as algo:
+        for stochastic in (False, True):
+            path = str(tmp_path / f"p{stochastic}.onnx")
+            assert export_policy(algo, path, "onnx", stochastic=stochastic).agreement.ok
+            env_obs, batch = _obs(algo, 500)
+            actions = _session(path).run(["actions"], {"obs": batch})[0]
+            masks = np.stack([o["action_mask"] for o in env_obs])
+            assert masks[np.arange(500), actions].all()
+
+
+def test_impala_multi_discrete_with_a_start_offset(tmp_path):
+    with _trained(_impala("tests.toy_envs:MatchBitsEnv")) as algo:
+        path = str(tmp_path / "p.onnx")
+        assert export_policy(algo, path, "onnx").agreement.ok
+        _, batch = _obs(algo, 50)
+        actions, _, logits = _session(path).run(None, {"obs": batch})
+        assert actions.shape == (50, 2) and logits.shape == (50, 5)
+        assert actions.dtype == np.int64
+
+
+def test_box_actions_are_clipped_means(tmp_path):
+    with _trained(_ppo("Pendulum-v1"), normalize_obs=True) as algo:
+        for fmt in ("onnx", "torchscript"):
+            result = export_policy(algo, str(tmp_path / f"p.{fmt}"), fmt)
+            assert result.agreement.ok and result.agreement.max_diff["actions"] <= 1e-5
+        _, batch = _obs(algo, 100)
+        actions = _session(str(tmp_path / "p.onnx")).run(["actions"], {"obs": batch})[0]
+        assert actions.shape == (100, 1) and actions.dtype == np.float32
+        assert (np.abs(actions) <= 2.0).all()
+        result = export_policy(algo, str(tmp_path / "s.onnx"), "onnx", stochastic=True)
+        assert result.agreement.ok
+
+
+def test_a_custom_model_exports_to_onnx_and_torchscript_names_len(tmp_path):
+    # TorchActorCritic reshapes with len(obs): torch.export keeps the batch dynamic,
+    # torch.jit.trace bakes the traced batch size in, and the check says so.
+    with _trained(_ppo("CartPole-v1", model_class=f"{MODELS}:TorchActorCritic")) as algo:
+        assert export_policy(algo, str(tmp_path / "p.onnx"), "onnx").agreement.ok
+        with pytest.raises(AgreementError, match=r"len\(obs\).*obs.shape\[0\]"):
+            export_policy(algo, str(tmp_path / "p.pt"), "torchscript")
+
+
+def test_missing_onnx_packages_name_the_extra(cartpole, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)
+    with pytest.raises(MissingExtraError, match=r"pip install 'rl\[export\]'"):
+        export_policy(cartpole[0], str(tmp_path / "p.onnx"), "onnx")
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_export_prints_the_file_the_sidecar_and_the_figures(cartpole, tmp_path, capsys):
+    out = tmp_path / "policy.onnx"
+    assert main(["export", cartpole[1], "--format", "onnx", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"wrote {out} (onnx)" in text and f"sidecar {out}.json" in text
+    assert "greedy actions identical on 1000/1000" in text and "values" in text
+    assert json.loads(out.with_suffix(".onnx.json").read_text())["checkpoint"] == cartpole[1]
+
+
+def test_cli_export_disagreement_exits_1(cartpole, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(InferenceGraph, "prepare", lambda self, obs: obs)
+    out = str(tmp_path / "p.pt")
+    assert main(["export", cartpole[1], "--format", "torchscript", "-o", out]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rl export: error: ") and "largest difference in" in err
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["export", "{tmp}/nothing", "--format", "onnx", "-o", "{tmp}/p.onnx"], "nothing"),
+    (["export", "{ckpt}", "--format", "tflite", "-o", "{tmp}/p"], "invalid choice: 'tflite'"),
+    (["export", "{ckpt}", "--format", "onnx", "-o", "{tmp}/no/such/p.onnx"], "does not exist"),
+    (["export", "{ckpt}", "--format", "onnx", "-o", "{tmp}"], "is a directory"),
+    (["export", "{ckpt}", "--format", "onnx"], "-o/--output"),
+])
+def test_cli_export_bad_input_exits_2_with_one_line(cartpole, tmp_path, capsys, argv, message):
+    argv = [a.format(tmp=tmp_path, ckpt=cartpole[1]) for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own errors (its exit code is rl's: 2)
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_a_recurrent_policy_is_refused_with_a_clear_error(tmp_path):
+    from rl.config import ConfigError
+
+    with _trained(_ppo("CartPole-v1", use_lstm=True, lstm_cell_size=8, max_seq_len=4)) as algo:
+        with pytest.raises(ConfigError, match="recurrent .*not exported yet"):
+            export_policy(algo, str(tmp_path / "p.onnx"), "onnx")
+        assert not (tmp_path / "p.onnx").exists()
+
+
+def test_the_example_exports_and_plays_with_onnxruntime(tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, str(root / "examples" / "export_onnx.py"), "--timesteps", "1024"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    assert "agreement on 1000 observations" in out.stdout, out.stdout
+    episode = float(out.stdout.rsplit("onnxruntime episode return: ", 1)[1])
+    assert 1 <= episode <= 500
+    assert (tmp_path / "cartpole.onnx.json").exists()
+
+
+@pytest.mark.parametrize("obs", OBS_SPACES)
+def test_every_observation_space_exports_to_onnx(obs, tmp_path):
+    # Discrete sub-spaces flatten one-hot, images stay uint8: the graph takes what
+    # flatten_observations makes, as the sidecar says.
+    action = "box" if obs == "dict" else "multidiscrete" if obs == "tuple" else "discrete"
+    config = _ppo("tests.toy_envs:SpaceEnv").environment(
+        "tests.toy_envs:SpaceEnv", env_config={"obs": obs, "action": action})
+    with _trained(config) as algo:
+        path = str(tmp_path / "p.onnx")
+        assert export_policy(algo, path, "onnx").agreement.ok
+        meta = json.loads((tmp_path / "p.onnx.json").read_text())
+        assert meta["inputs"][0]["shape"] == ["batch", *algo.obs_space.shape]
+        assert meta["inputs"][0]["dtype"] == ("uint8" if obs == "image" else "float32")
