@@ -25,7 +25,7 @@ from rl.envs.spaces import is_image_space
 from rl.policies.distributions import DistributionSpec
 from rl.policies.models import build_encoder
 
-__all__ = ["LSTMActorCritic", "is_recurrent"]
+__all__ = ["LSTMActorCritic", "is_recurrent", "states_after", "unroll"]
 
 
 def is_recurrent(cls: type) -> bool:
@@ -90,3 +90,64 @@ class LSTMActorCritic(nn.Module):
         if self.continuous:
             dist_inputs = torch.cat([dist_inputs, self.log_std.expand_as(dist_inputs)], dim=-1)
         return dist_inputs, self.vf_head(out).squeeze(-1), (h.squeeze(0), c.squeeze(0))
+
+
+def unroll(module: nn.Module, obs: torch.Tensor, start_state: tuple[torch.Tensor, ...],
+           initial_state: tuple[torch.Tensor, ...], starts: torch.Tensor):
+    """A recurrent model over time-major unrolls ``obs [T, N, ...]`` in one forward: each
+    env column from ``start_state`` (its state at row 0), from ``initial_state`` again at
+    every episode start (``starts [T, N]`` bool, row 0 excluded).
+
+    The columns are cut at the episode starts into padded sequences (so no reset happens
+    inside one), run as a batch, and the outputs put back in place.
+
+    Returns:
+        ``(dist_inputs [T * N, D], values [T * N])`` in row order ``t * N + n``.
+    """
+    T, N = starts.shape
+    cut = starts.clone()
+    cut[0] = True
+    env_idx, start_idx = torch.nonzero(cut.T, as_tuple=True)  # sub-env-major
+    ends = torch.empty_like(start_idx)
+    ends[:-1] = start_idx[1:]
+    last = torch.ones_like(start_idx, dtype=torch.bool)
+    last[:-1] = env_idx[1:] != env_idx[:-1]
+    ends[last] = T
+    length = ends - start_idx
+    L = int(length.max())
+    offsets = torch.arange(L, device=obs.device)
+    valid = offsets[None, :] < length[:, None]
+    rows = torch.clamp(start_idx[:, None] + offsets[None, :], max=T - 1)
+    envs = env_idx[:, None].expand_as(rows)
+    seq_obs = obs[rows, envs]
+    from_start = start_idx == 0
+    state = tuple(torch.where(from_start.reshape(-1, *([1] * (s.dim() - 1))), s[env_idx],
+                              init.expand(len(env_idx), *init.shape[1:]))
+                  for s, init in zip(start_state, initial_state))
+    dist_inputs, values, _ = module(seq_obs, state)
+    flat = (rows * N + envs)[valid]
+    out_d = dist_inputs.new_zeros(T * N, dist_inputs.shape[-1])
+    out_v = values.new_zeros(T * N)
+    out_d = out_d.index_put((flat,), dist_inputs[valid])
+    out_v = out_v.index_put((flat,), values[valid])
+    return out_d, out_v
+
+
+@torch.no_grad()
+def states_after(module: nn.Module, obs: torch.Tensor, start_state: tuple[torch.Tensor, ...],
+                 initial_state: tuple[torch.Tensor, ...], starts: torch.Tensor
+                 ) -> list[tuple[torch.Tensor, ...]]:
+    """The model state after each row of time-major unrolls (for bootstrap values),
+    stepping one row at a time: ``out[t][k][n]`` is tensor ``k`` after row ``t`` of
+    column ``n``. Targets only (no gradient)."""
+    T = obs.shape[0]
+    state = tuple(s.clone() for s in start_state)
+    out = []
+    for t in range(T):
+        if t > 0:
+            reset = starts[t].reshape(-1, *([1] * (state[0].dim() - 1)))
+            state = tuple(torch.where(reset, init.expand_as(s), s)
+                          for s, init in zip(state, initial_state))
+        _, _, state = module(obs[t][:, None], state)
+        out.append(state)
+    return out

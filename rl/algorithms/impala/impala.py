@@ -38,6 +38,7 @@ from rl.algorithms.impala.config import IMPALAConfig
 from rl.algorithms.impala.learner import IMPALALearner, LearnerRunner, LockedLearnerGroup
 from rl.algorithms.impala.queue import LearnerQueue, PolicyLag, QueuedBatch
 from rl.data import columns as C
+from rl.policies.model_spec import ACTOR_CRITIC, RECURRENT
 from rl.resume import pack_impala_state, unpack_impala_state
 from rl.runtime import shared
 
@@ -58,6 +59,7 @@ class IMPALA(Algorithm):
     config: IMPALAConfig
     learner_class = IMPALALearner
     learner_group: LockedLearnerGroup
+    model_kinds = (ACTOR_CRITIC, RECURRENT)
     # The learner recomputes V(x_T) and V(final obs) with its own value function.
     needs_next_obs = True
 

@@ -63,11 +63,21 @@ TRAIN_COLUMNS = (C.OBS, C.ACTIONS, C.LOGP, C.REWARDS, C.TERMINATEDS, C.TRUNCATED
 
 
 def stack_fragments(fragments: list[dict[str, np.ndarray]]) -> SampleBatch:
-    """Time-major fragments ``[T, n_i, ...]`` -> one time-major batch ``[T, sum n_i, ...]``."""
+    """Time-major fragments ``[T, n_i, ...]`` -> one time-major batch ``[T, sum n_i, ...]``.
+
+    A recurrent policy's unrolls start from the state the worker had at row 0: its
+    ``state_in_<k>`` columns keep that row only, repeated along T as a read-only view
+    (so the batch's columns share their first dimension)."""
+    def take(f: dict[str, np.ndarray], k: str) -> np.ndarray:
+        if not k.startswith(C.STATE_IN):
+            return f[k]
+        return np.broadcast_to(f[k][:1], (f[C.REWARDS].shape[0], *f[k].shape[1:]))
+
+    keys = TRAIN_COLUMNS + tuple(k for k in fragments[0] if k.startswith(C.STATE_IN))
     if len(fragments) == 1:
-        return SampleBatch({k: fragments[0][k] for k in TRAIN_COLUMNS})
-    return SampleBatch({k: np.concatenate([f[k] for f in fragments], axis=1)
-                        for k in TRAIN_COLUMNS})
+        return SampleBatch({k: take(fragments[0], k) for k in keys})
+    return SampleBatch({k: np.concatenate([take(f, k) for f in fragments], axis=1)
+                        for k in keys})
 
 
 def loss_inputs(batch: SampleBatch, device: torch.device) -> dict[str, torch.Tensor]:
@@ -82,6 +92,7 @@ def loss_inputs(batch: SampleBatch, device: torch.device) -> dict[str, torch.Ten
     t_idx, n_idx = np.nonzero(batch[C.TRUNCATEDS] & ~batch[C.TERMINATEDS])
     arrays = {
         **{k: batch[k] for k in (C.OBS, C.ACTIONS, C.LOGP, C.REWARDS)},
+        **{k: np.array(v[:1]) for k, v in batch.items() if k.startswith(C.STATE_IN)},
         C.TERMINATEDS: batch[C.TERMINATEDS].astype(np.float32),
         C.TRUNCATEDS: batch[C.TRUNCATEDS].astype(np.float32),
         BOOTSTRAP_OBS: next_obs[-1],

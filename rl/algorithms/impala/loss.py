@@ -14,6 +14,11 @@ bootstrap value V(x_T) and, at truncations inside the unroll, V(final obs); V-tr
 
 Means rather than the paper's sums, so that the learning rate does not depend on
 the batch size.
+
+A recurrent model runs over each unroll from the state the worker had at the unroll's
+start (``state_in_<k>`` row 0), from its initial state again where an episode starts
+(``rl.policies.recurrent.unroll``); V(x_T) and V(final obs) come from the state the
+target model reaches there (``states_after``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from rl.data import columns as C
 from rl.data.returns import vtrace_torch
 from rl.metrics import explained_variance
 from rl.policies import DistributionSpec
+from rl.policies.recurrent import states_after, unroll
 
 __all__ = ["BOOTSTRAP_OBS", "FINAL_INDEX", "FINAL_OBS", "IMPALALossSettings", "impala_loss"]
 
@@ -68,7 +74,17 @@ def impala_loss(module: torch.nn.Module, dist_spec: DistributionSpec,
     rewards = batch[C.REWARDS]
     T, N = rewards.shape
     obs = batch[C.OBS]
-    dist_inputs, values_flat = module(obs.reshape(T * N, *obs.shape[2:]))
+    recurrent = C.state_column(0) in batch
+    if recurrent:
+        inner = getattr(module, "module", module)  # DDP's wrapped model, for the targets
+        start = tuple(batch[C.state_column(k)][0] for k in range(_num_states(batch)))
+        initial = tuple(s[:1] for s in inner.initial_state(1))
+        initial = tuple(s.to(obs.device) for s in initial)
+        starts = torch.zeros(T, N, dtype=torch.bool, device=obs.device)
+        starts[1:] = (batch[C.TERMINATEDS] + batch[C.TRUNCATEDS])[:-1] > 0
+        dist_inputs, values_flat = unroll(module, obs, start, initial, starts)
+    else:
+        dist_inputs, values_flat = module(obs.reshape(T * N, *obs.shape[2:]))
     dist = dist_spec(dist_inputs)
     actions = batch[C.ACTIONS]
     target_logp_flat = dist.log_prob(actions.reshape(T * N, *actions.shape[2:]))
@@ -78,7 +94,15 @@ def impala_loss(module: torch.nn.Module, dist_spec: DistributionSpec,
     with torch.no_grad():
         # Values of states outside the unroll's rows: targets only, never trained on.
         extra = torch.cat([batch[BOOTSTRAP_OBS], batch[FINAL_OBS]], dim=0)
-        extra_values = module(extra)[1]
+        if recurrent:  # from the state after the last row / the truncated step
+            after = states_after(inner, obs, start, initial, starts)
+            t_idx, n_idx = batch[FINAL_INDEX] // N, batch[FINAL_INDEX] % N
+            state = tuple(torch.cat([after[T - 1][k]] + [after[int(t)][k][int(n)][None]
+                                                        for t, n in zip(t_idx, n_idx)])
+                          for k in range(len(start)))
+            extra_values = inner(extra[:, None], state)[1][:, 0]
+        else:
+            extra_values = module(extra)[1]
         final_values = torch.zeros(T * N, dtype=values.dtype, device=values.device)
         final_values[batch[FINAL_INDEX]] = extra_values[N:]
 
@@ -116,3 +140,7 @@ def impala_loss(module: torch.nn.Module, dist_spec: DistributionSpec,
             "value_mean": values.mean(),
         }
     return loss, metrics
+
+
+def _num_states(batch: dict[str, torch.Tensor]) -> int:
+    return sum(1 for k in batch if k.startswith(C.STATE_IN))
