@@ -8,7 +8,13 @@ A model is a plain ``torch.nn.Module`` built as::
   values [B])``; ``num_outputs`` is the width of the action distribution's inputs:
   ``n`` for ``Discrete(n)`` (logits), ``sum(nvec)`` for ``MultiDiscrete`` (the logits
   of each sub-action, concatenated), ``2 * dim(A)`` for ``Box`` (means, then log-stds);
-* Q-models (DQN): ``forward(obs) -> q_values [B, n]``, with ``num_outputs = n``.
+* Q-models (DQN): ``forward(obs) -> q_values [B, n]``, with ``num_outputs = n``;
+* squashed-Gaussian actors (SAC): ``forward(obs) -> dist_inputs [B, 2 * dim(A)]``, the
+  mean and log-std of a Gaussian whose ``tanh`` is the action in (-1, 1), rescaled to
+  the Box's bounds for the env (``rl.policies.distributions.SquashedGaussian``);
+* critics (SAC): ``forward(obs, actions) -> q [B]``, ``actions`` float ``[B, dim(A)]``
+  in the actor's (-1, 1) scale, with ``num_outputs = 1``. Only the learner builds
+  critics (SAC builds two, and their targets); workers run the actor alone.
 
 ``obs`` is a float32 tensor ``[B, *obs_space.shape]`` of the (prepared, possibly
 normalised) observation space the model was built on; images stay in their dtype
@@ -46,8 +52,12 @@ __all__ = ["BUILTIN_MODELS", "ModelError", "ModelSpec", "register_model", "regis
 
 ACTOR_CRITIC = "actor_critic"
 Q = "q"
+SQUASHED_GAUSSIAN = "squashed_gaussian"
+CRITIC = "critic"
 BUILTIN_MODELS = {ACTOR_CRITIC: "rl.policies.models:ActorCritic",
-                  Q: "rl.policies.models:QNetwork"}
+                  Q: "rl.policies.models:QNetwork",
+                  SQUASHED_GAUSSIAN: "rl.policies.models:SquashedGaussianActor",
+                  CRITIC: "rl.policies.models:ContinuousQCritic"}
 """The default ``model_class`` of each model kind."""
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
@@ -108,6 +118,8 @@ def num_outputs(kind: str, action_space: spaces.Space) -> int:
     """What the model's first output must be wide: see the module docstring."""
     if kind == Q:
         return int(action_space.n)
+    if kind == CRITIC:
+        return 1
     return DistributionSpec(action_space).input_dim
 
 
@@ -131,7 +143,8 @@ class ModelSpec:
     """Class + keyword arguments + spaces: everything needed to build the model.
 
     Attributes:
-        kind: ``actor_critic`` or ``q`` (what ``forward`` returns).
+        kind: ``actor_critic``, ``q``, ``squashed_gaussian`` or ``critic`` (what
+            ``forward`` returns).
         obs_space: the prepared observation space the model sees.
         action_space: the env's action space.
         model_class: the config's string (None: the built-in model of ``kind``).
@@ -169,6 +182,11 @@ class ModelSpec:
     def num_outputs(self) -> int:
         return num_outputs(self.kind, self.action_space)
 
+    @property
+    def dist_spec(self) -> DistributionSpec:
+        """The action distribution over this model's outputs (squashed for SAC's actor)."""
+        return DistributionSpec(self.action_space, squashed=self.kind == SQUASHED_GAUSSIAN)
+
     def build(self) -> nn.Module:
         """A new model with fresh parameters."""
         assert self.cls is not None, "ModelSpec.create() resolves the class"
@@ -203,25 +221,42 @@ class ModelSpec:
         space = copy.deepcopy(self.obs_space)
         space.seed(0)
         obs = np.stack([space.sample() for _ in range(2)]).astype(dtype)
+        args = [torch.from_numpy(obs)]
+        call = f"forward(obs Tensor{list(obs.shape)} {dtype})"
+        returned = f"forward(obs Tensor{list(obs.shape)})"
+        if self.kind == CRITIC:
+            dim = int(np.prod(self.action_space.shape))
+            args.append(torch.zeros(2, dim))
+            call = f"forward(obs Tensor{list(obs.shape)} {dtype}, actions Tensor[2, {dim}])"
+            returned = f"forward(obs Tensor{list(obs.shape)}, actions Tensor[2, {dim}])"
         try:
             with torch.no_grad():
-                out = module(torch.from_numpy(obs))
+                out = module(*args)
         except Exception as e:
-            raise ModelError(f"{prefix}: forward(obs Tensor{list(obs.shape)} {dtype}) raised "
-                             f"{error_line(e)}") from e
+            raise ModelError(f"{prefix}: {call} raised {error_line(e)}") from e
         if self.kind == Q:
             expected = f"q_values Tensor[2, {self.num_outputs}] float"
             ok = _is(out, (2, self.num_outputs))
+        elif self.kind == SQUASHED_GAUSSIAN:
+            expected = f"dist_inputs Tensor[2, {self.num_outputs}] float"
+            ok = _is(out, (2, self.num_outputs))
+        elif self.kind == CRITIC:
+            expected = "q Tensor[2] float"
+            ok = _is(out, (2,))
         else:
             expected = (f"(dist_inputs Tensor[2, {self.num_outputs}] float, values Tensor[2] "
                         "float)")
             ok = (isinstance(out, tuple | list) and len(out) == 2
                   and _is(out[0], (2, self.num_outputs)) and _is(out[1], (2,)))
         if not ok:
-            what = "a Q-model" if self.kind == Q else "an actor-critic model"
-            raise ModelError(f"{prefix}: forward(obs Tensor{list(obs.shape)}) of {what} for "
+            what = _KIND_NAMES[self.kind]
+            raise ModelError(f"{prefix}: {returned} of {what} for "
                              f"{self.action_space} must return {expected}; got {_describe(out)}")
         return module
+
+
+_KIND_NAMES = {ACTOR_CRITIC: "an actor-critic model", Q: "a Q-model",
+               SQUASHED_GAUSSIAN: "a squashed-Gaussian actor", CRITIC: "a critic"}
 
 
 def _is(t: Any, shape: tuple[int, ...]) -> bool:
