@@ -69,8 +69,10 @@ def test_learning_starts_with_uniform_random_actions():
     assert abs(actions.mean()) < 0.1 and abs(actions.std() - 1 / math.sqrt(3)) < 0.05
 
 
-def test_a_learner_process_trains_and_publishes_the_actor():
-    cfg = small_config(backend="process", num_learners=1)
+@pytest.mark.parametrize("num_learners", [1, 2])
+def test_learner_processes_train_and_publish_the_actor(num_learners):
+    # Two learners train under DDP (critics and actor), alpha's gradient averaged by hand.
+    cfg = small_config(backend="process", num_learners=num_learners)
     with cfg.build() as algo:
         results = [algo.train() for _ in range(2)]
         weights = algo.learner_group.get_weights()
