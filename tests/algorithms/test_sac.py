@@ -3,6 +3,7 @@ soft Q target and the critic, actor and alpha losses by hand, the learner's upda
 
 from __future__ import annotations
 
+import copy
 import math
 
 import gymnasium as gym
@@ -150,7 +151,7 @@ def test_learner_state_round_trip_holds_all_three_optimizers():
     a = _learner()
     a.update(_batch())
     b = _learner(seed=5)
-    b.load_state(a.state())
+    b.load_state(copy.deepcopy(a.state()))  # as a checkpoint would: no shared tensors
     np.testing.assert_array_equal(b.get_weights(), a.get_weights())
     np.testing.assert_array_equal(b.critic_weights(), a.critic_weights())
     assert b.log_alpha.item() == a.log_alpha.item()
@@ -161,5 +162,4 @@ def test_learner_state_round_trip_holds_all_three_optimizers():
     torch.manual_seed(0)
     out_b = b.update(_batch())
     out_a.pop(TD_ERRORS), out_b.pop(TD_ERRORS)
-    # Equal up to float rounding: a fresh first Adam step would differ by far more.
-    assert out_b == pytest.approx(out_a, rel=1e-4)
+    assert out_b == out_a
