@@ -27,6 +27,7 @@ _EXPORTS = {
     "DQNConfig": "rl.algorithms.dqn",
     "IMPALAConfig": "rl.algorithms.impala",
     "PPOConfig": "rl.algorithms.ppo",
+    "SACConfig": "rl.algorithms.sac",
     "register_env": "rl.envs",
     "register_model": "rl.policies",
 }
@@ -41,6 +42,7 @@ __all__ = [
     "Episode",
     "IMPALAConfig",
     "PPOConfig",
+    "SACConfig",
     "register_env",
     "register_model",
 ]
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from rl.algorithms.dqn import DQNConfig
     from rl.algorithms.impala import IMPALAConfig
     from rl.algorithms.ppo import PPOConfig
+    from rl.algorithms.sac import SACConfig
     from rl.callbacks import CallbackError, Callbacks, Episode
     from rl.config import AlgorithmConfig, ConfigError
     from rl.envs import register_env

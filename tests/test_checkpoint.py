@@ -102,7 +102,7 @@ DAMAGES = {
     "fewer layers": (lambda p: _change_model(p, [8]),
                      "learner.pt does not fit the model of this config (ActorCritic, "
                      "model_hiddens=[8]): it has unexpected pi_trunk"),
-    "unknown algorithm": (lambda p: _edit_state(p, algo="sac"),
+    "unknown algorithm": (lambda p: _edit_state(p, algo="td3"),
                           "state.json: written by an algorithm this rl does not have"),
     "newer format": (lambda p: _edit_state(p, format=FORMAT_VERSION + 1, rl_version="9.0"),
                      f"has checkpoint format {FORMAT_VERSION + 1} (written by rl 9.0)"),

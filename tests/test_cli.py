@@ -15,8 +15,8 @@ from rl.metrics import is_evaluation_row
 
 @pytest.mark.parametrize("argv,needle", [
     (["train", "--algo", "ppx", "--env", "CartPole-v1"], "unknown algorithm 'ppx'; did you mean ppo"),
-    (["train", "--algo", "sac", "--env", "CartPole-v1"],
-     "unknown algorithm 'sac'. Valid algorithms: ppo, impala, dqn"),
+    (["train", "--algo", "td3", "--env", "CartPole-v1"],
+     "unknown algorithm 'td3'. Valid algorithms: ppo, impala, dqn, sac"),
     (["train", "--algo", "ppo", "--env", "CartPol"], "Closest valid names: CartPole-v1"),
     (["train", "--algo", "ppo", "--env", "CartPole-v1", "--set", "lrr=1"], "did you mean lr"),
     (["train", "--algo", "ppo", "--env", "CartPole-v1", "--set", "lr=fast"], "lr: expected float"),

@@ -305,6 +305,14 @@ def _dqn_with_every_kind_of_state():
                         seed=7)
 
 
+def _sac_with_every_kind_of_state():
+    # As DQN's, plus the random warm-up ending mid-run, three optimizers, the learned
+    # temperature, Polyak targets and the learner's sampling noise (the torch stream).
+    from tests.algorithms.test_sac_runs import small_config as small_sac
+    return small_sac(num_env_runners=2, n_step=3, prioritized_replay=True,
+                     store_buffer_in_checkpoints=True, learning_starts=100, seed=7)
+
+
 def _impala_with_every_kind_of_state():
     # Fragments in flight and a partial train batch at the save, a board older than
     # the learner (broadcast_interval=3), and an observation filter on its own board
@@ -323,9 +331,10 @@ _RENUMBERED = ("learner/weights_version",)
 @pytest.mark.parametrize("config,iterations,renumbered", [
     (_ppo_with_every_kind_of_state, 4, ()),
     (_dqn_with_every_kind_of_state, 6, ()),
+    (_sac_with_every_kind_of_state, 6, ()),
     (_impala_with_every_kind_of_state, 6, ()),
     (_impala_with_every_kind_of_state, 4, _RENUMBERED),
-], ids=["ppo", "dqn", "impala", "impala-saved-between-broadcasts"])
+], ids=["ppo", "dqn", "sac", "impala", "impala-saved-between-broadcasts"])
 def test_exact_resume_on_the_inline_backend(tmp_path, config, iterations, renumbered):
     half = iterations // 2
     with config().build(logdir=str(tmp_path / "straight")) as algo:

@@ -59,6 +59,8 @@ class Algorithm(abc.ABC):
     or ``q``. The learner trains, and every worker runs, ``self.model_spec.build()``: the
     config's ``model_class`` (None: the built-in model of this kind)."""
     action_spaces: ClassVar[tuple[str, ...]] = ("Discrete", "Box", "MultiDiscrete")
+    action_space_hint: ClassVar[str] = ""
+    """Ends the error for an action space outside ``action_spaces``: the alternatives."""
     needs_next_obs: ClassVar[bool] = False
     """Whether fragments carry ``next_obs`` (the true final observation at episode ends)."""
 
@@ -79,7 +81,8 @@ class Algorithm(abc.ABC):
         config.env = self.env_spec.env_id
         self.obs_space, self.action_space, self.env_obs_space = probe_spaces(
             self.env_spec, config.env_config)
-        check_action_space(self.action_space, self.name, self.action_spaces)
+        check_action_space(self.action_space, self.name, self.action_spaces,
+                           self.action_space_hint)
         check_action_mask(self.env_obs_space, self.action_space, self.name)
         # The model is imported, built and run once here, before any process starts.
         self.model_spec = self.make_model_spec()

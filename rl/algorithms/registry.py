@@ -16,6 +16,7 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
     "ppo": ("rl.algorithms.ppo", "PPO"),
     "impala": ("rl.algorithms.impala", "IMPALA"),
     "dqn": ("rl.algorithms.dqn", "DQN"),
+    "sac": ("rl.algorithms.sac", "SAC"),
 }
 
 

@@ -183,14 +183,15 @@ def _item(space: gym.Space, obs: Any, i: int) -> Any:
     return np.asarray(obs)[i]
 
 
-def check_action_space(space: gym.Space, algo: str, allowed: tuple[str, ...]) -> None:
-    """Raise ``UnsupportedSpaceError`` if ``algo`` cannot act in ``space``."""
+def check_action_space(space: gym.Space, algo: str, allowed: tuple[str, ...],
+                       hint: str = "") -> None:
+    """Raise ``UnsupportedSpaceError`` if ``algo`` cannot act in ``space``; ``hint`` (the
+    algorithm's ``action_space_hint``) ends the message, naming the alternatives."""
     name = type(space).__name__
     if name not in allowed:
-        hint = " Use PPO or IMPALA for continuous or multi-discrete actions." if algo == "DQN" else ""
         raise UnsupportedSpaceError(
             f"{algo} cannot handle action space {space} ({name}); {algo} supports: "
-            f"{', '.join(allowed)}.{hint}"
+            f"{', '.join(allowed)}.{' ' + hint if hint else ''}"
         )
     if isinstance(space, spaces.Box) and not np.issubdtype(space.dtype, np.floating):
         raise UnsupportedSpaceError(f"Box action space {space} must have a float dtype")

@@ -70,15 +70,27 @@ class Learner(abc.ABC):
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def apply_loss(self, loss: torch.Tensor, params: list[nn.Parameter] | None = None) -> float:
-        """Backward, clip the global gradient norm, step; returns the pre-clip norm."""
-        self.optimizer.zero_grad(set_to_none=True)
+    def apply_loss(self, loss: torch.Tensor, params: list[nn.Parameter] | None = None,
+                   optimizer: torch.optim.Optimizer | None = None) -> float:
+        """Backward, clip the global gradient norm, step; returns the pre-clip norm.
+
+        Args:
+            loss: the scalar to minimise.
+            params: the parameters whose gradient norm is clipped (default: the
+                module's).
+            optimizer: the one to step (default: ``self.optimizer``, and only that one
+                counts in ``num_updates``); a learner with several (SAC's critics and
+                temperature) owns the others and saves them in ``state()``.
+        """
+        optimizer = self.optimizer if optimizer is None else optimizer
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = params if params is not None else list(self.module.parameters())
         clip = self.config.grad_clip
         norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else float("inf"))
-        self.optimizer.step()
-        self.num_updates += 1
+        optimizer.step()
+        if optimizer is self.optimizer:
+            self.num_updates += 1
         return float(norm)
 
     # ------------------------------------------------------------------ groups

@@ -3,7 +3,8 @@ models (encoders, heads) and the action distributions.
 
 A model is a ``torch.nn.Module`` built as ``Cls(obs_space, action_space, num_outputs,
 **model_kwargs)``; actor-critic models return ``(dist_inputs [B, num_outputs], values
-[B])`` from ``forward(obs)``, Q-models ``q_values [B, n]``. See
+[B])`` from ``forward(obs)``, Q-models ``q_values [B, n]``, SAC's actors ``dist_inputs
+[B, 2 * dim(A)]`` and its critics ``forward(obs, actions) -> q [B]``. See
 ``rl.policies.model_spec`` for ``num_outputs`` per action space.
 """
 
@@ -13,13 +14,16 @@ from rl.policies.distributions import (
     Distribution,
     DistributionSpec,
     MultiCategorical,
+    SquashedGaussian,
     distribution_for,
 )
 from rl.policies.model_spec import ModelError, ModelSpec, register_model
 from rl.policies.models import (
     ActorCritic,
+    ContinuousQCritic,
     NatureCNN,
     QNetwork,
+    SquashedGaussianActor,
     flat_params,
     load_flat_params,
     num_flat_params,
@@ -28,6 +32,7 @@ from rl.policies.models import (
 __all__ = [
     "ActorCritic",
     "Categorical",
+    "ContinuousQCritic",
     "DiagGaussian",
     "Distribution",
     "DistributionSpec",
@@ -36,6 +41,8 @@ __all__ = [
     "MultiCategorical",
     "NatureCNN",
     "QNetwork",
+    "SquashedGaussian",
+    "SquashedGaussianActor",
     "distribution_for",
     "flat_params",
     "load_flat_params",

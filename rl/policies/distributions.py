@@ -8,6 +8,9 @@ as behaviour logits), so a batch can rebuild the behaviour distribution exactly.
 * ``DiagGaussian``     Box(d):           D = 2d (mean, log_std); log-probs summed over dims.
   The policy samples raw actions; ``env_actions`` clips them to the Box for the env,
   while the batch keeps the raw sample so log-probs stay exact.
+* ``SquashedGaussian`` Box(d), squashed: D = 2d (mean, log_std of the Gaussian before
+  ``tanh``); actions lie in (-1, 1) and ``env_actions`` rescales them to the Box's
+  bounds (SAC; Haarnoja et al. 2018, arXiv:1812.05905, appendix C).
 
 Written directly on tensors rather than through ``torch.distributions``: the same
 math without argument validation and object overhead on the per-step inference path
@@ -36,8 +39,10 @@ __all__ = [
     "DiagGaussian",
     "Distribution",
     "MultiCategorical",
+    "SquashedGaussian",
     "distribution_for",
     "masked_logits",
+    "squashed_log_prob",
 ]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -162,16 +167,85 @@ class DiagGaussian(Distribution):
         return (0.5 * (var_ratio + t - 1.0) - torch.log(self.std / other.std)).sum(-1)
 
 
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+"""The squashed Gaussian's log-std is clamped to this range: below it the log-prob
+overflows float32, above it almost every sample lands on the bounds."""
+
+
+def squashed_log_prob(u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """Log-density ``[B]`` of ``a = tanh(u)`` where ``u ~ N(mean, exp(log_std))``, ``[B, d]``.
+
+    The change of variables subtracts ``log(1 - tanh(u)^2)`` per dimension, written as
+    ``2 * (log 2 - u - softplus(-2u))``: the same value, but finite even where
+    ``tanh(u)`` rounds to +-1 in float32 (``|u| > ~9``).
+    """
+    z = (u - mean) * torch.exp(-log_std)
+    gaussian = (-0.5 * z.pow(2) - log_std - _LOG_SQRT_2PI).sum(-1)
+    return gaussian - (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+
+
+class SquashedGaussian(Distribution):
+    """``tanh`` of a diagonal Gaussian; inputs ``[B, 2d]`` = (mean, log_std) before the
+    squash, log_std clamped to ``[LOG_STD_MIN, LOG_STD_MAX]``; actions float ``[B, d]``
+    in (-1, 1).
+
+    ``rsample_with_log_prob`` is the reparameterised draw SAC's losses differentiate
+    through; ``log_prob`` of a given action inverts the squash (``atanh``, clamped just
+    inside the bounds) and is exact except within ~1e-6 of them.
+    """
+
+    def __init__(self, inputs: torch.Tensor):
+        super().__init__(inputs)
+        self.mean, log_std = torch.chunk(inputs, 2, dim=-1)
+        self.log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def _noise(self, generator: torch.Generator | None) -> torch.Tensor:
+        return torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype,
+                           device=self.mean.device)
+
+    def rsample_with_log_prob(self, generator: torch.Generator | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(actions [B, d], log_prob [B])``, differentiable in the inputs."""
+        u = self.mean + self.log_std.exp() * self._noise(generator)
+        return torch.tanh(u), squashed_log_prob(u, self.mean, self.log_std)
+
+    def sample(self, generator=None):
+        return torch.tanh(self.mean + self.log_std.exp() * self._noise(generator))
+
+    def deterministic(self):
+        return torch.tanh(self.mean)
+
+    def log_prob(self, actions):
+        eps = torch.finfo(actions.dtype).eps
+        u = torch.atanh(actions.clamp(-1.0 + eps, 1.0 - eps))
+        return squashed_log_prob(u, self.mean, self.log_std)
+
+    def entropy(self):
+        """A one-sample estimate, ``-log_prob`` of a fresh draw (no closed form)."""
+        return -self.rsample_with_log_prob()[1]
+
+    def kl(self, other):
+        raise NotImplementedError("the KL divergence of two squashed Gaussians has no closed "
+                                  "form; SAC does not need it")
+
+
 class DistributionSpec:
     """How to build the distribution for an action space, and its sizes.
+
+    Args:
+        action_space: the env's action space.
+        squashed: for a Box, the ``SquashedGaussian`` (actions in (-1, 1), rescaled to
+            the bounds for the env) rather than the ``DiagGaussian``.
 
     Attributes:
         input_dim: D, the width of ``dist_inputs``.
         action_shape, action_dtype: how actions are stored in batches.
     """
 
-    def __init__(self, action_space: spaces.Space):
+    def __init__(self, action_space: spaces.Space, squashed: bool = False):
         self.action_space = action_space
+        if squashed and not isinstance(action_space, spaces.Box):
+            raise ValueError(f"a squashed Gaussian needs a Box action space, got {action_space}")
         if isinstance(action_space, spaces.Discrete):
             self.kind, self.input_dim = "categorical", int(action_space.n)
             self.action_shape, self.action_dtype = (), np.int64
@@ -181,7 +255,8 @@ class DistributionSpec:
             self.action_shape, self.action_dtype = (len(self.nvec),), np.int64
         elif isinstance(action_space, spaces.Box):
             self.action_dim = int(np.prod(action_space.shape))
-            self.kind, self.input_dim = "diag_gaussian", 2 * self.action_dim
+            self.kind = "squashed_gaussian" if squashed else "diag_gaussian"
+            self.input_dim = 2 * self.action_dim
             self.action_shape, self.action_dtype = (self.action_dim,), np.float32
             self.low = action_space.low.reshape(-1).astype(np.float32)
             self.high = action_space.high.reshape(-1).astype(np.float32)
@@ -192,13 +267,15 @@ class DistributionSpec:
 
     @property
     def is_continuous(self) -> bool:
-        return self.kind == "diag_gaussian"
+        return self.kind in ("diag_gaussian", "squashed_gaussian")
 
     def __call__(self, inputs: torch.Tensor) -> Distribution:
         if self.kind == "categorical":
             return Categorical(inputs)
         if self.kind == "multi_categorical":
             return MultiCategorical(inputs, self.nvec)
+        if self.kind == "squashed_gaussian":
+            return SquashedGaussian(inputs)
         return DiagGaussian(inputs)
 
     def mask(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -216,6 +293,11 @@ class DistributionSpec:
 
     def env_actions(self, actions: np.ndarray) -> np.ndarray:
         """Raw sampled actions ``[B, ...]`` -> what each env receives (clipped, reshaped)."""
+        if self.kind == "squashed_gaussian":
+            # (-1, 1) -> [low, high]; the clip only absorbs float rounding at the ends.
+            scaled = self.low + 0.5 * (actions + 1.0) * (self.high - self.low)
+            clipped = np.clip(scaled, self.low, self.high)
+            return clipped.reshape((len(actions),) + self.action_space.shape)
         if self.kind == "diag_gaussian":
             clipped = np.clip(actions, self.low, self.high)
             return clipped.reshape((len(actions),) + self.action_space.shape)

@@ -13,6 +13,12 @@ A model is a plain ``torch.nn.Module`` built as::
   ``initial_state``): ``initial_state(batch_size) -> state`` (a tuple of tensors
   ``[batch_size, ...]``) and ``forward(obs [B, T, ...], state) -> (dist_inputs [B, T,
   num_outputs], values [B, T], state)``; see ``rl.policies.recurrent``.
+* squashed-Gaussian actors (SAC): ``forward(obs) -> dist_inputs [B, 2 * dim(A)]``, the
+  mean and log-std of a Gaussian whose ``tanh`` is the action in (-1, 1), rescaled to
+  the Box's bounds for the env (``rl.policies.distributions.SquashedGaussian``);
+* critics (SAC): ``forward(obs, actions) -> q [B]``, ``actions`` float ``[B, dim(A)]``
+  in the actor's (-1, 1) scale, with ``num_outputs = 1``. Only the learner builds
+  critics (SAC builds two, and their targets); workers run the actor alone.
 
 ``obs`` is a float32 tensor ``[B, *obs_space.shape]`` of the (prepared, possibly
 normalised) observation space the model was built on; images stay in their dtype
@@ -60,9 +66,13 @@ __all__ = ["BUILTIN_MODELS", "ModelError", "ModelSpec", "ObsAdapter", "register_
 ACTOR_CRITIC = "actor_critic"
 Q = "q"
 RECURRENT = "recurrent_actor_critic"
+SQUASHED_GAUSSIAN = "squashed_gaussian"
+CRITIC = "critic"
 BUILTIN_MODELS = {ACTOR_CRITIC: "rl.policies.models:ActorCritic",
                   Q: "rl.policies.models:QNetwork",
-                  RECURRENT: "rl.policies.recurrent:LSTMActorCritic"}
+                  RECURRENT: "rl.policies.recurrent:LSTMActorCritic",
+                  SQUASHED_GAUSSIAN: "rl.policies.models:SquashedGaussianActor",
+                  CRITIC: "rl.policies.models:ContinuousQCritic"}
 """The default ``model_class`` of each model kind."""
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
@@ -123,6 +133,8 @@ def num_outputs(kind: str, action_space: spaces.Space) -> int:
     """What the model's first output must be wide: see the module docstring."""
     if kind == Q:
         return int(action_space.n)
+    if kind == CRITIC:
+        return 1
     return DistributionSpec(action_space).input_dim
 
 
@@ -186,7 +198,8 @@ class ModelSpec:
     """Class + keyword arguments + spaces: everything needed to build the model.
 
     Attributes:
-        kind: ``actor_critic`` or ``q`` (what ``forward`` returns).
+        kind: ``actor_critic``, ``q``, ``squashed_gaussian`` or ``critic`` (what
+            ``forward`` returns).
         obs_space: the prepared observation space the model sees.
         action_space: the env's action space.
         model_class: the config's string (None: the built-in model of ``kind``).
@@ -263,6 +276,11 @@ class ModelSpec:
         """Whether the model carries a state (``initial_state``, ``forward(obs, state)``)."""
         return self.kind == RECURRENT
 
+    @property
+    def dist_spec(self) -> DistributionSpec:
+        """The action distribution over this model's outputs (squashed for SAC's actor)."""
+        return DistributionSpec(self.action_space, squashed=self.kind == SQUASHED_GAUSSIAN)
+
     def build(self) -> nn.Module:
         """A new model with fresh parameters (behind an ``ObsAdapter`` for Dict spaces
         whose model needs the dict or whose observations carry an action mask)."""
@@ -312,25 +330,37 @@ class ModelSpec:
             obs = module.layout.to_dict(flat) if module.as_dict else module.layout.split(flat)[0]
         if self.recurrent:
             return self._check_recurrent(prefix, module, obs)
+        shown = _describe(obs).rsplit(" ", 1)[0] if isinstance(obs, torch.Tensor) else \
+            _describe(obs)
+        args = [obs]
+        call, returned = f"forward(obs {_describe(obs)})", f"forward(obs {shown})"
+        if self.kind == CRITIC:
+            dim = int(np.prod(self.action_space.shape))
+            args.append(torch.zeros(2, dim))
+            call = f"forward(obs {_describe(obs)}, actions Tensor[2, {dim}])"
+            returned = f"forward(obs {shown}, actions Tensor[2, {dim}])"
         try:
             with torch.no_grad():
-                out = inner(obs)
+                out = inner(*args)
         except Exception as e:
-            raise ModelError(f"{prefix}: forward(obs {_describe(obs)}) raised "
-                             f"{error_line(e)}") from e
+            raise ModelError(f"{prefix}: {call} raised {error_line(e)}") from e
         if self.kind == Q:
             expected = f"q_values Tensor[2, {self.num_outputs}] float"
             ok = _is(out, (2, self.num_outputs))
+        elif self.kind == SQUASHED_GAUSSIAN:
+            expected = f"dist_inputs Tensor[2, {self.num_outputs}] float"
+            ok = _is(out, (2, self.num_outputs))
+        elif self.kind == CRITIC:
+            expected = "q Tensor[2] float"
+            ok = _is(out, (2,))
         else:
             expected = (f"(dist_inputs Tensor[2, {self.num_outputs}] float, values Tensor[2] "
                         "float)")
             ok = (isinstance(out, tuple | list) and len(out) == 2
                   and _is(out[0], (2, self.num_outputs)) and _is(out[1], (2,)))
         if not ok:
-            what = "a Q-model" if self.kind == Q else "an actor-critic model"
-            shown = _describe(obs).rsplit(" ", 1)[0] if isinstance(obs, torch.Tensor) else \
-                _describe(obs)
-            raise ModelError(f"{prefix}: forward(obs {shown}) of {what} for "
+            what = _KIND_NAMES[self.kind]
+            raise ModelError(f"{prefix}: {returned} of {what} for "
                              f"{self.action_space} must return {expected}; got {_describe(out)}")
         if isinstance(module, ObsAdapter):
             with torch.no_grad():
@@ -369,6 +399,10 @@ class ModelSpec:
                 f"Tensor[2, 1, {D}] float, values Tensor[2, 1] float, state shaped as "
                 f"initial_state: {_describe(tuple(state))}); got {_describe(out)}")
         return module
+
+
+_KIND_NAMES = {ACTOR_CRITIC: "an actor-critic model", Q: "a Q-model",
+               SQUASHED_GAUSSIAN: "a squashed-Gaussian actor", CRITIC: "a critic"}
 
 
 def _is(t: Any, shape: tuple[int, ...]) -> bool:

@@ -1,8 +1,9 @@
 """The built-in models: encoders (MLP, Nature CNN) and the actor-critic / Q-network heads.
 
-``ActorCritic`` and ``QNetwork`` follow the model contract of ``rl.policies.model_spec``
-(``Cls(obs_space, action_space, num_outputs, **model_kwargs)``); they are the default
-``model_class`` of PPO/IMPALA and DQN, and the template for a user's own model.
+``ActorCritic``, ``QNetwork``, ``SquashedGaussianActor`` and ``ContinuousQCritic``
+follow the model contract of ``rl.policies.model_spec`` (``Cls(obs_space, action_space,
+num_outputs, **model_kwargs)``); they are the default models of PPO/IMPALA, DQN and
+SAC (actor, critics), and the template for a user's own model.
 
 Initialisation follows the PPO implementation details (Huang et al. 2022):
 orthogonal weights with gain sqrt(2) in hidden layers, 0.01 for the policy head,
@@ -25,9 +26,11 @@ from rl.policies.distributions import DistributionSpec
 __all__ = [
     "ACTIVATIONS",
     "ActorCritic",
+    "ContinuousQCritic",
     "FlattenFloat",
     "NatureCNN",
     "QNetwork",
+    "SquashedGaussianActor",
     "build_encoder",
     "flat_params",
     "load_flat_params",
@@ -193,6 +196,68 @@ class QNetwork(nn.Module):
         if self.val_head is None:
             return adv
         return self.val_head(features) + adv - adv.mean(dim=-1, keepdim=True)
+
+
+class SquashedGaussianActor(nn.Module):
+    """SAC's actor: ``forward(obs) -> dist_inputs [B, 2d]``, the mean and log-std of the
+    Gaussian that ``tanh`` squashes into the action (``SquashedGaussian``).
+
+    Args:
+        obs_space: the prepared observation space (the model contract's).
+        action_space: the env's Box action space, ``d = prod(shape)``.
+        num_outputs: ``2 * d``.
+        hiddens: MLP layer widths (after the CNN for images): ``model_hiddens``.
+        activation: the MLP's activation (``model_activation``).
+        cnn_hidden: width of the CNN's last layer.
+    """
+
+    def __init__(self, obs_space: spaces.Space, action_space: spaces.Box, num_outputs: int, *,
+                 hiddens: list[int] = (256, 256), activation: str = "relu",
+                 cnn_hidden: int = 512):
+        super().__init__()
+        _check_outputs("SquashedGaussianActor", num_outputs,
+                       2 * int(np.prod(action_space.shape)), action_space)
+        self.trunk, width = build_encoder(obs_space, hiddens, activation, cnn_hidden)
+        self.head = _init(nn.Linear(width, num_outputs), 0.01)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(obs))
+
+
+class ContinuousQCritic(nn.Module):
+    """One soft Q-function: ``forward(obs, actions [B, d]) -> q [B]`` (SAC builds two).
+
+    Vector observations are concatenated with the actions before the MLP; images go
+    through the Nature CNN first and its features are concatenated with the actions.
+
+    Args:
+        obs_space: the prepared observation space (the model contract's).
+        action_space: the env's Box action space.
+        num_outputs: 1.
+        hiddens: MLP layer widths: ``model_hiddens``.
+        activation: the MLP's activation (``model_activation``).
+        cnn_hidden: width of the CNN's last layer.
+    """
+
+    def __init__(self, obs_space: spaces.Space, action_space: spaces.Box, num_outputs: int, *,
+                 hiddens: list[int] = (256, 256), activation: str = "relu",
+                 cnn_hidden: int = 512):
+        super().__init__()
+        _check_outputs("ContinuousQCritic", num_outputs, 1, action_space)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation {activation!r} is not one of {', '.join(ACTIVATIONS)}")
+        if is_image_space(obs_space):
+            self.encoder: nn.Module = NatureCNN(obs_space.shape, cnn_hidden)
+            width = self.encoder.out_dim
+        else:
+            self.encoder, width = FlattenFloat(), int(np.prod(obs_space.shape))
+        in_dim = width + int(np.prod(action_space.shape))
+        self.mlp, out = _mlp(in_dim, list(hiddens), activation)
+        self.head = _init(nn.Linear(out, 1), 1.0)
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([self.encoder(obs), actions.reshape(len(actions), -1)], dim=-1)
+        return self.head(self.mlp(x)).squeeze(-1)
 
 
 def flat_params(module: nn.Module) -> np.ndarray:

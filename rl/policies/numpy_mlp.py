@@ -8,8 +8,9 @@ therefore evaluate MLP networks with the arrays copied out of the torch module a
 each weight load, and hand the outputs back to the torch distributions, so the
 sampling and log-probability math keeps its one home in ``distributions.py``.
 
-Only the built-in ``ActorCritic`` and ``QNetwork`` are mirrored, and only when their
-encoders are made of Linear layers and tanh/relu/elu/silu activations; anything else
+Only the built-in ``ActorCritic``, ``QNetwork`` and ``SquashedGaussianActor`` are
+mirrored, and only when their encoders are made of Linear layers and tanh/relu/elu/silu
+activations; anything else
 (the CNN, gelu) returns None and the worker runs torch. A user's model (even a
 subclass of a built-in one, whose forward may differ) always runs in torch.
 """
@@ -21,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 from torch import nn
 
-from rl.policies.models import ActorCritic, FlattenFloat, QNetwork
+from rl.policies.models import ActorCritic, FlattenFloat, QNetwork, SquashedGaussianActor
 
 __all__ = ["NumpyMLP", "compile_actor_critic", "compile_q_network"]
 
@@ -123,6 +124,15 @@ def _with_log_std(mean: np.ndarray, log_std: np.ndarray | None) -> np.ndarray:
     if log_std is None:
         return mean
     return np.concatenate([mean, np.broadcast_to(log_std, mean.shape)], axis=-1)
+
+
+def compile_squashed_actor(module: SquashedGaussianActor
+                           ) -> Callable[[np.ndarray], np.ndarray] | None:
+    """``obs -> dist_inputs`` of SAC's built-in actor in numpy, or None when not mirrorable."""
+    if type(module) is not SquashedGaussianActor:
+        return None
+    layers = _flat_layers(module.trunk)
+    return None if layers is None else NumpyMLP.from_modules(layers + [module.head])
 
 
 def compile_q_network(module: QNetwork) -> Callable[[np.ndarray], np.ndarray] | None:

@@ -7,6 +7,9 @@
   carrying one model state per sub-env across steps (and fragments); the worker resets
   a sub-env's state where its episode starts and records the states the learner's
   sequences start from.
+* ``SquashedGaussianPolicy`` (SAC): samples ``tanh`` of the actor's Gaussian, or
+  uniform actions in (-1, 1) when the request says ``random`` (SAC's warm-up); the
+  worker rescales them to the Box's bounds.
 
 Both build their network from the algorithm's ``ModelSpec`` (the learner builds the
 same one, so the flat weights fit) and do one forward per vector step. The built-in
@@ -30,10 +33,11 @@ import torch
 
 from rl.data import columns as C
 from rl.policies import DistributionSpec, ModelSpec, load_flat_params
-from rl.policies.model_spec import ObsAdapter, Q
-from rl.policies.numpy_mlp import compile_actor_critic, compile_q_network
+from rl.policies.model_spec import SQUASHED_GAUSSIAN, ObsAdapter, Q
+from rl.policies.numpy_mlp import compile_actor_critic, compile_q_network, compile_squashed_actor
 
-__all__ = ["ActorCriticPolicy", "QPolicy", "RecurrentActorCriticPolicy", "build_inference_policy"]
+__all__ = ["ActorCriticPolicy", "QPolicy", "RecurrentActorCriticPolicy", "SquashedGaussianPolicy",
+           "build_inference_policy"]
 
 
 class ActorCriticPolicy:
@@ -212,10 +216,52 @@ def _mirror(module, compile_fn):
     return forward
 
 
+class SquashedGaussianPolicy:
+    """SAC's actor; ``request["random"]`` samples uniform actions instead (warm-up)."""
+
+    def __init__(self, model: ModelSpec):
+        self.module = model.build()
+        self.module.eval()
+        self.dist_spec = model.dist_spec
+        self._fast = compile_squashed_actor(self.module)
+
+    def load_weights(self, vector: np.ndarray) -> None:
+        load_flat_params(self.module, vector)
+        if self._fast is not None:
+            self._fast = compile_squashed_actor(self.module)
+
+    def columns(self) -> dict[str, tuple[tuple[int, ...], type]]:
+        return {}
+
+    def _dist_inputs(self, obs: torch.Tensor) -> torch.Tensor:
+        if self._fast is not None:
+            return torch.from_numpy(self._fast(obs.numpy()))
+        return self.module(obs)
+
+    @torch.inference_mode()
+    def act(self, obs: torch.Tensor, generator: torch.Generator, request: dict) -> dict[str, Any]:
+        if request.get("random"):
+            shape = (obs.shape[0], self.dist_spec.action_dim)
+            actions = torch.rand(shape, generator=generator) * 2.0 - 1.0
+        else:
+            actions = self.dist_spec(self._dist_inputs(obs)).sample(generator)
+        return {C.ACTIONS: actions.numpy()}
+
+    @torch.inference_mode()
+    def greedy(self, obs: torch.Tensor) -> np.ndarray:
+        return self.dist_spec(self._dist_inputs(obs)).deterministic().numpy()
+
+
 def build_inference_policy(model: ModelSpec, num_envs: int = 1
-                           ) -> ActorCriticPolicy | QPolicy | RecurrentActorCriticPolicy:
-    """The worker-side policy for the model's kind (``actor_critic``, ``q`` or
-    ``recurrent_actor_critic``, which keeps a state for each of ``num_envs`` sub-envs)."""
+                           ) -> ActorCriticPolicy | QPolicy | RecurrentActorCriticPolicy \
+        | SquashedGaussianPolicy:
+    """The worker-side policy for the model's kind (``actor_critic``, ``q``,
+    ``squashed_gaussian`` or ``recurrent_actor_critic``, which keeps a state for each of
+    ``num_envs`` sub-envs)."""
     if model.recurrent:
         return RecurrentActorCriticPolicy(model, num_envs)
-    return QPolicy(model) if model.kind == Q else ActorCriticPolicy(model)
+    if model.kind == Q:
+        return QPolicy(model)
+    if model.kind == SQUASHED_GAUSSIAN:
+        return SquashedGaussianPolicy(model)
+    return ActorCriticPolicy(model)

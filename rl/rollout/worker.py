@@ -49,7 +49,7 @@ from rl.callbacks import EpisodeHooks
 from rl.data import columns as C
 from rl.envs import EnvSpec, VectorEnv, env_factory, is_image_space
 from rl.envs.normalization import RunningMeanStd
-from rl.policies import DistributionSpec, ModelSpec
+from rl.policies import ModelSpec
 from rl.rollout.policy import build_inference_policy
 from rl.runtime.base import BoardReader
 from rl.runtime.shared import share
@@ -120,7 +120,7 @@ class RolloutWorker:
                               stream=incarnation,
                               restart_failed=spec.restart_failed_sub_envs,
                               record_actions=spec.exact_resume, hooks=self.hooks)
-        self.dist_spec = DistributionSpec(spec.action_space)
+        self.dist_spec = spec.model.dist_spec
         self.policy = build_inference_policy(spec.model, spec.num_envs)
         self.recurrent = spec.model.recurrent
         seed = 0 if spec.seed is None else spec.seed

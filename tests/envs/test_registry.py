@@ -96,7 +96,8 @@ def test_action_space_check_names_the_space():
     with pytest.raises(UnsupportedSpaceError, match="MultiBinary"):
         check_action_space(gym.spaces.MultiBinary(3), "PPO", ("Discrete", "Box", "MultiDiscrete"))
     with pytest.raises(UnsupportedSpaceError, match="PPO"):
-        check_action_space(gym.spaces.Box(-1, 1, (2,)), "DQN", ("Discrete",))
+        check_action_space(gym.spaces.Box(-1, 1, (2,)), "DQN", ("Discrete",),
+                           "Use PPO or IMPALA for continuous or multi-discrete actions.")
 
 
 # ------------------------------------------------------------ a user's env failing
