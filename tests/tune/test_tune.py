@@ -251,6 +251,8 @@ def test_ctrl_c_stops_every_trial_keeps_the_study_and_exits_130(tmp_path):
     assert proc.returncode == 130, err
     assert "--resume continues it" in err
     assert wait_gone(kids, 10) == [] and not any(pid_alive(k) for k in kids)
+    # The trial processes were the drivers of their runtimes: no segment of theirs is left.
+    assert [n for n in os.listdir("/dev/shm") if any(n.startswith(f"rl_{k}_") for k in kids)] == []
     got = rows(out)
     assert [r["state"] for r in got] == ["failed"] and got[0]["error"] == INTERRUPTED
     assert os.path.getsize(out / "study.db") > 0
