@@ -130,8 +130,9 @@ def open_study(example: TunedExample, options: TuneOptions):
                           "sampler; resume it with the same ones, or --out another directory")
     for t in study.get_trials(deepcopy=False):
         if t.state == optuna.trial.TrialState.RUNNING:  # the sweep was killed
-            study._storage.set_trial_user_attr(t._trial_id, "error", INTERRUPTED)
-            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            # A FrozenTrial has no setter; the running trial's handle is Trial(study, id).
+            optuna.trial.Trial(study, t._trial_id).set_user_attr("error", INTERRUPTED)
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     return study
 
 

@@ -161,6 +161,20 @@ def test_an_interrupted_sweep_resumes_with_only_the_missing_trials(tmp_path):
     assert len(study.trials) == len(first) + (6 - finished)
 
 
+def test_a_trial_a_killed_sweep_left_running_is_marked_failed_and_run_again(tmp_path):
+    example = stub_example(tmp_path)
+    options = TuneOptions(out=str(tmp_path / "out"), trials=2, pruner="none", sampler="random")
+    run_study(example, options, console=None, launch=stub_launch)
+    study = optuna.load_study(study_name="rl-tune",
+                              storage=f"sqlite:///{tmp_path}/out/study.db")
+    study.ask()  # as if the sweep had been killed with this trial running
+    options.resume, options.trials = True, 3
+    study = run_study(example, options, console=None, launch=stub_launch)
+    S = optuna.trial.TrialState
+    assert [t.state for t in study.trials] == [S.COMPLETE, S.COMPLETE, S.FAIL, S.COMPLETE]
+    assert study.trials[2].user_attrs["error"] == INTERRUPTED
+
+
 def test_a_sweep_dir_is_not_overwritten_without_resume(tmp_path, capsys):
     file = small_example(tmp_path / "t.yaml")
     os.makedirs(tmp_path / "out")
