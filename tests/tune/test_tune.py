@@ -270,3 +270,26 @@ def test_ctrl_c_stops_every_trial_keeps_the_study_and_exits_130(tmp_path):
     got = rows(out)
     assert [r["state"] for r in got] == ["failed"] and got[0]["error"] == INTERRUPTED
     assert os.path.getsize(out / "study.db") > 0
+
+
+def test_a_trial_with_two_seeds_reports_their_mean_at_each_step(tmp_path):
+    from rl.tune.trial import run_trial
+
+    file = small_example(tmp_path / "t.yaml")
+    reports = []
+    out = run_trial({"example": file, "params": {"lr": 1e-3, "num_epochs": 1}, "seeds": [0, 1],
+                     "metric": "episode_return_mean", "mode": "max",
+                     "dir": str(tmp_path / "trial")}, reports.append)
+    assert len(out["run_dirs"]) == 2
+    curves = []
+    for run_dir in out["run_dirs"]:
+        with open(os.path.join(run_dir, "result.jsonl")) as f:
+            curves.append({r["env_steps_total"]: r["episode_return_mean"]
+                           for r in map(json.loads, f) if "episode_return_mean" in r})
+        with open(os.path.join(run_dir, "params.json")) as f:
+            assert json.load(f)["num_epochs"] == 1
+    assert [r["step"] for r in reports] == sorted(set(curves[0]) & set(curves[1]))
+    for r in reports:
+        assert r["value"] == pytest.approx((curves[0][r["step"]] + curves[1][r["step"]]) / 2)
+    assert out["final"] == pytest.approx(reports[-1]["value"])
+    assert out["best"] == pytest.approx(max(r["value"] for r in reports))
