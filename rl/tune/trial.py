@@ -14,7 +14,8 @@ every round it writes one JSON line to its stdout::
 ``step`` is the fewest env steps any seed has taken (``env_steps_total``); a seed that
 stopped holds its last value in the mean. Everything else the trial prints goes to
 stderr (the sweep keeps it in ``trial.log``). SIGTERM or SIGINT ends the trial between
-iterations (``rl.interrupts``), its algorithms stopped and their workers gone.
+iterations (``rl.interrupts``), its algorithms stopped and their workers gone; so does
+the death of the sweep process (a pidfd on it), which SIGTERMs the trial.
 
 ``env_steps_to_pass``: a seed's value is the env steps at which it met the example's
 pass criterion (a greedy-evaluation criterion is checked once, after its run); while it
@@ -27,7 +28,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import select
+import signal
 import sys
+import threading
 from typing import Any
 
 from rl.config import error_line
@@ -121,6 +125,21 @@ def _final(s: _Seed, metric: str, to_pass: bool, criterion) -> float:
     return _value(metric, s.result)
 
 
+def _watch_sweep() -> None:
+    """SIGTERM ourselves when the sweep process dies (killed, where it could not stop
+    us): the trial is in a session of its own, so nothing else would end it."""
+    try:
+        fd = os.pidfd_open(os.getppid())
+    except (AttributeError, OSError):  # no pidfd (not Linux): the sweep's Ctrl-C path only
+        return
+
+    def wait() -> None:
+        select.select([fd], [], [])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=wait, name="watch-sweep", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     # The protocol's lines go to the original stdout; anything else printed goes to stderr.
     out = os.fdopen(os.dup(1), "w", buffering=1)
@@ -135,6 +154,7 @@ def main(argv: list[str]) -> int:
         out.write(json.dumps(message) + "\n")
 
     with INTERRUPTS.installed():
+        _watch_sweep()
         try:
             emit(run_trial(spec, emit))
         except (KeyboardInterrupt, Terminated):
