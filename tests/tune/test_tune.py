@@ -32,8 +32,10 @@ def small_example(path, **changes) -> str:
                           train_batch_size=256, minibatch_size=64)
     data["stop"] = {"env_steps_total": 1024}
     data["tune"]["space"]["num_epochs"] = {"int": [1, 2]}
-    for key, value in changes.items():
+    for key, value in changes.items():  # None: leave the key out
         data[key] = value
+        if value is None:
+            del data[key]
     with open(path, "w") as f:
         yaml.safe_dump(data, f)
     return str(path)
@@ -305,3 +307,18 @@ def test_without_optuna_the_error_names_the_extra(tmp_path, capsys, monkeypatch)
     assert cli.main(["tune", small_example(tmp_path / "t.yaml"),
                      "--out", str(tmp_path / "out")]) == 2
     assert "pip install 'rl[tune]'" in capsys.readouterr().err
+
+
+def test_env_steps_to_pass_counts_the_steps_to_the_pass_criterion(tmp_path):
+    from rl.tune.trial import run_trial
+
+    file = small_example(tmp_path / "t.yaml", reference=None,
+                         **{"pass": {"metric": "episode_return_mean", "min": 15}})
+    reports = []
+    out = run_trial({"example": file, "params": {}, "seeds": [0], "dir": str(tmp_path / "t"),
+                     "metric": "env_steps_to_pass", "mode": "min"}, reports.append)
+    with open(os.path.join(out["run_dirs"][0], "result.jsonl")) as f:
+        results = [r for r in map(json.loads, f) if "episode_return_mean" in r]
+    passed = next(r["env_steps_total"] for r in results if r["episode_return_mean"] >= 15)
+    assert out["final"] == passed and results[-1]["env_steps_total"] == passed
+    assert [r["value"] for r in reports] == [r["step"] for r in reports]  # steps so far
