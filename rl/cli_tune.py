@@ -103,6 +103,9 @@ def cmd_tune(args) -> int:
     if study is None:  # interrupted: reopen what was stored
         from rl.tune.study import open_study
 
+        if not os.path.exists(os.path.join(args.out, "study.db")):
+            return 130  # before the study was created: nothing to keep
+
         options.resume = True
         study = open_study(example, options)
     outputs = write_outputs(study, example, args.out)
