@@ -1,4 +1,4 @@
-"""The ``rl`` command line: ``rl train | evaluate | bench | plot | list | export``.
+"""The ``rl`` command line: ``rl train | evaluate | bench | plot | list | export | tune``.
 
 User errors (unknown algorithm, env, config key or value, missing or broken file,
 an action space the algorithm cannot handle) exit 2 with one line that says what
@@ -27,7 +27,7 @@ import sys
 import time
 from typing import Any
 
-from rl import cli_export, cli_resume
+from rl import cli_export, cli_resume, cli_tune
 from rl.runtime import BACKENDS
 
 EXIT_FAILED = 1
@@ -219,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list algorithms and example envs")
     cli_export.add_parser(sub)
+    cli_tune.add_parser(sub)
     for command in (t, e):
         command.add_argument("--import", dest="imports", action="append", default=[],
                              metavar="MODULE", help="import MODULE before anything runs "
@@ -571,7 +572,8 @@ def main(argv: list[str] | None = None) -> int:
     from rl.callbacks import CallbackError
 
     handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench,
-                "plot": cmd_plot, "list": cmd_list, "export": cli_export.cmd_export}
+                "plot": cmd_plot, "list": cmd_list, "export": cli_export.cmd_export,
+                "tune": cli_tune.cmd_tune}
     _cwd_importable()
     try:
         return handlers[args.command](args)

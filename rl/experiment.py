@@ -10,6 +10,7 @@ A tuned example is a YAML file::
     reference: {source: rl-baselines3-zoo benchmark.md, value: 500, std: 0,
                 protocol: greedy_eval, episodes: 300, budget: 100000}
     ci: {seeds: [0, 1, 2]}                    # optional: the learning tests run these seeds
+    tune: {metric: ..., mode: max, num_samples: 16, space: {...}}   # optional: rl tune
 
 The ``reference`` names the protocol its figure was measured by (``PROTOCOLS``), and
 ``pass`` checks the metric that protocol gives: a greedy evaluation of ``episodes``
@@ -43,6 +44,7 @@ from rl.algorithms.registry import config_class
 from rl.config import AlgorithmConfig, ConfigError, coerce, parse_duration, yaml_error
 from rl.interrupts import INTERRUPTS, Terminated
 from rl.rollout import WorkerFailedError
+from rl.tune.space import TuneSpec, parse_tune
 
 __all__ = ["PROTOCOLS", "PassCriterion", "Reference", "Stop", "TunedExample", "Terminated",
            "fit", "load_example"]
@@ -263,6 +265,10 @@ class TunedExample:
     reference: Reference | None = None
     ci_seeds: tuple[int, ...] = ()
     """The seeds the learning tests run (``ci: {seeds: [...]}``); empty: not in CI."""
+    tune: TuneSpec | None = None
+    """The ``rl tune`` search (``rl.tune.space``); None: the file has no ``tune:``."""
+    data: dict[str, Any] | None = None
+    """The file's mapping as written (``rl tune`` writes its best.yaml from it)."""
 
 
 def _ci_seeds(path: str, ci: Any, pass_criterion: PassCriterion | None, stop: Stop) -> tuple[int, ...]:
@@ -298,10 +304,10 @@ def load_example(path: str) -> TunedExample:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with algo, env, config, stop")
     unknown = set(data) - {"algo", "env", "config", "stop", "pass", "reference", "ci",
-                           "description"}
+                           "description", "tune"}
     if unknown:
         raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)}; valid: algo, env, "
-                          "config, stop, pass, reference, ci, description")
+                          "config, stop, pass, reference, ci, description, tune")
     for key in ("algo", "env"):
         if key not in data:
             raise ConfigError(f"{path}: missing required key {key!r}")
@@ -321,9 +327,11 @@ def load_example(path: str) -> TunedExample:
             f"{path}: pass.metric {criterion.metric} does not measure what the reference "
             f"does (protocol {reference.protocol}); compare like with like: use pass.metric "
             f"{PROTOCOLS[reference.protocol]}")
+    tune = parse_tune(path, data["tune"], cfg) if data.get("tune") is not None else None
     return TunedExample(path=path, algo=data["algo"], env=data["env"], config=cfg, stop=stop,
                         pass_criterion=criterion, reference=reference,
-                        ci_seeds=_ci_seeds(path, data.get("ci"), criterion, stop))
+                        ci_seeds=_ci_seeds(path, data.get("ci"), criterion, stop), tune=tune,
+                        data=data)
 
 
 def _progress(algo, stop: Stop, verbose: bool | None) -> M.Progress | None:

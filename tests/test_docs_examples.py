@@ -30,7 +30,7 @@ driver is left (a bash command is exec'ed, so its pid is the driver's). Both che
 
 Budgets: ``rl train`` gets ``--stop-iters 1`` (its own stop flags stay; whichever holds
 first stops it), ``rl evaluate`` ``--episodes 2``, ``rl bench`` ``--seeds 0
---stop-iters 1``; in Python, every ``env_steps_total`` stop value (``100_000``, ``1e5``, ``"100k"``) becomes
+--stop-iters 1``, ``rl tune`` ``--trials 1``; in Python, every ``env_steps_total`` stop value (``100_000``, ``1e5``, ``"100k"``) becomes
 2048.
 """
 
@@ -242,6 +242,8 @@ def budget(tokens: list[str]) -> list[str]:
         return ["--episodes", "2"]
     if command == "bench":
         return ["--seeds", "0", "--stop-iters", "1"]
+    if command == "tune":
+        return ["--trials", "1"]
     return []
 
 

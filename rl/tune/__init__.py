@@ -1,0 +1,16 @@
+"""``rl tune``: hyper-parameter sweeps of a tuned example's ``tune:`` space.
+
+``space`` parses and samples the search space, ``study`` runs the embedded Optuna study
+(SQLite, trial processes, pruning), ``trial`` is one trial's process, ``report`` writes
+``trials.csv``, ``best.yaml`` and the plots. Optuna is imported only when a sweep runs
+(the ``rl[tune]`` extra), so loading a tuned example never needs it.
+
+The Ray Tune path for clusters (``--backend ray``, ``--address``, ``--pruner pbt``) is to
+come as one more module beside ``study``: the same ``TuneSpec`` (its distributions map
+one to one onto Ray Tune's), ``trial.run_trial`` as the trainable (its ``emit`` becomes
+``tune.report``), Optuna as Ray's searcher and ASHA as its scheduler.
+"""
+
+from rl.tune.space import TuneSpec, parse_tune
+
+__all__ = ["TuneSpec", "parse_tune"]
