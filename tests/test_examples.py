@@ -99,3 +99,12 @@ def test_action_masking_example_trains_both_algorithms_within_the_mask(tmp_path)
     assert len(lines) == 2, out.stdout
     for line in lines:
         assert line.split("plays card ")[1].split(" ")[0] in ("0", "2", "5"), line
+
+
+def test_recurrent_policy_example_trains_and_carries_the_state_through_an_episode():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "recurrent_policy.py"), "--timesteps", "1024"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    assert "trained 1024 env steps" in out.stdout
+    assert "one greedy episode carrying the LSTM state: return" in out.stdout
