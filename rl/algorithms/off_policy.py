@@ -27,7 +27,7 @@ import numpy as np
 from rl import checkpoint as ckpt
 from rl import resume
 from rl.algorithms.algorithm import Algorithm
-from rl.config import AlgorithmConfig, Check, ConfigError, error_line, setting
+from rl.config import FRAGMENT_LENGTH, AlgorithmConfig, Check, ConfigError, error_line, setting
 from rl.data import SampleBatch
 from rl.data import columns as C
 from rl.data.nstep import NStepAccumulator
@@ -39,6 +39,23 @@ __all__ = ["REPLAY_SIZE", "OffPolicyAlgorithm", "OffPolicyConfig"]
 REPLAY_SIZE = "replay/size"
 _REPLAY_ARRAYS = "replay"
 _NSTEP_ARRAYS = "nstep"
+
+
+def fragment_length_setting(auto: int) -> Any:
+    """The ``rollout_fragment_length`` of an off-policy algorithm: ``'auto'`` is ``auto``
+    steps, small, so that sampling and learning interleave."""
+    return setting(auto, "Steps per sub-env per sample request; small, so sampling and "
+                   f"learning interleave ('auto' = {auto})", section="env_runners",
+                   check=FRAGMENT_LENGTH)
+
+
+def no_obs_normalization_setting(algo: str) -> Any:
+    """``normalize_obs``, which an off-policy algorithm refuses: replayed observations
+    would be scaled by statistics that have since moved."""
+    return setting(False, f"Observation normalisation: not supported by {algo}",
+                   section="environment",
+                   check=Check(lambda on: not on, f"false for {algo}: replayed observations "
+                               "would be scaled by statistics that have since moved"))
 
 
 @dataclass(eq=False)
@@ -190,6 +207,25 @@ class OffPolicyAlgorithm(Algorithm):
         if self.prioritized:
             return self.replay.sample(self.config.train_batch_size, self.rng, beta=beta)
         return self.replay.sample(self.config.train_batch_size, self.rng)
+
+    def replay_updates(self, num_updates: int, beta: float | None,
+                       first: dict[str, Any] | None = None, **hyper: Any) -> dict[str, float]:
+        """``num_updates`` learner updates on replayed batches, priorities updated from
+        each update's TD errors; the mean metrics (with ``beta`` under PER).
+
+        ``hyper`` goes to every update, ``first`` to the round's first one only (DQN's
+        target sync)."""
+        means = MetricMeans()
+        for i in range(num_updates):
+            batch = self.sample_replay(beta)
+            extra = (first or {}) if i == 0 else {}
+            out = self.learner_group.update(batch, **hyper, **extra)
+            self.update_priorities(batch, out.pop(C.TD_ERRORS))
+            means.add(out)
+        out = means.means()
+        if self.prioritized:
+            out["beta"] = float(beta)
+        return out
 
     def update_priorities(self, batch: SampleBatch, td_errors: np.ndarray) -> None:
         """New priorities of a replayed batch's rows from their TD errors (PER only)."""

@@ -25,6 +25,8 @@ DISCOUNTS = "discounts"
 # batches, which padded rows are real steps.
 STATE_IN = "state_in_"
 SEQ_MASK = "seq_mask"
+# Off-policy learners: |Q(s, a) - y| per replayed row, the new PER priorities.
+TD_ERRORS = "td_errors"
 
 
 def state_column(k: int) -> str:

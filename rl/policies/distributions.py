@@ -225,8 +225,10 @@ class SquashedGaussian(Distribution):
         return -self.rsample_with_log_prob()[1]
 
     def kl(self, other):
-        raise NotImplementedError("the KL divergence of two squashed Gaussians has no closed "
-                                  "form; SAC does not need it")
+        """Exact: ``tanh`` is a bijection, and KL is invariant under one, so this is the
+        KL of the two Gaussians before the squash (with the clamped log-stds)."""
+        return DiagGaussian(torch.cat([self.mean, self.log_std], -1)).kl(
+            DiagGaussian(torch.cat([other.mean, other.log_std], -1)))
 
 
 class DistributionSpec:

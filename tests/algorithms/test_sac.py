@@ -163,3 +163,17 @@ def test_learner_state_round_trip_holds_all_three_optimizers():
     out_b = b.update(_batch())
     out_a.pop(TD_ERRORS), out_b.pop(TD_ERRORS)
     assert out_b == out_a
+
+
+def test_squashed_kl_is_the_kl_before_the_squash_and_matches_a_monte_carlo_estimate():
+    torch.manual_seed(0)
+    pi = torch.tensor([[0.3, -0.2, -0.5, 0.1]], dtype=torch.float64)
+    qi = torch.tensor([[-0.1, 0.4, 0.0, -0.3]], dtype=torch.float64)
+    exact = float(SquashedGaussian(pi).kl(SquashedGaussian(qi)))
+    # E_p[log p(a) - log q(a)] over squashed draws a, in float64 (exact atanh).
+    n = 200_000
+    p, q = SquashedGaussian(pi.expand(n, 4)), SquashedGaussian(qi.expand(n, 4))
+    actions, logp = p.rsample_with_log_prob()
+    diff = (logp - q.log_prob(actions)).numpy()
+    assert exact == pytest.approx(diff.mean(), abs=4 * diff.std() / np.sqrt(n))
+    assert float(SquashedGaussian(pi).kl(SquashedGaussian(pi))) == 0.0

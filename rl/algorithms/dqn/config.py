@@ -10,8 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rl.algorithms.off_policy import OffPolicyConfig
-from rl.config import FRAGMENT_LENGTH, MODEL_HIDDENS, Check, setting
+from rl.algorithms.off_policy import (
+    OffPolicyConfig,
+    fragment_length_setting,
+    no_obs_normalization_setting,
+)
+from rl.config import MODEL_HIDDENS, Check, setting
 
 __all__ = ["DQNConfig"]
 
@@ -36,14 +40,8 @@ class DQNConfig(OffPolicyConfig):
                                    section="env_runners", min=0)
     num_envs_per_env_runner: int = setting(4, "Sub-envs each worker steps as one vector",
                                            section="env_runners", min=1)
-    rollout_fragment_length: int | str = setting(
-        AUTO_FRAGMENT_LENGTH, "Steps per sub-env per sample request; small, so sampling and "
-        f"learning interleave ('auto' = {AUTO_FRAGMENT_LENGTH})", section="env_runners",
-        check=FRAGMENT_LENGTH)
-    normalize_obs: bool = setting(
-        False, "Observation normalisation: not supported by DQN", section="environment",
-        check=Check(lambda on: not on, "false for DQN: replayed observations would be scaled "
-                    "by statistics that have since moved"))
+    rollout_fragment_length: int | str = fragment_length_setting(AUTO_FRAGMENT_LENGTH)
+    normalize_obs: bool = no_obs_normalization_setting("DQN")
     lr: float = setting(1e-3, "Adam learning rate (eps 1e-5)", min=0.0)
     train_batch_size: int = setting(128, "Transitions per gradient update (SGD batch)", min=1)
     grad_clip: float | None = setting(10.0, "Global gradient-norm clip; null disables", min=0.0)

@@ -15,9 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from rl.algorithms.dqn.config import DQNConfig
-from rl.algorithms.dqn.learner import TD_ERRORS, DQNLearner
+from rl.algorithms.dqn.learner import DQNLearner
 from rl.algorithms.off_policy import REPLAY_SIZE, OffPolicyAlgorithm
-from rl.metrics import MetricMeans
 from rl.policies.model_spec import Q
 
 __all__ = ["DQN", "REPLAY_SIZE"]
@@ -74,16 +73,7 @@ class DQN(OffPolicyAlgorithm):
         if sync:
             self.last_target_update = self.env_steps_total
         self.num_target_updates += num_updates if cfg.tau is not None else int(sync)
-        means = MetricMeans()
-        for i in range(num_updates):
-            batch = self.sample_replay(beta)
-            out = self.learner_group.update(batch, lr=lr, sync_target=sync and i == 0)
-            self.update_priorities(batch, out.pop(TD_ERRORS))
-            means.add(out)
-        out = means.means()
-        if self.prioritized:
-            out["beta"] = float(beta)
-        return out
+        return self.replay_updates(num_updates, beta, first={"sync_target": sync}, lr=lr)
 
     # ------------------------------------------------------------------ checkpoints
     def off_policy_state(self) -> dict[str, Any]:

@@ -27,7 +27,7 @@ _COLUMNS = (C.OBS, C.ACTIONS, C.REWARDS, C.NEXT_OBS, C.TERMINATEDS, C.DISCOUNTS,
 
 #: Key of ``update()``'s output that holds the per-row TD errors (a numpy array, not
 #: a metric): the algorithm pops it to update replay priorities.
-TD_ERRORS = "td_errors"
+TD_ERRORS = C.TD_ERRORS
 
 
 class DQNLearner(Learner):

@@ -11,8 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rl.algorithms.off_policy import OffPolicyConfig
-from rl.config import FRAGMENT_LENGTH, MODEL_HIDDENS, Check, ConfigError, setting
+from rl.algorithms.off_policy import (
+    OffPolicyConfig,
+    fragment_length_setting,
+    no_obs_normalization_setting,
+)
+from rl.config import MODEL_HIDDENS, Check, ConfigError, setting
 
 __all__ = ["SACConfig"]
 
@@ -41,14 +45,8 @@ class SACConfig(OffPolicyConfig):
                                    section="env_runners", min=0)
     num_envs_per_env_runner: int = setting(1, "Sub-envs each worker steps as one vector",
                                            section="env_runners", min=1)
-    rollout_fragment_length: int | str = setting(
-        AUTO_FRAGMENT_LENGTH, "Steps per sub-env per sample request; small, so sampling and "
-        f"learning interleave ('auto' = {AUTO_FRAGMENT_LENGTH})", section="env_runners",
-        check=FRAGMENT_LENGTH)
-    normalize_obs: bool = setting(
-        False, "Observation normalisation: not supported by SAC", section="environment",
-        check=Check(lambda on: not on, "false for SAC: replayed observations would be scaled "
-                    "by statistics that have since moved"))
+    rollout_fragment_length: int | str = fragment_length_setting(AUTO_FRAGMENT_LENGTH)
+    normalize_obs: bool = no_obs_normalization_setting("SAC")
     lr: float = setting(1e-3, "Not used by SAC: see actor_lr, critic_lr and alpha_lr",
                         min=0.0)
     train_batch_size: int = setting(256, "Transitions per gradient update (SGD batch)", min=1)

@@ -34,7 +34,7 @@ __all__ = ["TD_ERRORS", "SACLearner", "TwinCritics"]
 _COLUMNS = (C.OBS, C.ACTIONS, C.REWARDS, C.NEXT_OBS, C.TERMINATEDS, C.DISCOUNTS, C.WEIGHTS)
 
 #: Key of ``update()``'s output with the per-row TD errors (numpy, for priorities).
-TD_ERRORS = "td_errors"
+TD_ERRORS = C.TD_ERRORS
 
 
 class TwinCritics(nn.Module):

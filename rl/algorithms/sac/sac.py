@@ -23,10 +23,9 @@ import numpy as np
 
 from rl.algorithms.off_policy import OffPolicyAlgorithm
 from rl.algorithms.sac.config import SACConfig
-from rl.algorithms.sac.learner import TD_ERRORS, SACLearner
+from rl.algorithms.sac.learner import SACLearner
 from rl.envs import UnsupportedSpaceError
 from rl.learner import Learner
-from rl.metrics import MetricMeans
 from rl.policies import ModelSpec
 from rl.policies.model_spec import CRITIC, SQUASHED_GAUSSIAN
 
@@ -80,14 +79,4 @@ class SAC(OffPolicyAlgorithm):
 
     def learn(self, num_updates: int) -> dict[str, float]:
         """``num_updates`` SAC updates on replayed batches; mean metrics."""
-        beta = self.beta() if self.prioritized else None
-        means = MetricMeans()
-        for _ in range(num_updates):
-            batch = self.sample_replay(beta)
-            out = self.learner_group.update(batch)
-            self.update_priorities(batch, out.pop(TD_ERRORS))
-            means.add(out)
-        out = means.means()
-        if self.prioritized:
-            out["beta"] = float(beta)
-        return out
+        return self.replay_updates(num_updates, self.beta() if self.prioritized else None)
