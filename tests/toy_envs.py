@@ -17,8 +17,9 @@ constructor), so a process or Ray worker builds the same env as the driver.
   ``NoisyResetEnv``.
 * Not gymnasium envs (each must be one clear error): ``RaisingConstructorEnv``,
   ``RaisingResetEnv``, ``OldApiResetEnv`` (``reset`` returns the observation alone),
-  ``WrongShapeEnv``, ``NoStepEnv`` (no ``step``), ``make_parallel_env`` (a PettingZoo-like
-  multi-agent env: spaces are methods of an agent, ``reset`` returns dicts).
+  ``WrongShapeEnv``, ``NoStepEnv`` (no ``step``).
+* ``make_parallel_env``: a PettingZoo-like multi-agent env (spaces are methods of an
+  agent, ``reset`` returns dicts), which ``rl.envs.multi_agent`` takes.
 """
 
 from __future__ import annotations

@@ -63,6 +63,8 @@ class Algorithm(abc.ABC):
     """Ends the error for an action space outside ``action_spaces``: the alternatives."""
     needs_next_obs: ClassVar[bool] = False
     """Whether fragments carry ``next_obs`` (the true final observation at episode ends)."""
+    multi_agent: ClassVar[bool] = False
+    """Whether it trains PettingZoo multi-agent envs (``rl.envs.multi_agent``)."""
 
     def __init__(self, config: AlgorithmConfig, logdir: str | None = None, *,
                  checkpoint: str | None = None):
@@ -79,8 +81,11 @@ class Algorithm(abc.ABC):
         # The config says which env ran, not what was typed (CartPole -> CartPole-v1): so
         # params.json and checkpoints name it whatever gymnasium's short names later mean.
         config.env = self.env_spec.env_id
-        self.obs_space, self.action_space, self.env_obs_space = probe_spaces(
-            self.env_spec, config.env_config)
+        probed = probe_spaces(self.env_spec, config.env_config)
+        self.obs_space, self.action_space, self.env_obs_space = probed[:3]
+        self.agents = probed.agents  # a multi-agent env's agents, else None
+        if self.agents is not None:
+            self._check_multi_agent()
         check_action_space(self.action_space, self.name, self.action_spaces,
                            self.action_space_hint)
         check_action_mask(self.env_obs_space, self.action_space, self.name)
@@ -142,6 +147,17 @@ class Algorithm(abc.ABC):
         if logdir is not None:
             self.attach_logger(logdir)
         self.run_callback("on_algorithm_init", self)
+
+    def _check_multi_agent(self) -> None:
+        """``ConfigError`` for a multi-agent env this algorithm or config cannot train."""
+        if not self.multi_agent:
+            names = ", ".join(sorted(n.upper() for n in multi_agent_algorithms()))
+            raise ConfigError(f"{self.name} cannot train multi-agent envs ({self.config.env!r} "
+                              f"is a PettingZoo env with agents {list(self.agents)}); use "
+                              f"{names}")
+        if self.config.use_lstm:
+            raise ConfigError("use_lstm is not supported with multi-agent envs yet: train "
+                              f"{self.config.env!r} with a feed-forward policy")
 
     def run_callback(self, hook: str, *args: Any) -> None:
         """Call the user's driver-side ``hook`` (``rl.callbacks``), if any; a hook that
@@ -214,7 +230,7 @@ class Algorithm(abc.ABC):
             needs_next_obs=self.needs_next_obs, callbacks=self.callbacks_class,
             max_seq_len=cfg.max_seq_len,
             restart_failed_sub_envs=cfg.restart_failed_sub_environments,
-            exact_resume=cfg.exact_resume)
+            exact_resume=cfg.exact_resume, agents=self.agents)
 
     def builtin_model_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the built-in model (``model_class=None``), from the
@@ -436,6 +452,9 @@ class Algorithm(abc.ABC):
         """Actions for one observation or a batch, both in the env's own format (greedy
         by default; ``explore`` samples as the workers do).
 
+        A multi-agent env's policy takes ``{agent: obs}`` (one observation each, in the
+        agent's own format) and returns ``{agent: action}``.
+
         A recurrent policy (``use_lstm``) returns ``(actions, state)``: pass the state
         back with the next observation of the same episode, and None (the initial state)
         at an episode's start. ``state`` is a list of arrays, ``[...]`` each for one
@@ -451,6 +470,8 @@ class Algorithm(abc.ABC):
         if isinstance(state, bool):
             raise TypeError("compute_actions(obs, state=None, explore=False): pass explore by "
                             "name (explore=True)")
+        if self.agents is not None:
+            return self._compute_agent_actions(obs, state, explore)
         batch, single = flatten_observations(self.env_obs_space, obs)
         if not self.model_spec.recurrent:
             if state is not None:
@@ -464,6 +485,28 @@ class Algorithm(abc.ABC):
         if single:
             return actions[0], [s[0] for s in new]
         return actions, new
+
+    def _compute_agent_actions(self, obs: Any, state: Any, explore: bool) -> dict[str, Any]:
+        """Multi-agent ``compute_actions``: ``{agent: obs}`` -> ``{agent: action}``, all
+        agents through the shared policy in one batch."""
+        if not isinstance(obs, dict) or not obs or not set(obs) <= set(self.agents):
+            raise ValueError(f"compute_actions on the multi-agent env {self.config.env!r} takes "
+                             f"{{agent: observation}} with agents from {list(self.agents)}, "
+                             f"got {type(obs).__name__}"
+                             + (f" with keys {sorted(obs)}" if isinstance(obs, dict) else ""))
+        if state is not None:
+            raise ValueError("compute_actions: multi-agent policies are feed-forward and take "
+                             "no state")
+        agents = list(obs)
+        try:
+            parts = [flatten_observations(self.env_obs_space, obs[a]) for a in agents]
+        except ValueError as e:
+            raise ValueError(f"compute_actions: {e}") from None
+        if not all(single for _, single in parts):
+            raise ValueError("compute_actions: give one observation per agent")
+        actions = self._driver_worker().compute_actions(
+            np.concatenate([b for b, _ in parts]), explore)
+        return {a: actions[k] for k, a in enumerate(agents)}
 
     def _driver_worker(self) -> RolloutWorker:
         """The worker in the driver that evaluates and serves, with the current weights
@@ -690,6 +733,13 @@ class Algorithm(abc.ABC):
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def multi_agent_algorithms() -> list[str]:
+    """Names of the registered algorithms that train multi-agent envs."""
+    from rl.algorithms.registry import ALGORITHMS, algorithm_class
+
+    return [name for name in ALGORITHMS if algorithm_class(name).multi_agent]
 
 
 def recurrent_algorithms() -> list[str]:

@@ -68,20 +68,25 @@ def env_call(env_id: str, call: str) -> Iterator[None]:
 
 def check_gym_env(env_id: str, env: Any, call: str) -> None:
     """Raise ``EnvError`` unless ``env`` (what ``call`` returned) looks like a
-    single-agent ``gymnasium.Env``: ``reset`` and ``step`` methods, ``Space`` spaces."""
+    single-agent ``gymnasium.Env`` (``reset`` and ``step`` methods, ``Space`` spaces) or
+    a PettingZoo env (``rl.envs.multi_agent``)."""
+    from rl.envs.multi_agent import is_multi_agent_env
+
+    if is_multi_agent_env(env):
+        return
     what = f"{call} returned {type(env).__name__}"
     for method in ("reset", "step"):
         if not callable(getattr(env, method, None)):
             raise EnvError(f"env {env_id!r}: {what}, which is not a gymnasium env: it has no "
-                           f"{method}() method (rl trains single-agent gymnasium.Env envs)")
+                           f"{method}() method (rl trains gymnasium.Env envs and PettingZoo Parallel envs)")
     for attr in ("observation_space", "action_space"):
         with env_call(env_id, f"reading {attr}"):
             space = getattr(env, attr, None)
         if not isinstance(space, gym.spaces.Space):
             kind = "a method" if callable(space) else repr(space)
             raise EnvError(f"env {env_id!r}: {what}, which is not a gymnasium env: its {attr} "
-                           f"is {kind}, not a gymnasium.spaces.Space (rl trains single-agent "
-                           "gymnasium.Env envs)")
+                           f"is {kind}, not a gymnasium.spaces.Space (rl trains gymnasium.Env "
+                           "envs and PettingZoo Parallel envs)")
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,9 @@ class EnvSpec:
             with env_call(self.env_id, call):
                 env = make()
             check_gym_env(self.env_id, env, call)
-            return env
+            from rl.envs.multi_agent import to_parallel
+
+            return to_parallel(env, self.env_id)
         env_config.setdefault("disable_env_checker", not check)
         if self.kind == "atari":
             from rl.envs.atari import make_atari
@@ -137,7 +144,8 @@ class EnvSpec:
 
 
 def register_env(name: str, creator: EnvCreator) -> None:
-    """Register ``creator(env_config) -> gymnasium.Env`` under ``name``.
+    """Register ``creator(env_config) -> gymnasium.Env`` (or a PettingZoo Parallel env,
+    ``rl.envs.multi_agent``) under ``name``.
 
     The creator is shipped to worker processes with cloudpickle, so lambdas and
     closures work.

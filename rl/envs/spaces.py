@@ -27,6 +27,7 @@ from gymnasium import spaces
 from rl.envs.registry import EnvError, EnvSpec, env_call
 
 __all__ = [
+    "needs_flatten",
     "SUPPORTED_ACTION_SPACES",
     "UnsupportedSpaceError",
     "ProbedSpaces",
@@ -50,7 +51,8 @@ def is_image_space(space: gym.Space) -> bool:
     return isinstance(space, spaces.Box) and len(space.shape) == 3
 
 
-def _needs_flatten(space: gym.Space) -> bool:
+def needs_flatten(space: gym.Space) -> bool:
+    """Whether ``wrap_observations`` flattens observations of ``space``."""
     if isinstance(space, spaces.Box):
         return len(space.shape) not in (1, 3)
     if isinstance(space, spaces.Discrete | spaces.MultiDiscrete | spaces.MultiBinary):
@@ -69,7 +71,7 @@ def _check_flattenable(space: gym.Space) -> None:
     if isinstance(space, spaces.Box | spaces.Discrete | spaces.MultiDiscrete | spaces.MultiBinary):
         return
     if isinstance(space, spaces.Dict | spaces.Tuple):
-        _needs_flatten(space)
+        needs_flatten(space)
         return
     raise UnsupportedSpaceError(
         f"observation sub-space {space} is not supported inside Dict/Tuple; supported: "
@@ -79,14 +81,14 @@ def _check_flattenable(space: gym.Space) -> None:
 
 def wrap_observations(env: gym.Env) -> gym.Env:
     """Flatten observation spaces the encoders cannot take directly."""
-    if _needs_flatten(env.observation_space):
+    if needs_flatten(env.observation_space):
         env = gym.wrappers.FlattenObservation(env)
     return env
 
 
 def prepare_observation_space(space: gym.Space) -> gym.Space:
     """The observation space the policy sees after ``wrap_observations``."""
-    return spaces.flatten_space(space) if _needs_flatten(space) else space
+    return spaces.flatten_space(space) if needs_flatten(space) else space
 
 
 _SCALAR_LEAVES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
@@ -126,7 +128,7 @@ def flatten_observations(space: gym.Space, obs: Any) -> tuple[np.ndarray, bool]:
     else:
         size = _batch_size(space, obs)
         single = size is None
-        if not _needs_flatten(space):
+        if not needs_flatten(space):
             arr = np.asarray(obs)
             return (arr[None] if single else arr), single
         items = [obs] if single else [_item(space, obs, i) for i in range(size)]
@@ -205,6 +207,9 @@ class ProbedSpaces(NamedTuple):
     action: gym.Space
     env_obs: gym.Space
     """The env's own observation space (what ``flatten_observations`` takes)."""
+    agents: tuple[str, ...] | None = None
+    """A multi-agent env's ``possible_agents`` (every agent has these spaces); None for a
+    single-agent env."""
 
 
 def probe_spaces(spec: EnvSpec, env_config: dict | None = None) -> ProbedSpaces:
@@ -217,7 +222,11 @@ def probe_spaces(spec: EnvSpec, env_config: dict | None = None) -> ProbedSpaces:
             observation space's shape).
         UnsupportedSpaceError: an observation space rl cannot encode.
     """
+    from rl.envs.multi_agent import is_multi_agent_env
+
     env = spec.make(env_config, check=True)
+    if is_multi_agent_env(env):
+        return _probe_multi_agent(spec, env)
     env_obs = env.observation_space
     env = wrap_observations(env)
     try:
@@ -227,6 +236,29 @@ def probe_spaces(spec: EnvSpec, env_config: dict | None = None) -> ProbedSpaces:
         return ProbedSpaces(env.observation_space, env.action_space, env_obs)
     finally:
         with contextlib.suppress(Exception):  # a failing close() must not hide the cause
+            env.close()
+
+
+def _probe_multi_agent(spec: EnvSpec, env: Any) -> ProbedSpaces:
+    """A Parallel-API env's common agent spaces, checked by one ``reset(seed=0)``."""
+    from rl.envs.multi_agent import agent_spaces
+
+    try:
+        agents, env_obs, action = agent_spaces(env, spec.env_id)
+        prepared = prepare_observation_space(env_obs)
+        with env_call(spec.env_id, "reset(seed=0)"):
+            out = env.reset(seed=0)
+        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], dict)):
+            raise EnvError(f"env {spec.env_id!r}: reset(seed=0) returned {type(out).__name__}; "
+                           "a PettingZoo Parallel env returns (observations, infos), dicts "
+                           "keyed by agent")
+        unknown = sorted(set(out[0]) - set(agents))
+        if unknown:
+            raise EnvError(f"env {spec.env_id!r}: reset(seed=0) returned observations of "
+                           f"{unknown}, which are not in possible_agents {list(agents)}")
+        return ProbedSpaces(prepared, action, env_obs, agents)
+    finally:
+        with contextlib.suppress(Exception):
             env.close()
 
 

@@ -65,6 +65,7 @@ class StepResult:
         final_obs: sub-env index -> true final observation, for every sub-env that
             ended this step (terminated or truncated).
         episodes: ``(return, length)`` of each episode that ended this step.
+        ended: the sub-env (multi-agent: game) of each entry of ``episodes``.
         real_episodes: true games that ended this step, for envs that report them
             (``info["rl_episode"]``, e.g. Atari with life-loss ends and clipped rewards).
         failed: sub-envs whose ``step`` raised (recreated; their episode was discarded).
@@ -76,6 +77,7 @@ class StepResult:
     truncateds: np.ndarray
     final_obs: dict[int, np.ndarray] = field(default_factory=dict)
     episodes: list[tuple[float, int]] = field(default_factory=list)
+    ended: list[int] = field(default_factory=list)
     real_episodes: list[tuple[float, int]] = field(default_factory=list)
 
     def reported_episodes(self, real: bool) -> list[tuple[float, int]]:
@@ -222,6 +224,7 @@ class VectorEnv:
             if term or trunc:
                 result.final_obs[i] = np.asarray(obs, dtype=self.obs.dtype)
                 result.episodes.append((float(self._ep_return[i]), int(self._ep_len[i])))
+                result.ended.append(i)
                 if hooks is not None:
                     hooks.end(i, self._ep_return[i], self._ep_len[i], info)
                 obs = self._reset_or_recreate(i)

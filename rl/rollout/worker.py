@@ -47,7 +47,7 @@ import torch
 
 from rl.callbacks import EpisodeHooks
 from rl.data import columns as C
-from rl.envs import EnvSpec, VectorEnv, env_factory, is_image_space
+from rl.envs import EnvSpec, MultiAgentVectorEnv, VectorEnv, env_factory, is_image_space
 from rl.envs.normalization import RunningMeanStd
 from rl.policies import ModelSpec
 from rl.rollout.policy import build_inference_policy
@@ -89,6 +89,7 @@ class WorkerSpec:
     max_seq_len: int = 20  # recurrent models: rows between recorded states
     restart_failed_sub_envs: bool = False
     exact_resume: bool = True  # record the running games for replay (rl.resume)
+    agents: tuple[str, ...] | None = None  # a multi-agent env's agents (one shared policy)
 
 
 class RolloutWorker:
@@ -115,13 +116,14 @@ class RolloutWorker:
         self.obs_dtype = spec.obs_space.dtype if image else np.float32
         self.hooks = None if spec.callbacks is None else \
             EpisodeHooks(spec.callbacks(), spec.num_envs, first)
-        self.venv = VectorEnv(env_factory(spec.env_spec, spec.env_config), spec.num_envs,
-                              spec.seed, first_index=first, obs_dtype=self.obs_dtype,
-                              stream=incarnation,
-                              restart_failed=spec.restart_failed_sub_envs,
-                              record_actions=spec.exact_resume, hooks=self.hooks)
+        self.venv = self._vector_env(env_factory(spec.env_spec, spec.env_config),
+                                     spec.num_envs, spec.seed, first_index=first,
+                                     obs_dtype=self.obs_dtype, stream=incarnation,
+                                     restart_failed=spec.restart_failed_sub_envs,
+                                     record_actions=spec.exact_resume, hooks=self.hooks)
+        self.num_slots = self.venv.num_envs  # sub-envs, or (game, agent) slots
         self.dist_spec = spec.model.dist_spec
-        self.policy = build_inference_policy(spec.model, spec.num_envs)
+        self.policy = build_inference_policy(spec.model, self.num_slots)
         self.recurrent = spec.model.recurrent
         seed = 0 if spec.seed is None else spec.seed
         self.generator = torch.Generator().manual_seed(
@@ -129,6 +131,12 @@ class RolloutWorker:
         self.obs_filter = RunningMeanStd(spec.obs_space.shape) if spec.normalize_obs else None
         self.mask_columns = spec.model.layout.mask if spec.model.masked else None
         self.obs = self.venv.reset().copy()
+
+    def _vector_env(self, make, num_envs: int, seed: int | None, **kwargs):
+        """A ``VectorEnv``, or for a multi-agent env a ``MultiAgentVectorEnv`` of
+        ``num_envs`` games."""
+        cls = VectorEnv if self.spec.agents is None else MultiAgentVectorEnv
+        return cls(make, num_envs, seed, **kwargs)
 
     # ------------------------------------------------------------------ weights
     def sync_weights(self) -> int:
@@ -198,15 +206,19 @@ class RolloutWorker:
         ``rl.runtime.shared``, for the driver to pass on to learner processes).
 
         Returns:
-            ``{"batch": {column: [T, N, ...] array}, "env_steps": T * N,
+            ``{"batch": {column: [T, N, ...] array}, "env_steps": T * num_envs,
+            "agent_steps": rows that are not padding (T * N single-agent),
             "episode_returns": [E],
             "episode_lens": [E], "weights_version": int, "custom_metrics": {name:
             [value per episode that ended]} with callbacks (else None), "obs_stats": (mean, var, count)
             or None, "worker_index": int, "env_errors": [(sub-env, method, error)],
-            "discarded": bool [T, N] (rows of episodes a sub-env error broke) or None}``.
+            "discarded": bool [T, N] (rows of episodes a sub-env error broke, and
+            multi-agent padding) or None}``; ``N`` is the number of slots (sub-envs, or
+            games x agents for a multi-agent env).
         """
         self.sync_weights()
-        T, N = self.spec.fragment_length, self.spec.num_envs
+        T, N = self.spec.fragment_length, self.num_slots
+        multi_agent = self.spec.agents is not None
         obs_shape = self.spec.obs_space.shape
         batch = {
             C.OBS: np.empty((T, N, *obs_shape), self.obs_dtype),
@@ -229,9 +241,13 @@ class RolloutWorker:
         episode_returns: list[float] = []
         episode_lens: list[int] = []
         discarded: np.ndarray | None = None
+        # Multi-agent: the rows of slots whose agent is not alive are padding.
+        padding = np.empty((T, N), np.bool_) if multi_agent else None
         episode_start = np.zeros(N, np.int64)  # first row of each sub-env's episode
         obs = self.obs
         for t in range(T):
+            if padding is not None:
+                np.logical_not(self.venv.active, out=padding[t])
             if raw_obs is not None:
                 raw_obs[t] = obs
             obs_in = self.normalize(obs)
@@ -272,14 +288,22 @@ class RolloutWorker:
             batch[C.NEXT_VF_PREDS] = self._next_values(batch, last_in, ends, end_states)
         if next_obs is not None:
             batch[C.NEXT_OBS] = next_obs
+        agent_steps = T * N
+        if padding is not None:
+            discarded = padding if discarded is None else discarded | padding
+            agent_steps = int(T * N - padding.sum())
         stats = None
         if raw_obs is not None:
             flat = raw_obs.reshape(T * N, *obs_shape)
-            stats = (flat.mean(axis=0), flat.var(axis=0), float(len(flat)))
+            if padding is not None:
+                flat = flat[~padding.reshape(-1)]
+            if len(flat):
+                stats = (flat.mean(axis=0), flat.var(axis=0), float(len(flat)))
         env_errors, self.venv.errors = self.venv.errors, []
         return {
             "batch": share(batch) if request.get("share_batch") else batch,
-            "env_steps": T * N,
+            "env_steps": T * self.spec.num_envs,
+            "agent_steps": agent_steps,
             "episode_returns": np.asarray(episode_returns, np.float64),
             "episode_lens": np.asarray(episode_lens, np.int64),
             "weights_version": self.weights_version,
@@ -347,14 +371,14 @@ class RolloutWorker:
         lens: list[int] = []
         carried = self.policy.state if self.recurrent else None
         with rendering_errors(spec.env_spec.env_id):
-            venv = VectorEnv(make, num_envs, seed, obs_dtype=self.obs_dtype,
-                             record_actions=False)
+            venv = self._vector_env(make, num_envs, seed, obs_dtype=self.obs_dtype,
+                                    record_actions=False)
             try:
                 obs = venv.reset()
                 if self.recurrent:  # the evaluation's own episodes, each from the start
                     self.policy.state = [np.repeat(s[None], num_envs, axis=0)
                                          for s in self.policy.initial]
-                done_count = np.zeros(venv.num_envs, np.int64)
+                done_count = np.zeros(num_envs, np.int64)
                 while (done_count < quota).any():
                     actions = self.policy.greedy(torch.from_numpy(self.normalize(obs)))
                     res = venv.step(self.dist_spec.env_actions(actions))
@@ -362,7 +386,7 @@ class RolloutWorker:
                     if self.recurrent:
                         for i in finished:
                             self.policy.reset_state(i)
-                    for i, (ret, length) in zip(finished, res.episodes):
+                    for i, (ret, length) in zip(res.ended, res.episodes):
                         if done_count[i] < quota[i]:
                             returns.append(ret)
                             lens.append(length)

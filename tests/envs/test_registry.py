@@ -113,10 +113,6 @@ def test_action_space_check_names_the_space():
      ["reset(seed=0) returned an observation of shape (3,), but its observation_space is"]),
     ("tests.toy_envs:NoStepEnv", ["returned NoStepEnv, which is not a gymnasium env: it has "
                                   "no step() method"]),
-    # A PettingZoo parallel_env(**kwargs): called with keywords, then refused for what it is.
-    ("tests.toy_envs:make_parallel_env",
-     ["make_parallel_env(**env_config) returned _ParallelEnv, which is not a gymnasium env: "
-      "its observation_space is a method, not a gymnasium.spaces.Space"]),
 ])
 def test_a_failing_or_foreign_env_is_one_config_error_naming_env_and_call(name, needles):
     from rl.config import ConfigError
@@ -163,5 +159,12 @@ def test_building_an_algorithm_on_a_foreign_env_fails_before_processes():
     from rl.envs import EnvError
 
     with pytest.raises(EnvError, match="not a gymnasium env"):
-        PPOConfig().environment("tests.toy_envs:make_parallel_env").resources(
+        PPOConfig().environment("tests.toy_envs:NoStepEnv").resources(
             backend="process").build()
+
+
+def test_a_pettingzoo_style_factory_is_called_with_keywords_and_read_as_multi_agent():
+    from rl.envs import probe_spaces
+
+    probed = probe_spaces(resolve_env("tests.toy_envs:make_parallel_env"), {"unused": 1})
+    assert probed.agents == ("player_0", "player_1") and probed.action.n == 3
