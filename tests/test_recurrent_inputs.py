@@ -156,6 +156,9 @@ def test_compute_actions_carries_the_previous_action_and_asks_for_the_reward():
         action, state = algo.compute_actions(np.zeros(2, np.float32))
         assert [s.shape for s in state] == [(16,), (16,), (), ()]
         assert float(state[2]) == action  # the previous action for the next call
+        # At an episode's start (no state) the previous reward is 0, whatever is passed.
+        _, fresh = algo.compute_actions(np.zeros(2, np.float32), prev_reward=3.0)
+        np.testing.assert_array_equal(fresh[0], state[0])
         with pytest.raises(ValueError, match="pass prev_reward="):
             algo.compute_actions(np.zeros(2, np.float32), state)
         _, after_0 = algo.compute_actions(np.ones(2, np.float32), state, prev_reward=0.0)
@@ -186,6 +189,8 @@ def test_exact_resume_carries_the_previous_action_and_reward(tmp_path):
         again = restored.train()
     assert again["learner/policy_loss"] == pytest.approx(expected["learner/policy_loss"],
                                                          rel=1e-4, abs=1e-6)
+    # rl evaluate: the restored policy plays greedy episodes, feeding its own inputs.
+    assert main(["evaluate", path, "--episodes", "2"]) == 0
 
 
 def test_worker_state_holds_the_previous_inputs():
@@ -227,3 +232,34 @@ def test_ppo_lstm_on_dict_observations_with_an_action_mask():
         assert action != 2
         assert algo.evaluate(4)["eval/episodes"] == 4
     assert last > first  # it learns (legal optimum 5, random play ~1.7)
+
+
+class DictGRU(torch.nn.Module):
+    """A user's recurrent model on a Dict observation: it gets the dict (without
+    masking it: the ObsAdapter masks its logits)."""
+
+    def __init__(self, obs_space, action_space, num_outputs, hidden=16):
+        super().__init__()
+        assert set(obs_space.spaces) == {"obs", "action_mask"}
+        self.gru = torch.nn.GRU(8, hidden, batch_first=True)
+        self.pi = torch.nn.Linear(hidden, num_outputs)
+        self.vf = torch.nn.Linear(hidden, 1)
+        self.hidden = hidden
+
+    def initial_state(self, batch_size):
+        return (torch.zeros(batch_size, self.hidden),)
+
+    def forward(self, obs, state):
+        x = torch.cat([obs["obs"], obs["action_mask"]], dim=-1)
+        out, h = self.gru(x, state[0][None].contiguous())
+        return self.pi(out), self.vf(out).squeeze(-1), (h[0],)
+
+
+def test_a_custom_recurrent_model_gets_the_dict_and_its_logits_are_masked():
+    config = lstm_ppo("tests.toy_envs:IllegalBestEnv", {"horizon": 5}, use_lstm=False,
+                      model_class="tests.test_recurrent_inputs:DictGRU")
+    with config.build() as algo:
+        assert algo.model_spec.recurrent and algo.model_spec.prev_inputs == ()
+        results = algo.workers.sample()
+        assert_first_epoch_log_probs_match(algo, results)
+        assert np.isfinite(algo.train()["learner/policy_loss"])  # no masked action taken

@@ -442,7 +442,8 @@ class Algorithm(abc.ABC):
         With ``lstm_use_prev_action`` the state's entries after the model's hold the
         action just taken, so it reaches the next call by itself; with
         ``lstm_use_prev_reward`` pass ``prev_reward``, the reward the env returned for
-        it (a float, or ``[B]``), with every call but an episode's first.
+        it (a float, or ``[B]``), with every call but an episode's first (with
+        ``state=None`` the previous reward is 0).
 
         ``obs``: as the env returns it, or a batch of such: an array of the space's
         shape or ``[B, *shape]``; for a ``Dict`` space a dict (of arrays with a leading
@@ -455,6 +456,9 @@ class Algorithm(abc.ABC):
             raise TypeError("compute_actions(obs, state=None, explore=False): pass explore by "
                             "name (explore=True)")
         batch, single = flatten_observations(self.env_obs_space, obs)
+        if prev_reward is not None and C.PREV_REWARDS not in self.model_spec.prev_inputs:
+            raise ValueError("compute_actions: prev_reward is read only with "
+                             "lstm_use_prev_reward=true")
         if not self.model_spec.recurrent:
             if state is not None:
                 raise ValueError(f"compute_actions: {self.name}'s policy has no state "
@@ -466,9 +470,6 @@ class Algorithm(abc.ABC):
             raise ValueError("compute_actions: with lstm_use_prev_reward pass prev_reward=, "
                              "the reward the env returned for the previous action (the "
                              "state alone does not know it)")
-        if prev_reward is not None and C.PREV_REWARDS not in self.model_spec.prev_inputs:
-            raise ValueError("compute_actions: prev_reward is read only with "
-                             "lstm_use_prev_reward=true")
         if state is not None and single:
             state = [np.asarray(s)[None] for s in state]
         if prev_reward is not None:

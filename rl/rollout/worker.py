@@ -190,7 +190,7 @@ class RolloutWorker:
                 raise ValueError(f"compute_actions: the state is a list of "
                                  f"{len(self.policy.initial)} arrays (what the previous call "
                                  f"returned), got {len(state)}")
-            if prev_reward is not None:
+            if prev_reward is not None and state is not None:
                 self.policy.observe(np.broadcast_to(np.asarray(prev_reward, np.float32),
                                                     (len(obs),)))
             try:
