@@ -143,6 +143,11 @@ class AlgorithmConfig:
     max_seq_len: int = setting(20, "Recurrent policies: the longest sequence the learner "
                                "trains on (sequences never cross an episode boundary)",
                                min=1)
+    lstm_use_prev_action: bool = setting(False, "The built-in LSTM (use_lstm) also reads the "
+                                         "previous action (one-hot for Discrete, the vector "
+                                         "for Box; zeros at an episode's first step)")
+    lstm_use_prev_reward: bool = setting(False, "The built-in LSTM (use_lstm) also reads the "
+                                         "previous reward (0 at an episode's first step)")
     model_kwargs: dict = setting({}, "Keyword arguments of the model's constructor (JSON on "
                                  "the command line); with the built-in model they add to and "
                                  "override its settings (e.g. cnn_hidden)",
@@ -305,6 +310,11 @@ class AlgorithmConfig:
         self.set(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         if self.env is None:
             raise ConfigError("no env set: use .environment('CartPole-v1') or --env NAME")
+        for name in ("lstm_use_prev_action", "lstm_use_prev_reward"):
+            if getattr(self, name) and not self.use_lstm:
+                raise ConfigError(f"{name}=true needs use_lstm=true: it feeds the built-in "
+                                  "LSTM (a recurrent model_class cannot be given the previous "
+                                  "action or reward by rl)")
         if self.backend == "ray" and not ray_installed():
             raise ConfigError("backend=ray needs Ray, which is not installed: "
                               "pip install 'rl[ray]'")

@@ -26,6 +26,7 @@ from rl import checkpoint as ckpt
 from rl import metrics as M
 from rl.callbacks import call_hook, resolve_callbacks_class
 from rl.config import AlgorithmConfig, ConfigError, error_line
+from rl.data import columns as C
 from rl.envs import check_action_space, flatten_observations, probe_spaces, resolve_env
 from rl.envs.normalization import RunningMeanStd
 from rl.envs.obs_layout import check_action_mask
@@ -251,7 +252,9 @@ class Algorithm(abc.ABC):
             if cfg.use_lstm:
                 kind = RECURRENT
                 kwargs.pop("vf_share_layers", None)  # the LSTM feeds both heads
-                kwargs = {"lstm_cell_size": cfg.lstm_cell_size, **kwargs}
+                kwargs = {"lstm_cell_size": cfg.lstm_cell_size,
+                          "use_prev_action": cfg.lstm_use_prev_action,
+                          "use_prev_reward": cfg.lstm_use_prev_reward, **kwargs}
         elif is_recurrent(resolve_model_class(cfg.model_class)):
             kind = RECURRENT
         elif cfg.use_lstm:
@@ -264,10 +267,6 @@ class Algorithm(abc.ABC):
             raise ConfigError(f"{self.name} cannot train recurrent policies (use_lstm or a "
                               f"model with initial_state); use {names}")
         env_obs = self.env_obs_space if isinstance(self.env_obs_space, gym.spaces.Dict) else None
-        if kind == RECURRENT and env_obs is not None:
-            raise ConfigError("recurrent policies take Box, Discrete, MultiDiscrete or "
-                              f"Tuple observations; {self.env_obs_space} (a Dict) is not "
-                              "supported with them yet")
         return ModelSpec.create(kind, self.obs_space, self.action_space,
                                 cfg.model_class, kwargs, env_obs)
 
@@ -448,7 +447,7 @@ class Algorithm(abc.ABC):
                 "eval/episodes": float(len(r))}
 
     def compute_actions(self, obs: Any, state: list[np.ndarray] | None = None,
-                        explore: bool = False) -> Any:
+                        explore: bool = False, prev_reward: Any = None) -> Any:
         """Actions for one observation or a batch, both in the env's own format (greedy
         by default; ``explore`` samples as the workers do).
 
@@ -459,6 +458,11 @@ class Algorithm(abc.ABC):
         back with the next observation of the same episode, and None (the initial state)
         at an episode's start. ``state`` is a list of arrays, ``[...]`` each for one
         observation and ``[B, ...]`` for a batch. Feed-forward policies take no state.
+        With ``lstm_use_prev_action`` the state's entries after the model's hold the
+        action just taken, so it reaches the next call by itself; with
+        ``lstm_use_prev_reward`` pass ``prev_reward``, the reward the env returned for
+        it (a float, or ``[B]``), with every call but an episode's first (with
+        ``state=None`` the previous reward is 0).
 
         ``obs``: as the env returns it, or a batch of such: an array of the space's
         shape or ``[B, *shape]``; for a ``Dict`` space a dict (of arrays with a leading
@@ -473,15 +477,26 @@ class Algorithm(abc.ABC):
         if self.agents is not None:
             return self._compute_agent_actions(obs, state, explore)
         batch, single = flatten_observations(self.env_obs_space, obs)
+        if prev_reward is not None and C.PREV_REWARDS not in self.model_spec.prev_inputs:
+            raise ValueError("compute_actions: prev_reward is read only with "
+                             "lstm_use_prev_reward=true")
         if not self.model_spec.recurrent:
             if state is not None:
                 raise ValueError(f"compute_actions: {self.name}'s policy has no state "
                                  "(only recurrent policies, use_lstm, take one)")
             actions = self._driver_worker().compute_actions(batch, explore)
             return actions[0] if single else actions
+        if C.PREV_REWARDS in self.model_spec.prev_inputs and state is not None \
+                and prev_reward is None:
+            raise ValueError("compute_actions: with lstm_use_prev_reward pass prev_reward=, "
+                             "the reward the env returned for the previous action (the "
+                             "state alone does not know it)")
         if state is not None and single:
             state = [np.asarray(s)[None] for s in state]
-        actions, new = self._driver_worker().compute_actions(batch, explore, state)
+        if prev_reward is not None:
+            prev_reward = np.asarray(prev_reward, np.float32).reshape(-1)
+        actions, new = self._driver_worker().compute_actions(batch, explore, state,
+                                                             prev_reward)
         if single:
             return actions[0], [s[0] for s in new]
         return actions, new

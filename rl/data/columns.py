@@ -25,6 +25,11 @@ DISCOUNTS = "discounts"
 # batches, which padded rows are real steps.
 STATE_IN = "state_in_"
 SEQ_MASK = "seq_mask"
+# Recurrent policies with lstm_use_prev_action / lstm_use_prev_reward: the inputs the
+# model got beside each row's observation, the previous step's action (float32, the
+# action's shape) and reward ([T, N]), zeros at an episode's first step.
+PREV_ACTIONS = "prev_actions"
+PREV_REWARDS = "prev_rewards"
 # Off-policy learners: |Q(s, a) - y| per replayed row, the new PER priorities.
 TD_ERRORS = "td_errors"
 

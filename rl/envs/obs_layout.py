@@ -63,19 +63,19 @@ class ObsLayout:
         return self.width - (0 if self.mask is None else self.mask[1] - self.mask[0])
 
     def split(self, flat):
-        """``(rest, mask)`` of a flat batch ``[B, width]`` (numpy or torch)."""
+        """``(rest, mask)`` of a flat batch ``[..., width]`` (numpy or torch)."""
         a, b = self.mask
         cat = torch.cat if isinstance(flat, torch.Tensor) else np.concatenate
-        rest = flat[:, b:] if a == 0 else flat[:, :a] if b == self.width else \
-            cat([flat[:, :a], flat[:, b:]], -1)
-        return rest, flat[:, a:b]
+        rest = flat[..., b:] if a == 0 else flat[..., :a] if b == self.width else \
+            cat([flat[..., :a], flat[..., b:]], -1)
+        return rest, flat[..., a:b]
 
     def to_dict(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        """A flat batch as the dict of tensors a user's model receives."""
+        """A flat batch ``[..., width]`` as the dict of tensors a user's model receives."""
         out = {}
         for key, start, stop, shape in self.keys:
-            part = flat[:, start:stop]
-            out[key] = part.reshape(len(flat), *shape) if shape is not None else part
+            part = flat[..., start:stop]
+            out[key] = part.reshape(*flat.shape[:-1], *shape) if shape is not None else part
         return out
 
 

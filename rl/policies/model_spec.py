@@ -59,6 +59,7 @@ from torch import nn
 from rl.config import ConfigError, error_line
 from rl.envs.obs_layout import ObsLayout
 from rl.policies.distributions import DistributionSpec, masked_logits
+from rl.policies.recurrent import PREV_INPUTS
 
 __all__ = ["BUILTIN_MODELS", "ModelError", "ModelSpec", "ObsAdapter", "register_model",
            "registered_models"]
@@ -174,23 +175,31 @@ class ObsAdapter(nn.Module):
         nvec = getattr(action_space, "nvec", None)
         self.sizes = None if nvec is None else tuple(int(n) for n in np.ravel(nvec))
 
-    def forward(self, obs: torch.Tensor):
+    def forward(self, obs: torch.Tensor, *args: Any, **kwargs: Any):
+        """``obs [..., width]``; a recurrent model's state and previous action / reward
+        (``args``, ``kwargs``) go to the wrapped model as they are."""
         layout = self.layout
         if self.as_dict:
-            out = self.model(layout.to_dict(obs))
+            out = self.model(layout.to_dict(obs), *args, **kwargs)
         else:
-            out = self.model(obs if layout.mask is None else layout.split(obs)[0])
+            out = self.model(obs if layout.mask is None else layout.split(obs)[0], *args,
+                             **kwargs)
         if layout.mask is None:
             return out
         return self.apply_mask(out, layout.split(obs)[1])
 
+    def initial_state(self, batch_size: int):
+        """The wrapped recurrent model's initial state."""
+        return self.model.initial_state(batch_size)
+
     def apply_mask(self, out, mask: torch.Tensor):
-        """Mask a model's output (Q-values, or the first of ``(dist_inputs, values)``)."""
+        """Mask a model's output (Q-values, or the first of ``(dist_inputs, values)`` and
+        of a recurrent model's ``(dist_inputs, values, state)``)."""
         if self.q:
             return masked_logits(out, mask)
-        if not isinstance(out, tuple | list) or len(out) != 2:
+        if not isinstance(out, tuple | list) or len(out) not in (2, 3):
             return out  # the contract check reports what came back
-        return masked_logits(out[0], mask, self.sizes), out[1]
+        return (masked_logits(out[0], mask, self.sizes), *out[1:])
 
 
 @dataclass(frozen=True)
@@ -277,6 +286,17 @@ class ModelSpec:
         return self.kind == RECURRENT
 
     @property
+    def prev_inputs(self) -> tuple[str, ...]:
+        """The per-step columns the model's ``forward`` takes by keyword beside ``obs``
+        and the state: ``prev_actions`` / ``prev_rewards`` for the built-in LSTM with
+        ``use_prev_action`` / ``use_prev_reward`` (``rl.policies.recurrent``)."""
+        if not (self.recurrent and self.is_builtin):
+            return ()
+        flags = (self.model_kwargs.get("use_prev_action"),
+                 self.model_kwargs.get("use_prev_reward"))
+        return tuple(name for name, on in zip(PREV_INPUTS, flags) if on)
+
+    @property
     def dist_spec(self) -> DistributionSpec:
         """The action distribution over this model's outputs (squashed for SAC's actor)."""
         return DistributionSpec(self.action_space, squashed=self.kind == SQUASHED_GAUSSIAN)
@@ -329,7 +349,12 @@ class ModelSpec:
             inner = module.model
             obs = module.layout.to_dict(flat) if module.as_dict else module.layout.split(flat)[0]
         if self.recurrent:
-            return self._check_recurrent(prefix, module, obs)
+            self._check_recurrent(prefix, inner, obs)
+            if isinstance(module, ObsAdapter):
+                with torch.no_grad():
+                    module(flat[:, None], tuple(module.initial_state(2)),
+                           **self._sample_prev_inputs(2))
+            return module
         shown = _describe(obs).rsplit(" ", 1)[0] if isinstance(obs, torch.Tensor) else \
             _describe(obs)
         args = [obs]
@@ -379,10 +404,11 @@ class ModelSpec:
                 and all(isinstance(s, torch.Tensor) and s.shape[:1] == (2,) for s in state)):
             raise ModelError(f"{prefix}: initial_state(2) must return a tuple of tensors "
                              f"[2, ...]; got {_describe(state)}")
-        seq = obs[:, None]
+        seq = obs[:, None] if isinstance(obs, torch.Tensor) else \
+            {k: v[:, None] for k, v in obs.items()}
         try:
             with torch.no_grad():
-                out = module(seq, tuple(state))
+                out = module(seq, tuple(state), **self._sample_prev_inputs(2))
         except Exception as e:
             raise ModelError(f"{prefix}: forward(obs {_describe(seq)}, state) raised "
                              f"{error_line(e)}") from e
@@ -399,6 +425,12 @@ class ModelSpec:
                 f"Tensor[2, 1, {D}] float, values Tensor[2, 1] float, state shaped as "
                 f"initial_state: {_describe(tuple(state))}); got {_describe(out)}")
         return module
+
+
+    def _sample_prev_inputs(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """Zero previous actions / rewards for one step of ``batch_size`` sequences."""
+        shapes = {PREV_INPUTS[0]: self.dist_spec.action_shape, PREV_INPUTS[1]: ()}
+        return {k: torch.zeros(batch_size, 1, *shapes[k]) for k in self.prev_inputs}
 
 
 _KIND_NAMES = {ACTOR_CRITIC: "an actor-critic model", Q: "a Q-model",

@@ -13,6 +13,16 @@ Recurrent models follow the model contract of ``rl.policies.model_spec`` with a 
 rollout workers call it with ``T = 1`` once per step, learners with whole sequences
 (at most ``max_seq_len`` steps, never crossing an episode boundary, so no reset happens
 inside one). ``initial_state`` is the state at every episode start.
+
+Previous action and reward (``lstm_use_prev_action`` / ``lstm_use_prev_reward``, the
+built-in LSTM only): the model is built with ``use_prev_action`` / ``use_prev_reward``
+and called as ``forward(obs, state, prev_actions=..., prev_rewards=...)`` with, per
+row, the action taken at the step before (float32 ``[B, T, *action_shape]``, the
+policy's actions: indices for Discrete) and the reward it got (``[B, T]``), zeros at an
+episode's first step. The LSTM's input is the encoder's output concatenated with the
+action (one-hot per sub-action for Discrete and MultiDiscrete, the vector for Box) and
+the reward. Workers record both as the ``prev_actions`` / ``prev_rewards`` columns, so
+learners feed the same values (``prev_inputs``).
 """
 
 from __future__ import annotations
@@ -21,11 +31,24 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from rl.data import columns as C
 from rl.envs.spaces import is_image_space
 from rl.policies.distributions import DistributionSpec
 from rl.policies.models import build_encoder
 
-__all__ = ["LSTMActorCritic", "is_recurrent", "states_after", "unroll"]
+__all__ = ["PREV_INPUTS", "LSTMActorCritic", "is_recurrent", "prev_inputs", "states_after",
+           "unroll"]
+
+PREV_INPUTS = (C.PREV_ACTIONS, C.PREV_REWARDS)
+"""The per-step columns a recurrent model may take beside ``obs``, by keyword."""
+
+
+def prev_inputs(columns, index=None) -> dict:
+    """The ``prev_actions`` / ``prev_rewards`` entries of a mapping of columns (the
+    keyword arguments of a recurrent model's ``forward``), each indexed by ``index``
+    when given."""
+    return {k: columns[k] if index is None else columns[k][index]
+            for k in PREV_INPUTS if k in columns}
 
 
 def is_recurrent(cls: type) -> bool:
@@ -44,11 +67,14 @@ class LSTMActorCritic(nn.Module):
         activation: the MLP's activation (``model_activation``).
         lstm_cell_size: the LSTM's hidden size.
         cnn_hidden: width of the CNN's last layer (image observations).
+        use_prev_action: the LSTM also reads the previous action (``prev_actions``).
+        use_prev_reward: the LSTM also reads the previous reward (``prev_rewards``).
     """
 
     def __init__(self, obs_space: spaces.Space, action_space: spaces.Space, num_outputs: int, *,
                  hiddens: list[int] = (64,), activation: str = "tanh",
-                 lstm_cell_size: int = 256, cnn_hidden: int = 512):
+                 lstm_cell_size: int = 256, cnn_hidden: int = 512,
+                 use_prev_action: bool = False, use_prev_reward: bool = False):
         super().__init__()
         dist_spec = DistributionSpec(action_space)
         if num_outputs != dist_spec.input_dim:
@@ -59,6 +85,13 @@ class LSTMActorCritic(nn.Module):
         self.image = is_image_space(obs_space)
         self.encoder, width = build_encoder(obs_space, list(hiddens), activation, cnn_hidden)
         self.cell_size = int(lstm_cell_size)
+        self.use_prev_action, self.use_prev_reward = bool(use_prev_action), bool(use_prev_reward)
+        # One-hot widths of the action's parts (Discrete, MultiDiscrete); None: a vector.
+        self.action_sizes = None if self.continuous else \
+            (getattr(dist_spec, "nvec", None) or (dist_spec.input_dim,))
+        if self.use_prev_action:
+            width += dist_spec.input_dim if not self.continuous else dist_spec.action_dim
+        width += int(self.use_prev_reward)
         self.lstm = nn.LSTM(width, self.cell_size, batch_first=True)
         for name, p in self.lstm.named_parameters():
             if "weight" in name:
@@ -80,9 +113,29 @@ class LSTMActorCritic(nn.Module):
         zeros = torch.zeros(batch_size, self.cell_size)
         return zeros, zeros.clone()
 
-    def forward(self, obs: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
+    def forward(self, obs: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor],
+                prev_actions: torch.Tensor | None = None,
+                prev_rewards: torch.Tensor | None = None):
         B, T = obs.shape[:2]
         features = self.encoder(obs.reshape(B * T, *obs.shape[2:])).reshape(B, T, -1)
+        parts = [features]
+        if self.use_prev_action:
+            if prev_actions is None:
+                raise ValueError("LSTMActorCritic(use_prev_action=True).forward needs "
+                                 "prev_actions [B, T, *action_shape]")
+            if self.action_sizes is None:
+                parts.append(prev_actions.reshape(B, T, -1).to(features.dtype))
+            else:
+                index = prev_actions.reshape(B, T, -1).long()
+                parts += [nn.functional.one_hot(index[..., j], n).to(features.dtype)
+                          for j, n in enumerate(self.action_sizes)]
+        if self.use_prev_reward:
+            if prev_rewards is None:
+                raise ValueError("LSTMActorCritic(use_prev_reward=True).forward needs "
+                                 "prev_rewards [B, T]")
+            parts.append(prev_rewards.reshape(B, T, 1).to(features.dtype))
+        if len(parts) > 1:
+            features = torch.cat(parts, dim=-1)
         h, c = state
         out, (h, c) = self.lstm(features, (h.unsqueeze(0).contiguous(),
                                            c.unsqueeze(0).contiguous()))
@@ -93,10 +146,12 @@ class LSTMActorCritic(nn.Module):
 
 
 def unroll(module: nn.Module, obs: torch.Tensor, start_state: tuple[torch.Tensor, ...],
-           initial_state: tuple[torch.Tensor, ...], starts: torch.Tensor):
+           initial_state: tuple[torch.Tensor, ...], starts: torch.Tensor,
+           prev: dict[str, torch.Tensor] | None = None):
     """A recurrent model over time-major unrolls ``obs [T, N, ...]`` in one forward: each
     env column from ``start_state`` (its state at row 0), from ``initial_state`` again at
-    every episode start (``starts [T, N]`` bool, row 0 excluded).
+    every episode start (``starts [T, N]`` bool, row 0 excluded). ``prev``: the
+    ``prev_actions`` / ``prev_rewards`` columns ``[T, N, ...]`` the model takes, if any.
 
     The columns are cut at the episode starts into padded sequences (so no reset happens
     inside one), run as a batch, and the outputs put back in place.
@@ -124,7 +179,7 @@ def unroll(module: nn.Module, obs: torch.Tensor, start_state: tuple[torch.Tensor
     state = tuple(torch.where(from_start.reshape(-1, *([1] * (s.dim() - 1))), s[env_idx],
                               init.expand(len(env_idx), *init.shape[1:]))
                   for s, init in zip(start_state, initial_state))
-    dist_inputs, values, _ = module(seq_obs, state)
+    dist_inputs, values, _ = module(seq_obs, state, **prev_inputs(prev or {}, (rows, envs)))
     flat = (rows * N + envs)[valid]
     out_d = dist_inputs.new_zeros(T * N, dist_inputs.shape[-1])
     out_v = values.new_zeros(T * N)
@@ -135,11 +190,12 @@ def unroll(module: nn.Module, obs: torch.Tensor, start_state: tuple[torch.Tensor
 
 @torch.no_grad()
 def states_after(module: nn.Module, obs: torch.Tensor, start_state: tuple[torch.Tensor, ...],
-                 initial_state: tuple[torch.Tensor, ...], starts: torch.Tensor
+                 initial_state: tuple[torch.Tensor, ...], starts: torch.Tensor,
+                 prev: dict[str, torch.Tensor] | None = None
                  ) -> list[tuple[torch.Tensor, ...]]:
     """The model state after each row of time-major unrolls (for bootstrap values),
     stepping one row at a time: ``out[t][k][n]`` is tensor ``k`` after row ``t`` of
-    column ``n``. Targets only (no gradient)."""
+    column ``n`` (``prev`` as in ``unroll``). Targets only (no gradient)."""
     T = obs.shape[0]
     state = tuple(s.clone() for s in start_state)
     out = []
@@ -148,6 +204,7 @@ def states_after(module: nn.Module, obs: torch.Tensor, start_state: tuple[torch.
             reset = starts[t].reshape(-1, *([1] * (state[0].dim() - 1)))
             state = tuple(torch.where(reset, init.expand_as(s), s)
                           for s, init in zip(state, initial_state))
-        _, _, state = module(obs[t][:, None], state)
+        step_prev = {k: v[:, None] for k, v in prev_inputs(prev or {}, t).items()}
+        _, _, state = module(obs[t][:, None], state, **step_prev)
         out.append(state)
     return out

@@ -134,17 +134,24 @@ class QPolicy:
 
 
 class RecurrentActorCriticPolicy:
-    """Stochastic actor-critic inference with a recurrent model: ``state`` holds one state
-    per sub-env (a list of float32 arrays ``[N, ...]``, the model's ``initial_state``
-    layout); ``act``/``greedy``/``value`` read it and ``act``/``greedy`` advance it."""
+    """Stochastic actor-critic inference with a recurrent model: ``state`` holds what each
+    sub-env carries from step to step, a list of float32 arrays ``[N, ...]``: the model's
+    state (the ``initial_state`` layout, ``num_model_states`` arrays), then, for a model
+    that takes them (``ModelSpec.prev_inputs``), the previous action ``[N,
+    *action_shape]`` and the previous reward ``[N]`` (zeros at an episode's start).
+    ``act``/``greedy``/``value`` read it; ``act``/``greedy`` advance the model state and
+    record the action taken, ``observe`` the rewards the env returned for it."""
 
     def __init__(self, model: ModelSpec, num_envs: int):
         self.module = model.build()
         self.module.eval()
         self.dist_spec = DistributionSpec(model.action_space)
+        self.prev_inputs = model.prev_inputs
         with torch.no_grad():
-            self.initial = [t.numpy().astype(np.float32)[0] for t in
-                            self.module.initial_state(1)]
+            initial = [t.numpy().astype(np.float32)[0] for t in self.module.initial_state(1)]
+        self.num_model_states = len(initial)
+        shapes = {C.PREV_ACTIONS: self.dist_spec.action_shape, C.PREV_REWARDS: ()}
+        self.initial = initial + [np.zeros(shapes[k], np.float32) for k in self.prev_inputs]
         self.state = [np.repeat(s[None], num_envs, axis=0) for s in self.initial]
 
     def load_weights(self, vector: np.ndarray) -> None:
@@ -155,10 +162,14 @@ class RecurrentActorCriticPolicy:
             C.LOGP: ((), np.float32),
             C.VF_PREDS: ((), np.float32),
             C.BEHAVIOUR_LOGITS: ((self.dist_spec.input_dim,), np.float32),
+            **{k: (s.shape, np.float32) for k, s in
+               zip(self.prev_inputs, self.initial[self.num_model_states:])},
         }
 
     def state_shapes(self) -> list[tuple[int, ...]]:
-        return [s.shape for s in self.initial]
+        """The shapes of the model's state tensors (what the learner's sequences start
+        from; the previous action and reward are per-step columns instead)."""
+        return [s.shape for s in self.initial[: self.num_model_states]]
 
     def reset_state(self, i: int) -> None:
         """Sub-env ``i`` starts an episode: its state is the initial one again."""
@@ -169,28 +180,47 @@ class RecurrentActorCriticPolicy:
         """A copy of sub-env ``i``'s state."""
         return [s[i].copy() for s in self.state]
 
+    def observe(self, rewards: np.ndarray) -> None:
+        """The env's rewards ``[N]`` for the actions just taken: the next step's previous
+        rewards (a no-op for a model that does not read them)."""
+        if C.PREV_REWARDS in self.prev_inputs:
+            self.state[-1] = np.asarray(rewards, np.float32).copy()
+
     def _step(self, obs: torch.Tensor, state: list[np.ndarray]):
+        k = self.num_model_states
+        prev = {name: torch.from_numpy(s)[:, None]
+                for name, s in zip(self.prev_inputs, state[k:])}
         with torch.inference_mode():
             dist_inputs, values, new = self.module(
-                obs[:, None], tuple(torch.from_numpy(s) for s in state))
+                obs[:, None], tuple(torch.from_numpy(s) for s in state[:k]), **prev)
         return dist_inputs[:, 0], values[:, 0], [t.numpy() for t in new]
 
+    def _advance(self, new: list[np.ndarray], actions: torch.Tensor) -> None:
+        rest = self.state[self.num_model_states:]
+        if C.PREV_ACTIONS in self.prev_inputs:
+            rest[0] = actions.numpy().astype(np.float32).reshape(rest[0].shape)
+        self.state = new + rest
+
     def act(self, obs: torch.Tensor, generator: torch.Generator, request: dict) -> dict[str, Any]:
-        dist_inputs, values, self.state = self._step(obs, self.state)
+        inputs = dict(zip(self.prev_inputs, self.state[self.num_model_states:]))
+        dist_inputs, values, new = self._step(obs, self.state)
         with torch.inference_mode():
             dist = self.dist_spec(dist_inputs)
             actions = dist.sample(generator)
             logp = dist.log_prob(actions)
+        self._advance(new, actions)
         return {C.ACTIONS: actions.numpy(), C.LOGP: logp.numpy(), C.VF_PREDS: values.numpy(),
-                C.BEHAVIOUR_LOGITS: dist_inputs.numpy()}
+                C.BEHAVIOUR_LOGITS: dist_inputs.numpy(), **inputs}
 
     def value(self, obs: torch.Tensor, state: list[np.ndarray] | None = None) -> np.ndarray:
         """V(obs) from ``state`` (default: the carried one); the state does not advance."""
         return self._step(obs, self.state if state is None else state)[1].numpy()
 
     def greedy(self, obs: torch.Tensor) -> np.ndarray:
-        dist_inputs, _, self.state = self._step(obs, self.state)
-        return self.dist_spec(dist_inputs).deterministic().numpy()
+        dist_inputs, _, new = self._step(obs, self.state)
+        actions = self.dist_spec(dist_inputs).deterministic()
+        self._advance(new, actions)
+        return actions.numpy()
 
 
 def _mirror(module, compile_fn):

@@ -23,7 +23,10 @@ state where its episode starts, and the fragment gets the states at rows ``0, L,
 ...`` (``L = spec.max_seq_len``) as ``state_in_<k>`` columns ``[ceil(T / L), N, ...]``:
 the learner's sequences start there or at an episode start (``rl.data.sequences``).
 Bootstrap values use the state carried to that point (the fragment's end, or the end
-of a truncated episode).
+of a truncated episode). A model that reads the previous action and reward
+(``spec.model.prev_inputs``) carries them with its state, per sub-env, zeros where an
+episode starts; the fragment gets them per step as the ``prev_actions`` /
+``prev_rewards`` columns, and checkpoints save them with the model states.
 
 A sub-env that raises (with ``restart_failed_sub_envs``) is recreated by the
 ``VectorEnv``; its broken episode ends as a truncation at its last good observation,
@@ -175,18 +178,29 @@ class RolloutWorker:
         return np.ascontiguousarray(obs, self.obs_dtype)
 
     def compute_actions(self, obs: np.ndarray, explore: bool = False,
-                        state: list[np.ndarray] | None = None):
+                        state: list[np.ndarray] | None = None,
+                        prev_reward: np.ndarray | None = None):
         """Env actions for a batch of raw observations ``[B, *obs_shape]``: greedy, or
         sampled as in ``sample`` (with its default request) when ``explore``.
 
         Recurrent policies take and return the state: ``(actions, state)``, with
-        ``state`` a list of arrays ``[B, ...]`` (None: the initial state)."""
+        ``state`` a list of arrays ``[B, ...]`` (None: the initial state; the layout of
+        ``RecurrentActorCriticPolicy.state``). ``prev_reward`` ``[B]``: the rewards the
+        env returned for the actions of the previous call (a model that reads them)."""
         tensor = torch.from_numpy(self.normalize(obs))
         if self.recurrent:
             carried = self.policy.state
             self.policy.state = [np.repeat(s[None], len(obs), axis=0) for s in
                                  self.policy.initial] if state is None else \
-                [np.asarray(s, np.float32) for s in state]
+                [np.array(s, np.float32) for s in state]
+            if len(self.policy.state) != len(self.policy.initial):
+                self.policy.state = carried
+                raise ValueError(f"compute_actions: the state is a list of "
+                                 f"{len(self.policy.initial)} arrays (what the previous call "
+                                 f"returned), got {len(state)}")
+            if prev_reward is not None and state is not None:
+                self.policy.observe(np.broadcast_to(np.asarray(prev_reward, np.float32),
+                                                    (len(obs),)))
             try:
                 actions = self.policy.act(tensor, self.generator, {})[C.ACTIONS] if explore \
                     else self.policy.greedy(tensor)
@@ -253,13 +267,15 @@ class RolloutWorker:
             obs_in = self.normalize(obs)
             batch[C.OBS][t] = obs_in
             if self.recurrent and t % L == 0:
-                for k, state in enumerate(self.policy.state):
-                    batch[C.state_column(k)][t // L] = state
+                for k in range(self.policy.num_model_states):
+                    batch[C.state_column(k)][t // L] = self.policy.state[k]
             out = self.policy.act(torch.from_numpy(batch[C.OBS][t]), self.generator, request)
             for name, value in out.items():
                 batch[name][t] = value
             res = self.venv.step(self.dist_spec.env_actions(out[C.ACTIONS]))
             batch[C.REWARDS][t] = res.rewards
+            if self.recurrent:
+                self.policy.observe(res.rewards)
             batch[C.TERMINATEDS][t] = res.terminateds
             batch[C.TRUNCATEDS][t] = res.truncateds
             for i in res.failed:
@@ -384,6 +400,7 @@ class RolloutWorker:
                     res = venv.step(self.dist_spec.env_actions(actions))
                     finished = sorted(res.final_obs)
                     if self.recurrent:
+                        self.policy.observe(res.rewards)
                         for i in finished:
                             self.policy.reset_state(i)
                     for i, (ret, length) in zip(res.ended, res.episodes):

@@ -49,6 +49,7 @@ from rl.data import SampleBatch
 from rl.data import columns as C
 from rl.learner import Learner, LearnerGroup
 from rl.metrics import MetricMeans
+from rl.policies.recurrent import PREV_INPUTS
 from rl.runtime import shared
 
 __all__ = ["IMPALALearner", "LearnerRunner", "LockedLearnerGroup", "stack_fragments"]
@@ -73,7 +74,8 @@ def stack_fragments(fragments: list[dict[str, np.ndarray]]) -> SampleBatch:
             return f[k]
         return np.broadcast_to(f[k][:1], (f[C.REWARDS].shape[0], *f[k].shape[1:]))
 
-    keys = TRAIN_COLUMNS + tuple(k for k in fragments[0] if k.startswith(C.STATE_IN))
+    keys = TRAIN_COLUMNS + tuple(k for k in fragments[0] if k.startswith(C.STATE_IN)
+                                 or k in PREV_INPUTS)
     if len(fragments) == 1:
         return SampleBatch({k: take(fragments[0], k) for k in keys})
     return SampleBatch({k: np.concatenate([take(f, k) for f in fragments], axis=1)
@@ -91,7 +93,8 @@ def loss_inputs(batch: SampleBatch, device: torch.device) -> dict[str, torch.Ten
     next_obs = batch[C.NEXT_OBS]
     t_idx, n_idx = np.nonzero(batch[C.TRUNCATEDS] & ~batch[C.TERMINATEDS])
     arrays = {
-        **{k: batch[k] for k in (C.OBS, C.ACTIONS, C.LOGP, C.REWARDS)},
+        **{k: batch[k] for k in (C.OBS, C.ACTIONS, C.LOGP, C.REWARDS, *PREV_INPUTS)
+           if k in batch},
         **{k: np.array(v[:1]) for k, v in batch.items() if k.startswith(C.STATE_IN)},
         C.TERMINATEDS: batch[C.TERMINATEDS].astype(np.float32),
         C.TRUNCATEDS: batch[C.TRUNCATEDS].astype(np.float32),

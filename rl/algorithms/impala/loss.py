@@ -18,7 +18,9 @@ the batch size.
 A recurrent model runs over each unroll from the state the worker had at the unroll's
 start (``state_in_<k>`` row 0), from its initial state again where an episode starts
 (``rl.policies.recurrent.unroll``); V(x_T) and V(final obs) come from the state the
-target model reaches there (``states_after``).
+target model reaches there (``states_after``). A model that reads the previous action
+and reward gets the worker's ``prev_actions`` / ``prev_rewards`` columns, and, for
+V(x_T) and V(final obs), the action and reward of the row before.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from rl.data import columns as C
 from rl.data.returns import vtrace_torch
 from rl.metrics import explained_variance
 from rl.policies import DistributionSpec
-from rl.policies.recurrent import states_after, unroll
+from rl.policies.recurrent import prev_inputs, states_after, unroll
 
 __all__ = ["BOOTSTRAP_OBS", "FINAL_INDEX", "FINAL_OBS", "IMPALALossSettings", "impala_loss"]
 
@@ -65,7 +67,9 @@ def impala_loss(module: torch.nn.Module, dist_spec: DistributionSpec,
             ``terminateds [T, N]`` and ``truncateds [T, N]`` (float 0/1),
             ``bootstrap_obs [N, ...]`` (the observation after each env's last step),
             ``final_obs [K, ...]`` and ``final_index [K]`` (int64 flat ``t * N + n``):
-            the true final observations of the K truncated steps.
+            the true final observations of the K truncated steps. Recurrent: also
+            ``state_in_<k> [1, N, ...]`` and, for a model that reads them,
+            ``prev_actions`` / ``prev_rewards`` ``[T, N, ...]``.
         s: loss settings.
 
     Returns:
@@ -82,7 +86,8 @@ def impala_loss(module: torch.nn.Module, dist_spec: DistributionSpec,
         initial = tuple(s.to(obs.device) for s in initial)
         starts = torch.zeros(T, N, dtype=torch.bool, device=obs.device)
         starts[1:] = (batch[C.TERMINATEDS] + batch[C.TRUNCATEDS])[:-1] > 0
-        dist_inputs, values_flat = unroll(module, obs, start, initial, starts)
+        prev = prev_inputs(batch)
+        dist_inputs, values_flat = unroll(module, obs, start, initial, starts, prev)
     else:
         dist_inputs, values_flat = module(obs.reshape(T * N, *obs.shape[2:]))
     dist = dist_spec(dist_inputs)
@@ -95,12 +100,16 @@ def impala_loss(module: torch.nn.Module, dist_spec: DistributionSpec,
         # Values of states outside the unroll's rows: targets only, never trained on.
         extra = torch.cat([batch[BOOTSTRAP_OBS], batch[FINAL_OBS]], dim=0)
         if recurrent:  # from the state after the last row / the truncated step
-            after = states_after(inner, obs, start, initial, starts)
+            after = states_after(inner, obs, start, initial, starts, prev)
             t_idx, n_idx = batch[FINAL_INDEX] // N, batch[FINAL_INDEX] % N
             state = tuple(torch.cat([after[T - 1][k]] + [after[int(t)][k][int(n)][None]
                                                         for t, n in zip(t_idx, n_idx)])
                           for k in range(len(start)))
-            extra_values = inner(extra[:, None], state)[1][:, 0]
+            # After row t the previous action and reward are row t's own.
+            last = {C.PREV_ACTIONS: batch[C.ACTIONS], C.PREV_REWARDS: rewards}
+            extra_prev = {k: torch.cat([last[k][T - 1], last[k][t_idx, n_idx]])
+                          .to(torch.float32)[:, None] for k in prev}
+            extra_values = inner(extra[:, None], state, **extra_prev)[1][:, 0]
         else:
             extra_values = module(extra)[1]
         final_values = torch.zeros(T * N, dtype=values.dtype, device=values.device)

@@ -27,6 +27,7 @@ from rl.data import SampleBatch, minibatches
 from rl.data import columns as C
 from rl.learner import Learner
 from rl.metrics import MetricMeans, explained_variance
+from rl.policies.recurrent import PREV_INPUTS
 
 __all__ = ["PPOLearner"]
 
@@ -48,7 +49,8 @@ class PPOLearner(Learner):
         keys = list(_COLUMNS) + ([C.BEHAVIOUR_LOGITS] if self.kl_coeff > 0 else [])
         recurrent = C.SEQ_MASK in batch
         if recurrent:
-            keys += [C.SEQ_MASK] + [k for k in batch if k.startswith(C.STATE_IN)]
+            keys += [C.SEQ_MASK] + [k for k in batch if k.startswith(C.STATE_IN)
+                                    or k in PREV_INPUTS]
         tensors = batch.to_torch(self.device, keys=keys)
         size = max(1, cfg.minibatch_size // cfg.max_seq_len) if recurrent else cfg.minibatch_size
         settings = PPOLossSettings(

@@ -17,6 +17,7 @@ import torch
 
 from rl.data import columns as C
 from rl.policies import DistributionSpec
+from rl.policies.recurrent import prev_inputs
 
 __all__ = ["PPOLossSettings", "ppo_loss"]
 
@@ -41,7 +42,8 @@ def ppo_loss(module: torch.nn.Module, dist_spec: DistributionSpec, mb: dict[str,
         mb: tensors ``obs [B, ...]``, ``actions [B, ...]``, ``logp [B]`` (behaviour),
             ``vf_preds [B]``, ``advantages [B]``, ``value_targets [B]``, and
             ``behaviour_logits [B, D]`` when ``s.kl_coeff > 0``. Recurrent: each of
-            those ``[S, L, ...]``, plus ``state_in_<k> [S, ...]`` and ``seq_mask [S, L]``.
+            those ``[S, L, ...]``, plus ``state_in_<k> [S, ...]`` and ``seq_mask [S, L]`` (and
+            ``prev_actions`` / ``prev_rewards`` ``[S, L, ...]`` for a model that reads them).
         s: loss settings.
 
     Returns:
@@ -108,7 +110,7 @@ def recurrent_forward(module: torch.nn.Module, mb: dict[str, torch.Tensor]):
         per-step columns of ``mb`` flattened to ``[S*L, ...]``.
     """
     state = tuple(mb[C.state_column(k)] for k in range(_num_states(mb)))
-    dist_inputs, values, _ = module(mb[C.OBS], state)
+    dist_inputs, values, _ = module(mb[C.OBS], state, **prev_inputs(mb))
     S, L = mb[C.SEQ_MASK].shape
     rows = {k: v.reshape(S * L, *v.shape[2:]) for k, v in mb.items()
             if not k.startswith(C.STATE_IN)}

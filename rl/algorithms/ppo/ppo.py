@@ -26,6 +26,7 @@ from rl.data.returns import compute_gae
 from rl.data.sequences import to_sequences
 from rl.envs.normalization import RewardScaler
 from rl.policies.model_spec import ACTOR_CRITIC, RECURRENT
+from rl.policies.recurrent import PREV_INPUTS
 
 __all__ = ["PPO", "fragments_to_train_batch"]
 
@@ -51,7 +52,7 @@ def fragments_to_train_batch(results: list[dict[str, Any]], gamma: float, lam: f
         adv, targets = compute_gae(
             rewards=rewards, values=b[C.VF_PREDS], next_values=b[C.NEXT_VF_PREDS],
             terminateds=b[C.TERMINATEDS], truncateds=b[C.TRUNCATEDS], gamma=gamma, lam=lam)
-        cols = {k: b[k] for k in _TRAIN_COLUMNS}
+        cols = {k: b[k] for k in _TRAIN_COLUMNS + PREV_INPUTS if k in b}
         cols[C.ADVANTAGES] = adv
         cols[C.VALUE_TARGETS] = targets
         if sequences is not None:
