@@ -19,16 +19,19 @@ from typing import Any
 THRESHOLD = 475.0
 
 
-def report(steps: int, ret: float) -> None:
-    """Child side: one evaluation result, flushed at once (the parent times its arrival)."""
-    print(json.dumps({"steps": int(steps), "eval": float(ret)}), flush=True)
+def report(steps: int, ret: float, **extra: float) -> None:
+    """Child side: one evaluation result, flushed at once (the parent times its arrival);
+    ``extra`` numbers (update counts, learner seconds) ride along to the parent."""
+    print(json.dumps({"steps": int(steps), "eval": float(ret), **extra}), flush=True)
 
 
-def measure(script: str, impl: str, seed: int, budget: int, eval_every: int) -> dict[str, Any]:
-    """Run ``script --child impl`` and time it to the first evaluation >= THRESHOLD.
+def measure(script: str, impl: str, seed: int, budget: int, eval_every: int,
+            threshold: float = THRESHOLD) -> dict[str, Any]:
+    """Run ``script --child impl`` and time it to the first evaluation >= ``threshold``.
 
-    Returns ``{"wall_s", "steps", "evals"}`` (``wall_s`` nan and ``steps`` None if the
-    budget ran out first; ``evals`` lists every evaluation's rounded return).
+    Returns ``{"wall_s", "steps", "evals"}`` and the solving report's ``extra`` fields
+    (``wall_s`` nan and ``steps`` None if the budget ran out first; ``evals`` lists every
+    evaluation's rounded return).
     """
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, script, "--child", impl, "--seed", str(seed),
@@ -40,8 +43,9 @@ def measure(script: str, impl: str, seed: int, budget: int, eval_every: int) -> 
     for line in proc.stdout:
         rec = json.loads(line)
         evals.append(round(rec["eval"]))
-        if rec["eval"] >= THRESHOLD:
-            solved = {"wall_s": time.perf_counter() - start, "steps": rec["steps"]}
+        if rec["eval"] >= threshold:
+            solved = {**rec, "wall_s": time.perf_counter() - start}
+            solved.pop("eval")
             break
     proc.kill()
     proc.wait()

@@ -130,3 +130,37 @@ class DictQ(nn.Module):
 
     def forward(self, obs):
         return self.q(obs["obs"])
+
+
+class TorchSquashedActor(nn.Module):
+    """SAC's actor contract: ``forward(obs [B, *obs_shape]) -> [B, 2 * dim(A)]`` (means,
+    then log-stds), with a state-independent log-std."""
+
+    def __init__(self, obs_space, action_space, num_outputs, width: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(int(np.prod(obs_space.shape)), width), nn.ReLU(),
+                                 nn.Linear(width, num_outputs // 2))
+        self.log_std = nn.Parameter(torch.full((num_outputs // 2,), -0.5))
+
+    def forward(self, obs):
+        mean = self.net(obs.reshape(len(obs), -1).float())
+        return torch.cat([mean, self.log_std.expand_as(mean)], dim=-1)
+
+
+class TorchCritic(nn.Module):
+    """SAC's critic contract: ``forward(obs [B, *obs_shape], actions [B, dim(A)]) -> q [B]``."""
+
+    def __init__(self, obs_space, action_space, num_outputs, width: int = 32):
+        super().__init__()
+        in_dim = int(np.prod(obs_space.shape)) + int(np.prod(action_space.shape))
+        self.net = nn.Sequential(nn.Linear(in_dim, width), nn.ReLU(), nn.Linear(width, 1))
+
+    def forward(self, obs, actions):
+        return self.net(torch.cat([obs.reshape(len(obs), -1).float(), actions], -1)).squeeze(-1)
+
+
+class BrokenCriticShape(TorchCritic):
+    """Returns q [B, 1] instead of [B]."""
+
+    def forward(self, obs, actions):
+        return super().forward(obs, actions)[:, None]

@@ -20,7 +20,7 @@ def test_the_required_examples_exist():
     for required in ("ppo/cartpole.yaml", "ppo/pendulum.yaml", "ppo/lunarlander.yaml",
                      "ppo/pong.yaml", "ppo/breakout.yaml", "dqn/cartpole.yaml",
                      "dqn/lunarlander.yaml", "dqn/pong.yaml", "impala/cartpole.yaml",
-                     "impala/pong.yaml"):
+                     "impala/pong.yaml", "sac/pendulum.yaml", "sac/halfcheetah.yaml"):
         assert required in names
 
 
@@ -39,7 +39,7 @@ def test_example_loads_and_validates(path):
     # rl-baselines3-zoo's benchmark.md: the trained agent's deterministic episodes.
     ("ppo/cartpole", "greedy_eval"), ("ppo/pendulum", "greedy_eval"),
     ("ppo/lunarlander", "greedy_eval"), ("dqn/cartpole", "greedy_eval"),
-    ("dqn/lunarlander", "greedy_eval"),
+    ("dqn/lunarlander", "greedy_eval"), ("sac/halfcheetah", "greedy_eval"),
     # CleanRL's Atari tables: the episodic return of the training episodes; RLlib's gate.
     ("ppo/pong", "training_return"), ("ppo/breakout", "training_return"),
     ("dqn/pong", "training_return"), ("impala/pong", "training_return"),

@@ -18,7 +18,9 @@ A model is a plain ``torch.nn.Module`` built as::
   the Box's bounds for the env (``rl.policies.distributions.SquashedGaussian``);
 * critics (SAC): ``forward(obs, actions) -> q [B]``, ``actions`` float ``[B, dim(A)]``
   in the actor's (-1, 1) scale, with ``num_outputs = 1``. Only the learner builds
-  critics (SAC builds two, and their targets); workers run the actor alone.
+  critics (SAC builds two, and their targets); workers run the actor alone. SAC's
+  ``critic_model_class``/``critic_model_kwargs`` select the critic, ``model_class``/
+  ``model_kwargs`` the actor.
 
 ``obs`` is a float32 tensor ``[B, *obs_space.shape]`` of the (prepared, possibly
 normalised) observation space the model was built on; images stay in their dtype
@@ -105,28 +107,29 @@ def registered_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def resolve_model_class(name: str) -> type[nn.Module]:
-    """The class a ``model_class`` string names: a registered name or ``module:Class``."""
+def resolve_model_class(name: str, setting: str = "model_class") -> type[nn.Module]:
+    """The class a ``model_class`` string names: a registered name or ``module:Class``
+    (``setting``: the config field messages name, e.g. ``critic_model_class``)."""
     if name in _REGISTRY:
         return _REGISTRY[name]
     if ":" not in name:
         known = ", ".join(registered_models()) or "none"
-        raise ModelError(f"model_class {name!r} is neither 'package.module:Class' nor a name "
+        raise ModelError(f"{setting} {name!r} is neither 'package.module:Class' nor a name "
                          f"given to rl.register_model() (registered: {known})")
     module_name, _, attr = name.partition(":")
     try:
         module = importlib.import_module(module_name)
     except Exception as e:  # the user's module may raise anything while importing
-        raise ModelError(f"model_class {name!r}: cannot import {module_name!r} "
+        raise ModelError(f"{setting} {name!r}: cannot import {module_name!r} "
                          f"({error_line(e)}); the module must be importable (on the Ray "
                          "backend: on every node)") from e
     obj: Any = module
     for part in attr.split("."):
         obj = getattr(obj, part, None)
         if obj is None:
-            raise ModelError(f"model_class {name!r}: module {module_name!r} has no {attr!r}")
+            raise ModelError(f"{setting} {name!r}: module {module_name!r} has no {attr!r}")
     if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
-        raise ModelError(f"model_class {name!r} is {obj!r}, not a torch.nn.Module subclass")
+        raise ModelError(f"{setting} {name!r} is {obj!r}, not a torch.nn.Module subclass")
     return obj
 
 
@@ -236,7 +239,7 @@ class ModelSpec:
         the env's own, if it is a Dict (its keys and action mask)."""
         if kind not in BUILTIN_MODELS:
             raise ValueError(f"unknown model kind {kind!r}; valid: {', '.join(BUILTIN_MODELS)}")
-        resolved = resolve_model_class(model_class or BUILTIN_MODELS[kind])
+        resolved = resolve_model_class(model_class or BUILTIN_MODELS[kind], _setting(kind))
         return cls(kind, obs_space, action_space, model_class, dict(model_kwargs), resolved,
                    env_obs_space)
 
@@ -326,7 +329,7 @@ class ModelSpec:
             return self._check()
 
     def _check(self) -> nn.Module:
-        prefix = f"model_class {self.name!r}"
+        prefix = f"{_setting(self.kind)} {self.name!r}"
         kwargs = ", ".join(f"{k}={v!r}" for k, v in self.model_kwargs.items())
         try:
             module = self.build()
@@ -435,6 +438,11 @@ class ModelSpec:
 
 _KIND_NAMES = {ACTOR_CRITIC: "an actor-critic model", Q: "a Q-model",
                SQUASHED_GAUSSIAN: "a squashed-Gaussian actor", CRITIC: "a critic"}
+
+
+def _setting(kind: str) -> str:
+    """The config field that names a model of ``kind`` (SAC's critics have their own)."""
+    return "critic_model_class" if kind == CRITIC else "model_class"
 
 
 def _is(t: Any, shape: tuple[int, ...]) -> bool:

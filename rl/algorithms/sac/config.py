@@ -3,7 +3,9 @@
 Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications"
 (arXiv:1812.05905): twin Q-functions with Polyak-averaged targets, a tanh-squashed
 Gaussian actor, a learned temperature alpha with a target entropy. The replay, n-step
-and replay-ratio settings are ``OffPolicyConfig``'s (the same names as DQN's).
+and replay-ratio settings are ``OffPolicyConfig``'s (the same names as DQN's). The actor
+is ``model_class``/``model_kwargs`` (contract ``squashed_gaussian``), the critics
+``critic_model_class``/``critic_model_kwargs`` (contract ``critic``).
 """
 
 from __future__ import annotations
@@ -80,6 +82,17 @@ class SACConfig(OffPolicyConfig):
         check=Check(_is_target_entropy, "'auto' or a number"))
     learning_starts: int = setting(1000, "Env steps of uniform random actions before the "
                                    "first update", min=0)
+    critic_model_class: str | None = setting(
+        None, "Your own critic, forward(obs, actions) -> q [B]: 'package.module:Class' or a "
+        "name given to rl.register_model(); null = the built-in MLP critic (model_hiddens, "
+        "model_activation). model_class is the actor's",
+        check=Check(lambda v: bool(v.strip()), "'package.module:Class', a registered name or "
+                    "null"))
+    critic_model_kwargs: dict = setting(
+        {}, "Keyword arguments of the critic's constructor (JSON on the command line); with "
+        "the built-in critic they add to and override its settings",
+        check=Check(lambda v: all(isinstance(k, str) for k in v),
+                    "a dict with string keys (keyword arguments)"))
 
     def validate(self) -> None:
         super().validate()

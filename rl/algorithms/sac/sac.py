@@ -49,23 +49,30 @@ class SAC(OffPolicyAlgorithm):
         return {"hiddens": list(cfg.model_hiddens), "activation": cfg.model_activation}
 
     def make_model_spec(self) -> ModelSpec:
+        """The actor's spec; the critics' (``critic_spec``) is built and checked with it,
+        so a broken critic fails the build before any process starts."""
         low, high = self.action_space.low, self.action_space.high
         if not (np.isfinite(low).all() and np.isfinite(high).all()):
             raise UnsupportedSpaceError(
                 f"SAC needs finite action bounds to rescale tanh-squashed actions onto; "
                 f"{self.action_space} has low={low.tolist()}, high={high.tolist()}")
+        self.critic_spec = self.make_critic_spec()
         return super().make_model_spec()
 
     def make_critic_spec(self) -> ModelSpec:
-        """The critics' model (the built-in ``ContinuousQCritic``), checked in the driver."""
-        spec = ModelSpec.create(CRITIC, self.obs_space, self.action_space, None,
-                                self.builtin_model_kwargs())
+        """The critics' model: ``critic_model_class`` (None: the built-in
+        ``ContinuousQCritic``) with ``critic_model_kwargs``, checked in the driver."""
+        cfg = self.config
+        kwargs = dict(cfg.critic_model_kwargs)
+        if cfg.critic_model_class is None:
+            kwargs = {**self.builtin_model_kwargs(), **kwargs}
+        spec = ModelSpec.create(CRITIC, self.obs_space, self.action_space,
+                                cfg.critic_model_class, kwargs)
         spec.check()
         return spec
 
     def learner_factory(self) -> Callable[[], Learner]:
         cfg = self.config
-        self.critic_spec = self.make_critic_spec()
         return functools.partial(SACLearner, self.model_spec, cfg, cfg.device,
                                  critic=self.critic_spec)
 
