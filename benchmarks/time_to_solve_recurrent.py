@@ -106,9 +106,12 @@ def main() -> None:
     for seed in seeds:  # interleave implementations so load changes hit both
         for impl in results:
             r = measure(__file__, impl, seed, args.budget, 0)
-            r.pop("evals")
+            returns = r.pop("evals")
             results[impl].append(r)
-            print(f"{impl} seed {seed}: {r['wall_s']:.1f} s, {r['steps']} env steps", flush=True)
+            reached = (f"last smoothed return {returns[-1]}, best {max(returns)}" if returns
+                       else "no episode finished")
+            print(f"{impl} seed {seed}: {r['wall_s']:.1f} s, {r['steps']} env steps "
+                  f"({reached})", flush=True)
     medians = {}
     for impl, runs in results.items():
         solved = [r["wall_s"] for r in runs if r["steps"] is not None]
