@@ -29,8 +29,8 @@ from rl.metrics import is_evaluation_row
     (["train", "--algo", "ppo"], "missing --env"),
     (["train"], "missing --algo (or -f FILE, or --resume CHECKPOINT)"),
     (["train", "--algo", "ppo", "--env", "tests.toy_envs:make_parallel_env"],
-     "env 'tests.toy_envs:make_parallel_env': make_parallel_env(**env_config) returned "
-     "_ParallelEnv, which is not a gymnasium env"),
+     "env 'tests.toy_envs:make_parallel_env': _ParallelEnv is not a PettingZoo Parallel env: "
+     "it has no 'agents' attribute after reset()"),
     (["train", "--algo", "ppo", "--env", "tests.toy_envs:RaisingConstructorEnv"],
      "RaisingConstructorEnv(**env_config) raised RuntimeError: simulator licence not found"),
     (["train", "--import", "no_such_module_here", "--algo", "ppo", "--env", "CartPole-v1"],

@@ -19,7 +19,7 @@ constructor), so a process or Ray worker builds the same env as the driver.
   ``RaisingResetEnv``, ``OldApiResetEnv`` (``reset`` returns the observation alone),
   ``WrongShapeEnv``, ``NoStepEnv`` (no ``step``).
 * ``make_parallel_env``: a PettingZoo-like multi-agent env (spaces are methods of an
-  agent, ``reset`` returns dicts), which ``rl.envs.multi_agent`` takes.
+  agent, ``reset`` returns dicts) without ``agents``: an incomplete Parallel API.
 """
 
 from __future__ import annotations

@@ -252,6 +252,12 @@ def _probe_multi_agent(spec: EnvSpec, env: Any) -> ProbedSpaces:
             raise EnvError(f"env {spec.env_id!r}: reset(seed=0) returned {type(out).__name__}; "
                            "a PettingZoo Parallel env returns (observations, infos), dicts "
                            "keyed by agent")
+        for attr in ("agents", "step"):
+            if not hasattr(env, attr):
+                raise EnvError(f"env {spec.env_id!r}: {type(env).__name__} is not a PettingZoo "
+                               f"Parallel env: it has no {attr!r} attribute after reset() "
+                               "(the Parallel API: possible_agents, agents, "
+                               "observation_space(agent), action_space(agent), reset, step)")
         unknown = sorted(set(out[0]) - set(agents))
         if unknown:
             raise EnvError(f"env {spec.env_id!r}: reset(seed=0) returned observations of "

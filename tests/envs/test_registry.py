@@ -163,8 +163,11 @@ def test_building_an_algorithm_on_a_foreign_env_fails_before_processes():
             backend="process").build()
 
 
-def test_a_pettingzoo_style_factory_is_called_with_keywords_and_read_as_multi_agent():
-    from rl.envs import probe_spaces
+def test_a_pettingzoo_style_factory_is_called_with_keywords_and_its_api_checked():
+    from rl.envs import EnvError, probe_spaces
 
-    probed = probe_spaces(resolve_env("tests.toy_envs:make_parallel_env"), {"unused": 1})
-    assert probed.agents == ("player_0", "player_1") and probed.action.n == 3
+    # Called with keywords (**env_config), then read as multi-agent: possible_agents and
+    # per-agent space methods; it lacks `agents`, so it is no Parallel env.
+    with pytest.raises(EnvError, match="_ParallelEnv is not a PettingZoo Parallel env: it "
+                                       "has no 'agents' attribute"):
+        probe_spaces(resolve_env("tests.toy_envs:make_parallel_env"), {"unused": 1})
