@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.util
+import re
 import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
@@ -81,6 +82,10 @@ def _is_device(value: str) -> bool:
 
 #: ``rollout_fragment_length`` where 'auto' is allowed (subclasses that redeclare it reuse it).
 FRAGMENT_LENGTH = Check(_is_fragment_length, "'auto' or an int >= 1")
+#: ``policies`` and ``policies_to_train``: ids that name result keys and checkpoint files.
+POLICY_IDS = Check(lambda ids: bool(ids) and len(set(ids)) == len(ids) and all(
+    re.fullmatch(r"[A-Za-z0-9_.-]+", i) for i in ids),
+    "a non-empty list of distinct ids of letters, digits, '_', '.' and '-'")
 #: ``model_hiddens`` (subclasses that redeclare it reuse it).
 MODEL_HIDDENS = Check(lambda widths: bool(widths) and all(w >= 1 for w in widths),
                       "a non-empty list of positive widths")
@@ -205,6 +210,25 @@ class AlgorithmConfig:
         True, "Record the actions of every running episode (seeded runs) so that a resumed "
         "run replays them and continues exactly; off, a resumed run starts fresh episodes",
         section="fault_tolerance")
+    # multi_agent (PettingZoo envs; rl.algorithms.policy_map)
+    policies: list[str] | None = setting(
+        None, "Multi-agent: the policy ids (null: one shared policy, 'default_policy')",
+        section="multi_agent", check=POLICY_IDS)
+    policy_mapping_fn: str | None = setting(
+        None, "Multi-agent: 'package.module:function' mapping an agent id to a policy id "
+        "(null: each agent to the policy of its own name, or the only policy)",
+        section="multi_agent", check=Check(lambda v: ":" in v, "'package.module:function' "
+                                           "or null"))
+    policies_to_train: list[str] | None = setting(
+        None, "Multi-agent: the policies that learn (null: all); the others act, frozen",
+        section="multi_agent", check=POLICY_IDS)
+    policy_overrides: dict = setting(
+        {}, "Multi-agent: policy id -> the settings that differ for it (model_class, "
+        "model_kwargs, model_hiddens, model_activation, vf_share_layers, lr, entropy_coeff)",
+        section="multi_agent",
+        check=Check(lambda v: all(isinstance(k, str) and isinstance(o, dict)
+                                  for k, o in v.items()),
+                    "a dict of policy id -> {setting: value}"))
 
     # ----------------------------------------------------------------- builder API
     @classmethod
@@ -296,6 +320,11 @@ class AlgorithmConfig:
         if callbacks_class is not None:
             kw["callbacks_class"] = callbacks_class
         return self._section("callbacks", kw)
+
+    def multi_agent(self, **kw: Any) -> Self:
+        """Policies of a multi-agent env: ``policies``, ``policy_mapping_fn``,
+        ``policies_to_train``, ``policy_overrides`` (``rl.algorithms.policy_map``)."""
+        return self._section("multi_agent", kw)
 
     def reporting(self, **kw: Any) -> Self:
         return self._section("reporting", kw)

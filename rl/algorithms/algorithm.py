@@ -24,6 +24,7 @@ import torch
 
 from rl import checkpoint as ckpt
 from rl import metrics as M
+from rl.algorithms.policy_map import PolicyMap
 from rl.callbacks import call_hook, resolve_callbacks_class
 from rl.config import AlgorithmConfig, ConfigError, error_line
 from rl.data import columns as C
@@ -87,12 +88,16 @@ class Algorithm(abc.ABC):
         self.agents = probed.agents  # a multi-agent env's agents, else None
         if self.agents is not None:
             self._check_multi_agent()
+        self.policy_map = PolicyMap.create(config, self.agents)
         check_action_space(self.action_space, self.name, self.action_spaces,
                            self.action_space_hint)
         check_action_mask(self.env_obs_space, self.action_space, self.name)
-        # The model is imported, built and run once here, before any process starts.
-        self.model_spec = self.make_model_spec()
-        self.model_spec.check()
+        # The models are imported, built and run once here, before any process starts.
+        self.model_specs = {pid: self.make_model_spec() if self._one_policy else
+                            self.make_model_spec(self.policy_config(pid))
+                            for pid in self.policy_map.ids}
+        for spec in self.model_specs.values():
+            spec.check()
         self.callbacks_class = None if config.callbacks_class is None else \
             resolve_callbacks_class(config.callbacks_class)
         self.callbacks = None if self.callbacks_class is None else self.callbacks_class()
@@ -104,6 +109,9 @@ class Algorithm(abc.ABC):
         self.env_steps_total = 0
         self.time_total_s = 0.0
         self.episodes = M.EpisodeWindow(config.metrics_smoothing_episodes)
+        # Multi-agent: each policy's share of the games' returns.
+        self.policy_episodes = {pid: M.EpisodeWindow(config.metrics_smoothing_episodes)
+                                for pid in self.policy_map.ids} if self.agents else {}
         self.timers = M.Timers()
         self.logger: M.RunLogger | None = None
         self.run_dir: str | None = None
@@ -123,10 +131,16 @@ class Algorithm(abc.ABC):
         self.rng = np.random.default_rng(seed)
         self.runtime = make_runtime(config.backend, address=config.ray_address)
         try:
-            self.learner_group = self.make_learner_group()
-            weights = self.learner_group.get_weights()
-            self.board = self.runtime.weights_board(len(weights))
-            self.board.publish(weights)
+            self.learner_groups: dict[str, LearnerGroup] = {}
+            self.weight_boards: dict[str, Any] = {}
+            for pid in self.policy_map.ids:
+                self.learner_groups[pid] = self.make_learner_group() if self._one_policy else \
+                    LearnerGroup(self.learner_factory(self.policy_config(pid),
+                                                      self.model_specs[pid]),
+                                 self.policy_config(pid), self.runtime)
+                weights = self.learner_groups[pid].get_weights()
+                self.weight_boards[pid] = self.runtime.weights_board(len(weights))
+                self.weight_boards[pid].publish(weights)
             # The observation filter has its own board: it changes on its own schedule
             # (every ingested fragment) and has nothing to do with the weights' layout.
             self.filter_board = None
@@ -135,7 +149,9 @@ class Algorithm(abc.ABC):
                     RunningMeanStd.vector_size(self.obs_space.shape))
                 self.filter_board.publish(self.obs_filter.to_vector())
             boards = Boards(self.board.reader(),
-                            None if self.filter_board is None else self.filter_board.reader())
+                            None if self.filter_board is None else self.filter_board.reader(),
+                            tuple(self.weight_boards[pid].reader()
+                                  for pid in self.policy_map.ids[1:]))
             self.workers = WorkerSet(
                 self.runtime, self.worker_spec(), config.num_env_runners, boards,
                 restart=config.restart_failed_env_runners,
@@ -159,6 +175,31 @@ class Algorithm(abc.ABC):
         if self.config.use_lstm:
             raise ConfigError("use_lstm is not supported with multi-agent envs yet: train "
                               f"{self.config.env!r} with a feed-forward policy")
+
+    # ------------------------------------------------------------------ policies
+    @property
+    def _one_policy(self) -> bool:
+        """One policy with the run's own settings (every single-agent run)."""
+        return len(self.policy_map.ids) == 1 and not self.policy_map.overrides
+
+    def policy_config(self, pid: str) -> AlgorithmConfig:
+        """The config policy ``pid`` trains with: the run's, with its ``policy_overrides``."""
+        return self.policy_map.config_for(self.config, pid)
+
+    @property
+    def model_spec(self) -> ModelSpec:
+        """The first (for a single-agent run, the only) policy's model."""
+        return self.model_specs[self.policy_map.ids[0]]
+
+    @property
+    def learner_group(self) -> LearnerGroup:
+        """The first (for a single-agent run, the only) policy's learner group."""
+        return self.learner_groups[self.policy_map.ids[0]]
+
+    @property
+    def board(self):
+        """The first (for a single-agent run, the only) policy's weights board."""
+        return self.weight_boards[self.policy_map.ids[0]]
 
     def run_callback(self, hook: str, *args: Any) -> None:
         """Call the user's driver-side ``hook`` (``rl.callbacks``), if any; a hook that
@@ -231,24 +272,28 @@ class Algorithm(abc.ABC):
             needs_next_obs=self.needs_next_obs, callbacks=self.callbacks_class,
             max_seq_len=cfg.max_seq_len,
             restart_failed_sub_envs=cfg.restart_failed_sub_environments,
-            exact_resume=cfg.exact_resume, agents=self.agents)
+            exact_resume=cfg.exact_resume, agents=self.agents,
+            models=() if len(self.model_specs) == 1 else tuple(self.model_specs.values()),
+            agent_policy=None if len(self.model_specs) == 1 else self.policy_map.agent_policy)
 
-    def builtin_model_kwargs(self) -> dict[str, Any]:
+    def builtin_model_kwargs(self, config: AlgorithmConfig | None = None) -> dict[str, Any]:
         """Keyword arguments of the built-in model (``model_class=None``), from the
-        config's model settings; ``model_kwargs`` adds to and overrides them."""
-        cfg = self.config
+        config's (or a policy's ``config``'s) model settings; ``model_kwargs`` adds to
+        and overrides them."""
+        cfg = config or self.config
         return {"hiddens": list(cfg.model_hiddens), "activation": cfg.model_activation,
                 "vf_share_layers": cfg.vf_share_layers}
 
-    def make_model_spec(self) -> ModelSpec:
+    def make_model_spec(self, config: AlgorithmConfig | None = None) -> ModelSpec:
         """The model the learner trains and the workers run (``ModelError`` if the
         config's ``model_class`` cannot be resolved). A recurrent one with ``use_lstm``
-        (the built-in LSTM) or a ``model_class`` that has ``initial_state``."""
-        cfg = self.config
+        (the built-in LSTM) or a ``model_class`` that has ``initial_state``.
+        ``config``: a policy's (``policy_config``), else the run's."""
+        cfg = config or self.config
         kwargs = dict(cfg.model_kwargs)
         kind = self.model_kind
         if cfg.model_class is None:
-            kwargs = {**self.builtin_model_kwargs(), **kwargs}
+            kwargs = {**self.builtin_model_kwargs(cfg), **kwargs}
             if cfg.use_lstm:
                 kind = RECURRENT
                 kwargs.pop("vf_share_layers", None)  # the LSTM feeds both heads
@@ -270,11 +315,14 @@ class Algorithm(abc.ABC):
         return ModelSpec.create(kind, self.obs_space, self.action_space,
                                 cfg.model_class, kwargs, env_obs)
 
-    def learner_factory(self) -> Callable[[], Learner]:
+    def learner_factory(self, config: AlgorithmConfig | None = None,
+                        model_spec: ModelSpec | None = None) -> Callable[[], Learner]:
         """A picklable constructor of one learner: called in the driver, or in each
-        learner process with ``num_learners >= 1``."""
-        cfg = self.config
-        return functools.partial(self.learner_class, self.model_spec, cfg, cfg.device)
+        learner process with ``num_learners >= 1`` (``config``, ``model_spec``: a
+        policy's, else the run's)."""
+        cfg = config or self.config
+        return functools.partial(self.learner_class, model_spec or self.model_spec, cfg,
+                                 cfg.device)
 
     def make_learner_group(self) -> LearnerGroup:
         """Build the learner group (called once, before the workers start)."""
@@ -292,7 +340,8 @@ class Algorithm(abc.ABC):
         """Publish the learner's weights (and observation filter) to every worker."""
         with self.timers("sync"):
             self.publish_obs_filter()
-            self.board.publish(self.learner_group.get_weights())
+            for pid in self.policy_map.trainable:  # a frozen policy's never change
+                self.weight_boards[pid].publish(self.learner_groups[pid].get_weights())
 
     def publish_obs_filter(self, vector: np.ndarray | None = None) -> np.ndarray | None:
         """Put observation statistics on their board (if normalising): ``vector``, or
@@ -312,6 +361,8 @@ class Algorithm(abc.ABC):
         steps = 0
         for r in results:
             self.episodes.add(r["episode_returns"], r["episode_lens"])
+            for k, returns in (r.get("policy_episode_returns") or {}).items():
+                self.policy_episodes[self.policy_map.ids[k]].add(returns, r["episode_lens"])
             self.custom_metrics.add(r.get("custom_metrics"))
             if self.obs_filter is not None and r["obs_stats"] is not None:
                 self.obs_filter.merge(*r["obs_stats"])
@@ -358,6 +409,7 @@ class Algorithm(abc.ABC):
             M.ENV_STEPS_TOTAL: self.env_steps_total,
             M.EPISODES_TOTAL: self.episodes.total,
             **self.episodes.stats(),
+            **self._policy_episode_stats(),
             M.ENV_STEPS_PER_S: (self.env_steps_total - steps_before) / max(elapsed, 1e-9),
             M.TIME_TOTAL_S: self.time_total_s,
             **{f"learner/{k}": v for k, v in learner_metrics.items()},
@@ -377,6 +429,15 @@ class Algorithm(abc.ABC):
         if self.logger is not None:
             self.logger.log(result)
         return result
+
+    def _policy_episode_stats(self) -> dict[str, float]:
+        """Multi-agent: ``policy/<id>/episode_return_mean`` (and max, min) per policy."""
+        keys = (M.EPISODE_RETURN_MEAN, M.EPISODE_RETURN_MAX, M.EPISODE_RETURN_MIN)
+        out = {}
+        for pid, window in self.policy_episodes.items():
+            stats = window.stats()
+            out.update({f"policy/{pid}/{k}": stats[k] for k in keys})
+        return out
 
     def result_extras(self) -> dict[str, Any]:
         """Algorithm-specific keys added to every result row unprefixed (for example
@@ -502,8 +563,8 @@ class Algorithm(abc.ABC):
         return actions, new
 
     def _compute_agent_actions(self, obs: Any, state: Any, explore: bool) -> dict[str, Any]:
-        """Multi-agent ``compute_actions``: ``{agent: obs}`` -> ``{agent: action}``, all
-        agents through the shared policy in one batch."""
+        """Multi-agent ``compute_actions``: ``{agent: obs}`` -> ``{agent: action}``, each
+        agent through its policy (one batch per policy)."""
         if not isinstance(obs, dict) or not obs or not set(obs) <= set(self.agents):
             raise ValueError(f"compute_actions on the multi-agent env {self.config.env!r} takes "
                              f"{{agent: observation}} with agents from {list(self.agents)}, "
@@ -519,8 +580,9 @@ class Algorithm(abc.ABC):
             raise ValueError(f"compute_actions: {e}") from None
         if not all(single for _, single in parts):
             raise ValueError("compute_actions: give one observation per agent")
+        positions = np.asarray([self.agents.index(a) for a in agents], np.int64)
         actions = self._driver_worker().compute_actions(
-            np.concatenate([b for b, _ in parts]), explore)
+            np.concatenate([b for b, _ in parts]), explore, positions=positions)
         return {a: actions[k] for k, a in enumerate(agents)}
 
     def _driver_worker(self) -> RolloutWorker:
@@ -531,7 +593,9 @@ class Algorithm(abc.ABC):
             spec = dataclasses.replace(self.worker_spec(
                 num_envs=self.config.evaluation_num_envs, fragment=1), callbacks=None)
             self._eval_worker = RolloutWorker(spec, worker_index=0, boards=None)
-        self._eval_worker.set_weights(self.learner_group.get_weights(), self.board.version)
+        for k, pid in enumerate(self.policy_map.ids):
+            self._eval_worker.set_weights(self.learner_groups[pid].get_weights(),
+                                          self.weight_boards[pid].version, policy=k)
         if self.obs_filter is not None:
             self._eval_worker.set_obs_filter(self.obs_filter.to_vector())
         return self._eval_worker
@@ -578,8 +642,12 @@ class Algorithm(abc.ABC):
         return {}, {}, {}
 
     def publish_restored_weights(self) -> None:
-        """Put the restored weights on the board for the workers (the learner's)."""
+        """Put the restored weights on the boards for the workers (the learners'; a
+        frozen policy's too)."""
         self.sync_weights()
+        for pid in self.policy_map.ids:
+            if pid not in self.policy_map.trainable:
+                self.weight_boards[pid].publish(self.learner_groups[pid].get_weights())
 
     def load_extra_state(self, path: str, state: dict[str, Any]) -> None:
         """Restore what ``extra_state`` saved; runs after the workers' state is restored
@@ -606,9 +674,15 @@ class Algorithm(abc.ABC):
             "model": {"model_class": self.config.model_class,
                       "model_kwargs": dict(self.config.model_kwargs)},
             "extra": extra_json,
+            # Multi-agent: the policies (the first's learner is learner.pt, the others'
+            # learner_<id>.pt) and their episode windows.
+            "policies": list(self.policy_map.ids),
+            "policy_episodes": {p: w.state() for p, w in self.policy_episodes.items()},
         }
         state["workers"], worker_arrays = self.workers.get_state()
         tensors = {"learner": self.learner_group.state(), **extra_tensors}
+        for pid in self.policy_map.ids[1:]:
+            tensors[f"learner_{pid}"] = self.learner_groups[pid].state()
         arrays = {**extra_arrays, **worker_arrays}
         if self.obs_filter is not None:
             arrays["obs_filter"] = self.obs_filter.state()
@@ -632,11 +706,16 @@ class Algorithm(abc.ABC):
         """
         state, learner, filt = self._check_checkpoint(path)
         self._load_learner_state(path, learner)
+        for pid, saved in self._check_policy_files(path, state).items():
+            self._load_learner_state(path, saved, pid)
         try:
             self.iteration = int(state["iteration"])
             self.env_steps_total = int(state["env_steps_total"])
             self.time_total_s = float(state["time_total_s"])
             self.episodes.load_state(state["episodes"])
+            for pid, saved in (state.get("policy_episodes") or {}).items():
+                if pid in self.policy_episodes:
+                    self.policy_episodes[pid].load_state(saved)
             ckpt.rng_from_plain(self.rng, state["rng"])
             torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
@@ -659,18 +738,47 @@ class Algorithm(abc.ABC):
     def _check_checkpoint(self, path: str) -> ckpt.CheckedCheckpoint:
         """Read and check the checkpoint's files against this config's model and spaces
         (no process needed); see ``rl.checkpoint.read_checked``."""
-        spec = self.model_spec
-        described = (f"{spec.cls.__name__}, model_hiddens={list(self.config.model_hiddens)}"
-                     if spec.is_builtin else f"{spec.name}, model_kwargs={spec.model_kwargs}")
-        return ckpt.read_checked(
-            path, algo_name=self.config.algo_name, module=spec.build(), model=described,
+        checked = ckpt.read_checked(
+            path, algo_name=self.config.algo_name, module=self.model_spec.build(),
+            model=self._described(self.policy_map.ids[0]),
             obs_shape=None if self.obs_filter is None else self.obs_space.shape)
+        self._check_policy_files(path, checked[0])
+        return checked
 
-    def _load_learner_state(self, path: str, learner: dict[str, Any]) -> None:
-        """The checked ``learner.pt`` (``_check_checkpoint``) into the learner group."""
-        file = os.path.join(path, "learner.pt")
+    def _described(self, pid: str) -> str:
+        """Policy ``pid``'s model in words (class and sizes), for checkpoint errors."""
+        spec, cfg = self.model_specs[pid], self.policy_config(pid)
+        return (f"{spec.cls.__name__}, model_hiddens={list(cfg.model_hiddens)}"
+                if spec.is_builtin else f"{spec.name}, model_kwargs={spec.model_kwargs}")
+
+    def _check_policy_files(self, path: str, state: dict[str, Any]) -> dict[str, Any]:
+        """The checked learner files of the policies after the first (``learner_<id>.pt``),
+        by id; ``CheckpointError`` if the checkpoint holds other policies."""
+        saved = state.get("policies") or [self.policy_map.ids[0]]
+        if list(saved) != list(self.policy_map.ids):
+            raise ckpt.CheckpointError(
+                f"{os.path.join(path, ckpt.STATE_FILE)}: the checkpoint holds the policies "
+                f"{list(saved)}, this config has {list(self.policy_map.ids)}")
+        out = {}
+        for pid in self.policy_map.ids[1:]:
+            file = os.path.join(path, f"learner_{pid}.pt")
+            learner = ckpt.load_tensors(path, f"learner_{pid}")
+            if not isinstance(learner, dict) or not {"module", "optimizer"} <= set(learner):
+                raise ckpt.CheckpointError(f"{file} is corrupt: expected the learner's module "
+                                           "and optimizer state")
+            ckpt.check_shapes(file, learner["module"], self.model_specs[pid].build().state_dict(),
+                              what=f"policy {pid!r}'s model ({self._described(pid)})")
+            out[pid] = learner
+        return out
+
+    def _load_learner_state(self, path: str, learner: dict[str, Any],
+                            pid: str | None = None) -> None:
+        """A checked learner file (``_check_checkpoint``) into its policy's learner group
+        (``pid`` None: the first policy's, ``learner.pt``)."""
+        file = os.path.join(path, "learner.pt" if pid is None else f"learner_{pid}.pt")
+        group = self.learner_group if pid is None else self.learner_groups[pid]
         try:
-            self.learner_group.load_state(learner)
+            group.load_state(learner)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise ckpt.CheckpointError(f"{file} does not load into the learner: "
                                        f"{error_line(e)}") from e
@@ -734,8 +842,10 @@ class Algorithm(abc.ABC):
         self._stopped = True
         try:
             self.workers.stop()
-            self.learner_group.stop()
-            self.board.close()
+            for group in self.learner_groups.values():
+                group.stop()
+            for board in self.weight_boards.values():
+                board.close()
             if self.filter_board is not None:
                 self.filter_board.close()
         finally:

@@ -28,6 +28,14 @@ of a truncated episode). A model that reads the previous action and reward
 episode starts; the fragment gets them per step as the ``prev_actions`` /
 ``prev_rewards`` columns, and checkpoints save them with the model states.
 
+Multi-agent envs (``spec.agents``) run as a ``MultiAgentVectorEnv`` of (game, agent)
+slots. With several policies (``spec.models``, ``spec.agent_policy``) each slot's policy
+follows from its agent position: every step each policy acts in one forward pass on its
+slots' rows, and the results are gathered into the same ``[T, N]`` columns (the driver
+splits them per policy, ``rl.algorithms.policy_map``). Each policy has its own board
+(``Boards.policy_weights``); evaluation and ``compute_actions`` route rows the same way.
+A fragment also gives each policy's share of every ended game's return.
+
 A sub-env that raises (with ``restart_failed_sub_envs``) is recreated by the
 ``VectorEnv``; its broken episode ends as a truncation at its last good observation,
 is not reported, and its rows in the fragment are flagged in ``discarded`` so that an
@@ -65,13 +73,16 @@ class Boards:
     """What a worker polls before each fragment, one board per channel (picklable).
 
     Attributes:
-        weights: the policy's flat weights.
+        weights: the policy's flat weights (the first policy's, with several).
         obs_filter: the observation filter's ``[mean, var, count]`` vector (with
             ``normalize_obs``), else None.
+        policy_weights: the flat weights of the other policies of a multi-agent run
+            (``WorkerSpec.models[1:]``), in order.
     """
 
     weights: BoardReader
     obs_filter: BoardReader | None = None
+    policy_weights: tuple[BoardReader, ...] = ()  # policies 1.. of a multi-policy run
 
 
 @dataclass
@@ -92,7 +103,11 @@ class WorkerSpec:
     max_seq_len: int = 20  # recurrent models: rows between recorded states
     restart_failed_sub_envs: bool = False
     exact_resume: bool = True  # record the running games for replay (rl.resume)
-    agents: tuple[str, ...] | None = None  # a multi-agent env's agents (one shared policy)
+    agents: tuple[str, ...] | None = None  # a multi-agent env's agents
+    # Several policies (multi-agent): every policy's model (``model`` is models[0]) and,
+    # per agent position, the index of the policy that plays it.
+    models: tuple[ModelSpec, ...] = ()
+    agent_policy: tuple[int, ...] | None = None
 
 
 class RolloutWorker:
@@ -126,8 +141,18 @@ class RolloutWorker:
                                      record_actions=spec.exact_resume, hooks=self.hooks)
         self.num_slots = self.venv.num_envs  # sub-envs, or (game, agent) slots
         self.dist_spec = spec.model.dist_spec
-        self.policy = build_inference_policy(spec.model, self.num_slots)
+        models = spec.models or (spec.model,)
+        self.policies = [build_inference_policy(m, self.num_slots) for m in models]
+        self.policy = self.policies[0]
         self.recurrent = spec.model.recurrent
+        self.weights_versions = [0] * len(models)
+        # Several policies: each slot's policy follows from its agent position.
+        self.agent_policy = None if len(models) == 1 else np.asarray(spec.agent_policy, np.int64)
+        self.lanes = self._lanes(np.arange(self.num_slots))
+        if self.lanes is not None and len({tuple(p.columns()) for p in self.policies}) > 1:
+            raise ValueError("the policies of a multi-agent run must record the same columns")
+        # Multi-agent: every slot's return in the running game (per-policy returns).
+        self.slot_returns = np.zeros(self.num_slots, np.float64) if spec.agents else None
         seed = 0 if spec.seed is None else spec.seed
         self.generator = torch.Generator().manual_seed(
             seed * 7919 + worker_index + 104_729 * incarnation)
@@ -141,15 +166,56 @@ class RolloutWorker:
         cls = VectorEnv if self.spec.agents is None else MultiAgentVectorEnv
         return cls(make, num_envs, seed, **kwargs)
 
+    # ------------------------------------------------------------------ policies
+    def _lanes(self, slots: np.ndarray) -> list[np.ndarray] | None:
+        """Rows of each policy for rows played by ``slots`` (None: one policy, all rows)."""
+        if self.agent_policy is None:
+            return None
+        policy = self.agent_policy[slots % len(self.spec.agents)]
+        return [np.flatnonzero(policy == p) for p in range(len(self.policies))]
+
+    def _act(self, obs: np.ndarray, lanes: list[np.ndarray] | None,
+             request: dict) -> dict[str, np.ndarray]:
+        """Each policy's ``act`` on its rows of ``obs``, gathered into one dict of columns."""
+        if lanes is None:
+            return self.policy.act(torch.from_numpy(obs), self.generator, request)
+        out: dict[str, np.ndarray] = {}
+        for policy, rows in zip(self.policies, lanes):
+            if not len(rows):
+                continue
+            part = policy.act(torch.from_numpy(obs[rows]), self.generator, request)
+            for name, value in part.items():
+                if name not in out:
+                    out[name] = np.empty((len(obs), *value.shape[1:]), value.dtype)
+                out[name][rows] = value
+        return out
+
+    def _rows(self, method: str, obs: np.ndarray, lanes: list[np.ndarray] | None) -> np.ndarray:
+        """Each policy's ``greedy`` or ``value`` on its rows of ``obs``, in row order."""
+        if lanes is None:
+            return getattr(self.policy, method)(torch.from_numpy(obs))
+        out = None
+        for policy, rows in zip(self.policies, lanes):
+            if not len(rows):
+                continue
+            part = np.asarray(getattr(policy, method)(torch.from_numpy(obs[rows])))
+            if out is None:
+                out = np.empty((len(obs), *part.shape[1:]), part.dtype)
+            out[rows] = part
+        return out
+
     # ------------------------------------------------------------------ weights
     def sync_weights(self) -> int:
         """Load the newest weights and observation filter where their boards moved."""
         if self.boards is None:
             return self.weights_version
-        version, vector = self.boards.weights.poll(self.weights_version)
-        if vector is not None:
-            self.policy.load_weights(vector)
-            self.weights_version = version
+        readers = (self.boards.weights, *self.boards.policy_weights)
+        for k, (reader, policy) in enumerate(zip(readers, self.policies)):
+            version, vector = reader.poll(self.weights_versions[k])
+            if vector is not None:
+                policy.load_weights(vector)
+                self.weights_versions[k] = version
+        self.weights_version = self.weights_versions[0]
         if self.obs_filter is not None and self.boards.obs_filter is not None:
             version, vector = self.boards.obs_filter.poll(self.filter_version)
             if vector is not None:
@@ -157,10 +223,12 @@ class RolloutWorker:
                 self.filter_version = version
         return self.weights_version
 
-    def set_weights(self, vector: np.ndarray, version: int) -> None:
-        """Load weights directly (used where no board exists, e.g. evaluation)."""
-        self.policy.load_weights(vector)
-        self.weights_version = version
+    def set_weights(self, vector: np.ndarray, version: int, policy: int = 0) -> None:
+        """Load weights directly (used where no board exists, e.g. evaluation);
+        ``policy``: which policy's (its index in ``WorkerSpec.models``)."""
+        self.policies[policy].load_weights(vector)
+        self.weights_versions[policy] = version
+        self.weights_version = self.weights_versions[0]
 
     def set_obs_filter(self, vector: np.ndarray) -> None:
         """Load the observation filter's vector directly (no-op without normalisation)."""
@@ -179,14 +247,23 @@ class RolloutWorker:
 
     def compute_actions(self, obs: np.ndarray, explore: bool = False,
                         state: list[np.ndarray] | None = None,
-                        prev_reward: np.ndarray | None = None):
+                        prev_reward: np.ndarray | None = None,
+                        positions: np.ndarray | None = None):
         """Env actions for a batch of raw observations ``[B, *obs_shape]``: greedy, or
         sampled as in ``sample`` (with its default request) when ``explore``.
 
         Recurrent policies take and return the state: ``(actions, state)``, with
         ``state`` a list of arrays ``[B, ...]`` (None: the initial state; the layout of
         ``RecurrentActorCriticPolicy.state``). ``prev_reward`` ``[B]``: the rewards the
-        env returned for the actions of the previous call (a model that reads them)."""
+        env returned for the actions of the previous call (a model that reads them).
+        ``positions`` ``[B]``: with several policies, the agent position (in
+        ``WorkerSpec.agents``) of each row, which picks the policy that acts for it."""
+        if self.agent_policy is not None:
+            normalized = self.normalize(obs)
+            lanes = self._lanes(np.asarray(positions, np.int64))
+            actions = self._act(normalized, lanes, {})[C.ACTIONS] if explore else \
+                self._rows("greedy", normalized, lanes)
+            return self.dist_spec.env_actions(actions)
         tensor = torch.from_numpy(self.normalize(obs))
         if self.recurrent:
             carried = self.policy.state
@@ -222,6 +299,8 @@ class RolloutWorker:
         Returns:
             ``{"batch": {column: [T, N, ...] array}, "env_steps": T * num_envs,
             "agent_steps": rows that are not padding (T * N single-agent),
+            "policy_episode_returns": multi-agent: {policy index: [E]}, the return of each
+            ended game summed over the agents that policy plays (else None),
             "episode_returns": [E],
             "episode_lens": [E], "weights_version": int, "custom_metrics": {name:
             [value per episode that ended]} with callbacks (else None), "obs_stats": (mean, var, count)
@@ -258,6 +337,11 @@ class RolloutWorker:
         # Multi-agent: the rows of slots whose agent is not alive are padding.
         padding = np.empty((T, N), np.bool_) if multi_agent else None
         episode_start = np.zeros(N, np.int64)  # first row of each sub-env's episode
+        policy_returns: dict[int, list[float]] | None = None
+        if multi_agent:
+            policy_returns = {k: [] for k in range(len(self.policies))}
+            A = len(self.spec.agents)
+            owner = np.zeros(A, np.int64) if self.agent_policy is None else self.agent_policy
         obs = self.obs
         for t in range(T):
             if padding is not None:
@@ -269,7 +353,7 @@ class RolloutWorker:
             if self.recurrent and t % L == 0:
                 for k in range(self.policy.num_model_states):
                     batch[C.state_column(k)][t // L] = self.policy.state[k]
-            out = self.policy.act(torch.from_numpy(batch[C.OBS][t]), self.generator, request)
+            out = self._act(batch[C.OBS][t], self.lanes, request)
             for name, value in out.items():
                 batch[name][t] = value
             res = self.venv.step(self.dist_spec.env_actions(out[C.ACTIONS]))
@@ -291,6 +375,8 @@ class RolloutWorker:
             for ret, length in res.reported_episodes(self.venv.reports_real_episodes):
                 episode_returns.append(ret)
                 episode_lens.append(length)
+            if policy_returns is not None:
+                self._policy_returns(res, A, owner, policy_returns)
             obs = res.obs
             if next_obs is not None and t > 0:
                 next_obs[t - 1] = batch[C.OBS][t]
@@ -320,6 +406,8 @@ class RolloutWorker:
             "batch": share(batch) if request.get("share_batch") else batch,
             "env_steps": T * self.spec.num_envs,
             "agent_steps": agent_steps,
+            "policy_episode_returns": None if policy_returns is None else
+            {k: np.asarray(v, np.float64) for k, v in policy_returns.items()},
             "episode_returns": np.asarray(episode_returns, np.float64),
             "episode_lens": np.asarray(episode_lens, np.int64),
             "weights_version": self.weights_version,
@@ -329,6 +417,20 @@ class RolloutWorker:
             "discarded": discarded,
             "custom_metrics": None if self.hooks is None else self.hooks.drain(),
         }
+
+    def _policy_returns(self, res, A: int, owner: np.ndarray,
+                        out: dict[int, list[float]]) -> None:
+        """Add a step's rewards to the slots' game returns; for every game that ended,
+        each policy's share of its return goes to ``out`` (a broken game's to none)."""
+        self.slot_returns += res.rewards
+        for s in res.failed:
+            g = s // A
+            self.slot_returns[g * A:(g + 1) * A] = 0.0
+        for g in res.ended:
+            game = self.slot_returns[g * A:(g + 1) * A]
+            for k in out:
+                out[k].append(float(game[owner == k].sum()))
+            game[:] = 0.0
 
     def _next_values(self, batch: dict[str, np.ndarray], last_obs: np.ndarray,
                      ends: list[tuple[int, int, np.ndarray]],
@@ -351,7 +453,10 @@ class RolloutWorker:
                 v = np.concatenate([v, v_final])
         else:
             inputs = np.concatenate([last_obs] + [f[None] for f in finals], axis=0)
-            v = self.policy.value(torch.from_numpy(np.ascontiguousarray(inputs, self.obs_dtype)))
+            slots = np.concatenate([np.arange(len(last_obs)),
+                                    np.asarray([i for _, i, _ in truncated], np.int64)])
+            v = self._rows("value", np.ascontiguousarray(inputs, self.obs_dtype),
+                           self._lanes(slots))
         nxt[-1] = v[: len(last_obs)]
         for k, (t, i, _) in enumerate(truncated):
             nxt[t, i] = v[len(last_obs) + k]
@@ -396,7 +501,8 @@ class RolloutWorker:
                                          for s in self.policy.initial]
                 done_count = np.zeros(num_envs, np.int64)
                 while (done_count < quota).any():
-                    actions = self.policy.greedy(torch.from_numpy(self.normalize(obs)))
+                    actions = self._rows("greedy", self.normalize(obs),
+                                         self._lanes(np.arange(len(obs))))
                     res = venv.step(self.dist_spec.env_actions(actions))
                     finished = sorted(res.final_obs)
                     if self.recurrent:
@@ -433,6 +539,8 @@ class RolloutWorker:
             Global indices of the sub-envs whose episode could not be restored exactly.
         """
         differ = self.venv.set_state(state)
+        if self.slot_returns is not None:  # multi-agent games start afresh
+            self.slot_returns[:] = 0.0
         generator = np.ascontiguousarray(state["generator"], np.uint8)
         self.generator.set_state(torch.from_numpy(generator.copy()))
         self.obs = self.venv.obs.copy()

@@ -17,6 +17,7 @@ from typing import Any
 from rl.algorithms.dqn.config import DQNConfig
 from rl.algorithms.dqn.learner import DQNLearner
 from rl.algorithms.off_policy import REPLAY_SIZE, OffPolicyAlgorithm
+from rl.config import AlgorithmConfig
 from rl.policies.model_spec import Q
 
 __all__ = ["DQN", "REPLAY_SIZE"]
@@ -33,8 +34,8 @@ class DQN(OffPolicyAlgorithm):
     action_space_hint = "Use PPO or IMPALA for continuous or multi-discrete actions."
 
     # ------------------------------------------------------------------ construction
-    def builtin_model_kwargs(self) -> dict[str, Any]:
-        cfg = self.config
+    def builtin_model_kwargs(self, config: AlgorithmConfig | None = None) -> dict[str, Any]:
+        cfg = config or self.config
         return {"hiddens": list(cfg.model_hiddens), "activation": cfg.model_activation,
                 "dueling": cfg.dueling}
 

@@ -99,16 +99,48 @@ class PPO(Algorithm):
         with self.timers("sample"):
             results = self.workers.sample()
             self.ingest_fragments(results)
-            batch = fragments_to_train_batch(results, cfg.gamma, cfg.gae_lambda,
-                                             self.reward_scaler, self.sequences)
+            if self.agents is None:
+                batches = {self.policy_map.ids[0]: fragments_to_train_batch(
+                    results, cfg.gamma, cfg.gae_lambda, self.reward_scaler, self.sequences)}
+            else:
+                batches = self._policy_batches(results)
+        metrics: dict[str, float] = {}
         with self.timers("learn"):
-            metrics = self.learner_group.update(
-                batch,
-                lr=self.schedule(cfg.lr, 0.0, cfg.lr_schedule),
-                entropy_coeff=self.schedule(cfg.entropy_coeff, cfg.entropy_coeff_final),
-            )
+            for pid, batch in batches.items():
+                pcfg = self.policy_config(pid)
+                out = self.learner_groups[pid].update(
+                    batch,
+                    lr=self.schedule(pcfg.lr, 0.0, cfg.lr_schedule),
+                    entropy_coeff=self.schedule(pcfg.entropy_coeff, cfg.entropy_coeff_final),
+                )
+                # Multi-agent: learner/<policy>/<metric>.
+                metrics.update(out if self.agents is None else
+                               {f"{pid}/{k}": v for k, v in out.items()})
         self.sync_weights()
         return metrics
+
+    def _policy_batches(self, results: list[dict[str, Any]]) -> dict[str, SampleBatch]:
+        """Multi-agent: each trainable policy's train batch from its slots' columns of
+        every fragment (GAE along each slot, one agent's own trajectory)."""
+        cfg = self.config
+        if self.reward_scaler is not None:  # scaled per slot, before the split
+            results = [{**r, "batch": {**r["batch"], C.REWARDS: self.reward_scaler(
+                r["worker_index"], r["batch"][C.REWARDS],
+                r["batch"][C.TERMINATEDS] | r["batch"][C.TRUNCATEDS])}} for r in results]
+        batches = {}
+        for k, pid in enumerate(self.policy_map.ids):
+            if pid not in self.policy_map.trainable:
+                continue
+            parts = []
+            for r in results:
+                num_games = r["batch"][C.REWARDS].shape[1] // len(self.agents)
+                slots = self.policy_map.slots(k, num_games)
+                discarded = r.get("discarded")
+                parts.append({"worker_index": r["worker_index"],
+                              "batch": {c: v[:, slots] for c, v in r["batch"].items()},
+                              "discarded": None if discarded is None else discarded[:, slots]})
+            batches[pid] = fragments_to_train_batch(parts, cfg.gamma, cfg.gae_lambda)
+        return batches
 
     def extra_state(self):
         arrays = {"reward_scaler": self.reward_scaler.state()} if self.reward_scaler else {}

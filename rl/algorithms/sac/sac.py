@@ -24,6 +24,7 @@ import numpy as np
 from rl.algorithms.off_policy import OffPolicyAlgorithm
 from rl.algorithms.sac.config import SACConfig
 from rl.algorithms.sac.learner import SACLearner
+from rl.config import AlgorithmConfig
 from rl.envs import UnsupportedSpaceError
 from rl.learner import Learner
 from rl.policies import ModelSpec
@@ -44,8 +45,8 @@ class SAC(OffPolicyAlgorithm):
                          "for discrete ones.")
 
     # ------------------------------------------------------------------ construction
-    def builtin_model_kwargs(self) -> dict[str, Any]:
-        cfg = self.config
+    def builtin_model_kwargs(self, config: AlgorithmConfig | None = None) -> dict[str, Any]:
+        cfg = config or self.config
         return {"hiddens": list(cfg.model_hiddens), "activation": cfg.model_activation}
 
     def make_model_spec(self) -> ModelSpec:

@@ -1,0 +1,193 @@
+"""Several policies in one multi-agent run: the mapping, frozen policies, per-policy
+settings, results, checkpoints and ``compute_actions``."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from rl import PPOConfig
+from rl.algorithms.policy_map import PolicyMap
+from rl.algorithms.ppo.ppo import PPO
+from rl.checkpoint import CheckpointError
+from rl.cli import main as cli_main
+from rl.config import ConfigError
+from rl.policies import load_flat_params
+from tests.test_multi_agent import matching
+
+TWO = ["agent_0", "agent_1"]
+MAPPING = "tests.multi_agent_mapping:"
+
+
+def weights(algo, pid: str) -> np.ndarray:
+    return algo.learner_groups[pid].get_weights().copy()
+
+
+def module(algo, pid: str) -> torch.nn.Module:
+    """Policy ``pid``'s model with the learner's current weights."""
+    net = algo.model_specs[pid].build()
+    load_flat_params(net, algo.learner_groups[pid].get_weights())
+    return net.eval()
+
+
+@pytest.mark.learning
+@pytest.mark.parametrize("seed", [0, 1])
+def test_independent_policies_reach_the_optimum_of_the_matching_game(seed):
+    # Seeds 0-5 measured: every one evaluates to the optimum, 16, after 4096 env steps.
+    with matching(seed).multi_agent(policies=TWO).build() as algo:
+        while algo.env_steps_total < 4096:
+            algo.train()
+        metrics = algo.evaluate(10)
+    assert metrics["eval/episode_return_mean"] == 16.0
+
+
+def test_each_policy_trains_on_its_own_agents_and_reports_its_own_results():
+    with matching(0).multi_agent(policies=TWO).build() as algo:
+        before = {p: weights(algo, p) for p in TWO}
+        result = algo.train()
+        result = algo.train()
+        for p in TWO:
+            assert not np.array_equal(weights(algo, p), before[p])
+            assert f"learner/{p}/policy_loss" in result
+            assert f"policy/{p}/episode_return_mean" in result
+        assert "learner/policy_loss" not in result
+        # The windows hold the same games: the policies' shares add up to the game return.
+        total = sum(result[f"policy/{p}/episode_return_mean"] for p in TWO)
+        assert total == pytest.approx(result["episode_return_mean"])
+        assert result["policy/agent_0/episode_return_max"] <= 8.0
+
+
+def test_a_frozen_policy_acts_but_its_weights_never_move():
+    cfg = matching(0).multi_agent(policies=TWO, policies_to_train=["agent_0"])
+    with cfg.build() as algo:
+        frozen, learning = weights(algo, "agent_1"), weights(algo, "agent_0")
+        board_version = algo.weight_boards["agent_1"].version
+        for _ in range(3):
+            result = algo.train()
+        assert np.array_equal(weights(algo, "agent_1"), frozen)
+        assert not np.array_equal(weights(algo, "agent_0"), learning)
+        assert algo.weight_boards["agent_1"].version == board_version
+        assert "learner/agent_0/policy_loss" in result
+        assert not any(k.startswith("learner/agent_1/") for k in result)
+        # It still plays: its agent's rows get actions, its episodes are counted.
+        assert result["policy/agent_1/episode_return_mean"] >= 0
+
+
+def test_compute_actions_sends_each_agent_through_its_own_policy():
+    cfg = matching(0).multi_agent(policies=TWO)
+    with cfg.build() as algo:
+        rng = np.random.default_rng(0)
+        obs = rng.uniform(0, 1, (64, 7)).astype(np.float32)
+        greedy = {p: module(algo, p)(torch.from_numpy(obs))[0].argmax(-1).numpy() for p in TWO}
+        assert (greedy["agent_0"] != greedy["agent_1"]).any()  # the test can tell them apart
+        for i in range(len(obs)):
+            actions = algo.compute_actions({"agent_0": obs[i], "agent_1": obs[i]})
+            assert int(actions["agent_0"]) == greedy["agent_0"][i]
+            assert int(actions["agent_1"]) == greedy["agent_1"][i]
+        assert int(algo.compute_actions({"agent_1": obs[3]})["agent_1"]) == greedy["agent_1"][3]
+
+
+def test_a_mapping_function_names_the_policies_in_agent_order():
+    cfg = matching(0, num_agents=3).multi_agent(policy_mapping_fn=MAPPING + "by_parity")
+    with cfg.build() as algo:
+        assert algo.policy_map.ids == ("even", "odd")
+        assert algo.policy_map.agents_of("even") == ["agent_0", "agent_2"]
+        assert algo.policy_map.slots(0, 2).tolist() == [0, 2, 3, 5]
+        result = algo.train()
+    assert {"learner/even/vf_loss", "learner/odd/vf_loss"} <= set(result)
+    assert result["env_steps_total"] == 128
+
+
+def test_per_policy_settings_build_different_models():
+    cfg = matching(0).multi_agent(policies=TWO, policy_overrides={
+        "agent_1": {"model_hiddens": [16], "lr": 1e-4}})
+    with cfg.build() as algo:
+        sizes = {p: len(weights(algo, p)) for p in TWO}
+        assert sizes["agent_1"] < sizes["agent_0"]
+        result = algo.train()
+    assert result["learner/agent_1/lr"] == pytest.approx(1e-4)
+    assert result["learner/agent_0/lr"] == pytest.approx(3e-3)
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"policies": ["a", "b"]}, r"not all agent ids.*policy_mapping_fn"),
+    ({"policy_mapping_fn": MAPPING + "to_missing", "policies": TWO},
+     r"maps agent 'agent_0' to 'nobody'"),
+    ({"policy_mapping_fn": MAPPING + "not_a_string"}, r"must return a policy id \(str\)"),
+    ({"policy_mapping_fn": MAPPING + "raises"}, r"raised for agent 'agent_0': KeyError"),
+    ({"policy_mapping_fn": "tests.no_such_module:f"}, r"cannot import 'tests.no_such_module'"),
+    ({"policies": ["agent_0", "agent_1", "spare"], "policy_mapping_fn": MAPPING + "by_parity"},
+     r"maps agent 'agent_0' to 'even'"),
+    ({"policies": ["agent_0"], "policies_to_train": ["agent_9"]},
+     r"policies_to_train names \['agent_9'\].*valid: \['agent_0'\]"),
+    ({"policies": TWO, "policy_overrides": {"agent_1": {"gamma": 0.5}}},
+     r"\['gamma'\] cannot differ per policy"),
+    ({"policies": TWO, "policy_overrides": {"agent_1": {"lr": -1}}},
+     r"policy_overrides\['agent_1'\]: lr must be >= 0"),
+    ({"policies": TWO, "policy_overrides": {"agent_5": {"lr": 0.1}}},
+     r"policy_overrides names 'agent_5'"),
+])
+def test_bad_policy_settings_are_config_errors_before_any_process(settings, match):
+    cfg = matching(0).multi_agent(**settings)
+    with pytest.raises(ConfigError, match=match):
+        PolicyMap.create(cfg, ("agent_0", "agent_1"))
+
+
+def test_a_policy_no_agent_plays_is_a_config_error():
+    cfg = matching(0).multi_agent(policies=["even", "odd", "spare"],
+                                  policy_mapping_fn=MAPPING + "by_parity")
+    with pytest.raises(ConfigError, match=r"no agent maps to the policies \['spare'\]"):
+        cfg.build()
+
+
+def test_policy_settings_on_a_single_agent_env_are_a_config_error():
+    cfg = PPOConfig().environment("CartPole-v1").multi_agent(policies=["a"])
+    with pytest.raises(ConfigError, match="only for multi-agent"):
+        cfg.build()
+
+
+def test_checkpoints_hold_every_policy_and_resume_on_the_process_backend(tmp_path):
+    cfg = (matching(0).multi_agent(policies=TWO, policy_overrides={
+        "agent_1": {"model_hiddens": [16]}})
+           .env_runners(num_env_runners=1).set(backend="process"))
+    with cfg.build() as algo:
+        algo.train()
+        path = algo.save(str(tmp_path / "ckpt"))
+        saved = {p: weights(algo, p) for p in TWO}
+        episodes = algo.policy_episodes["agent_1"].total
+    assert os.path.isfile(os.path.join(path, "learner.pt"))
+    assert os.path.isfile(os.path.join(path, "learner_agent_1.pt"))
+    with open(os.path.join(path, "state.json")) as f:
+        assert json.load(f)["policies"] == TWO
+    with PPO.from_checkpoint(path) as algo:
+        for p in TWO:
+            assert np.array_equal(weights(algo, p), saved[p])
+        assert algo.policy_episodes["agent_1"].total == episodes
+        result = algo.train()
+        assert result["training_iteration"] == 2
+    # Another set of policies does not load it.
+    other = matching(0).multi_agent(policies=["agent_0"])
+    with pytest.raises(CheckpointError, match=r"holds the policies \['agent_0', 'agent_1'\]"):
+        other.build(checkpoint=path)
+
+
+def test_rl_train_and_evaluate_with_two_policies(tmp_path, capsys):
+    code = cli_main(["train", "--algo", "ppo", "--env", "MatchingGame-v0",
+                     "--stop-timesteps", "256",
+                     "--set", "train_batch_size=128", "--set", "minibatch_size=64",
+                     "--set", "policies=[agent_0, agent_1]",
+                     "--set", "policies_to_train=[agent_0]",
+                     "--logdir", str(tmp_path)])
+    assert code == 0
+    rows = [json.loads(line) for line in
+            open(glob.glob(str(tmp_path / "*" / "result.jsonl"))[0])]
+    assert "policy/agent_1/episode_return_mean" in rows[1]
+    checkpoint = sorted(glob.glob(str(tmp_path / "*" / "checkpoint_*")))[-1]
+    capsys.readouterr()
+    assert cli_main(["evaluate", checkpoint, "--episodes", "4"]) == 0
+    assert "4 episodes: return" in capsys.readouterr().out
