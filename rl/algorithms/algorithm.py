@@ -86,6 +86,7 @@ class Algorithm(abc.ABC):
         probed = probe_spaces(self.env_spec, config.env_config)
         self.obs_space, self.action_space, self.env_obs_space = probed[:3]
         self.agents = probed.agents  # a multi-agent env's agents, else None
+        self.turn_based = probed.turn_based
         if self.agents is not None:
             self._check_multi_agent()
         self.policy_map = PolicyMap.create(config, self.agents)
@@ -272,7 +273,7 @@ class Algorithm(abc.ABC):
             needs_next_obs=self.needs_next_obs, callbacks=self.callbacks_class,
             max_seq_len=cfg.max_seq_len,
             restart_failed_sub_envs=cfg.restart_failed_sub_environments,
-            exact_resume=cfg.exact_resume, agents=self.agents,
+            exact_resume=cfg.exact_resume, agents=self.agents, turn_based=self.turn_based,
             models=() if len(self.model_specs) == 1 else tuple(self.model_specs.values()),
             agent_policy=None if len(self.model_specs) == 1 else self.policy_map.agent_policy)
 

@@ -30,6 +30,7 @@ def compute_gae(
     truncateds: np.ndarray,
     gamma: float,
     lam: float,
+    valid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Generalised advantage estimation (Schulman et al. 2016, arXiv:1506.02438).
 
@@ -45,6 +46,10 @@ def compute_gae(
             row is always treated as a cut.
         gamma: discount factor.
         lam: GAE lambda.
+        valid: bool ``[T, N]`` or None: rows that are transitions; the others (padding
+            between an agent's turns) are skipped, so the recursion runs along each
+            column's valid rows (their ``next_values`` must be the next valid row's
+            value); their advantages are 0.
 
     Returns:
         ``(advantages, value_targets)``, both float32 ``[T, N]``, with
@@ -64,6 +69,12 @@ def compute_gae(
     advantages = np.empty_like(deltas)
     last = np.zeros(deltas.shape[1:], dtype=np.float32)
     glam = np.float32(gamma * lam)
+    if valid is not None:
+        valid = np.asarray(valid, dtype=np.bool_)
+        for t in range(deltas.shape[0] - 1, -1, -1):
+            last = np.where(valid[t], deltas[t] + glam * cont[t] * last, last)
+            advantages[t] = np.where(valid[t], last, 0.0)
+        return advantages, advantages + np.where(valid, values, 0.0)
     for t in range(deltas.shape[0] - 1, -1, -1):
         last = deltas[t] + glam * cont[t] * last
         advantages[t] = last

@@ -58,16 +58,11 @@ def is_aec_env(env: Any) -> bool:
 
 def to_parallel(env: Any, env_id: str) -> Any:
     """A Parallel-API view of ``env``: itself, or an AEC env through PettingZoo's
-    ``aec_to_parallel``. ``EnvError`` for a turn-based AEC env that is not parallelisable."""
-    from rl.envs.registry import EnvError
-
-    if not is_aec_env(env):
+    ``aec_to_parallel``; a turn-based AEC env that is not parallelisable stays as it is
+    (``rl.envs.turn_based`` drives it turn by turn)."""
+    del env_id
+    if not is_aec_env(env) or not getattr(env, "metadata", {}).get("is_parallelizable", False):
         return env
-    if not getattr(env, "metadata", {}).get("is_parallelizable", False):
-        raise EnvError(
-            f"env {env_id!r} is a turn-based PettingZoo AEC env (metadata "
-            "is_parallelizable is not set), which rl cannot train yet; rl trains PettingZoo "
-            "Parallel envs and AEC envs that aec_to_parallel converts")
     from pettingzoo.utils.conversions import aec_to_parallel
 
     return aec_to_parallel(env)

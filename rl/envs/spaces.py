@@ -210,6 +210,8 @@ class ProbedSpaces(NamedTuple):
     agents: tuple[str, ...] | None = None
     """A multi-agent env's ``possible_agents`` (every agent has these spaces); None for a
     single-agent env."""
+    turn_based: bool = False
+    """A turn-based PettingZoo AEC env (``rl.envs.turn_based``)."""
 
 
 def probe_spaces(spec: EnvSpec, env_config: dict | None = None) -> ProbedSpaces:
@@ -242,10 +244,17 @@ def probe_spaces(spec: EnvSpec, env_config: dict | None = None) -> ProbedSpaces:
 def _probe_multi_agent(spec: EnvSpec, env: Any) -> ProbedSpaces:
     """A Parallel-API env's common agent spaces, checked by one ``reset(seed=0)``."""
     from rl.envs.multi_agent import agent_spaces
+    from rl.envs.turn_based import is_turn_based
 
     try:
         agents, env_obs, action = agent_spaces(env, spec.env_id)
         prepared = prepare_observation_space(env_obs)
+        if is_turn_based(env):
+            with env_call(spec.env_id, "reset(seed=0)"):
+                env.reset(seed=0)
+            with env_call(spec.env_id, "last()"):
+                env.last()
+            return ProbedSpaces(prepared, action, env_obs, agents, turn_based=True)
         with env_call(spec.env_id, "reset(seed=0)"):
             out = env.reset(seed=0)
         if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], dict)):

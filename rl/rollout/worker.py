@@ -34,7 +34,9 @@ follows from its agent position: every step each policy acts in one forward pass
 slots' rows, and the results are gathered into the same ``[T, N]`` columns (the driver
 splits them per policy, ``rl.algorithms.policy_map``). Each policy has its own board
 (``Boards.policy_weights``); evaluation and ``compute_actions`` route rows the same way.
-A fragment also gives each policy's share of every ended game's return.
+A fragment also gives each policy's share of every ended game's return. Turn-based AEC
+games (``spec.turn_based``) have a loop of their own, one row per resolved move
+(``rl.rollout.turn_based``).
 
 A sub-env that raises (with ``restart_failed_sub_envs``) is recreated by the
 ``VectorEnv``; its broken episode ends as a truncation at its last good observation,
@@ -60,8 +62,10 @@ from rl.callbacks import EpisodeHooks
 from rl.data import columns as C
 from rl.envs import EnvSpec, MultiAgentVectorEnv, VectorEnv, env_factory, is_image_space
 from rl.envs.normalization import RunningMeanStd
+from rl.envs.turn_based import TurnBasedVectorEnv
 from rl.policies import ModelSpec
 from rl.rollout.policy import build_inference_policy
+from rl.rollout.turn_based import sample_turn_based
 from rl.runtime.base import BoardReader
 from rl.runtime.shared import share
 
@@ -108,6 +112,7 @@ class WorkerSpec:
     # per agent position, the index of the policy that plays it.
     models: tuple[ModelSpec, ...] = ()
     agent_policy: tuple[int, ...] | None = None
+    turn_based: bool = False  # a turn-based AEC env (rl.envs.turn_based)
 
 
 class RolloutWorker:
@@ -158,12 +163,14 @@ class RolloutWorker:
             seed * 7919 + worker_index + 104_729 * incarnation)
         self.obs_filter = RunningMeanStd(spec.obs_space.shape) if spec.normalize_obs else None
         self.mask_columns = spec.model.layout.mask if spec.model.masked else None
+        self.pending_moves: dict[str, np.ndarray] | None = None  # turn-based games
         self.obs = self.venv.reset().copy()
 
     def _vector_env(self, make, num_envs: int, seed: int | None, **kwargs):
         """A ``VectorEnv``, or for a multi-agent env a ``MultiAgentVectorEnv`` of
         ``num_envs`` games."""
-        cls = VectorEnv if self.spec.agents is None else MultiAgentVectorEnv
+        cls = VectorEnv if self.spec.agents is None else \
+            TurnBasedVectorEnv if self.spec.turn_based else MultiAgentVectorEnv
         return cls(make, num_envs, seed, **kwargs)
 
     # ------------------------------------------------------------------ policies
@@ -309,6 +316,8 @@ class RolloutWorker:
             multi-agent padding) or None}``; ``N`` is the number of slots (sub-envs, or
             games x agents for a multi-agent env).
         """
+        if self.spec.turn_based:
+            return sample_turn_based(self, request)
         self.sync_weights()
         T, N = self.spec.fragment_length, self.num_slots
         multi_agent = self.spec.agents is not None

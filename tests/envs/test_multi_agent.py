@@ -11,7 +11,6 @@ from rl.algorithms.ppo.ppo import fragments_to_train_batch
 from rl.config import ConfigError
 from rl.data import columns as C
 from rl.envs import MatchingGame, MultiAgentVectorEnv, probe_spaces, resolve_env
-from rl.envs.registry import EnvError
 
 STAGGERED = {"agent_1": [2, 5]}  # arrives at step 2, terminates after step 5
 
@@ -89,11 +88,6 @@ class TwoSpaces(MatchingGame):
 def test_agents_with_different_spaces_are_refused_before_any_process():
     with pytest.raises(ConfigError, match="different spaces.*same observation and action"):
         probe_spaces(resolve_env(f"{__name__}:TwoSpaces"))
-
-
-def test_a_turn_based_aec_env_is_refused_clearly():
-    with pytest.raises(EnvError, match="turn-based PettingZoo AEC env"):
-        probe_spaces(resolve_env("pettingzoo.classic.connect_four_v3:env"))
 
 
 def test_a_parallelisable_aec_env_is_converted():

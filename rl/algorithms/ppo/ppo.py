@@ -35,13 +35,17 @@ _TRAIN_COLUMNS = (C.OBS, C.ACTIONS, C.LOGP, C.VF_PREDS, C.BEHAVIOUR_LOGITS)
 
 def fragments_to_train_batch(results: list[dict[str, Any]], gamma: float, lam: float,
                              reward_scaler: RewardScaler | None = None,
-                             sequences: tuple[int, list, int] | None = None) -> SampleBatch:
+                             sequences: tuple[int, list, int] | None = None,
+                             compact: bool = False) -> SampleBatch:
     """GAE on each time-major fragment (rewards optionally scaled), then one flat batch
     without the rows of episodes that a sub-env error broke.
 
     ``sequences``: ``(max_seq_len, initial_state, num_shards)`` for a recurrent model:
     the batch is then padded sequences (broken rows masked out), their count a multiple
-    of ``num_shards``."""
+    of ``num_shards``.
+
+    ``compact``: GAE skips the ``discarded`` rows instead of ending returns there (a
+    multi-agent slot's padding between an agent's turns, ``rl.rollout.turn_based``)."""
     parts = []
     for r in results:
         b = r["batch"]
@@ -51,7 +55,8 @@ def fragments_to_train_batch(results: list[dict[str, Any]], gamma: float, lam: f
             rewards = reward_scaler(r["worker_index"], rewards, dones)
         adv, targets = compute_gae(
             rewards=rewards, values=b[C.VF_PREDS], next_values=b[C.NEXT_VF_PREDS],
-            terminateds=b[C.TERMINATEDS], truncateds=b[C.TRUNCATEDS], gamma=gamma, lam=lam)
+            terminateds=b[C.TERMINATEDS], truncateds=b[C.TRUNCATEDS], gamma=gamma, lam=lam,
+            valid=None if not compact or r.get("discarded") is None else ~r["discarded"])
         cols = {k: b[k] for k in _TRAIN_COLUMNS + PREV_INPUTS if k in b}
         cols[C.ADVANTAGES] = adv
         cols[C.VALUE_TARGETS] = targets
@@ -139,7 +144,8 @@ class PPO(Algorithm):
                 parts.append({"worker_index": r["worker_index"],
                               "batch": {c: v[:, slots] for c, v in r["batch"].items()},
                               "discarded": None if discarded is None else discarded[:, slots]})
-            batches[pid] = fragments_to_train_batch(parts, cfg.gamma, cfg.gae_lambda)
+            batches[pid] = fragments_to_train_batch(parts, cfg.gamma, cfg.gae_lambda,
+                                                    compact=True)
         return batches
 
     def extra_state(self):
