@@ -82,3 +82,28 @@ def test_shape_mismatch_is_an_error():
             rewards=np.zeros((3, 2)), values=np.zeros((3, 2)), next_values=np.zeros((2, 2)),
             terminateds=np.zeros((3, 2)), truncateds=np.zeros((3, 2)), gamma=0.9, lam=0.9,
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_gae_with_a_valid_mask_runs_along_each_columns_valid_rows(seed):
+    # Turn-based games: an agent's moves are a column's valid rows, padding between them.
+    rng = np.random.default_rng(seed)
+    T, N = 40, 3
+    valid = rng.random((T, N)) < 0.5
+    rewards = rng.normal(size=(T, N)).astype(np.float32)
+    values = rng.normal(size=(T, N)).astype(np.float32)
+    next_values = rng.normal(size=(T, N)).astype(np.float32)
+    terms = rng.random((T, N)) < 0.1
+    truncs = rng.random((T, N)) < 0.05
+    adv, targets = compute_gae(rewards=rewards, values=values, next_values=next_values,
+                               terminateds=terms, truncateds=truncs, gamma=0.97, lam=0.9,
+                               valid=valid)
+    for n in range(N):
+        keep = valid[:, n]
+        ref = reference_gae(rewards[keep, n, None], values[keep, n, None],
+                            next_values[keep, n, None], terms[keep, n, None],
+                            truncs[keep, n, None], 0.97, 0.9)[:, 0]
+        np.testing.assert_allclose(adv[keep, n], ref, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(targets[keep, n], ref + values[keep, n], rtol=1e-5,
+                                   atol=1e-5)
+        assert (adv[~keep, n] == 0).all()
