@@ -18,3 +18,8 @@ def not_a_string(agent: str) -> int:
 
 def raises(agent: str) -> str:
     raise KeyError(agent)
+
+
+def by_team(agent: str) -> str:
+    """mpe2's simple_adversary / simple_tag teams: ``adversary_<i>`` and the others."""
+    return "adversaries" if agent.startswith("adversary") else "good"

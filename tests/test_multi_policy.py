@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from gymnasium import spaces
 
 from rl import PPOConfig
 from rl.algorithms.policy_map import PolicyMap
@@ -17,6 +18,7 @@ from rl.algorithms.ppo.ppo import PPO
 from rl.checkpoint import CheckpointError
 from rl.cli import main as cli_main
 from rl.config import ConfigError
+from rl.envs import MatchingGame
 from rl.policies import load_flat_params
 from tests.test_multi_agent import matching
 
@@ -191,3 +193,131 @@ def test_rl_train_and_evaluate_with_two_policies(tmp_path, capsys):
     capsys.readouterr()
     assert cli_main(["evaluate", checkpoint, "--episodes", "4"]) == 0
     assert "4 episodes: return" in capsys.readouterr().out
+
+
+class Lopsided(MatchingGame):
+    """MatchingGame where agent_1 sees two more features and has a fourth action that
+    never matches: the agents have different spaces, so each needs a policy of its own."""
+
+    EXTRA = np.array([1.0, 0.5], np.float32)
+
+    def observation_space(self, agent):
+        if agent != "agent_1":
+            return super().observation_space(agent)
+        return spaces.Box(0.0, 1.0, (self._obs_space.shape[0] + 2,), np.float32)
+
+    def action_space(self, agent):
+        return spaces.Discrete(4) if agent == "agent_1" else super().action_space(agent)
+
+    def _extend(self, obs):
+        if "agent_1" in obs:
+            obs["agent_1"] = np.concatenate([obs["agent_1"], self.EXTRA])
+        return obs
+
+    def reset(self, seed=None, options=None):
+        obs, infos = super().reset(seed, options)
+        return self._extend(obs), infos
+
+    def step(self, actions):
+        obs, rewards, terms, truncs, infos = super().step(actions)
+        return self._extend(obs), rewards, terms, truncs, infos
+
+
+LOPSIDED = f"{__name__}:Lopsided"
+
+
+def test_agents_of_different_spaces_get_a_policy_each_and_reach_the_optimum():
+    cfg = matching(0).environment(LOPSIDED)
+    with cfg.build() as algo:
+        assert algo.policy_map.ids == ("agent_0", "agent_1")
+        assert algo.model_specs["agent_1"].obs_space.shape == (9,)
+        assert algo.model_specs["agent_1"].action_space.n == 4
+        while algo.env_steps_total < 6144:
+            result = algo.train()
+        metrics = algo.evaluate(10)
+        obs = {"agent_0": np.zeros(7, np.float32),
+               "agent_1": np.concatenate([np.zeros(7, np.float32), Lopsided.EXTRA])}
+        actions = algo.compute_actions(obs)
+    assert metrics["eval/episode_return_mean"] == 16.0
+    assert int(actions["agent_0"]) == int(actions["agent_1"])
+    assert {"learner/agent_0/policy_loss", "learner/agent_1/policy_loss"} <= set(result)
+
+
+def test_agents_of_different_spaces_cannot_share_a_policy():
+    cfg = matching(0).environment(LOPSIDED).multi_agent(policies=["shared"])
+    with pytest.raises(ConfigError, match=r"'agent_0' and 'agent_1' have different spaces.*"
+                                          r"both map to policy 'shared'"):
+        cfg.build()
+
+
+class Reach:
+    """Parallel env whose agents act in Boxes of different sizes and bounds: agent_0 in
+    ``[-1, 1]^1``, agent_1 in ``[-2, 2]^2``; 4-step episodes. Records the actions it gets."""
+
+    metadata = {"name": "reach_v0"}
+    possible_agents = ["agent_0", "agent_1"]
+    received: list[tuple[str, np.ndarray]] = []
+    DIMS = {"agent_0": (1, 1.0), "agent_1": (2, 2.0)}
+
+    def __init__(self):
+        self.agents: list[str] = []
+        self._t = 0
+
+    def observation_space(self, agent):
+        return spaces.Box(-1.0, 1.0, (self.DIMS[agent][0] + 1,), np.float32)
+
+    def action_space(self, agent):
+        dim, bound = self.DIMS[agent]
+        return spaces.Box(-bound, bound, (dim,), np.float32)
+
+    def _obs(self):
+        return {a: np.full(self.DIMS[a][0] + 1, self._t / 4, np.float32) for a in self.agents}
+
+    def reset(self, seed=None, options=None):
+        self.agents, self._t = list(self.possible_agents), 0
+        return self._obs(), {a: {} for a in self.agents}
+
+    def step(self, actions):
+        for agent, action in actions.items():
+            Reach.received.append((agent, np.asarray(action)))
+        rewards = {a: -float(np.sum(np.square(actions[a]))) for a in self.agents}
+        self._t += 1
+        ended = self._t >= 4
+        obs = self._obs()
+        keys = list(self.agents)
+        if ended:
+            self.agents = []
+        return (obs, rewards, dict.fromkeys(keys, False), dict.fromkeys(keys, ended),
+                {a: {} for a in keys})
+
+
+def test_box_actions_of_different_sizes_and_bounds_reach_each_agent_as_its_own():
+    Reach.received = []
+    cfg = matching(0).environment(f"{__name__}:Reach")
+    with cfg.build() as algo:
+        algo.train()
+        algo.evaluate(2)
+        actions = algo.compute_actions({"agent_0": np.zeros(2, np.float32),
+                                        "agent_1": np.zeros(3, np.float32)})
+    assert np.shape(actions["agent_0"]) == (1,) and np.shape(actions["agent_1"]) == (2,)
+    got = {a: np.stack([x for b, x in Reach.received if b == a]) for a in Reach.DIMS}
+    assert got["agent_0"].shape[1] == 1 and got["agent_1"].shape[1] == 2
+    assert np.abs(got["agent_0"]).max() <= 1.0 and np.abs(got["agent_1"]).max() <= 2.0
+    # agent_1's actions use its own, wider bounds (unit-variance samples exceed 1).
+    assert np.abs(got["agent_1"]).max() > 1.0
+
+
+def test_simple_adversary_trains_a_policy_per_agent_or_per_team():
+    # mpe2's simple_adversary: the adversary sees 8 features, the good agents 10.
+    env = "mpe2.simple_adversary_v3:parallel_env"
+    base = matching(0).environment(env, env_config={"max_cycles": 25})
+    with base.build() as algo:
+        assert algo.policy_map.ids == ("adversary_0", "agent_0", "agent_1")
+        result = algo.train()
+    assert {f"policy/{p}/episode_return_mean" for p in algo.policy_map.ids} <= set(result)
+    teams = base.copy().multi_agent(policy_mapping_fn=MAPPING + "by_team")
+    with teams.build() as algo:
+        assert algo.policy_map.ids == ("adversaries", "good")
+        assert algo.policy_map.agents_of("good") == ["agent_0", "agent_1"]
+        result = algo.train()
+    assert "learner/good/vf_loss" in result and "learner/adversaries/vf_loss" in result

@@ -87,15 +87,18 @@ class Algorithm(abc.ABC):
         self.obs_space, self.action_space, self.env_obs_space = probed[:3]
         self.agents = probed.agents  # a multi-agent env's agents, else None
         self.turn_based = probed.turn_based
+        self.agent_spaces = probed.agent_spaces  # agents of different spaces, else None
         if self.agents is not None:
             self._check_multi_agent()
-        self.policy_map = PolicyMap.create(config, self.agents)
-        check_action_space(self.action_space, self.name, self.action_spaces,
-                           self.action_space_hint)
-        check_action_mask(self.env_obs_space, self.action_space, self.name)
+        self.policy_map = PolicyMap.create(config, self.agents, self.agent_spaces)
+        for pid in self.policy_map.ids:
+            _, action, env_obs = self.policy_spaces(pid)
+            check_action_space(action, self.name, self.action_spaces, self.action_space_hint)
+            check_action_mask(env_obs, action, self.name)
         # The models are imported, built and run once here, before any process starts.
         self.model_specs = {pid: self.make_model_spec() if self._one_policy else
-                            self.make_model_spec(self.policy_config(pid))
+                            self.make_model_spec(self.policy_config(pid),
+                                                 self.policy_spaces(pid))
                             for pid in self.policy_map.ids}
         for spec in self.model_specs.values():
             spec.check()
@@ -176,12 +179,27 @@ class Algorithm(abc.ABC):
         if self.config.use_lstm:
             raise ConfigError("use_lstm is not supported with multi-agent envs yet: train "
                               f"{self.config.env!r} with a feed-forward policy")
+        if self.agent_spaces is not None and self.config.normalize_obs:
+            raise ConfigError(f"normalize_obs is not supported yet when the agents of "
+                              f"{self.config.env!r} have different observation spaces; set "
+                              "normalize_obs=false")
 
     # ------------------------------------------------------------------ policies
     @property
     def _one_policy(self) -> bool:
         """One policy with the run's own settings (every single-agent run)."""
         return len(self.policy_map.ids) == 1 and not self.policy_map.overrides
+
+    def policy_spaces(self, pid: str) -> tuple[gym.Space, gym.Space, gym.Space]:
+        """Policy ``pid``'s (observation space it sees, action space, env observation
+        space): the run's, or with agents of different spaces its agents' own."""
+        if self.agent_spaces is None:
+            return self.obs_space, self.action_space, self.env_obs_space
+        from rl.envs.spaces import prepare_observation_space
+
+        k = self.policy_map.positions(self.policy_map.ids.index(pid))[0]
+        env_obs = self.agent_spaces.env_obs[k]
+        return prepare_observation_space(env_obs), self.agent_spaces.action[k], env_obs
 
     def policy_config(self, pid: str) -> AlgorithmConfig:
         """The config policy ``pid`` trains with: the run's, with its ``policy_overrides``."""
@@ -285,12 +303,17 @@ class Algorithm(abc.ABC):
         return {"hiddens": list(cfg.model_hiddens), "activation": cfg.model_activation,
                 "vf_share_layers": cfg.vf_share_layers}
 
-    def make_model_spec(self, config: AlgorithmConfig | None = None) -> ModelSpec:
+    def make_model_spec(self, config: AlgorithmConfig | None = None,
+                        spaces: tuple[gym.Space, gym.Space, gym.Space] | None = None
+                        ) -> ModelSpec:
         """The model the learner trains and the workers run (``ModelError`` if the
         config's ``model_class`` cannot be resolved). A recurrent one with ``use_lstm``
         (the built-in LSTM) or a ``model_class`` that has ``initial_state``.
-        ``config``: a policy's (``policy_config``), else the run's."""
+        ``config``, ``spaces``: a policy's (``policy_config``, ``policy_spaces``), else
+        the run's."""
         cfg = config or self.config
+        obs_space, action_space, env_obs_space = spaces or (
+            self.obs_space, self.action_space, self.env_obs_space)
         kwargs = dict(cfg.model_kwargs)
         kind = self.model_kind
         if cfg.model_class is None:
@@ -312,9 +335,8 @@ class Algorithm(abc.ABC):
             names = ", ".join(sorted(n.upper() for n in recurrent_algorithms()))
             raise ConfigError(f"{self.name} cannot train recurrent policies (use_lstm or a "
                               f"model with initial_state); use {names}")
-        env_obs = self.env_obs_space if isinstance(self.env_obs_space, gym.spaces.Dict) else None
-        return ModelSpec.create(kind, self.obs_space, self.action_space,
-                                cfg.model_class, kwargs, env_obs)
+        env_obs = env_obs_space if isinstance(env_obs_space, gym.spaces.Dict) else None
+        return ModelSpec.create(kind, obs_space, action_space, cfg.model_class, kwargs, env_obs)
 
     def learner_factory(self, config: AlgorithmConfig | None = None,
                         model_spec: ModelSpec | None = None) -> Callable[[], Learner]:
@@ -575,12 +597,19 @@ class Algorithm(abc.ABC):
             raise ValueError("compute_actions: multi-agent policies are feed-forward and take "
                              "no state")
         agents = list(obs)
+        spaces = self.agent_spaces.env_obs if self.agent_spaces is not None else \
+            [self.env_obs_space] * len(self.agents)
         try:
-            parts = [flatten_observations(self.env_obs_space, obs[a]) for a in agents]
+            parts = [flatten_observations(spaces[self.agents.index(a)], obs[a])
+                     for a in agents]
         except ValueError as e:
             raise ValueError(f"compute_actions: {e}") from None
         if not all(single for _, single in parts):
             raise ValueError("compute_actions: give one observation per agent")
+        if self.agent_spaces is not None:  # zero-padded to the widest, as in the workers
+            width = self.obs_space.shape[0]
+            parts = [(np.pad(b.astype(np.float32), ((0, 0), (0, width - b.shape[1]))), s)
+                     for b, s in parts]
         positions = np.asarray([self.agents.index(a) for a in agents], np.int64)
         actions = self._driver_worker().compute_actions(
             np.concatenate([b for b, _ in parts]), explore, positions=positions)

@@ -5,7 +5,8 @@ A run has one or more policies, each with its own model, optimizer, learner grou
 weights board. A single-agent env has exactly one, ``default_policy``; a multi-agent env
 (``rl.envs.multi_agent``) has the config's ``policies`` (the ``multi_agent`` section):
 
-* ``policies`` None: one policy shared by every agent (``default_policy``), or, with a
+* ``policies`` None: one policy shared by every agent (``default_policy``; one per agent
+  when the agents have different spaces), or, with a
   ``policy_mapping_fn``, the policies that function names.
 * ``policy_mapping_fn`` (``"package.module:function"``, agent id -> policy id), called
   once per agent when the run is built: an agent keeps its policy for the whole run, so
@@ -84,8 +85,11 @@ class PolicyMap:
     overrides: tuple[tuple[str, dict[str, Any]], ...] = ()
 
     @classmethod
-    def create(cls, config: AlgorithmConfig, agents: Sequence[str] | None) -> PolicyMap:
-        """The policies ``config`` asks for on an env with ``agents`` (None: single-agent).
+    def create(cls, config: AlgorithmConfig, agents: Sequence[str] | None,
+               spaces: Any = None) -> PolicyMap:
+        """The policies ``config`` asks for on an env with ``agents`` (None: single-agent);
+        ``spaces``: the agents' ``AgentSpaces`` where they differ (then ``policies`` None
+        means one policy per agent, and agents that share a policy must share spaces).
 
         Raises:
             ConfigError: multi-agent settings on a single-agent env, a mapping function
@@ -102,7 +106,7 @@ class PolicyMap:
                                   f"{config.env!r} is a single-agent env with one policy")
             return cls(ids=(DEFAULT_POLICY,))
         agents = tuple(agents)
-        mapped = cls._map(config, agents)
+        mapped = cls._map(config, agents, spaces is not None)
         ids = tuple(config.policies) if config.policies is not None else \
             tuple(dict.fromkeys(mapped))  # the mapping's policies in agent order
         unknown = {a: p for a, p in zip(agents, mapped) if p not in ids}
@@ -121,13 +125,24 @@ class PolicyMap:
         if stray:
             raise ConfigError(f"policies_to_train names {stray}, which are not policies; "
                               f"valid: {list(ids)}")
+        if spaces is not None:
+            for pid in ids:
+                ks = [k for k, p in enumerate(mapped) if p == pid]
+                other = next((k for k in ks if not spaces.same(ks[0], k)), None)
+                if other is not None:
+                    raise ConfigError(
+                        f"agents {agents[ks[0]]!r} and {agents[other]!r} have different "
+                        f"spaces ({spaces.env_obs[ks[0]]}, {spaces.action[ks[0]]} vs "
+                        f"{spaces.env_obs[other]}, {spaces.action[other]}) but both map to "
+                        f"policy {pid!r}; a policy plays agents of one observation and "
+                        "action space (policies=null gives each agent its own)")
         overrides = cls._check_overrides(config, ids)
         return cls(ids=ids, agents=agents, agent_policy=tuple(ids.index(p) for p in mapped),
                    trainable=trainable, overrides=overrides)
 
     @staticmethod
-    def _map(config: AlgorithmConfig, agents: tuple[str, ...]) -> list[str]:
-        """The policy id of each agent."""
+    def _map(config: AlgorithmConfig, agents: tuple[str, ...], differ: bool) -> list[str]:
+        """The policy id of each agent (``differ``: agents have different spaces)."""
         if config.policy_mapping_fn is not None:
             fn = resolve_mapping_fn(config.policy_mapping_fn)
             mapped = []
@@ -145,7 +160,7 @@ class PolicyMap:
             return mapped
         policies = config.policies
         if policies is None:
-            return [DEFAULT_POLICY] * len(agents)
+            return list(agents) if differ else [DEFAULT_POLICY] * len(agents)
         if len(policies) == 1:
             return [policies[0]] * len(agents)
         if set(policies) <= set(agents):

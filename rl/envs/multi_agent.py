@@ -43,7 +43,7 @@ from rl.envs.spaces import needs_flatten, prepare_observation_space
 from rl.envs.vector import StepResult, episode_seed
 
 __all__ = ["AgentSpaces", "MultiAgentVectorEnv", "agent_spaces", "is_aec_env",
-           "is_multi_agent_env", "to_parallel"]
+           "is_multi_agent_env", "padded_observation_space", "to_parallel"]
 
 
 def is_multi_agent_env(env: Any) -> bool:
@@ -69,34 +69,62 @@ def to_parallel(env: Any, env_id: str) -> Any:
 
 
 class AgentSpaces(NamedTuple):
-    """One policy's view of a multi-agent env's agents (``agent_spaces``)."""
+    """A multi-agent env's agents and each one's spaces (``agent_spaces``)."""
 
     agents: tuple[str, ...]
-    env_obs: gym.Space
-    action: gym.Space
+    env_obs: tuple[gym.Space, ...]
+    """Each agent's own observation space, in ``agents`` order."""
+    action: tuple[gym.Space, ...]
+
+    @property
+    def uniform(self) -> bool:
+        """Whether every agent has the first agent's spaces."""
+        return all(o == self.env_obs[0] and a == self.action[0]
+                   for o, a in zip(self.env_obs, self.action))
+
+    def same(self, i: int, j: int) -> bool:
+        return self.env_obs[i] == self.env_obs[j] and self.action[i] == self.action[j]
 
 
 def agent_spaces(env: Any, env_id: str) -> AgentSpaces:
-    """The agents and their (common) spaces; ``ConfigError`` when agents differ.
+    """The agents and their spaces.
 
-    Every agent of ``possible_agents`` shares one policy, so their observation and
-    action spaces must be equal."""
+    Agents with different spaces need a policy each (or one per group of agents with
+    equal spaces); their observations travel zero-padded to the longest one, so each
+    must flatten to a vector, and their actions must be of one kind (all ``Discrete``,
+    or all 1-D ``Box``). ``ConfigError`` otherwise, naming the two agents."""
     from rl.config import ConfigError
 
     agents = tuple(env.possible_agents)
     if not agents:
         raise ConfigError(f"env {env_id!r} has no possible_agents")
-    first = agents[0]
-    obs, act = env.observation_space(first), env.action_space(first)
-    for agent in agents[1:]:
-        other_obs, other_act = env.observation_space(agent), env.action_space(agent)
-        if other_obs != obs or other_act != act:
+    out = AgentSpaces(agents, tuple(env.observation_space(a) for a in agents),
+                      tuple(env.action_space(a) for a in agents))
+    if out.uniform:
+        return out
+    for k, agent in enumerate(agents):
+        prepared = prepare_observation_space(out.env_obs[k])
+        if not (isinstance(prepared, gym.spaces.Box) and len(prepared.shape) == 1):
             raise ConfigError(
-                f"env {env_id!r}: agents {first!r} and {agent!r} have different spaces "
-                f"({obs}, {act} vs {other_obs}, {other_act}); rl trains one policy shared "
-                "by all agents, which needs every agent to have the same observation and "
-                "action spaces")
-    return AgentSpaces(agents, obs, act)
+                f"env {env_id!r}: agents have different spaces, and {agent!r}'s observation "
+                f"space {out.env_obs[k]} is not a vector (after flattening); agents with "
+                "different spaces need vector observations")
+        act, first = out.action[k], out.action[0]
+        kinds = (gym.spaces.Discrete, gym.spaces.Box)
+        same_kind = any(isinstance(act, c) and isinstance(first, c) for c in kinds)
+        if act != first and not (same_kind and len(act.shape) <= 1):
+            raise ConfigError(
+                f"env {env_id!r}: agents {agents[0]!r} and {agent!r} have actions of "
+                f"different kinds ({first} vs {act}); agents with different spaces need "
+                "actions of one kind: all Discrete, or all 1-D Box")
+    return out
+
+
+def padded_observation_space(spaces: AgentSpaces) -> gym.spaces.Box:
+    """The observation every slot holds when agents differ: each agent's flattened
+    observation, zero-padded to the longest."""
+    dim = max(int(prepare_observation_space(s).shape[0]) for s in spaces.env_obs)
+    return gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
 
 
 class MultiAgentVectorEnv:
@@ -140,9 +168,14 @@ class MultiAgentVectorEnv:
         self.restart_failed = restart_failed
         self.errors: list[tuple[int, str, str]] = []
         self.env_observation_space = self.envs[0].observation_space(self.agents[0])
-        self.observation_space = prepare_observation_space(self.env_observation_space)
         self.action_space = self.envs[0].action_space(self.agents[0])
-        self._flatten = needs_flatten(self.env_observation_space)
+        self.agent_obs_spaces = [self.envs[0].observation_space(a) for a in self.agents]
+        self._flatten = [needs_flatten(s) for s in self.agent_obs_spaces]
+        if all(s == self.env_observation_space for s in self.agent_obs_spaces):
+            self.observation_space = prepare_observation_space(self.env_observation_space)
+        else:  # agents of different spaces: zero-padded vectors
+            self.observation_space = padded_observation_space(
+                AgentSpaces(self.agents, tuple(self.agent_obs_spaces), ()))
         self.obs = np.zeros((self.num_envs, *self.observation_space.shape), obs_dtype)
         self.active = np.zeros(self.num_envs, np.bool_)
         self._rewards = np.zeros(self.num_envs, np.float32)
@@ -152,10 +185,15 @@ class MultiAgentVectorEnv:
         self._ep_len = np.zeros(num_games, np.int64)
         self._resets = np.zeros(num_games, np.int64)
 
-    def _flat(self, obs: Any) -> np.ndarray:
-        if self._flatten:
-            return gym.spaces.flatten(self.env_observation_space, obs)
-        return np.asarray(obs)
+    def _flat(self, obs: Any, k: int = 0) -> np.ndarray:
+        """Agent ``k``'s observation as a slot holds it (flattened, zero-padded)."""
+        if self._flatten[k]:
+            obs = gym.spaces.flatten(self.agent_obs_spaces[k], obs)
+        obs = np.asarray(obs)
+        width = self.observation_space.shape[0] if self.observation_space.shape else 0
+        if obs.ndim == 1 and obs.shape[0] < width:
+            obs = np.concatenate([obs, np.zeros(width - obs.shape[0], obs.dtype)])
+        return obs
 
     def _set_obs(self, g: int, obs: dict[str, Any], alive: Any) -> None:
         """Game ``g``'s slots after a reset or step: the live agents' observations."""
@@ -164,9 +202,9 @@ class MultiAgentVectorEnv:
         self.obs[base : base + self.num_agents] = 0
         for agent in alive:
             if agent in obs:
-                s = base + self.slot_of[agent]
-                self.obs[s] = self._flat(obs[agent])
-                self.active[s] = True
+                k = self.slot_of[agent]
+                self.obs[base + k] = self._flat(obs[agent], k)
+                self.active[base + k] = True
 
     # ------------------------------------------------------------------ resets
     def reset(self) -> np.ndarray:
@@ -212,7 +250,7 @@ class MultiAgentVectorEnv:
         """Step every game with its live agents' slots of ``actions``; reset finished games."""
         result = StepResult(self.obs, self._rewards, self._terms, self._truncs)
         A = self.num_agents
-        if actions.ndim == 1 and actions.dtype.kind in "iu":
+        if isinstance(actions, np.ndarray) and actions.ndim == 1 and actions.dtype.kind in "iu":
             actions = actions.tolist()
         # Padding rows: no reward, and "terminated" so that no return crosses them.
         self._rewards[:] = 0.0
@@ -243,7 +281,7 @@ class MultiAgentVectorEnv:
                 if term or trunc:
                     final = obs.get(agent, self.obs[s])
                     result.final_obs[s] = np.asarray(
-                        self._flat(final) if agent in obs else final, dtype=self.obs.dtype)
+                        self._flat(final, k) if agent in obs else final, dtype=self.obs.dtype)
             self._ep_len[g] += 1
             if self.hooks is not None and self.hooks.on_step is not None:
                 self.hooks.on_step(g, self._ep_return[g], self._ep_len[g], infos)

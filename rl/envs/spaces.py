@@ -212,6 +212,10 @@ class ProbedSpaces(NamedTuple):
     single-agent env."""
     turn_based: bool = False
     """A turn-based PettingZoo AEC env (``rl.envs.turn_based``)."""
+    agent_spaces: Any = None
+    """Multi-agent envs whose agents have different spaces: their ``AgentSpaces`` (then
+    ``obs`` is the zero-padded vector every slot holds, ``action`` and ``env_obs`` are
+    the first agent's)."""
 
 
 def probe_spaces(spec: EnvSpec, env_config: dict | None = None) -> ProbedSpaces:
@@ -243,18 +247,23 @@ def probe_spaces(spec: EnvSpec, env_config: dict | None = None) -> ProbedSpaces:
 
 def _probe_multi_agent(spec: EnvSpec, env: Any) -> ProbedSpaces:
     """A Parallel-API env's common agent spaces, checked by one ``reset(seed=0)``."""
-    from rl.envs.multi_agent import agent_spaces
+    from rl.envs.multi_agent import agent_spaces, padded_observation_space
     from rl.envs.turn_based import is_turn_based
 
     try:
-        agents, env_obs, action = agent_spaces(env, spec.env_id)
+        per_agent = agent_spaces(env, spec.env_id)
+        agents, env_obs, action = per_agent.agents, per_agent.env_obs[0], per_agent.action[0]
         prepared = prepare_observation_space(env_obs)
+        differ = None
+        if not per_agent.uniform:
+            prepared, differ = padded_observation_space(per_agent), per_agent
         if is_turn_based(env):
             with env_call(spec.env_id, "reset(seed=0)"):
                 env.reset(seed=0)
             with env_call(spec.env_id, "last()"):
                 env.last()
-            return ProbedSpaces(prepared, action, env_obs, agents, turn_based=True)
+            return ProbedSpaces(prepared, action, env_obs, agents, turn_based=True,
+                                agent_spaces=differ)
         with env_call(spec.env_id, "reset(seed=0)"):
             out = env.reset(seed=0)
         if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], dict)):
@@ -271,7 +280,7 @@ def _probe_multi_agent(spec: EnvSpec, env: Any) -> ProbedSpaces:
         if unknown:
             raise EnvError(f"env {spec.env_id!r}: reset(seed=0) returned observations of "
                            f"{unknown}, which are not in possible_agents {list(agents)}")
-        return ProbedSpaces(prepared, action, env_obs, agents)
+        return ProbedSpaces(prepared, action, env_obs, agents, agent_spaces=differ)
     finally:
         with contextlib.suppress(Exception):
             env.close()

@@ -97,11 +97,11 @@ class TurnBasedVectorEnv(MultiAgentVectorEnv):
                 self._terms[s] = bool(term)
                 self._truncs[s] = bool(trunc) and not term
                 if term or trunc:
-                    result.final_obs[s] = np.asarray(self._flat(obs), self.obs.dtype)
+                    result.final_obs[s] = np.asarray(self._flat(obs, s - base), self.obs.dtype)
             if term or trunc:
                 env.step(None)
                 continue
-            self.obs[s] = self._flat(obs)
+            self.obs[s] = self._flat(obs, s - base)
             self.active[base : base + self.num_agents] = False
             self.active[s] = True
             return True

@@ -41,12 +41,12 @@ def sample_turn_based(worker: RolloutWorker, request: dict[str, Any]) -> dict[st
     dist = worker.dist_spec
     batch = {
         C.OBS: np.zeros((T, N, *obs_shape), worker.obs_dtype),
-        C.ACTIONS: np.zeros((T, N, *dist.action_shape), dist.action_dtype),
+        C.ACTIONS: np.zeros((T, N, *worker.action_shape), dist.action_dtype),
         C.REWARDS: np.zeros((T, N), np.float32),
         C.TERMINATEDS: np.ones((T, N), np.bool_),  # padding: nothing flows across it
         C.TRUNCATEDS: np.zeros((T, N), np.bool_),
     }
-    columns = worker.policy.columns()
+    columns = worker.columns
     for name, (shape, dtype) in columns.items():
         batch[name] = np.zeros((T, N, *shape), dtype)
     nxt = np.zeros((T, N), np.float32)
@@ -54,7 +54,7 @@ def sample_turn_based(worker: RolloutWorker, request: dict[str, Any]) -> dict[st
     pending = worker.pending_moves
     if pending is None:  # the observation each slot's outstanding move saw, and its columns
         pending = {C.OBS: np.zeros((N, *obs_shape), worker.obs_dtype),
-                   C.ACTIONS: np.zeros((N, *dist.action_shape), dist.action_dtype)}
+                   C.ACTIONS: np.zeros((N, *worker.action_shape), dist.action_dtype)}
         pending.update({name: np.zeros((N, *shape), dtype)
                         for name, (shape, dtype) in columns.items()})
         worker.pending_moves = pending
@@ -66,7 +66,7 @@ def sample_turn_based(worker: RolloutWorker, request: dict[str, Any]) -> dict[st
     A = len(spec.agents)
     owner = np.zeros(A, np.int64) if worker.agent_policy is None else worker.agent_policy
     policy_returns: dict[int, list[float]] = {k: [] for k in range(len(worker.policies))}
-    actions = np.zeros((N, *dist.action_shape), dist.action_dtype)
+    actions: list[Any] = [None] * N  # the env actions, one per slot (those of the movers)
     for t in range(T):
         active = np.flatnonzero(venv.active)
         if worker.obs_filter is not None:
@@ -80,7 +80,8 @@ def sample_turn_based(worker: RolloutWorker, request: dict[str, Any]) -> dict[st
         pending[C.OBS][active] = obs_in
         for name, value in out.items():
             pending[name][active] = value
-        actions[active] = dist.env_actions(out[C.ACTIONS])
+        for s, a in zip(active, worker._env_actions(out[C.ACTIONS], worker._lanes(active))):
+            actions[s] = a
         res = venv.step(actions)
         done = np.flatnonzero(venv.resolved)
         for name in pending:

@@ -156,6 +156,17 @@ class RolloutWorker:
         self.lanes = self._lanes(np.arange(self.num_slots))
         if self.lanes is not None and len({tuple(p.columns()) for p in self.policies}) > 1:
             raise ValueError("the policies of a multi-agent run must record the same columns")
+        # Agents of different spaces: observations, actions and the policies' columns
+        # travel zero-padded to the widest; each policy reads and writes its own width.
+        self.dist_specs = [m.dist_spec for m in models]
+        self.obs_widths = [int(np.prod(m.obs_space.shape)) for m in models]
+        self.columns = _widest([p.columns() for p in self.policies])
+        self.action_shape = max((d.action_shape for d in self.dist_specs), key=len)
+        if self.dist_specs[0].action_shape:
+            self.action_shape = (max(d.action_shape[0] for d in self.dist_specs),)
+        self.padded = len(models) > 1 and (
+            len(set(self.obs_widths)) > 1
+            or any(m.action_space != models[0].action_space for m in models))
         # Multi-agent: every slot's return in the running game (per-policy returns).
         self.slot_returns = np.zeros(self.num_slots, np.float64) if spec.agents else None
         seed = 0 if spec.seed is None else spec.seed
@@ -187,14 +198,40 @@ class RolloutWorker:
         if lanes is None:
             return self.policy.act(torch.from_numpy(obs), self.generator, request)
         out: dict[str, np.ndarray] = {}
-        for policy, rows in zip(self.policies, lanes):
+        for k, (policy, rows) in enumerate(zip(self.policies, lanes)):
             if not len(rows):
                 continue
-            part = policy.act(torch.from_numpy(obs[rows]), self.generator, request)
+            part = policy.act(torch.from_numpy(self._own(obs, rows, k)), self.generator,
+                              request)
             for name, value in part.items():
                 if name not in out:
-                    out[name] = np.empty((len(obs), *value.shape[1:]), value.dtype)
-                out[name][rows] = value
+                    shape = self.action_shape if name == C.ACTIONS else \
+                        self.columns[name][0] if name in self.columns else value.shape[1:]
+                    out[name] = np.zeros((len(obs), *shape), value.dtype)
+                _put(out[name], rows, value)
+        return out
+
+    def _own(self, obs: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+        """Policy ``k``'s rows of a (padded) observation batch, at its own width."""
+        part = obs[rows]
+        if self.padded and part.ndim == 2 and part.shape[1] > self.obs_widths[k]:
+            part = np.ascontiguousarray(part[:, : self.obs_widths[k]])
+        return part
+
+    def _env_actions(self, actions: np.ndarray, lanes: list[np.ndarray] | None):
+        """The env's actions for a batch of policy actions (each policy's own bounds and
+        width with agents of different spaces: then a list, one action per row)."""
+        if lanes is None or not self.padded:
+            return self.dist_spec.env_actions(actions)
+        out: list[Any] = [None] * len(actions)
+        for k, rows in enumerate(lanes):
+            if not len(rows):
+                continue
+            own = actions[rows]
+            if own.ndim == 2:
+                own = own[:, : self.dist_specs[k].action_shape[0]]
+            for r, a in zip(rows, self.dist_specs[k].env_actions(own)):
+                out[r] = a
         return out
 
     def _rows(self, method: str, obs: np.ndarray, lanes: list[np.ndarray] | None) -> np.ndarray:
@@ -202,13 +239,14 @@ class RolloutWorker:
         if lanes is None:
             return getattr(self.policy, method)(torch.from_numpy(obs))
         out = None
-        for policy, rows in zip(self.policies, lanes):
+        for k, (policy, rows) in enumerate(zip(self.policies, lanes)):
             if not len(rows):
                 continue
-            part = np.asarray(getattr(policy, method)(torch.from_numpy(obs[rows])))
+            part = np.asarray(getattr(policy, method)(torch.from_numpy(self._own(obs, rows, k))))
             if out is None:
-                out = np.empty((len(obs), *part.shape[1:]), part.dtype)
-            out[rows] = part
+                shape = self.action_shape if method == "greedy" else part.shape[1:]
+                out = np.zeros((len(obs), *shape), part.dtype)
+            _put(out, rows, part)
         return out
 
     # ------------------------------------------------------------------ weights
@@ -270,7 +308,7 @@ class RolloutWorker:
             lanes = self._lanes(np.asarray(positions, np.int64))
             actions = self._act(normalized, lanes, {})[C.ACTIONS] if explore else \
                 self._rows("greedy", normalized, lanes)
-            return self.dist_spec.env_actions(actions)
+            return self._env_actions(actions, lanes)
         tensor = torch.from_numpy(self.normalize(obs))
         if self.recurrent:
             carried = self.policy.state
@@ -324,12 +362,12 @@ class RolloutWorker:
         obs_shape = self.spec.obs_space.shape
         batch = {
             C.OBS: np.empty((T, N, *obs_shape), self.obs_dtype),
-            C.ACTIONS: np.empty((T, N, *self.dist_spec.action_shape), self.dist_spec.action_dtype),
+            C.ACTIONS: np.empty((T, N, *self.action_shape), self.dist_spec.action_dtype),
             C.REWARDS: np.empty((T, N), np.float32),
             C.TERMINATEDS: np.empty((T, N), np.bool_),
             C.TRUNCATEDS: np.empty((T, N), np.bool_),
         }
-        for name, (shape, dtype) in self.policy.columns().items():
+        for name, (shape, dtype) in self.columns.items():
             batch[name] = np.empty((T, N, *shape), dtype)
         L = self.spec.max_seq_len
         end_states: dict[tuple[int, int], list[np.ndarray]] = {}
@@ -365,7 +403,7 @@ class RolloutWorker:
             out = self._act(batch[C.OBS][t], self.lanes, request)
             for name, value in out.items():
                 batch[name][t] = value
-            res = self.venv.step(self.dist_spec.env_actions(out[C.ACTIONS]))
+            res = self.venv.step(self._env_actions(out[C.ACTIONS], self.lanes))
             batch[C.REWARDS][t] = res.rewards
             if self.recurrent:
                 self.policy.observe(res.rewards)
@@ -510,9 +548,9 @@ class RolloutWorker:
                                          for s in self.policy.initial]
                 done_count = np.zeros(num_envs, np.int64)
                 while (done_count < quota).any():
-                    actions = self._rows("greedy", self.normalize(obs),
-                                         self._lanes(np.arange(len(obs))))
-                    res = venv.step(self.dist_spec.env_actions(actions))
+                    lanes = self._lanes(np.arange(len(obs)))
+                    actions = self._rows("greedy", self.normalize(obs), lanes)
+                    res = venv.step(self._env_actions(actions, lanes))
                     finished = sorted(res.final_obs)
                     if self.recurrent:
                         self.policy.observe(res.rewards)
@@ -567,3 +605,22 @@ class RolloutWorker:
 
     def close(self) -> None:
         self.venv.close()
+
+
+def _widest(columns: list[dict[str, tuple[tuple[int, ...], Any]]]):
+    """The policies' columns, each as wide as the widest policy's (``[k]`` columns)."""
+    out = dict(columns[0])
+    for cols in columns[1:]:
+        for name, (shape, dtype) in cols.items():
+            if shape and shape[0] > out[name][0][0]:
+                out[name] = (shape, dtype)
+    return out
+
+
+def _put(out: np.ndarray, rows: np.ndarray, value: np.ndarray) -> None:
+    """``out[rows] = value``, ``value`` zero-padded where it is narrower than ``out``."""
+    if value.ndim == 2 and value.shape[1] < out.shape[1]:
+        out[rows, : value.shape[1]] = value
+        out[rows, value.shape[1]:] = 0
+    else:
+        out[rows] = value

@@ -85,9 +85,27 @@ class TwoSpaces(MatchingGame):
         return spaces.Discrete(4 if agent == "agent_1" else 3)
 
 
-def test_agents_with_different_spaces_are_refused_before_any_process():
-    with pytest.raises(ConfigError, match="different spaces.*same observation and action"):
-        probe_spaces(resolve_env(f"{__name__}:TwoSpaces"))
+class MixedActions(MatchingGame):
+    """agent_1 acts in a Box, agent_0 in a Discrete."""
+
+    def action_space(self, agent):
+        from gymnasium import spaces
+
+        if agent == "agent_1":
+            return spaces.Box(-1.0, 1.0, (2,), np.float32)
+        return super().action_space(agent)
+
+
+def test_agents_with_different_spaces_are_probed_with_each_agents_own():
+    probed = probe_spaces(resolve_env(f"{__name__}:TwoSpaces"))
+    assert probed.agent_spaces is not None and not probed.agent_spaces.uniform
+    assert [a.n for a in probed.agent_spaces.action] == [3, 4]
+    assert probed.obs.shape == (7,)  # the widest observation, every slot's width
+
+
+def test_agents_with_actions_of_different_kinds_are_refused_before_any_process():
+    with pytest.raises(ConfigError, match="actions of different kinds.*all Discrete, or all"):
+        probe_spaces(resolve_env(f"{__name__}:MixedActions"))
 
 
 def test_a_parallelisable_aec_env_is_converted():
