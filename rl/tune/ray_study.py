@@ -78,6 +78,14 @@ def ray_space(spec: TuneSpec, sampler: str, path: str) -> dict[str, Any]:
     return out
 
 
+def _mutations(spec: TuneSpec) -> dict[str, Any]:
+    """PBT's mutations: a range is resampled or scaled (x0.8 / x1.2), a ``choice`` or
+    ``grid`` list moves to a neighbouring value."""
+    ranges = ray_space(spec, "tpe", "")
+    return {k: ranges[k] if d.kind in ("uniform", "loguniform", "int") else list(d.values)
+            for k, d in spec.space.items()}
+
+
 def _clip(spec: TuneSpec):
     """PBT's explore: its x0.8 / x1.2 perturbations kept within the space's bounds."""
     def explore(config: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +119,7 @@ def _scheduler(example: TunedExample, options: TuneOptions):
         interval = max(1, _budget_iterations(example) // PBT_ROUNDS)
         return schedulers.PopulationBasedTraining(
             time_attr="training_iteration", perturbation_interval=interval,
-            hyperparam_mutations=ray_space(example.tune, "tpe", example.path),
+            hyperparam_mutations=_mutations(example.tune),
             custom_explore_fn=_clip(example.tune), synch=False)
     return schedulers.FIFOScheduler()
 
@@ -227,8 +235,8 @@ def run_ray(example: TunedExample, options: TuneOptions, address: str | None = N
         if address:
             ray.init(address=address, log_to_driver=False)
         else:  # a trial wider than the machine still runs, one at a time
-            ray.init(num_cpus=max(cores or os.cpu_count() or 1, cost), log_to_driver=False,
-                     include_dashboard=False)
+            ray.init(address="local", num_cpus=max(cores or os.cpu_count() or 1, cost),
+                     log_to_driver=False, include_dashboard=False)
         started = True
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     flag = {"interrupted": False}
