@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from rl.config import ConfigError, error_line
 from rl.tune.space import TuneSpec, grid_space
-from rl.tune.study import TuneOptions, import_optuna, trial_cost
+from rl.tune.study import INTERRUPTED, TuneOptions, import_optuna, trial_cost
 
 if TYPE_CHECKING:
     from rl.experiment import TunedExample
@@ -246,6 +246,7 @@ def run_ray(example: TunedExample, options: TuneOptions, address: str | None = N
                 "metric": spec.metric, "mode": spec.mode, "out": out, "cwd": os.getcwd()}
         trainable = tune.with_resources(_trainable(base, options.pruner == "pbt"),
                                         {"cpu": cost})
+        live = _LiveLines(console, total, spec)
         if options.resume:
             tuner = tune.Tuner.restore(exp_dir, trainable=trainable)
         else:
@@ -257,9 +258,10 @@ def run_ray(example: TunedExample, options: TuneOptions, address: str | None = N
                     search_alg=_searcher(example, options),
                     scheduler=_scheduler(example, options)),
                 run_config=tune.RunConfig(name=EXPERIMENT, storage_path=out, verbose=0,
-                                          callbacks=[_LiveLines(console, total, spec)]))
+                                          callbacks=[live]))
         grid = tuner.fit()
-        return to_study(grid, example, options), flag["interrupted"]
+        ended = live.ended if flag["interrupted"] else None
+        return to_study(grid, example, options, ended), flag["interrupted"]
     finally:
         signal.signal(signal.SIGINT, previous)
         if started:
@@ -275,8 +277,10 @@ class _LiveLines:
         class Live(Callback):
             def __init__(self):
                 self.done = 0
+                self.ended: set[str] = set()
 
             def _line(self, trial, state: str) -> None:
+                self.ended.add(trial.trial_id)
                 if console is None:
                     return
                 self.done += 1
@@ -299,9 +303,11 @@ class _LiveLines:
         return Live()
 
 
-def to_study(grid, example: TunedExample, options: TuneOptions):
+def to_study(grid, example: TunedExample, options: TuneOptions,
+             interrupted: set[str] | None = None):
     """Ray's ``ResultGrid`` as an in-memory Optuna study (trials in creation order), the
-    records ``rl.tune.report`` writes from."""
+    records ``rl.tune.report`` writes from. ``interrupted``: after Ctrl-C, the ids of
+    the trials that ended on their own (the others were stopped: failed, ``interrupted``)."""
     optuna = import_optuna()
     spec = example.tune
     study = optuna.create_study(direction="maximize" if spec.mode == "max" else "minimize")
@@ -320,15 +326,18 @@ def to_study(grid, example: TunedExample, options: TuneOptions):
         if result.error is not None:
             state = optuna.trial.TrialState.FAIL
             attrs["error"] = _error(trial_dir, result.error)
+        elif interrupted is not None and trial_id not in interrupted:
+            state = optuna.trial.TrialState.FAIL  # Ctrl-C stopped it: --resume runs it
+            attrs["error"] = INTERRUPTED
         elif "final" in metrics:
             state, value = optuna.trial.TrialState.COMPLETE, float(metrics["final"])
             attrs["best"] = float(metrics["best"])
             attrs["run_dirs"] = json.loads(metrics.get("run_dirs") or "[]")
         elif steps:
             state = optuna.trial.TrialState.PRUNED
-        else:  # stopped before its first report (Ctrl-C)
+        else:  # stopped before its first report
             state = optuna.trial.TrialState.FAIL
-            attrs["error"] = "interrupted"
+            attrs["error"] = INTERRUPTED
         study.add_trial(optuna.trial.create_trial(
             state=state, value=value, params=params,
             distributions={k: dists[k] for k in params}, intermediate_values=steps,
