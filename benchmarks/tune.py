@@ -97,10 +97,11 @@ RLLIB_CHILD = textwrap.dedent("""
     import json, sys, time
     import ray
     from ray import tune
-    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.algorithms.ppo import PPO, PPOConfig
     from ray.tune.schedulers import ASHAScheduler
 
     trials, parallel, budget, batch = map(int, sys.argv[1:5])
+    storage = sys.argv[5]
     ray.init(num_cpus=parallel, include_dashboard=False, log_to_driver=False)
     config = (PPOConfig().environment("CartPole-v1")
               .env_runners(num_env_runners=0, num_envs_per_env_runner=8)
@@ -111,23 +112,26 @@ RLLIB_CHILD = textwrap.dedent("""
     iterations = max(1, budget // batch)
     start = time.perf_counter()
     grid = tune.Tuner(
-        "PPO", param_space=config,
+        PPO, param_space=config,  # the class: "PPO" would import every algorithm
         tune_config=tune.TuneConfig(metric=metric, mode="max", num_samples=trials,
                                     max_concurrent_trials=parallel,
                                     scheduler=ASHAScheduler(time_attr="training_iteration",
                                                             max_t=iterations, grace_period=1)),
-        run_config=tune.RunConfig(stop={"training_iteration": iterations}, verbose=0),
+        run_config=tune.RunConfig(stop={"training_iteration": iterations}, verbose=0,
+                                  storage_path=storage),
     ).fit()
     wall = time.perf_counter() - start
     best = grid.get_best_result(metric=metric, mode="max", scope="last")
-    print(json.dumps({"wall_s": wall, "best": best.metrics[metric]}))
+    runners = best.metrics["env_runners"]  # RLlib's results are nested
+    print(json.dumps({"wall_s": wall, "best": runners["episode_return_mean"]}))
     ray.shutdown()
 """)
 
 
-def rllib_sweep(python: str, trials: int, parallel: int, budget: int) -> dict | None:
-    wall, done = timed([python, "-c", RLLIB_CHILD, str(trials), str(parallel), str(budget),
-                        str(BATCH)])
+def rllib_sweep(python: str, trials: int, parallel: int, budget: int,
+                storage: str) -> dict | None:
+    done = subprocess.run([python, "-c", RLLIB_CHILD, str(trials), str(parallel), str(budget),
+                           str(BATCH), storage], capture_output=True, text=True, timeout=3600)
     for line in reversed(done.stdout.splitlines()):
         if line.startswith("{"):
             return json.loads(line)
@@ -153,7 +157,8 @@ def main() -> None:
                     file, os.path.join(tmp, backend), args.trials, args.parallel, backend)
                 print(f"{backend}: {figures[f'rl tune --backend {backend}']}", flush=True)
         if args.rllib_python and "rllib" not in skip:
-            result = rllib_sweep(args.rllib_python, args.trials, args.parallel, args.budget)
+            result = rllib_sweep(args.rllib_python, args.trials, args.parallel, args.budget,
+                                 os.path.join(tmp, "rllib"))
             if result is not None:
                 figures["Ray Tune + RLlib PPO"] = result
         if "overhead" not in skip:
