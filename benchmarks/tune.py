@@ -20,8 +20,24 @@ objective the training return at the end (``episode_return_mean``;
     python benchmarks/tune.py [--trials 16] [--parallel 2] [--budget 100000]
                               [--rllib-python PY]
 
-Measured: not yet (the script is committed unmeasured; see the closing note of the
-change that added it).
+Measured once, small (``--trials 4 --parallel 2 --budget 20000``), on the 2-core dev
+machine under heavy load from other jobs (load average 4 to 17 during the run), so the
+wall times say little about the backends and nothing between them; rerun on an idle
+machine before quoting any:
+
+====================================  =======  ================  ===================
+sweep                                 wall s   best return       trials
+====================================  =======  ================  ===================
+rl tune (process)                     166.5    171.3             2 complete, 2 pruned
+rl tune --backend ray                  32.9    176.9             2 complete, 2 pruned
+Ray Tune + RLlib PPO                   33.6    465.8             (random search)
+====================================  =======  ================  ===================
+
+The overhead measurement of that run (a 1-trial ``rl tune`` 70.7 s, the bare
+``rl train`` of its best.yaml 200.6 s) came out negative, i.e. noise from the load: the
+per-trial overhead is unmeasured. rl's best returns at 20k steps are lower than
+RLlib's partly because the example's ``lr_schedule: linear`` decays the rate to 0 over
+the (here short) budget.
 """
 
 from __future__ import annotations
