@@ -1,9 +1,10 @@
 """``rl tune FILE [--trials N] [--parallel P] [--sampler tpe|random|grid]
-[--pruner asha|median|none] [--seeds 0,1] [--out DIR] [--resume]``.
+[--pruner asha|median|none|pbt] [--seeds 0,1] [--out DIR] [--resume]
+[--backend process|ray] [--address ADDR]``.
 
 Validates the example and its ``tune:`` space (exit 2 with one line before anything
 starts), clamps ``--parallel`` to the machine's cores (a trial's env runners count
-against them), runs the sweep (``rl.tune.study``) with one live line per finished
+against them), runs the sweep (``rl.tune.study``; ``--backend ray``: ``rl.tune.ray_study``) with one live line per finished
 trial on stderr, and writes ``trials.csv``, ``best.yaml`` and the plots into ``--out``.
 Ctrl-C stops every trial, keeps the study and the outputs so far, and exits 130.
 ``rl.cli`` owns the error handling.
@@ -16,6 +17,7 @@ import os
 import sys
 
 DEFAULT_OUT = "tune_out"
+BACKENDS = ("process", "ray")
 
 
 def add_parser(sub) -> None:
@@ -33,8 +35,9 @@ def add_parser(sub) -> None:
     t.add_argument("--parallel", type=positive, default=1, metavar="P",
                    help="trials at a time (1); clamped to the machine's cores")
     t.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (tpe)")
-    t.add_argument("--pruner", choices=PRUNERS, default="asha",
-                   help="asha (successive halving), median or none (asha)")
+    t.add_argument("--pruner", choices=(*PRUNERS, "pbt"), default="asha",
+                   help="asha (successive halving), median, none, or pbt (population "
+                   "based training; --backend ray only) (asha)")
     t.add_argument("--seeds", default="0", help="comma-separated seeds every trial runs; "
                    "the objective is their mean (0)")
     t.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
@@ -42,6 +45,13 @@ def add_parser(sub) -> None:
                    f"run dirs ({DEFAULT_OUT})")
     t.add_argument("--resume", action="store_true",
                    help="continue the sweep in DIR/study.db: only the missing trials run")
+    t.add_argument("--backend", choices=BACKENDS, default="process",
+                   help="process: the embedded Optuna study, one process a trial; ray: Ray "
+                   "Tune (Optuna its searcher), on a local Ray or --address's cluster "
+                   "(process)")
+    t.add_argument("--address", metavar="ADDR",
+                   help="Ray cluster address (--backend ray; default: start a local Ray "
+                   "with this machine's cores)")
     t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
 
@@ -71,6 +81,13 @@ def cmd_tune(args) -> int:
     from rl.tune.study import TuneOptions, import_optuna, run_study, trial_cost
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    if args.backend != "ray":
+        if args.pruner == "pbt":
+            raise ConfigError("--pruner pbt needs --backend ray (population based training "
+                              "is Ray Tune's); the process backend prunes with asha, median "
+                              "or none")
+        if args.address:
+            raise ConfigError("--address is a Ray cluster's: it needs --backend ray")
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
@@ -88,6 +105,8 @@ def cmd_tune(args) -> int:
     if args.sampler == "grid":
         grid_space(args.file, example.tune)
     import_optuna()
+    if args.backend == "ray":
+        return _tune_on_ray(args, example, seeds)
     parallel, note = clamp_parallel(args.parallel, trial_cost(example, len(seeds)), _cores())
     if note:
         print(f"rl tune: {note}", file=sys.stderr)
@@ -118,6 +137,37 @@ def cmd_tune(args) -> int:
         best = study.best_trial
         print(f"best: trial {best.number}, {example.tune.metric} {best.value:.6g}: "
               f"{outputs['best']} (rl train -f {outputs['best']})", file=sys.stderr)
+    else:
+        print("no trial completed: no best.yaml", file=sys.stderr)
+    return 0
+
+
+def _tune_on_ray(args, example, seeds: list[int]) -> int:
+    from rl.tune.ray_study import import_ray_tune, run_ray
+    from rl.tune.report import best_trial, write_outputs
+    from rl.tune.study import TuneOptions, trial_cost
+
+    import_ray_tune()
+    parallel = args.parallel
+    if not args.address:  # a local Ray: the same clamp as the process backend
+        parallel, note = clamp_parallel(parallel, trial_cost(example, len(seeds)), _cores())
+        if note:
+            print(f"rl tune: {note}", file=sys.stderr)
+    options = TuneOptions(out=args.out, trials=args.trials, parallel=parallel,
+                          sampler=args.sampler, pruner=args.pruner, seeds=seeds,
+                          resume=args.resume)
+    study, interrupted = run_ray(example, options, address=args.address, cores=_cores())
+    outputs = write_outputs(study, example, args.out)
+    if interrupted:
+        print(f"\ninterrupted; Ray keeps the experiment: rl tune {args.file} --backend ray "
+              f"--out {args.out} --resume continues it", file=sys.stderr)
+        return 130
+    print(f"trials: {outputs['trials']}", file=sys.stderr)
+    best = best_trial(study)
+    if best is not None:
+        print(f"best: trial {best.number} ({best.user_attrs['ray_trial_id']}), "
+              f"{example.tune.metric} {best.value:.6g}: {outputs['best']} "
+              f"(rl train -f {outputs['best']})", file=sys.stderr)
     else:
         print("no trial completed: no best.yaml", file=sys.stderr)
     return 0

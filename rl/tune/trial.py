@@ -61,8 +61,13 @@ def _value(metric: str, result: dict[str, Any]) -> float:
     return float(value) if isinstance(value, int | float) else math.nan
 
 
-def run_trial(spec: dict[str, Any], emit) -> dict[str, Any]:
-    """Train every seed of the trial; ``emit(dict)`` each round's intermediate value."""
+def run_trial(spec: dict[str, Any], emit, restore=None, save=None) -> dict[str, Any]:
+    """Train every seed of the trial; ``emit(dict)`` each round's intermediate value.
+
+    ``restore(algos)``: called once the seeds' algorithms are built (PBT: load the
+    checkpoint the trial was handed); ``save(algos)``: after every round, before its
+    ``emit`` (PBT: the checkpoint that goes with the report). The Ray trainable
+    (``rl.tune.ray_study``) passes them; the trial process does not."""
     from rl.bench import pass_criterion
     from rl.experiment import load_example
     from rl.tune.space import ENV_STEPS_TO_PASS
@@ -76,6 +81,8 @@ def run_trial(spec: dict[str, Any], emit) -> dict[str, Any]:
     try:
         for seed in spec["seeds"]:
             seeds.append(_Seed(example, spec["params"], seed, spec["dir"]))
+        if restore is not None:
+            restore([s.algo for s in seeds])
         while not all(s.done for s in seeds):
             for s in seeds:
                 if s.done:
@@ -96,6 +103,8 @@ def run_trial(spec: dict[str, Any], emit) -> dict[str, Any]:
                 mean = sum(values) / len(values)
                 best = mean if math.isnan(best) or (mean > best if mode == "max"
                                                     else mean < best) else best
+                if save is not None:
+                    save([s.algo for s in seeds])
                 emit({"step": min(int(s.result.get("env_steps_total", 0)) for s in seeds),
                       "value": mean})
         finals = [_final(s, metric, to_pass, criterion) for s in seeds]

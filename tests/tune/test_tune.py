@@ -73,12 +73,6 @@ def test_grid_sampler_refuses_a_continuous_range(tmp_path, capsys):
     assert "lr is a continuous loguniform range" in capsys.readouterr().err
 
 
-def test_the_ray_flags_are_not_there_yet(tmp_path, capsys):
-    with pytest.raises(SystemExit) as e:
-        cli.main(["tune", EXAMPLE, "--backend", "ray"])
-    assert e.value.code == 2
-
-
 def test_parallel_is_clamped_to_the_cores():
     parallel, note = cli.cli_tune.clamp_parallel(4, 3, 8)
     assert parallel == 2 and "needs 12 cores" in note and "running 2 at a time" in note
