@@ -117,10 +117,13 @@ def _scheduler(example: TunedExample, options: TuneOptions):
                                              min_samples_required=2)
     if options.pruner == "pbt":
         interval = max(1, _budget_iterations(example) // PBT_ROUNDS)
+        # Synchronous: at every boundary the whole population has reported, so the bottom
+        # quantile always exploits the top one (asynchronous PBT compares against whichever
+        # trials happen to have reported, and may exploit nothing).
         return schedulers.PopulationBasedTraining(
             time_attr="training_iteration", perturbation_interval=interval,
             hyperparam_mutations=_mutations(example.tune),
-            custom_explore_fn=_clip(example.tune), synch=False)
+            custom_explore_fn=_clip(example.tune), synch=True)
     return schedulers.FIFOScheduler()
 
 
