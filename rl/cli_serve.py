@@ -21,8 +21,6 @@ import subprocess
 import sys
 import tempfile
 
-EXIT_FAILED = 1
-
 
 def add_parser(sub) -> None:
     s = sub.add_parser("serve", help="serve a policy over HTTP (POST /v1/actions)",
@@ -71,16 +69,16 @@ def _check(args) -> None:
                          "one with rl export CHECKPOINT --format onnx -o FILE.onnx")
 
 
-def _export(checkpoint: str, folder: str, imports: list[str]) -> str | None:
-    """``rl export --format onnx`` in a child process; the file, or None if it failed."""
+def _export(checkpoint: str, folder: str, imports: list[str]) -> tuple[str, int]:
+    """``rl export --format onnx`` in a child process: the file and the exit status."""
     path = os.path.join(folder, "policy.onnx")
     cmd = [sys.executable, "-m", "rl.cli", "export", checkpoint, "--format", "onnx",
            "-o", path]
     for module in imports:
         cmd += ["--import", module]
     print(f"rl serve: exporting {checkpoint} to ONNX ({path})", file=sys.stderr, flush=True)
-    done = subprocess.run(cmd, stdout=sys.stderr)
-    return path if done.returncode == 0 else None
+    done = subprocess.run(cmd, stdout=2)  # its report goes to our stderr
+    return path, done.returncode
 
 
 def cmd_serve(args) -> int:
@@ -99,10 +97,11 @@ def cmd_serve(args) -> int:
         model = args.model
         if not model.endswith(".onnx"):
             folder = tempfile.mkdtemp(prefix="rl-serve-")
-            model = _export(model, folder, args.imports)
-            if model is None:
-                print("rl serve: error: the export failed (above)", file=sys.stderr)
-                return EXIT_FAILED
+            model, rc = _export(model, folder, args.imports)
+            if rc != 0:  # rl export said why; its status (2: a user error) is ours
+                print(f"rl serve: error: exporting {args.model} to ONNX failed (above)",
+                      file=sys.stderr)
+                return rc
         options = {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
                    "token": args.token, "max_body_bytes": args.max_body_bytes or DEFAULT_MAX_BODY_BYTES}
         try:

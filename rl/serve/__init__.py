@@ -13,10 +13,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rl.serve.export import FORMATS, AgreementError, ExportResult, export_policy
+    from rl.serve.export import AgreementError, ExportResult, export_policy
     from rl.serve.server import create_app
 
-_EXPORTS = {"FORMATS": "rl.serve.export", "AgreementError": "rl.serve.export",
+FORMATS = ("onnx", "torchscript")
+"""The formats ``rl export`` writes (here, so the CLI lists them without importing torch)."""
+
+_EXPORTS = {"AgreementError": "rl.serve.export",
             "ExportResult": "rl.serve.export", "export_policy": "rl.serve.export",
             "create_app": "rl.serve.server"}
 

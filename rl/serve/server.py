@@ -7,7 +7,8 @@ Endpoints (JSON in, JSON out; errors are ``{"error": "..."}`` with a 4xx status)
 * ``GET /healthz``: ``{"status": "ok"}`` (no token needed, for probes).
 * ``GET /v1/metadata``: the sidecar's spaces, algorithm, checkpoint and input/output
   names, the serving rl version, and this process's batching counters
-  (``requests_run``, ``batches_run``, ``rows_run``) and ``torch_imported``.
+  (``requests_received`` valid requests, ``requests_run``, ``batches_run``,
+  ``rows_run``) and ``torch_imported``.
 
 Batching: each request is decoded and validated on its own (``rl.serve.requests``)
 and only then joins an asyncio queue; ``Batcher`` takes the first waiting request,
@@ -93,7 +94,7 @@ class Batcher:
         self.max_wait_s = max_wait_s
         self.queue: asyncio.Queue = asyncio.Queue()
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="rl-serve-onnx")
-        self.requests_run = self.batches_run = self.rows_run = 0
+        self.requests_received = self.requests_run = self.batches_run = self.rows_run = 0
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -109,6 +110,7 @@ class Batcher:
     async def submit(self, rows: np.ndarray) -> np.ndarray:
         """The actions for ``rows``, computed in some batch with other requests' rows."""
         future = asyncio.get_running_loop().create_future()
+        self.requests_received += 1
         await self.queue.put((rows, future))
         return await future
 
@@ -242,7 +244,7 @@ def create_app(model: str, *, max_batch: int = 64, max_wait_ms: float = 2.0,
             "inputs": m["inputs"], "outputs": m["outputs"],
             "max_batch": max_batch, "max_wait_ms": max_wait_ms,
             "max_body_bytes": max_body_bytes, "pid": os.getpid(),
-            "requests_run": b.requests_run, "batches_run": b.batches_run,
+            "requests_received": b.requests_received, "requests_run": b.requests_run, "batches_run": b.batches_run,
             "rows_run": b.rows_run, "torch_imported": "torch" in sys.modules})
 
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
