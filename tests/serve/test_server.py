@@ -9,6 +9,7 @@ exports a checkpoint itself) and its answers are compared with
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -298,3 +299,22 @@ def test_the_codec_names_out_of_range_discrete_values():
         codec.decode(7)
     with pytest.raises(RequestError, match="expected integers"):
         codec.decode(2.5)
+
+
+def test_the_example_serves_a_checkpoint_and_stops_it(tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from tests.serve.server_process import free_port
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, str(root / "examples" / "serve_policy.py"), "--timesteps", "512",
+         "--port", str(free_port())],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    assert "action for [0.0, 0.1, 0.02, -0.1]: " in out.stdout, out.stdout
+    assert int(out.stdout.split("action for [0.0, 0.1, 0.02, -0.1]: ")[1].split()[0]) in (0, 1)
+    assert "rl serve exited 0" in out.stdout

@@ -1,0 +1,193 @@
+"""``rl serve`` under load on loopback: the CartPole PPO policy, against Ray Serve.
+
+One run: PPO trains one iteration on CartPole (normalize_obs), the policy is exported to
+ONNX, then
+
+* ``rl serve FILE`` starts in a subprocess; the time from its start to the first
+  answered ``POST /v1/actions`` is reported;
+* ``--requests`` single-observation requests (after a warm-up) at concurrency 1, 16 and
+  64, from httpx ``AsyncClient`` tasks in this process: requests/s, p50 and p99 latency;
+* the same load against a Ray Serve deployment of the same ONNX file (onnxruntime in
+  the replica, ``@serve.batch`` with rl serve's default 64 rows / 2 ms) on Ray's HTTP
+  proxy, when ``ray[serve]`` is installed; the ratio of requests/s at concurrency 16.
+
+The machine's load average is printed before and after: the figures are only as quiet
+as the machine.
+
+    python benchmarks/serve.py [--requests 20000] [--concurrency 1 16 64] [--no-ray]
+
+Measured (2 shared CPU cores, load average 2.4 before / 3.9 after, ``--requests 5000``,
+uvicorn with uvloop + httptools, ray 2.60.0):
+
+    first answer 0.78 s after rl serve started (an exported file)
+    server      conc    req/s   p50 ms   p99 ms
+    rl serve       1     TBD
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+RAY_PORT = 18_400
+
+
+def export_cartpole(folder: str) -> str:
+    from rl import PPOConfig
+    from rl.serve import export_policy
+
+    config = PPOConfig().environment("CartPole-v1").env_runners(
+        num_env_runners=0, num_envs_per_env_runner=4).resources(backend="inline") \
+        .debugging(seed=0)
+    config.normalize_obs = True
+    algo = config.build()
+    try:
+        algo.train()
+        path = os.path.join(folder, "cartpole.onnx")
+        export_policy(algo, path, "onnx")
+    finally:
+        algo.stop()
+    return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_rl(path: str) -> tuple[subprocess.Popen, str, float]:
+    """``rl serve``: the process, its URL, seconds from start to the first answer."""
+    import httpx
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "rl.cli", "serve", path, "--port",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with httpx.Client(base_url=url) as client:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"rl serve exited {proc.returncode}")
+            try:
+                if client.post("/v1/actions", json={"obs": [0.0] * 4}).status_code == 200:
+                    return proc, url + "/v1/actions", time.perf_counter() - start
+            except httpx.TransportError:
+                time.sleep(0.005)
+
+
+def start_ray(path: str) -> str:
+    """A Ray Serve deployment of the same ONNX file; its URL."""
+    import ray
+    from ray import serve
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": RAY_PORT})
+
+    @serve.deployment(max_ongoing_requests=256)
+    class OnnxPolicy:
+        def __init__(self, model: str):
+            import onnxruntime as ort
+
+            self.session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+
+        @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
+        async def act(self, rows: list[list[float]]) -> list[int]:
+            batch = np.asarray(rows, np.float32)
+            return self.session.run(None, {"obs": batch})[0].tolist()
+
+        async def __call__(self, request) -> dict:
+            return {"actions": await self.act((await request.json())["obs"])}
+
+    serve.run(OnnxPolicy.bind(path), route_prefix="/v1/actions")
+    return f"http://127.0.0.1:{RAY_PORT}/v1/actions"
+
+
+async def load(url: str, requests: int, concurrency: int, obs: np.ndarray) -> dict:
+    """``requests`` POSTs from ``concurrency`` tasks (after a warm-up): req/s, p50, p99."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        async def run(n: int) -> tuple[list[float], float]:
+            latencies: list[float] = []
+            todo = iter(range(n))  # shared by the tasks: each takes the next request
+
+            async def worker():
+                for i in todo:
+                    t = time.perf_counter()
+                    r = await client.post(url, json={"obs": obs[i % len(obs)].tolist()})
+                    latencies.append(time.perf_counter() - t)
+                    if r.status_code != 200:
+                        raise RuntimeError(f"{url}: {r.status_code} {r.text[:200]}")
+
+            start = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return latencies, time.perf_counter() - start
+
+        await run(max(200, requests // 10))
+        latencies, elapsed = await run(requests)
+    ms = np.asarray(latencies) * 1000
+    return {"rps": len(latencies) / elapsed, "p50": float(np.percentile(ms, 50)),
+            "p99": float(np.percentile(ms, 99))}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--requests", type=int, default=20_000)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    p.add_argument("--no-ray", action="store_true", help="measure rl serve alone")
+    args = p.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.1f}", flush=True)
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(-0.2, 0.2, (1000, 4)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as folder:
+        path = export_cartpole(folder)
+        proc, url, first = start_rl(path)
+        results: dict[str, dict[int, dict]] = {"rl serve": {}}
+        try:
+            print(f"first answer {first:.2f} s after rl serve started (an exported file)")
+            for c in args.concurrency:
+                results["rl serve"][c] = asyncio.run(load(url, args.requests, c, obs))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=60)
+        print(f"rl serve exit status after SIGTERM: {rc}")
+        if not args.no_ray:
+            try:
+                ray_url = start_ray(path)
+            except ImportError as e:
+                print(f"Ray Serve not measured: {e}")
+            else:
+                results["Ray Serve"] = {}
+                try:
+                    for c in args.concurrency:
+                        results["Ray Serve"][c] = asyncio.run(load(ray_url, args.requests, c, obs))
+                finally:
+                    import ray
+                    from ray import serve
+
+                    serve.shutdown()
+                    ray.shutdown()
+    print(f"{'server':<10} {'conc':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, rows in results.items():
+        for c, r in rows.items():
+            print(f"{name:<10} {c:>5} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f}")
+    if "Ray Serve" in results and 16 in results["Ray Serve"]:
+        ratio = results["rl serve"][16]["rps"] / results["Ray Serve"][16]["rps"]
+        print(f"rl serve / Ray Serve requests/s at concurrency 16: {ratio:.2f}x")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
