@@ -6,7 +6,8 @@ ONNX, then
 * ``rl serve FILE`` starts in a subprocess; the time from its start to the first
   answered ``POST /v1/actions`` is reported;
 * ``--requests`` single-observation requests (after a warm-up) at concurrency 1, 16 and
-  64, from httpx ``AsyncClient`` tasks in this process: requests/s, p50 and p99 latency;
+  64, from httpx ``AsyncClient`` tasks in this process: requests/s, p50 and p99 latency
+  and transport errors (a dropped connection: counted, not timed);
 * the same load against a Ray Serve deployment of the same ONNX file (onnxruntime in
   the replica, ``@serve.batch`` with rl serve's default 64 rows / 2 ms) on Ray's HTTP
   proxy, when ``ray[serve]`` is installed; the ratio of requests/s at concurrency 16.
@@ -16,12 +17,23 @@ as the machine.
 
     python benchmarks/serve.py [--requests 20000] [--concurrency 1 16 64] [--no-ray]
 
-Measured (2 shared CPU cores, load average 2.4 before / 3.9 after, ``--requests 5000``,
-uvicorn with uvloop + httptools, ray 2.60.0):
+Measured on 2 CPU cores shared with five other jobs (load average 3.8 before, 19.4
+after: the figures are the machine's as much as the servers'), ``--requests 5000``,
+uvicorn with uvloop + httptools, ray 2.60.0 (``ray[serve]``), one replica:
 
-    first answer 0.78 s after rl serve started (an exported file)
-    server      conc    req/s   p50 ms   p99 ms
-    rl serve       1     TBD
+    first answer 0.61 s after rl serve started (an exported file)
+    server      conc    req/s   p50 ms   p99 ms  errors
+    rl serve       1      218     3.66    12.11       0
+    rl serve      16      348    23.88   241.60       0
+    rl serve      64      202   188.50  1773.33       0
+    Ray Serve      1       78    11.66    32.12       0
+    Ray Serve     16      181    83.46   156.48       0
+    Ray Serve     64      104   490.97  2248.60       0
+    rl serve / Ray Serve requests/s at concurrency 16: 1.92x
+
+The client (httpx in one Python process) shares the two cores with the server, so the
+rates are a floor; at concurrency 1, ``--max-wait-ms`` (2 ms) is most of rl serve's
+latency.
 """
 
 from __future__ import annotations
@@ -121,25 +133,30 @@ async def load(url: str, requests: int, concurrency: int, obs: np.ndarray) -> di
     async with httpx.AsyncClient(limits=limits, timeout=60) as client:
         async def run(n: int) -> tuple[list[float], float]:
             latencies: list[float] = []
+            errors = [0]
             todo = iter(range(n))  # shared by the tasks: each takes the next request
 
             async def worker():
                 for i in todo:
                     t = time.perf_counter()
-                    r = await client.post(url, json={"obs": obs[i % len(obs)].tolist()})
+                    try:
+                        r = await client.post(url, json={"obs": obs[i % len(obs)].tolist()})
+                    except httpx.TransportError:  # counted, not timed
+                        errors[0] += 1
+                        continue
                     latencies.append(time.perf_counter() - t)
                     if r.status_code != 200:
                         raise RuntimeError(f"{url}: {r.status_code} {r.text[:200]}")
 
             start = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
-            return latencies, time.perf_counter() - start
+            return latencies, time.perf_counter() - start, errors[0]
 
         await run(max(200, requests // 10))
-        latencies, elapsed = await run(requests)
+        latencies, elapsed, errors = await run(requests)
     ms = np.asarray(latencies) * 1000
     return {"rps": len(latencies) / elapsed, "p50": float(np.percentile(ms, 50)),
-            "p99": float(np.percentile(ms, 99))}
+            "p99": float(np.percentile(ms, 99)), "errors": errors}
 
 
 def main() -> None:
@@ -179,10 +196,10 @@ def main() -> None:
 
                     serve.shutdown()
                     ray.shutdown()
-    print(f"{'server':<10} {'conc':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'server':<10} {'conc':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, rows in results.items():
         for c, r in rows.items():
-            print(f"{name:<10} {c:>5} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f}")
+            print(f"{name:<10} {c:>5} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['errors']:>7}")
     if "Ray Serve" in results and 16 in results["Ray Serve"]:
         ratio = results["rl serve"][16]["rps"] / results["Ray Serve"][16]["rps"]
         print(f"rl serve / Ray Serve requests/s at concurrency 16: {ratio:.2f}x")

@@ -166,10 +166,8 @@ class ObservationCodec:
     def decode(self, obs: Any) -> tuple[np.ndarray, bool]:
         """``(batch, single)``: the prepared rows and whether ``obs`` was one observation."""
         single, items = self._split(obs)
-        if self.raw:
-            leaf = self.root[1]
-            batch = np.stack([leaf.check(x, f"obs[{i}]" if not single else "obs")
-                              for i, x in enumerate(items)])
+        if self.raw:  # _split checked the numbers and the shape: the array is the batch
+            batch = items
         else:
             batch = np.stack([_flatten(self.root, x, f"obs[{i}]" if not single else "obs")
                               for i, x in enumerate(items)])
@@ -188,7 +186,9 @@ class ObservationCodec:
                                "must be non-zero")
         return np.ascontiguousarray(batch, self.dtype), single
 
-    def _split(self, obs: Any) -> tuple[bool, list[Any]]:
+    def _split(self, obs: Any) -> tuple[bool, Any]:
+        """``(single, items)``: a list of single observations (a checked array ``[n,
+        *shape]`` for Box observations that are not flattened)."""
         kind = self.space["type"]
         if kind == "Dict":
             if isinstance(obs, dict):
@@ -205,9 +205,9 @@ class ObservationCodec:
             shape = tuple(self.space["shape"])
             arr = _numbers(obs, "obs")
             if arr.shape == shape:
-                return True, [obs]
+                return True, arr[None] if self.raw else [obs]
             if arr.ndim == len(shape) + 1 and arr.shape[1:] == shape and len(arr):
-                return False, list(arr)
+                return False, arr if self.raw else list(arr)
             raise _invalid(f"obs: shape {arr.shape}; expected one observation of shape "
                            f"{shape} or a non-empty list of them")
         raise _invalid(f"obs: expected one observation ({_describe(self.space)}) or a "
