@@ -8,6 +8,9 @@ ONNX, then
 * ``--requests`` single-observation requests (after a warm-up) at concurrency 1, 16 and
   64, from httpx ``AsyncClient`` tasks in this process: requests/s, p50 and p99 latency
   and transport errors (a dropped connection: counted, not timed);
+* rl serve's own CPU time per request (and the client's), from ``/proc``: the client
+  (httpx, one process) costs more than the server, so on a small machine the client
+  sets the rates;
 * the same load against a Ray Serve deployment of the same ONNX file (onnxruntime in
   the replica, ``@serve.batch`` with rl serve's default 64 rows / 2 ms) on Ray's HTTP
   proxy, when ``ray[serve]`` is installed; the ratio of requests/s at concurrency 16.
@@ -17,23 +20,31 @@ as the machine.
 
     python benchmarks/serve.py [--requests 20000] [--concurrency 1 16 64] [--no-ray]
 
-Measured on 2 CPU cores shared with five other jobs (load average 3.8 before, 19.4
-after: the figures are the machine's as much as the servers'), ``--requests 5000``,
-uvicorn with uvloop + httptools, ray 2.60.0 (``ray[serve]``), one replica:
+Measured twice on 2 CPU cores shared with five other jobs, ``--requests 5000``, uvicorn
+with uvloop + httptools, ray 2.60.0 (``ray[serve]``), one replica. The second run
+(load average 5.6 before, 9.2 after):
 
-    first answer 0.61 s after rl serve started (an exported file)
+    first answer 0.68 s after rl serve started (an exported file)
+    rl serve at concurrency 1: server CPU 0.65 ms/request, the client's 1.17 ms/request
+    rl serve at concurrency 16: server CPU 0.49 ms/request, the client's 1.89 ms/request
+    rl serve at concurrency 64: server CPU 0.57 ms/request, the client's 2.55 ms/request
     server      conc    req/s   p50 ms   p99 ms  errors
-    rl serve       1      218     3.66    12.11       0
-    rl serve      16      348    23.88   241.60       0
-    rl serve      64      202   188.50  1773.33       0
-    Ray Serve      1       78    11.66    32.12       0
-    Ray Serve     16      181    83.46   156.48       0
-    Ray Serve     64      104   490.97  2248.60       0
-    rl serve / Ray Serve requests/s at concurrency 16: 1.92x
+    rl serve       1      237     3.67     8.76       0
+    rl serve      16      253    34.18   362.50       0
+    rl serve      64      178   257.60  1535.32       0
+    Ray Serve      1       91    10.34    17.88       0
+    Ray Serve     16      176    86.05   169.57       0
+    Ray Serve     64      102   441.55  2541.29       0
+    rl serve / Ray Serve requests/s at concurrency 16: 1.44x
 
-The client (httpx in one Python process) shares the two cores with the server, so the
-rates are a floor; at concurrency 1, ``--max-wait-ms`` (2 ms) is most of rl serve's
-latency.
+The first (load average 3.8 before, 19.4 after): first answer 0.61 s; rl serve 218 /
+348 / 202 req/s at concurrency 1 / 16 / 64 (p50 3.7 / 24 / 189 ms), Ray Serve 78 / 181 /
+104 (p50 12 / 83 / 491 ms): 1.92x at concurrency 16. The client costs three to four
+times the server's CPU per request and shares the two cores with it, so these rates are
+the client's and the machine's more than the server's (rl serve's 0.5 ms of CPU a
+request would allow about 2,000 req/s on one free core); at concurrency 1,
+``--max-wait-ms`` (2 ms) is most of rl serve's latency. The issue's 3x target at
+concurrency 16 is not shown on this machine.
 """
 
 from __future__ import annotations
@@ -98,6 +109,13 @@ def start_rl(path: str) -> tuple[subprocess.Popen, str, float]:
                 time.sleep(0.005)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_ray(path: str) -> str:
     """A Ray Serve deployment of the same ONNX file; its URL."""
     import ray
@@ -152,11 +170,12 @@ async def load(url: str, requests: int, concurrency: int, obs: np.ndarray) -> di
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             return latencies, time.perf_counter() - start, errors[0]
 
-        await run(max(200, requests // 10))
+        warm = max(200, requests // 10)
+        await run(warm)
         latencies, elapsed, errors = await run(requests)
     ms = np.asarray(latencies) * 1000
     return {"rps": len(latencies) / elapsed, "p50": float(np.percentile(ms, 50)),
-            "p99": float(np.percentile(ms, 99)), "errors": errors}
+            "p99": float(np.percentile(ms, 99)), "errors": errors, "sent": warm + requests}
 
 
 def main() -> None:
@@ -175,7 +194,13 @@ def main() -> None:
         try:
             print(f"first answer {first:.2f} s after rl serve started (an exported file)")
             for c in args.concurrency:
-                results["rl serve"][c] = asyncio.run(load(url, args.requests, c, obs))
+                cpu, client = cpu_seconds(proc.pid), time.process_time()
+                r = results["rl serve"][c] = asyncio.run(load(url, args.requests, c, obs))
+                sent = r["sent"]
+                print(f"rl serve at concurrency {c}: server CPU "
+                      f"{(cpu_seconds(proc.pid) - cpu) / sent * 1000:.2f} ms/request, the "
+                      f"client's {(time.process_time() - client) / sent * 1000:.2f} ms/request",
+                      flush=True)
         finally:
             proc.send_signal(signal.SIGTERM)
             rc = proc.wait(timeout=60)
