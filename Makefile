@@ -16,7 +16,7 @@ $(VENV)/.installed-base: $(BIN)/python pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed-base
-	$(PIP) -e ".[test,dev,atari,mujoco,ray,docs,video,export,tune,multiagent]"
+	$(PIP) -e ".[test,dev,atari,mujoco,ray,docs,video,export,serve,tune,multiagent]"
 	touch $@
 
 setup: $(VENV)/.installed-base

@@ -1,4 +1,4 @@
-"""The ``rl`` command line: ``rl train | evaluate | bench | plot | list | export | tune``.
+"""The ``rl`` command line: ``rl train | evaluate | bench | plot | list | export | serve | tune``.
 
 User errors (unknown algorithm, env, config key or value, missing or broken file,
 an action space the algorithm cannot handle) exit 2 with one line that says what
@@ -27,7 +27,7 @@ import sys
 import time
 from typing import Any
 
-from rl import cli_export, cli_resume, cli_tune
+from rl import cli_export, cli_resume, cli_serve, cli_tune
 from rl.runtime import BACKENDS
 
 EXIT_FAILED = 1
@@ -219,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list algorithms and example envs")
     cli_export.add_parser(sub)
+    cli_serve.add_parser(sub)
     cli_tune.add_parser(sub)
     for command in (t, e):
         command.add_argument("--import", dest="imports", action="append", default=[],
@@ -573,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench,
                 "plot": cmd_plot, "list": cmd_list, "export": cli_export.cmd_export,
+                "serve": cli_serve.cmd_serve,
                 "tune": cli_tune.cmd_tune}
     _cwd_importable()
     try:

@@ -17,7 +17,7 @@ EXIT_FAILED = 1
 
 
 def add_parser(sub) -> None:
-    from rl.serve.export import FORMATS
+    from rl.serve import FORMATS
 
     x = sub.add_parser("export", help="export a checkpoint's policy as ONNX or TorchScript",
                        description="Export a checkpoint's policy as one ONNX or TorchScript "

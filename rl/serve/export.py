@@ -38,13 +38,13 @@ import torch
 from gymnasium import spaces
 
 from rl.config import ConfigError
+from rl.serve import FORMATS
 from rl.serve.agreement import Agreement, compare, random_observations
 from rl.serve.graph import InferenceGraph
 
 __all__ = ["FORMATS", "AgreementError", "ExportResult", "MissingExtraError", "export_policy",
            "space_to_json"]
 
-FORMATS = ("onnx", "torchscript")
 INPUT = "obs"
 CHECK_OBSERVATIONS = 1000
 _TRACE_BATCH = 3  # not the check's batch size, so a baked-in batch size shows
