@@ -29,6 +29,8 @@ def add_parser(sub) -> None:
     x.add_argument("--format", required=True, choices=FORMATS, help="onnx or torchscript")
     x.add_argument("-o", "--output", required=True, metavar="FILE", help="the file to write "
                    "(its sidecar: FILE.json)")
+    x.add_argument("--policy", metavar="ID", help="multi-agent checkpoints: the policy to "
+                   "export (required when the run has several)")
     x.add_argument("--stochastic", action="store_true", help="sample actions from the "
                    "policy's distribution instead of taking the greedy one (actor-critic "
                    "algorithms)")
@@ -66,7 +68,7 @@ def cmd_export(args) -> int:
                                      device="auto")
     try:
         result = export_policy(algo, args.output, args.format, stochastic=args.stochastic,
-                               checkpoint=args.checkpoint)
+                               checkpoint=args.checkpoint, policy=args.policy)
     except AgreementError as e:
         print(f"rl export: error: {e}", file=sys.stderr)
         return EXIT_FAILED

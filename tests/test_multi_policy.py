@@ -227,6 +227,8 @@ LOPSIDED = f"{__name__}:Lopsided"
 
 
 def test_agents_of_different_spaces_get_a_policy_each_and_reach_the_optimum():
+    # Seeds 0-5 measured: training return >= 15.5 by 3.2k-4.5k of the 6144 env steps,
+    # greedy evaluation 16.0 on every one (3-4 s a seed on a quiet machine).
     cfg = matching(0).environment(LOPSIDED)
     with cfg.build() as algo:
         assert algo.policy_map.ids == ("agent_0", "agent_1")

@@ -132,26 +132,27 @@ def _allowed(actions: np.ndarray, action_space: spaces.Space, mask: np.ndarray |
     return bool((np.take_along_axis(mask, index, 1) > 0.5).all())
 
 
-def compare(algo, outputs: dict[str, np.ndarray], env_obs, stochastic: bool) -> Agreement:
-    """Check the exported graph's ``outputs`` (by name) on ``env_obs`` against ``algo``."""
-    batch, _ = flatten_observations(algo.env_obs_space, env_obs)
+def compare(target, outputs: dict[str, np.ndarray], env_obs, stochastic: bool) -> Agreement:
+    """Check the exported graph's ``outputs`` (by name) on ``env_obs`` against the policy
+    ``target`` (``rl.serve.target``) of the algorithm."""
+    batch, _ = flatten_observations(target.env_obs_space, env_obs)
     # The driver-side worker is what compute_actions runs: its normalisation and model.
-    worker = algo._driver_worker()
+    worker = target.worker
     prepared = torch.from_numpy(worker.normalize(batch))
     with torch.no_grad():
-        model_out = worker.policy.module(prepared)
-    names = ["q_values"] if algo.model_spec.kind == "q" else ["logits", "values"]
+        model_out = target.module(prepared)
+    names = ["q_values"] if target.model_spec.kind == "q" else ["logits", "values"]
     want = dict(zip(names, [model_out] if len(names) == 1 else model_out))
     diffs = {name: _value_diff(outputs[name], want[name].numpy()) for name in names}
     got_actions = np.asarray(outputs["actions"])
     mismatched = 0
     if stochastic:
-        mask = algo.model_spec.layout.split(batch)[1] if algo.model_spec.masked else None
-        valid = _allowed(got_actions, algo.action_space, mask)
+        mask = target.model_spec.layout.split(batch)[1] if target.model_spec.masked else None
+        valid = _allowed(got_actions, target.action_space, mask)
         diffs["actions"] = 0.0 if valid else float("inf")
     else:
-        ref = np.asarray(algo.compute_actions(env_obs, explore=False))
-        if isinstance(algo.action_space, spaces.Box):
+        ref = target.compute_actions(batch)
+        if isinstance(target.action_space, spaces.Box):
             diffs["actions"] = _value_diff(got_actions, ref)
         else:
             same = got_actions.shape == ref.shape
@@ -159,6 +160,6 @@ def compare(algo, outputs: dict[str, np.ndarray], env_obs, stochastic: bool) -> 
                 np.zeros(len(ref), bool)
             mismatched = int((~rows).sum())
             diffs["actions"] = float(mismatched)
-    ok = all(v <= (0 if k == "actions" and not isinstance(algo.action_space, spaces.Box)
+    ok = all(v <= (0 if k == "actions" and not isinstance(target.action_space, spaces.Box)
                    else TOLERANCE) for k, v in diffs.items())
     return Agreement(len(batch), diffs, mismatched, ok)

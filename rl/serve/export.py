@@ -41,6 +41,7 @@ from rl.config import ConfigError
 from rl.serve import FORMATS
 from rl.serve.agreement import Agreement, compare, random_observations
 from rl.serve.graph import InferenceGraph
+from rl.serve.target import policy_target
 
 __all__ = ["FORMATS", "AgreementError", "ExportResult", "MissingExtraError", "export_policy",
            "space_to_json"]
@@ -86,24 +87,26 @@ def space_to_json(space: spaces.Space) -> dict[str, Any]:
     return out
 
 
-def build_graph(algo, stochastic: bool = False) -> InferenceGraph:
-    """The inference graph of ``algo``'s current weights and observation filter."""
+def build_graph(algo, stochastic: bool = False, policy: str | None = None) -> InferenceGraph:
+    """The inference graph of ``algo``'s current weights and observation filter (of its
+    policy ``policy``: None, the only one; see ``rl.serve.target``)."""
     import copy
 
-    worker = algo._driver_worker()  # compute_actions' own model and filter
-    model = copy.deepcopy(worker.policy.module).eval()
+    target = policy_target(algo, policy)
+    worker = target.worker  # compute_actions' own model and filter
+    model = copy.deepcopy(target.module).eval()
     filt = worker.obs_filter
     stats = None if filt is None else (filt.mean, filt.var, filt.clip, filt.eps)
-    if algo.model_spec.recurrent:
+    if target.model_spec.recurrent:
         raise ConfigError(f"{algo.name}'s policy is recurrent (use_lstm): rl export writes "
                           "feed-forward policies only so far; the state as extra inputs and "
                           "outputs is not exported yet")
-    if stochastic and algo.model_spec.kind == "q":
+    if stochastic and target.model_spec.kind == "q":
         raise ConfigError(f"--stochastic: {algo.name}'s policy is the greedy argmax of its "
                           "Q-values (epsilon exploration is for training only); export it "
                           "without --stochastic")
-    return InferenceGraph(model, algo.model_spec.kind, algo.action_space, stats,
-                          worker.mask_columns, stochastic).eval()
+    return InferenceGraph(model, target.model_spec.kind, target.action_space, stats,
+                          target.mask_columns, stochastic).eval()
 
 
 def _require(module: str):
@@ -172,12 +175,14 @@ def _io(name: str, array: np.ndarray) -> dict[str, Any]:
 
 def export_policy(algo, path: str, fmt: str, *, stochastic: bool = False,
                   checkpoint: str | None = None, observations: int = CHECK_OBSERVATIONS,
-                  seed: int = 0) -> ExportResult:
+                  seed: int = 0, policy: str | None = None) -> ExportResult:
     """Export ``algo``'s policy to ``path`` (``onnx`` or ``torchscript``), check it and
-    write ``path + ".json"``; see the module docstring.
+    write ``path + ".json"``; see the module docstring. ``policy``: which policy of a
+    multi-agent run (None: the only one).
 
     Raises:
-        ConfigError: an unknown format, a recurrent policy (not exported yet),
+        ConfigError: an unknown format, a recurrent policy (not exported yet), a
+            multi-agent run of several policies and no ``policy``,
             ``stochastic`` for a Q-model, or (as
             ``MissingExtraError``) onnx/onnxruntime missing.
         AgreementError: the file does not run on a batch of ``observations`` or its
@@ -187,12 +192,14 @@ def export_policy(algo, path: str, fmt: str, *, stochastic: bool = False,
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
-    graph = build_graph(algo, stochastic)
-    worker = algo._driver_worker()
-    env_obs = random_observations(algo.env_obs_space, algo.action_space, observations, seed)
+    graph = build_graph(algo, stochastic, policy)
+    target = policy_target(algo, policy)
+    worker = target.worker
+    env_obs = random_observations(target.env_obs_space, target.action_space, observations,
+                                  seed)
     from rl.envs.spaces import flatten_observations
 
-    batch = np.ascontiguousarray(flatten_observations(algo.env_obs_space, env_obs)[0],
+    batch = np.ascontiguousarray(flatten_observations(target.env_obs_space, env_obs)[0],
                                  worker.obs_dtype)
     example = torch.from_numpy(batch[:_TRACE_BATCH].copy())
     writer = _write_onnx if fmt == "onnx" else _write_torchscript
@@ -206,17 +213,18 @@ def export_policy(algo, path: str, fmt: str, *, stochastic: bool = False,
             "model that computes with len(obs) fixes the batch size under torch.jit.trace: "
             "use obs.shape[0]") from None
     outputs = dict(zip(graph.output_names, outs))
-    agreement = compare(algo, outputs, env_obs, stochastic)
+    agreement = compare(target, outputs, env_obs, stochastic)
     sidecar = path + ".json"
-    layout = algo.model_spec.layout
+    layout = target.model_spec.layout
     meta = {
         "format": fmt, "file": os.path.basename(path), "rl_version": __version__,
         "algorithm": algo.name, "env": algo.config.env,
         "checkpoint": None if checkpoint is None else os.path.abspath(checkpoint),
         "stochastic": stochastic,
-        "observation_space": space_to_json(algo.env_obs_space),
-        "prepared_observation_space": space_to_json(algo.obs_space),
-        "action_space": space_to_json(algo.action_space),
+        "policy": target.pid, "agents": target.agents,
+        "observation_space": space_to_json(target.env_obs_space),
+        "prepared_observation_space": space_to_json(target.obs_space),
+        "action_space": space_to_json(target.action_space),
         "observation_layout": None if layout is None else {
             "flatten": "gymnasium.spaces.flatten",
             "keys": [{"key": k, "start": a, "stop": b, "shape": None if s is None else list(s)}

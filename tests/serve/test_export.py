@@ -19,6 +19,7 @@ from rl.algorithms.dqn import DQNConfig
 from rl.algorithms.impala import IMPALAConfig
 from rl.algorithms.ppo import PPOConfig
 from rl.cli import main
+from rl.config import ConfigError
 from rl.serve import AgreementError, export_policy
 from rl.serve.agreement import random_observations
 from rl.serve.export import MissingExtraError
@@ -288,3 +289,49 @@ def test_every_observation_space_exports_to_onnx(obs, tmp_path):
         meta = json.loads((tmp_path / "p.onnx.json").read_text())
         assert meta["inputs"][0]["shape"] == ["batch", *algo.obs_space.shape]
         assert meta["inputs"][0]["dtype"] == ("uint8" if obs == "image" else "float32")
+
+
+def _run_onnx(path, batch):
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: batch})
+
+
+def test_each_policy_of_a_multi_agent_run_exports_for_its_own_agents(tmp_path):
+    from tests.test_multi_policy import LOPSIDED, matching
+
+    algo = matching(0).environment(LOPSIDED).build()  # agent_1: 9 features, 4 actions
+    algo.train()
+    try:
+        with pytest.raises(ConfigError, match=r"policies \['agent_0', 'agent_1'\].*--policy"):
+            export_policy(algo, str(tmp_path / "p.onnx"), "onnx")
+        with pytest.raises(ConfigError, match="--policy 'nobody'"):
+            export_policy(algo, str(tmp_path / "p.onnx"), "onnx", policy="nobody")
+        for pid, width, n in (("agent_0", 7, 3), ("agent_1", 9, 4)):
+            path = str(tmp_path / f"{pid}.onnx")
+            result = export_policy(algo, path, "onnx", policy=pid)
+            assert result.agreement.ok and result.agreement.mismatched_actions == 0
+            meta = json.load(open(path + ".json"))
+            assert meta["policy"] == pid and meta["agents"] == [pid]
+            assert meta["action_space"]["n"] == n
+            obs = np.random.default_rng(1).uniform(0, 1, (32, width)).astype(np.float32)
+            actions = _run_onnx(path, obs)[0]
+            want = [int(algo.compute_actions({pid: o})[pid]) for o in obs]
+            assert actions.tolist() == want
+    finally:
+        algo.stop()
+
+
+def test_rl_export_takes_the_policy_of_a_multi_agent_checkpoint(tmp_path, capsys):
+    from tests.test_multi_policy import matching
+
+    algo = matching(0).multi_agent(policies=["agent_0", "agent_1"]).build()
+    try:
+        algo.train()
+        ckpt = algo.save(str(tmp_path / "ckpt"))
+    finally:
+        algo.stop()
+    out = str(tmp_path / "p.onnx")
+    assert main(["export", ckpt, "--format", "onnx", "-o", out]) == 2
+    assert "--policy" in capsys.readouterr().err
+    assert main(["export", ckpt, "--format", "onnx", "-o", out, "--policy", "agent_1"]) == 0
+    assert json.load(open(out + ".json"))["policy"] == "agent_1"
