@@ -9,7 +9,6 @@ import pytest
 
 from rl import PPOConfig
 from rl.cli import main as cli_main
-from rl.config import ConfigError
 
 STAGGERED = {"agent_1": [2, 5]}
 
@@ -63,11 +62,6 @@ def test_algorithms_without_multi_agent_support_refuse_before_any_process(algo, 
     assert cli_main(["train", "--algo", algo, "--env", "MatchingGame-v0"]) == 2
     err = capsys.readouterr().err
     assert "cannot train multi-agent envs" in err and "use PPO" in err
-
-
-def test_use_lstm_with_a_multi_agent_env_is_a_config_error():
-    with pytest.raises(ConfigError, match="use_lstm is not supported with multi-agent"):
-        matching(0).training(use_lstm=True).build()
 
 
 def test_simple_spread_trains_on_the_process_backend_and_resumes(tmp_path):

@@ -102,6 +102,13 @@ class Algorithm(abc.ABC):
                             for pid in self.policy_map.ids}
         for spec in self.model_specs.values():
             spec.check()
+        if self.agents is not None and self.model_spec.recurrent and (
+                self.turn_based or len(self.model_specs) > 1):
+            what = "turn-based games" if self.turn_based else "several policies"
+            raise ConfigError(f"recurrent multi-agent policies (use_lstm, or a model with "
+                              f"initial_state) are supported with one shared policy on "
+                              f"Parallel envs; not yet with {what}: train {config.env!r} "
+                              "with a feed-forward policy")
         self.callbacks_class = None if config.callbacks_class is None else \
             resolve_callbacks_class(config.callbacks_class)
         self.callbacks = None if self.callbacks_class is None else self.callbacks_class()
@@ -176,9 +183,6 @@ class Algorithm(abc.ABC):
             raise ConfigError(f"{self.name} cannot train multi-agent envs ({self.config.env!r} "
                               f"is a PettingZoo env with agents {list(self.agents)}); use "
                               f"{names}")
-        if self.config.use_lstm:
-            raise ConfigError("use_lstm is not supported with multi-agent envs yet: train "
-                              f"{self.config.env!r} with a feed-forward policy")
         if self.agent_spaces is not None and self.config.normalize_obs:
             raise ConfigError(f"normalize_obs is not supported yet when the agents of "
                               f"{self.config.env!r} have different observation spaces; set "
@@ -593,9 +597,9 @@ class Algorithm(abc.ABC):
                              f"{{agent: observation}} with agents from {list(self.agents)}, "
                              f"got {type(obs).__name__}"
                              + (f" with keys {sorted(obs)}" if isinstance(obs, dict) else ""))
-        if state is not None:
-            raise ValueError("compute_actions: multi-agent policies are feed-forward and take "
-                             "no state")
+        if state is not None and not self.model_spec.recurrent:
+            raise ValueError("compute_actions: this multi-agent policy is feed-forward and "
+                             "takes no state")
         agents = list(obs)
         spaces = self.agent_spaces.env_obs if self.agent_spaces is not None else \
             [self.env_obs_space] * len(self.agents)
@@ -611,9 +615,31 @@ class Algorithm(abc.ABC):
             parts = [(np.pad(b.astype(np.float32), ((0, 0), (0, width - b.shape[1]))), s)
                      for b, s in parts]
         positions = np.asarray([self.agents.index(a) for a in agents], np.int64)
-        actions = self._driver_worker().compute_actions(
-            np.concatenate([b for b, _ in parts]), explore, positions=positions)
+        batch = np.concatenate([b for b, _ in parts])
+        if self.model_spec.recurrent:
+            return self._recurrent_agent_actions(agents, batch, state, explore)
+        actions = self._driver_worker().compute_actions(batch, explore, positions=positions)
         return {a: actions[k] for k, a in enumerate(agents)}
+
+    def _recurrent_agent_actions(self, agents: list[str], batch: np.ndarray, state: Any,
+                                 explore: bool):
+        """A recurrent shared policy: ``({agent: action}, {agent: state})`` from
+        ``{agent: state}`` (None, or an agent missing from it: the initial state)."""
+        if state is not None and (not isinstance(state, dict) or not set(state) <= set(agents)):
+            raise ValueError("compute_actions: a multi-agent recurrent policy takes state as "
+                             "{agent: state}, the states the previous call returned for the "
+                             f"agents it is given ({agents})")
+        if C.PREV_REWARDS in self.model_spec.prev_inputs:
+            raise ValueError("compute_actions: lstm_use_prev_reward with a multi-agent env is "
+                             "not supported by compute_actions yet")
+        worker = self._driver_worker()
+        initial = worker.policy.initial
+        rows = [state.get(a) if state else None for a in agents]
+        stacked = [np.stack([np.asarray(r[k], np.float32) if r is not None else init
+                             for r in rows]) for k, init in enumerate(initial)]
+        actions, new = worker.compute_actions(batch, explore, stacked)
+        return ({a: actions[k] for k, a in enumerate(agents)},
+                {a: [s[k] for s in new] for k, a in enumerate(agents)})
 
     def _driver_worker(self) -> RolloutWorker:
         """The worker in the driver that evaluates and serves, with the current weights

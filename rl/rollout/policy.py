@@ -176,6 +176,11 @@ class RecurrentActorCriticPolicy:
         for s, init in zip(self.state, self.initial):
             s[i] = init
 
+    def reset_states(self, where: np.ndarray) -> None:
+        """The sub-envs (slots) flagged in ``where`` hold the initial state."""
+        for s, init in zip(self.state, self.initial):
+            s[where] = init
+
     def env_state(self, i: int) -> list[np.ndarray]:
         """A copy of sub-env ``i``'s state."""
         return [s[i].copy() for s in self.state]

@@ -419,6 +419,8 @@ class RolloutWorker:
                 if self.recurrent:  # the state a truncated episode bootstraps from
                     end_states[t, i] = self.policy.env_state(i)
                     self.policy.reset_state(i)
+            if self.recurrent and multi_agent:  # an absent agent arrives with a fresh state
+                self.policy.reset_states(~self.venv.active)
             for ret, length in res.reported_episodes(self.venv.reports_real_episodes):
                 episode_returns.append(ret)
                 episode_lens.append(length)
@@ -544,7 +546,7 @@ class RolloutWorker:
             try:
                 obs = venv.reset()
                 if self.recurrent:  # the evaluation's own episodes, each from the start
-                    self.policy.state = [np.repeat(s[None], num_envs, axis=0)
+                    self.policy.state = [np.repeat(s[None], venv.num_envs, axis=0)
                                          for s in self.policy.initial]
                 done_count = np.zeros(num_envs, np.int64)
                 while (done_count < quota).any():
@@ -556,6 +558,8 @@ class RolloutWorker:
                         self.policy.observe(res.rewards)
                         for i in finished:
                             self.policy.reset_state(i)
+                        if spec.agents is not None:
+                            self.policy.reset_states(~venv.active)
                     for i, (ret, length) in zip(res.ended, res.episodes):
                         if done_count[i] < quota[i]:
                             returns.append(ret)
@@ -596,8 +600,10 @@ class RolloutWorker:
             for k, s in enumerate(saved):
                 if s is not None and s.shape == self.policy.state[k].shape:
                     self.policy.state[k] = np.asarray(s, np.float32).copy()
-            for i in differ:  # a fresh episode starts from the initial state
-                self.policy.reset_state(i)
+            if self.spec.agents is not None:  # every game starts afresh
+                self.policy.reset_states(np.ones(self.num_slots, np.bool_))
+            for i in differ if self.spec.agents is None else ():  # fresh episodes start
+                self.policy.reset_state(i)                         # from the initial state
         return [self.venv.first_index + i for i in differ]
 
     def ping(self) -> int:

@@ -148,7 +148,7 @@ class PPO(Algorithm):
                                         for c, v in r["batch"].items()},
                               "discarded": None if discarded is None else discarded[:, slots]})
             batches[pid] = fragments_to_train_batch(parts, cfg.gamma, cfg.gae_lambda,
-                                                    compact=True)
+                                                    sequences=self.sequences, compact=True)
         return batches
 
     def _widths(self, pid: str) -> dict[str, int]:
