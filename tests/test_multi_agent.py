@@ -58,11 +58,11 @@ def test_compute_actions_takes_and_returns_one_entry_per_agent():
             algo.compute_actions({"agent_7": obs["agent_0"]})
 
 
-@pytest.mark.parametrize("algo", ["dqn", "impala"])
+@pytest.mark.parametrize("algo", ["dqn", "sac"])
 def test_algorithms_without_multi_agent_support_refuse_before_any_process(algo, capsys):
     assert cli_main(["train", "--algo", algo, "--env", "MatchingGame-v0"]) == 2
     err = capsys.readouterr().err
-    assert "cannot train multi-agent envs" in err and "use PPO" in err
+    assert "cannot train multi-agent envs" in err and "use IMPALA, PPO" in err
 
 
 def test_use_lstm_with_a_multi_agent_env_is_a_config_error():

@@ -67,6 +67,10 @@ class Algorithm(abc.ABC):
     """Whether fragments carry ``next_obs`` (the true final observation at episode ends)."""
     multi_agent: ClassVar[bool] = False
     """Whether it trains PettingZoo multi-agent envs (``rl.envs.multi_agent``)."""
+    several_policies: ClassVar[bool] = True
+    """With ``multi_agent``: whether a run may have several policies, per-policy
+    settings or frozen policies (``rl.algorithms.policy_map``); False: one shared
+    policy that learns."""
 
     def __init__(self, config: AlgorithmConfig, logdir: str | None = None, *,
                  checkpoint: str | None = None):
@@ -91,6 +95,8 @@ class Algorithm(abc.ABC):
         if self.agents is not None:
             self._check_multi_agent()
         self.policy_map = PolicyMap.create(config, self.agents, self.agent_spaces)
+        if self.agents is not None:
+            self._check_policies()
         for pid in self.policy_map.ids:
             _, action, env_obs = self.policy_spaces(pid)
             check_action_space(action, self.name, self.action_spaces, self.action_space_hint)
@@ -183,6 +189,25 @@ class Algorithm(abc.ABC):
             raise ConfigError(f"normalize_obs is not supported yet when the agents of "
                               f"{self.config.env!r} have different observation spaces; set "
                               "normalize_obs=false")
+
+    def _check_policies(self) -> None:
+        """``ConfigError`` for a policy map this algorithm cannot train (one shared
+        policy only, ``several_policies`` False)."""
+        pm = self.policy_map
+        if self.several_policies or (len(pm.ids) == 1 and not pm.overrides
+                                     and pm.trainable == pm.ids):
+            return
+        from rl.algorithms.registry import algorithm_class
+
+        names = ", ".join(sorted(n.upper() for n in multi_agent_algorithms()
+                                 if algorithm_class(n).several_policies))
+        what = f"policies {list(pm.ids)}" if len(pm.ids) > 1 else \
+            "policy_overrides" if pm.overrides else f"policies_to_train {list(pm.trainable)}"
+        raise ConfigError(
+            f"{self.name} trains multi-agent envs with one shared policy that learns; this "
+            f"run has {what} ({self.config.env!r}"
+            + (", whose agents have different spaces" if self.agent_spaces is not None
+               else "") + f"): several policies are {names}-only for now; use {names}")
 
     # ------------------------------------------------------------------ policies
     @property
