@@ -410,7 +410,10 @@ class Algorithm(abc.ABC):
         for r in results:
             self.episodes.add(r["episode_returns"], r["episode_lens"])
             for k, returns in (r.get("policy_episode_returns") or {}).items():
-                self.policy_episodes[self.policy_map.ids[k]].add(returns, r["episode_lens"])
+                # int(): a result restored from a checkpoint (IMPALA's in flight) has
+                # the keys JSON gave it.
+                self.policy_episodes[self.policy_map.ids[int(k)]].add(returns,
+                                                                      r["episode_lens"])
             self.custom_metrics.add(r.get("custom_metrics"))
             if self.obs_filter is not None and r["obs_stats"] is not None:
                 self.obs_filter.merge(*r["obs_stats"])

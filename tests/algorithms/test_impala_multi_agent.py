@@ -132,3 +132,23 @@ def test_several_policies_are_refused_before_any_process(setting, capsys):
 def test_several_policies_config_error_in_python():
     with pytest.raises(ConfigError, match="several policies are PPO-only"):
         matching().multi_agent(policies=["agent_0", "agent_1"]).build()
+
+
+def test_resume_keeps_the_fragments_in_flight(tmp_path):
+    # A fragment has num_envs x agents slot columns; the saved ones in flight must fit
+    # the restored run's layout (none dropped) and count env steps, not agent rows.
+    with matching(0, lifetimes=STAGGERED).build() as algo:
+        algo.train()
+        algo.train()
+        saved_in_flight = len(algo.workers.in_flight_results())
+        path = algo.save(str(tmp_path / "ckpt"))
+    assert saved_in_flight > 0
+    with matching(0, lifetimes=STAGGERED).build() as algo:
+        algo.restore(path)
+        assert algo.queue.dropped_env_steps == 0
+        assert len(algo.workers.in_flight_results()) == saved_in_flight
+        result = algo.train()
+        result = algo.train()
+    assert result["env_steps_total"] == 512
+    assert result["learner/env_steps_trained"] == 512 and result["learner/dropped_env_steps"] == 0
+    assert np.isfinite(result["policy/default_policy/episode_return_mean"])
