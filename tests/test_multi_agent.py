@@ -57,11 +57,11 @@ def test_compute_actions_takes_and_returns_one_entry_per_agent():
             algo.compute_actions({"agent_7": obs["agent_0"]})
 
 
-@pytest.mark.parametrize("algo", ["dqn", "impala"])
+@pytest.mark.parametrize("algo", ["dqn", "sac"])
 def test_algorithms_without_multi_agent_support_refuse_before_any_process(algo, capsys):
     assert cli_main(["train", "--algo", algo, "--env", "MatchingGame-v0"]) == 2
     err = capsys.readouterr().err
-    assert "cannot train multi-agent envs" in err and "use PPO" in err
+    assert "cannot train multi-agent envs" in err and "use IMPALA, PPO" in err
 
 
 def test_simple_spread_trains_on_the_process_backend_and_resumes(tmp_path):

@@ -78,3 +78,14 @@ def test_a_shared_lstm_policy_reaches_the_optimum_of_the_matching_game():
         while algo.env_steps_total < 4096:
             algo.train()
         assert algo.evaluate(10)["eval/episode_return_mean"] == 16.0
+
+
+def test_recurrent_multi_agent_impala_is_a_config_error():
+    from rl import IMPALAConfig
+
+    cfg = (IMPALAConfig().environment("MatchingGame-v0")
+           .env_runners(num_env_runners=0, num_envs_per_env_runner=2,
+                        rollout_fragment_length=8)
+           .training(train_batch_size=16, use_lstm=True))
+    with pytest.raises(ConfigError, match=r"not yet with IMPALA \(use PPO\)"):
+        cfg.build()

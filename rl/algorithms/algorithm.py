@@ -67,6 +67,12 @@ class Algorithm(abc.ABC):
     """Whether fragments carry ``next_obs`` (the true final observation at episode ends)."""
     multi_agent: ClassVar[bool] = False
     """Whether it trains PettingZoo multi-agent envs (``rl.envs.multi_agent``)."""
+    recurrent_multi_agent: ClassVar[bool] = False
+    """Whether it trains recurrent policies on multi-agent envs (one shared policy)."""
+    several_policies: ClassVar[bool] = True
+    """With ``multi_agent``: whether a run may have several policies, per-policy
+    settings or frozen policies (``rl.algorithms.policy_map``); False: one shared
+    policy that learns."""
 
     def __init__(self, config: AlgorithmConfig, logdir: str | None = None, *,
                  checkpoint: str | None = None):
@@ -91,6 +97,8 @@ class Algorithm(abc.ABC):
         if self.agents is not None:
             self._check_multi_agent()
         self.policy_map = PolicyMap.create(config, self.agents, self.agent_spaces)
+        if self.agents is not None:
+            self._check_policies()
         for pid in self.policy_map.ids:
             _, action, env_obs = self.policy_spaces(pid)
             check_action_space(action, self.name, self.action_spaces, self.action_space_hint)
@@ -103,8 +111,10 @@ class Algorithm(abc.ABC):
         for spec in self.model_specs.values():
             spec.check()
         if self.agents is not None and self.model_spec.recurrent and (
-                self.turn_based or len(self.model_specs) > 1):
-            what = "turn-based games" if self.turn_based else "several policies"
+                self.turn_based or len(self.model_specs) > 1
+                or not self.recurrent_multi_agent):
+            what = "turn-based games" if self.turn_based else "several policies" \
+                if len(self.model_specs) > 1 else f"{self.name} (use PPO)"
             raise ConfigError(f"recurrent multi-agent policies (use_lstm, or a model with "
                               f"initial_state) are supported with one shared policy on "
                               f"Parallel envs; not yet with {what}: train {config.env!r} "
@@ -187,6 +197,25 @@ class Algorithm(abc.ABC):
             raise ConfigError(f"normalize_obs is not supported yet when the agents of "
                               f"{self.config.env!r} have different observation spaces; set "
                               "normalize_obs=false")
+
+    def _check_policies(self) -> None:
+        """``ConfigError`` for a policy map this algorithm cannot train (one shared
+        policy only, ``several_policies`` False)."""
+        pm = self.policy_map
+        if self.several_policies or (len(pm.ids) == 1 and not pm.overrides
+                                     and pm.trainable == pm.ids):
+            return
+        from rl.algorithms.registry import algorithm_class
+
+        names = ", ".join(sorted(n.upper() for n in multi_agent_algorithms()
+                                 if algorithm_class(n).several_policies))
+        what = f"policies {list(pm.ids)}" if len(pm.ids) > 1 else \
+            "policy_overrides" if pm.overrides else f"policies_to_train {list(pm.trainable)}"
+        raise ConfigError(
+            f"{self.name} trains multi-agent envs with one shared policy that learns; this "
+            f"run has {what} ({self.config.env!r}"
+            + (", whose agents have different spaces" if self.agent_spaces is not None
+               else "") + f"): several policies are {names}-only for now; use {names}")
 
     # ------------------------------------------------------------------ policies
     @property
@@ -389,7 +418,10 @@ class Algorithm(abc.ABC):
         for r in results:
             self.episodes.add(r["episode_returns"], r["episode_lens"])
             for k, returns in (r.get("policy_episode_returns") or {}).items():
-                self.policy_episodes[self.policy_map.ids[k]].add(returns, r["episode_lens"])
+                # int(): a result restored from a checkpoint (IMPALA's in flight) has
+                # the keys JSON gave it.
+                self.policy_episodes[self.policy_map.ids[int(k)]].add(returns,
+                                                                      r["episode_lens"])
             self.custom_metrics.add(r.get("custom_metrics"))
             if self.obs_filter is not None and r["obs_stats"] is not None:
                 self.obs_filter.merge(*r["obs_stats"])

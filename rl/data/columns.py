@@ -30,6 +30,11 @@ SEQ_MASK = "seq_mask"
 # action's shape) and reward ([T, N]), zeros at an episode's first step.
 PREV_ACTIONS = "prev_actions"
 PREV_REWARDS = "prev_rewards"
+# Multi-agent fragments: the rows that are transitions ([T, N] bool), not a slot's
+# padding (the agent is not in the game, or another agent moves) nor a broken game's:
+# the complement of the result's ``discarded``, in the batch for learners that train on
+# fragments as they are (IMPALA).
+VALID = "valid"
 # Off-policy learners: |Q(s, a) - y| per replayed row, the new PER priorities.
 TD_ERRORS = "td_errors"
 

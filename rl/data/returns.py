@@ -192,6 +192,7 @@ def vtrace_torch(
     clip_rho_threshold: float | None = 1.0,
     clip_c_threshold: float | None = 1.0,
     clip_pg_rho_threshold: float | None = 1.0,
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """V-trace targets and policy-gradient advantages (Espeholt et al. 2018, arXiv:1802.01561).
 
@@ -236,6 +237,12 @@ def vtrace_torch(
             clipping.
         clip_pg_rho_threshold: rho_bar of the policy-gradient advantage; None for
             no clipping.
+        valid: bool ``[T, N]`` or None: rows that are transitions; the others (a
+            multi-agent slot's padding, between an agent's turns or while it is not in
+            the game) are skipped, so the scan runs along each column's valid rows, as
+            if they were compacted: the next state of a valid row is the next valid
+            row's, and ``bootstrap_value`` is the value after the column's *last valid*
+            row. Skipped rows get ``vs = V(x_t)`` and a zero advantage.
 
     Returns:
         ``(vs, pg_advantages)``, both ``[T, N]`` in ``values``' dtype, detached: the
@@ -277,6 +284,12 @@ def vtrace_torch(
 
         rhos = clipped(clip_rho_threshold)
         cs = lam * clipped(clip_c_threshold)
+        if valid is not None:
+            return _vtrace_valid(valid.to(device=values.device, dtype=torch.bool), rewards,
+                                 values, as_float(bootstrap_value), discounts,
+                                 None if truncateds is None else truncated,
+                                 None if final_values is None else as_float(final_values),
+                                 rhos, cs, clipped(clip_pg_rho_threshold))
         deltas = rhos * (rewards + discounts * next_values - values)
 
         # The scan is sequential in t: one fused multiply-add over the N envs per step.
@@ -299,6 +312,37 @@ def vtrace_torch(
     return vs, pg_advantages
 
 
+def _vtrace_valid(valid: torch.Tensor, rewards: torch.Tensor, values: torch.Tensor,
+                  bootstrap_value: torch.Tensor, discounts: torch.Tensor,
+                  truncated: torch.Tensor | None, final_values: torch.Tensor | None,
+                  rhos: torch.Tensor, cs: torch.Tensor,
+                  pg_rhos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``vtrace_torch``'s scan along each column's valid rows (see its ``valid``).
+
+    One reverse pass carries, per column, the value of the next valid row (the
+    bootstrap value past the last one) and its correction ``v - V``; a skipped row
+    leaves both as they are."""
+    next_v = bootstrap_value.clone()
+    acc = torch.zeros_like(next_v)
+    vs_minus_v = torch.zeros_like(values)
+    next_vs = torch.empty_like(values)
+    for t in range(values.shape[0] - 1, -1, -1):
+        nv, correction, cont = next_v, acc, discounts[t]
+        if truncated is not None:
+            cut = truncated[t] > 0
+            # where, not arithmetic: entries of final_values off truncations may be junk.
+            nv = torch.where(cut, final_values[t], nv)
+            correction = torch.where(cut, torch.zeros_like(acc), acc)
+            cont = cont * (1.0 - truncated[t])
+        step = rhos[t] * (rewards[t] + discounts[t] * nv - values[t]) + cont * cs[t] * acc
+        vs_minus_v[t] = torch.where(valid[t], step, vs_minus_v[t])
+        next_vs[t] = nv + correction
+        acc = torch.where(valid[t], step, acc)
+        next_v = torch.where(valid[t], values[t], next_v)
+    pg_advantages = pg_rhos * (rewards + discounts * next_vs - values)
+    return values + vs_minus_v, torch.where(valid, pg_advantages, torch.zeros_like(values))
+
+
 def vtrace(
     *,
     behaviour_logp: np.ndarray,
@@ -314,6 +358,7 @@ def vtrace(
     clip_rho_threshold: float | None = 1.0,
     clip_c_threshold: float | None = 1.0,
     clip_pg_rho_threshold: float | None = 1.0,
+    valid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """V-trace on numpy arrays: ``vtrace_torch`` on zero-copy CPU tensors.
 
@@ -344,5 +389,6 @@ def vtrace(
         clip_rho_threshold=clip_rho_threshold,
         clip_c_threshold=clip_c_threshold,
         clip_pg_rho_threshold=clip_pg_rho_threshold,
+        valid=None if valid is None else torch.from_numpy(np.asarray(valid, dtype=np.bool_)),
     )
     return vs.numpy(), pg_advantages.numpy()

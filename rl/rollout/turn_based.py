@@ -14,7 +14,10 @@ the agent acts again, which is the very next step (a resolved agent is the one t
 or, for a move resolved in the fragment's last step, V(its current observation); 0
 where the agent terminated, V(final observation) where it was truncated. GAE then skips
 the padding rows (``compute_gae(valid=...)``), so advantages run along each agent's own
-moves.
+moves. With ``spec.needs_next_obs`` (IMPALA recomputes the values itself) ``next_obs``
+holds the observation behind each of those next values (the final observation where
+the agent was truncated), and V-trace skips the padding rows in the same way
+(``vtrace(valid=...)``, the batch's ``valid`` column).
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ def sample_turn_based(worker: RolloutWorker, request: dict[str, Any]) -> dict[st
     for name, (shape, dtype) in columns.items():
         batch[name] = np.zeros((T, N, *shape), dtype)
     nxt = np.zeros((T, N), np.float32)
+    # The observation each resolved move's agent acts from next (needs_next_obs).
+    next_obs = np.zeros((T, N, *obs_shape), worker.obs_dtype) if spec.needs_next_obs else None
     valid = np.zeros((T, N), np.bool_)
     pending = worker.pending_moves
     if pending is None:  # the observation each slot's outstanding move saw, and its columns
@@ -76,6 +81,8 @@ def sample_turn_based(worker: RolloutWorker, request: dict[str, Any]) -> dict[st
         rows = waiting[active]
         back = rows >= 0
         nxt[rows[back], active[back]] = out[C.VF_PREDS][back]
+        if next_obs is not None:
+            next_obs[rows[back], active[back]] = obs_in[back]
         waiting[active[back]] = -1
         pending[C.OBS][active] = obs_in
         for name, value in out.items():
@@ -111,9 +118,14 @@ def sample_turn_based(worker: RolloutWorker, request: dict[str, Any]) -> dict[st
         obs = worker.normalize(np.stack([o for _, _, o in boot]))
         values = worker._rows("value", np.ascontiguousarray(obs, worker.obs_dtype),
                               worker._lanes(slots))
-        for (t, s, _), v in zip(boot, values):
+        for (t, s, _), v, o in zip(boot, values, obs):
             nxt[t, s] = v
+            if next_obs is not None:
+                next_obs[t, s] = o
     batch[C.NEXT_VF_PREDS] = nxt
+    if next_obs is not None:
+        batch[C.NEXT_OBS] = next_obs
+    batch[C.VALID] = valid
     stats = None
     if raw:
         flat = np.concatenate(raw)

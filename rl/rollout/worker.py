@@ -34,7 +34,8 @@ follows from its agent position: every step each policy acts in one forward pass
 slots' rows, and the results are gathered into the same ``[T, N]`` columns (the driver
 splits them per policy, ``rl.algorithms.policy_map``). Each policy has its own board
 (``Boards.policy_weights``); evaluation and ``compute_actions`` route rows the same way.
-A fragment also gives each policy's share of every ended game's return. Turn-based AEC
+A fragment also gives each policy's share of every ended game's return, and its batch
+a ``valid`` column (the rows that are not padding: ``~discarded``). Turn-based AEC
 games (``spec.turn_based``) have a loop of their own, one row per resolved move
 (``rl.rollout.turn_based``).
 
@@ -443,6 +444,7 @@ class RolloutWorker:
         if padding is not None:
             discarded = padding if discarded is None else discarded | padding
             agent_steps = int(T * N - padding.sum())
+            batch[C.VALID] = ~discarded
         stats = None
         if raw_obs is not None:
             flat = raw_obs.reshape(T * N, *obs_shape)

@@ -225,3 +225,28 @@ def test_without_truncations_argument():
     vs2, pg2 = vtrace(**u, gamma=0.9)
     np.testing.assert_array_equal(vs, vs2)
     np.testing.assert_array_equal(pg, pg2)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vtrace_with_a_valid_mask_runs_along_each_columns_valid_rows(seed):
+    # Multi-agent slots: an agent's moves are a column's valid rows, padding between
+    # them; V-trace on the whole unroll must equal V-trace on each compacted column.
+    rng = np.random.default_rng(seed)
+    T, N = 30, 4
+    u = _unroll(rng, T=T, N=N)
+    valid = rng.random((T, N)) < 0.5
+    valid[-1, 0] = False  # a column whose last rows are padding: it bootstraps after them
+    vs, pg = vtrace(**u, gamma=0.9, lam=0.95, clip_rho_threshold=1.5, valid=valid)
+    for n in range(N):
+        keep = valid[:, n]
+        column = {k: (v[keep, n, None] if k != "bootstrap_value" else v[n, None])
+                  for k, v in u.items()}
+        ref_vs, ref_pg = _ref(column, 0.9, rho_bar=1.5, lam=0.95)
+        np.testing.assert_allclose(vs[keep, n], ref_vs[:, 0], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(pg[keep, n], ref_pg[:, 0], rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(vs[~keep, n], u["values"][~keep, n].astype(np.float32))
+        assert (pg[~keep, n] == 0).all()
+    # All rows valid: the same numbers as without the mask.
+    full = vtrace(**u, gamma=0.9, valid=np.ones((T, N), bool))
+    np.testing.assert_allclose(full[0], vtrace(**u, gamma=0.9)[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(full[1], vtrace(**u, gamma=0.9)[1], rtol=1e-6, atol=1e-6)

@@ -7,7 +7,8 @@ and the learner never waits for a particular worker:
 1. every worker keeps ``max_requests_in_flight_per_env_runner`` sample requests
    queued; the driver takes whichever fragments are ready and re-issues a request to
    that worker at once;
-2. fragments (``[T, n_envs]``, with the behaviour log-probs and the weights version
+2. fragments (``[T, n_envs]``, or ``[T, n_envs x agents]`` slots of a multi-agent env,
+   with the behaviour log-probs and the weights version
    that produced them) are grouped into train batches of ``train_batch_size`` env
    steps and put on a bounded ``LearnerQueue``: when it is full the oldest batch is
    dropped and counted (``learner/dropped_env_steps``);
@@ -19,6 +20,11 @@ One ``train()`` iteration lasts until ``train_batch_size`` new env steps were sa
 and reports the learner metrics of the updates completed meanwhile, the policy lag
 (learner updates between the behaviour weights and the weights trained on), the
 queue depth, and updates/s.
+
+Multi-agent envs train one policy shared by every agent: each (game, agent) slot is a
+column of the fragment, V-trace runs along its valid rows (the agent's own trajectory,
+padding skipped: ``vtrace(valid=...)``) and padding rows count in no loss term or
+metric. ``train_batch_size`` counts env steps, as for PPO.
 
 With learner processes (``num_learners >= 1``) workers share their fragments through
 the object store (``rl.runtime.shared``) and the queue holds handles: the learners read
@@ -62,6 +68,9 @@ class IMPALA(Algorithm):
     model_kinds = (ACTOR_CRITIC, RECURRENT)
     # The learner recomputes V(x_T) and V(final obs) with its own value function.
     needs_next_obs = True
+    # One shared policy: V-trace runs along each (game, agent) slot, skipping padding.
+    multi_agent = True
+    several_policies = False
 
     def make_learner_group(self) -> LockedLearnerGroup:
         # Learners split a time-major batch by env columns (whole unrolls).
@@ -73,8 +82,12 @@ class IMPALA(Algorithm):
         self.queue = LearnerQueue(cfg.learner_queue_size)
         self.lag = PolicyLag()
         self.lag.record_publish(self.board.version, 0)
+        # A fragment's columns: sub-envs, or (game, agent) slots of a multi-agent env.
+        self.agents_per_env = 1 if self.agents is None else len(self.agents)
+        self.fragment_shape = (cfg.rollout_fragment_length,
+                               cfg.num_envs_per_env_runner * self.agents_per_env)
         self.runner = LearnerRunner(self.learner_group, self.queue, self.lag, self._hyper,
-                                    cfg.broadcast_interval, cfg.num_envs_per_env_runner)
+                                    cfg.broadcast_interval, self.fragment_shape[1])
         # The learner runs beside sampling, except where actors run in the driver: that
         # backend stays serial so that runs there are exactly reproducible.
         self.concurrent = not self.runtime.capabilities.actors_in_driver
@@ -212,12 +225,16 @@ class IMPALA(Algorithm):
         self.lag.load_state(saved["updates_at"])
         # Fragments of another layout (the run resumes with other settings) cannot
         # join this run's batches: they are dropped and counted.
-        shape = (self.config.rollout_fragment_length, self.config.num_envs_per_env_runner)
+        shape = self.fragment_shape
+
+        def steps_of(f: dict[str, np.ndarray]) -> int:  # rows = env steps x agents
+            return int(f[C.REWARDS].size) // self.agents_per_env
+
         fits = [f[C.REWARDS].shape == shape for f in saved["pending"]]
         self._pending = [f for f, ok in zip(saved["pending"], fits) if ok]
         self._pending_versions = [v for v, ok in zip(saved["pending_versions"], fits) if ok]
-        self._pending_steps = sum(int(f[C.REWARDS].size) for f in self._pending)
-        lost = sum(f[C.REWARDS].size for f, ok in zip(saved["pending"], fits) if not ok)
+        self._pending_steps = sum(steps_of(f) for f in self._pending)
+        lost = sum(steps_of(f) for f, ok in zip(saved["pending"], fits) if not ok)
         for fragments, env_steps, versions in saved["queued"]:
             if all(f[C.REWARDS].shape == shape for f in fragments):
                 self.queue.put(QueuedBatch(fragments, env_steps, versions))
@@ -225,7 +242,7 @@ class IMPALA(Algorithm):
                 lost += env_steps
         in_flight = [(i, r) for i, r in saved["in_flight"] or ()
                      if r["batch"][C.REWARDS].shape == shape]
-        lost += sum(r["batch"][C.REWARDS].size for _, r in saved["in_flight"] or ()
+        lost += sum(steps_of(r["batch"]) for _, r in saved["in_flight"] or ()
                     if r["batch"][C.REWARDS].shape != shape)
         self.workers.restore_in_flight(in_flight)
         if lost:

@@ -75,7 +75,7 @@ def stack_fragments(fragments: list[dict[str, np.ndarray]]) -> SampleBatch:
         return np.broadcast_to(f[k][:1], (f[C.REWARDS].shape[0], *f[k].shape[1:]))
 
     keys = TRAIN_COLUMNS + tuple(k for k in fragments[0] if k.startswith(C.STATE_IN)
-                                 or k in PREV_INPUTS)
+                                 or k in PREV_INPUTS or k == C.VALID)
     if len(fragments) == 1:
         return SampleBatch({k: take(fragments[0], k) for k in keys})
     return SampleBatch({k: np.concatenate([take(f, k) for f in fragments], axis=1)
@@ -87,18 +87,29 @@ def loss_inputs(batch: SampleBatch, device: torch.device) -> dict[str, torch.Ten
 
     Only the observations the values are needed for move to the device: the
     bootstrap observation of each env and the true final observation of each
-    truncated (not terminated) step.
+    truncated (not terminated) step. A multi-agent batch's ``valid`` column (padding
+    rows are False) goes along; each column then bootstraps after its last valid row.
     """
     T, N = batch[C.REWARDS].shape
     next_obs = batch[C.NEXT_OBS]
-    t_idx, n_idx = np.nonzero(batch[C.TRUNCATEDS] & ~batch[C.TERMINATEDS])
+    valid = batch.get(C.VALID)
+    truncated = batch[C.TRUNCATEDS] & ~batch[C.TERMINATEDS]
+    if valid is None:
+        bootstrap = next_obs[-1]
+    else:
+        truncated = truncated & valid
+        # The last valid row of each column (row T-1 where a column has none).
+        last = T - 1 - np.argmax(valid[::-1], axis=0)
+        bootstrap = next_obs[last, np.arange(N)]
+    t_idx, n_idx = np.nonzero(truncated)
     arrays = {
         **{k: batch[k] for k in (C.OBS, C.ACTIONS, C.LOGP, C.REWARDS, *PREV_INPUTS)
            if k in batch},
         **{k: np.array(v[:1]) for k, v in batch.items() if k.startswith(C.STATE_IN)},
         C.TERMINATEDS: batch[C.TERMINATEDS].astype(np.float32),
         C.TRUNCATEDS: batch[C.TRUNCATEDS].astype(np.float32),
-        BOOTSTRAP_OBS: next_obs[-1],
+        **({} if valid is None else {C.VALID: valid}),
+        BOOTSTRAP_OBS: bootstrap,
         FINAL_OBS: next_obs[t_idx, n_idx],
         FINAL_INDEX: (t_idx * N + n_idx).astype(np.int64),
     }

@@ -13,7 +13,7 @@ bootstrap value V(x_T) and, at truncations inside the unroll, V(final obs); V-tr
            - entropy_coeff * mean(H(pi(.|x_s)))
 
 Means rather than the paper's sums, so that the learning rate does not depend on
-the batch size.
+the batch size; in a multi-agent batch, means over the rows that are not padding.
 
 A recurrent model runs over each unroll from the state the worker had at the unroll's
 start (``state_in_<k>`` row 0), from its initial state again where an episode starts
@@ -67,7 +67,10 @@ def impala_loss(module: torch.nn.Module, dist_spec: DistributionSpec,
             ``terminateds [T, N]`` and ``truncateds [T, N]`` (float 0/1),
             ``bootstrap_obs [N, ...]`` (the observation after each env's last step),
             ``final_obs [K, ...]`` and ``final_index [K]`` (int64 flat ``t * N + n``):
-            the true final observations of the K truncated steps. Recurrent: also
+            the true final observations of the K truncated steps. Multi-agent: also
+            ``valid [T, N]`` (bool, False on padding rows), then V-trace runs along
+            each column's valid rows (``bootstrap_obs`` is the observation after a
+            column's last valid row) and padding counts in no term or metric. Recurrent: also
             ``state_in_<k> [1, N, ...]`` and, for a model that reads them,
             ``prev_actions`` / ``prev_rewards`` ``[T, N, ...]``.
         s: loss settings.
@@ -78,6 +81,7 @@ def impala_loss(module: torch.nn.Module, dist_spec: DistributionSpec,
     rewards = batch[C.REWARDS]
     T, N = rewards.shape
     obs = batch[C.OBS]
+    valid = batch.get(C.VALID)
     recurrent = C.state_column(0) in batch
     if recurrent:
         inner = getattr(module, "module", module)  # DDP's wrapped model, for the targets
@@ -129,24 +133,35 @@ def impala_loss(module: torch.nn.Module, dist_spec: DistributionSpec,
         clip_rho_threshold=s.clip_rho_threshold,
         clip_c_threshold=s.clip_c_threshold,
         clip_pg_rho_threshold=s.clip_pg_rho_threshold,
+        valid=valid,
     )
-    policy_loss = -(target_logp * pg_adv).mean()
-    vf_loss = 0.5 * (vs - values).pow(2).mean()
-    entropy = dist.entropy().mean()
+    if valid is None:
+        def mean(x: torch.Tensor) -> torch.Tensor:
+            return x.mean()
+    else:  # multi-agent padding rows count in no term and no statistic
+        weight = valid.to(values.dtype)
+        count = weight.sum().clamp(min=1.0)
+
+        def mean(x: torch.Tensor) -> torch.Tensor:
+            return (x.reshape(T, N) * weight).sum() / count
+    policy_loss = -mean(target_logp * pg_adv)
+    vf_loss = 0.5 * mean((vs - values).pow(2))
+    entropy = mean(dist.entropy())
     loss = policy_loss + s.vf_loss_coeff * vf_loss - s.entropy_coeff * entropy
 
     with torch.no_grad():
         log_rho = target_logp - batch[C.LOGP]
+        rows = (values, vs) if valid is None else (values[valid], vs[valid])
         metrics = {
             "policy_loss": policy_loss.detach(),
             "vf_loss": vf_loss.detach(),
             "entropy": entropy.detach(),
             # E_mu[log mu - log pi]: a sampled estimate of KL(mu || pi).
-            "approx_kl": (-log_rho).mean(),
-            "mean_is_ratio": log_rho.exp().mean(),
-            "rho_clip_frac": (log_rho.exp() > s.clip_rho_threshold).float().mean(),
-            "explained_variance": explained_variance(values, vs),
-            "value_mean": values.mean(),
+            "approx_kl": mean(-log_rho),
+            "mean_is_ratio": mean(log_rho.exp()),
+            "rho_clip_frac": mean((log_rho.exp() > s.clip_rho_threshold).float()),
+            "explained_variance": explained_variance(*rows),
+            "value_mean": mean(values),
         }
     return loss, metrics
 

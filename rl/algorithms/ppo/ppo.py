@@ -87,6 +87,7 @@ class PPO(Algorithm):
     learner_class = PPOLearner
     model_kinds = (ACTOR_CRITIC, RECURRENT)
     multi_agent = True
+    recurrent_multi_agent = True
 
     def setup(self) -> None:
         self.reward_scaler = RewardScaler(self.config.gamma) if self.config.normalize_rewards \
