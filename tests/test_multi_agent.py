@@ -27,11 +27,13 @@ def matching(seed: int = 0, **env_config) -> PPOConfig:
 @pytest.mark.learning
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_shared_policy_reaches_the_optimum_of_the_matching_game(seed):
+    # The criterion is the sampled (training) return: both agents see the same
+    # observation, so one shared policy's greedy actions always match, trained or not.
+    # Random play returns about 5.3 (a match 1 step in 3).
     with matching(seed).build() as algo:
         while algo.env_steps_total < 4096:
-            algo.train()
-        metrics = algo.evaluate(10)
-    assert metrics["eval/episode_return_mean"] == 16.0  # 8 steps x 2 agents, all matched
+            result = algo.train()
+    assert result["episode_return_mean"] >= 15.0  # of 16: 8 steps x 2 agents, all matched
 
 
 def test_agents_that_come_and_go_train_on_their_own_rows_only():
