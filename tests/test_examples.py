@@ -110,12 +110,16 @@ def test_recurrent_policy_example_trains_and_carries_the_state_through_an_episod
     assert "one greedy episode carrying the LSTM state: return" in out.stdout
 
 
-def test_multi_agent_example_trains_a_shared_policy_and_plays_a_game(tmp_path):
+def test_multi_agent_example_trains_a_policy_per_agent_and_plays_a_game(tmp_path):
     out = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "multi_agent.py"), "--timesteps", "4096"],
+        [sys.executable, str(ROOT / "examples" / "multi_agent.py"), "--timesteps", "4096",
+         "--independent"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
     assert "trained 4096 env steps" in out.stdout, out.stdout
-    # Seed 0 reaches the optimum by 2.3k env steps (tests/test_multi_agent.py).
+    # One policy per agent: their greedy actions match only once both learned the same
+    # convention (seeds 0-5 all do within 4096 env steps, tests/test_multi_policy.py).
     assert "one greedy game: return 16 of 16" in out.stdout, out.stdout
+    trained = float(out.stdout.split("training return ")[1].split()[0])
+    assert trained >= 15.0, out.stdout
