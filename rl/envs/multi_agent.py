@@ -214,21 +214,27 @@ class MultiAgentVectorEnv:
         return self.obs
 
     def _reset(self, g: int) -> None:
+        obs, _ = self._reset_game(g)
+        self._set_obs(g, obs, self.envs[g].agents)
+        if self.hooks is not None:
+            self.hooks.start(g)
+
+    def _reset_game(self, g: int) -> Any:
+        """Reset game ``g`` with its next episode's seed (its agents' action spaces
+        seeded on the first); returns what ``reset`` returned."""
         seed = None
         if self.seed is not None:
             seed = episode_seed(self.seed, self.first_index + g, int(self._resets[g]),
                                 self.stream)
         env = self.envs[g]
-        obs, _ = env.reset(seed=seed)
+        out = env.reset(seed=seed)
         if seed is not None and self._resets[g] == 0:
             for k, agent in enumerate(self.agents):
                 env.action_space(agent).seed(seed + k)
         self._resets[g] += 1
         self._ep_return[g] = 0.0
         self._ep_len[g] = 0
-        self._set_obs(g, obs, env.agents)
-        if self.hooks is not None:
-            self.hooks.start(g)
+        return out
 
     def _reset_or_recreate(self, g: int) -> None:
         try:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from rl.envs.multi_agent import MultiAgentVectorEnv
-from rl.envs.vector import StepResult, episode_seed
+from rl.envs.vector import StepResult
 
 __all__ = ["TurnBasedVectorEnv", "is_turn_based"]
 
@@ -60,18 +60,7 @@ class TurnBasedVectorEnv(MultiAgentVectorEnv):
 
     # ------------------------------------------------------------------ resets
     def _reset(self, g: int) -> None:
-        seed = None
-        if self.seed is not None:
-            seed = episode_seed(self.seed, self.first_index + g, int(self._resets[g]),
-                                self.stream)
-        env = self.envs[g]
-        env.reset(seed=seed)
-        if seed is not None and self._resets[g] == 0:
-            for k, agent in enumerate(self.agents):
-                env.action_space(agent).seed(seed + k)
-        self._resets[g] += 1
-        self._ep_return[g] = 0.0
-        self._ep_len[g] = 0
+        self._reset_game(g)  # an AEC reset returns nothing: the first mover's obs is last()'s
         A, base = self.num_agents, g * self.num_agents
         self._moved[base : base + A] = False
         self.active[base : base + A] = False
