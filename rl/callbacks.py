@@ -35,11 +35,11 @@ not restarted); ``rl train`` prints it and exits 1.
 
 from __future__ import annotations
 
-import importlib
 import traceback
 from typing import TYPE_CHECKING, Any
 
 from rl.config import ConfigError, error_line
+from rl.imports import import_attr
 
 if TYPE_CHECKING:
     from rl.algorithms.algorithm import Algorithm
@@ -140,13 +140,7 @@ def resolve_callbacks_class(name: str) -> type[Callbacks]:
     """
     if ":" not in name:
         raise ConfigError(f"callbacks_class must be 'package.module:Class', got {name!r}")
-    module_name, _, attr = name.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as e:  # the user's module may raise anything while importing
-        raise ConfigError(f"callbacks_class {name!r}: cannot import {module_name!r} "
-                          f"({error_line(e)})") from e
-    cls = getattr(module, attr, None)
+    cls = import_attr(name, "callbacks_class")
     if not (isinstance(cls, type) and issubclass(cls, Callbacks)):
         what = "not found" if cls is None else f"{cls!r}, not a subclass of rl.Callbacks"
         raise ConfigError(f"callbacks_class {name!r}: {what}")

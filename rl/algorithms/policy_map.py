@@ -23,7 +23,6 @@ Every check here runs before any process starts; each error says what is valid.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from rl.config import AlgorithmConfig, ConfigError, error_line
+from rl.imports import import_attr
 
 __all__ = ["DEFAULT_POLICY", "PER_POLICY_FIELDS", "PolicyMap", "resolve_mapping_fn"]
 
@@ -53,12 +53,7 @@ def resolve_mapping_fn(name: str) -> Any:
     module_name, _, attr = name.partition(":")
     if not module_name or not attr:
         raise ConfigError(f"policy_mapping_fn must be 'package.module:function', got {name!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as e:  # the user's module may raise anything while importing
-        raise ConfigError(f"policy_mapping_fn {name!r}: cannot import {module_name!r} "
-                          f"({error_line(e)})") from e
-    fn = getattr(module, attr, None)
+    fn = import_attr(name, "policy_mapping_fn")
     if not callable(fn):
         what = "not found" if fn is None else f"{fn!r} is not callable"
         raise ConfigError(f"policy_mapping_fn {name!r}: {what}")

@@ -49,7 +49,6 @@ expected and what came back.
 from __future__ import annotations
 
 import copy
-import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +59,7 @@ from torch import nn
 
 from rl.config import ConfigError, error_line
 from rl.envs.obs_layout import ObsLayout
+from rl.imports import import_attr
 from rl.policies.distributions import DistributionSpec, masked_logits
 from rl.policies.recurrent import PREV_INPUTS
 
@@ -117,17 +117,10 @@ def resolve_model_class(name: str, setting: str = "model_class") -> type[nn.Modu
         raise ModelError(f"{setting} {name!r} is neither 'package.module:Class' nor a name "
                          f"given to rl.register_model() (registered: {known})")
     module_name, _, attr = name.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as e:  # the user's module may raise anything while importing
-        raise ModelError(f"{setting} {name!r}: cannot import {module_name!r} "
-                         f"({error_line(e)}); the module must be importable (on the Ray "
-                         "backend: on every node)") from e
-    obj: Any = module
-    for part in attr.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise ModelError(f"{setting} {name!r}: module {module_name!r} has no {attr!r}")
+    obj = import_attr(name, setting, ModelError, hint="; the module must be importable (on "
+                      "the Ray backend: on every node)")
+    if obj is None:
+        raise ModelError(f"{setting} {name!r}: module {module_name!r} has no {attr!r}")
     if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
         raise ModelError(f"{setting} {name!r} is {obj!r}, not a torch.nn.Module subclass")
     return obj
