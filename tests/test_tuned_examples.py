@@ -40,6 +40,8 @@ def test_example_loads_and_validates(path):
     ("ppo/cartpole", "greedy_eval"), ("ppo/pendulum", "greedy_eval"),
     ("ppo/lunarlander", "greedy_eval"), ("dqn/cartpole", "greedy_eval"),
     ("dqn/lunarlander", "greedy_eval"), ("sac/halfcheetah", "greedy_eval"),
+    # EPyMARL's MPE table: greedy test episodes of the trained agents.
+    ("ppo/simple_spread", "greedy_eval"),
     # CleanRL's Atari tables: the episodic return of the training episodes; RLlib's gate.
     ("ppo/pong", "training_return"), ("ppo/breakout", "training_return"),
     ("dqn/pong", "training_return"), ("impala/pong", "training_return"),
