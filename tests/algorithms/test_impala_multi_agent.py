@@ -43,7 +43,8 @@ def test_a_shared_policy_learns_the_matching_game():
         metrics = algo.evaluate(10)
     assert best >= 15.0
     assert metrics["eval/episode_return_mean"] == 16.0  # 8 steps x 2 agents, all matched
-    assert result["learner/env_steps_trained"] == 8192  # env steps, not agent rows
+    # env steps, not agent rows
+    assert result["learner/default_policy/env_steps_trained"] == 8192
 
 
 def test_padding_rows_count_in_no_loss_term():
@@ -51,7 +52,8 @@ def test_padding_rows_count_in_no_loss_term():
         result = algo.train()
         fragment = algo.workers.sample()[0]
         learner = algo.learner_group.local
-    assert result["env_steps_total"] == 128 and np.isfinite(result["learner/policy_loss"])
+    assert result["env_steps_total"] == 128
+    assert np.isfinite(result["learner/default_policy/policy_loss"])
     batch = dict(stack_fragments([fragment["batch"]]))
     valid = batch[C.VALID]
     np.testing.assert_array_equal(valid, ~fragment["discarded"])
@@ -101,7 +103,8 @@ def test_turn_based_self_play_trains_without_an_illegal_move():
             # Zero-sum: every legal game sums to 0; an illegal move ends one at -1.
             assert result["episode_return_mean"] == 0.0
         fragment = algo.workers.sample()[0]
-    assert result["env_steps_total"] == 192 and np.isfinite(result["learner/vf_loss"])
+    assert result["env_steps_total"] == 192
+    assert np.isfinite(result["learner/default_policy/vf_loss"])
     assert MoveLog.moves >= 3 * 96 and MoveLog.illegal == []
     # Each resolved move bootstraps from the observation its agent acts from next: the
     # next move's row where the slot has one in the fragment.
@@ -150,5 +153,6 @@ def test_resume_keeps_the_fragments_in_flight(tmp_path):
         result = algo.train()
         result = algo.train()
     assert result["env_steps_total"] == 512
-    assert result["learner/env_steps_trained"] == 512 and result["learner/dropped_env_steps"] == 0
+    assert result["learner/default_policy/env_steps_trained"] == 512
+    assert result["learner/default_policy/dropped_env_steps"] == 0
     assert np.isfinite(result["policy/default_policy/episode_return_mean"])

@@ -178,6 +178,8 @@ class IMPALA(Algorithm):
             dropped_env_steps=float(self.queue.dropped_env_steps),
             env_steps_trained=float(self.runner.env_steps_trained),
         )
+        if self.agents is not None:  # multi-agent: learner/<policy>/<metric>, as PPO's
+            out = {f"{self.policy_map.ids[0]}/{k}": v for k, v in out.items()}
         return out
 
     # ------------------------------------------------------------------ checkpoints
