@@ -97,6 +97,8 @@ class Algorithm(abc.ABC):
         if self.agents is not None:
             self._check_multi_agent()
         self.policy_map = PolicyMap.create(config, self.agents, self.agent_spaces)
+        self._policy_configs = {pid: self.policy_map.config_for(config, pid)
+                                for pid in self.policy_map.ids}
         if self.agents is not None:
             self._check_policies()
         for pid in self.policy_map.ids:
@@ -236,7 +238,7 @@ class Algorithm(abc.ABC):
 
     def policy_config(self, pid: str) -> AlgorithmConfig:
         """The config policy ``pid`` trains with: the run's, with its ``policy_overrides``."""
-        return self.policy_map.config_for(self.config, pid)
+        return self._policy_configs[pid]
 
     @property
     def model_spec(self) -> ModelSpec:
