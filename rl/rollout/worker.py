@@ -65,7 +65,7 @@ from rl.envs import EnvSpec, MultiAgentVectorEnv, VectorEnv, env_factory, is_ima
 from rl.envs.normalization import RunningMeanStd
 from rl.envs.turn_based import TurnBasedVectorEnv
 from rl.policies import ModelSpec
-from rl.rollout.policy import build_inference_policy
+from rl.rollout.lanes import PolicyLanes
 from rl.rollout.turn_based import sample_turn_based
 from rl.runtime.base import BoardReader
 from rl.runtime.shared import share
@@ -148,26 +148,16 @@ class RolloutWorker:
         self.num_slots = self.venv.num_envs  # sub-envs, or (game, agent) slots
         self.dist_spec = spec.model.dist_spec
         models = spec.models or (spec.model,)
-        self.policies = [build_inference_policy(m, self.num_slots) for m in models]
+        # The policies and the rows each acts for (several policies: by agent position).
+        self.policy_lanes = PolicyLanes(models, self.num_slots, spec.agent_policy,
+                                    None if spec.agents is None else len(spec.agents))
+        self.policies = self.policy_lanes.policies
         self.policy = self.policies[0]
+        self.agent_policy = self.policy_lanes.agent_policy
+        self.columns, self.action_shape = self.policy_lanes.columns, self.policy_lanes.action_shape
         self.recurrent = spec.model.recurrent
         self.weights_versions = [0] * len(models)
-        # Several policies: each slot's policy follows from its agent position.
-        self.agent_policy = None if len(models) == 1 else np.asarray(spec.agent_policy, np.int64)
         self.lanes = self._lanes(np.arange(self.num_slots))
-        if self.lanes is not None and len({tuple(p.columns()) for p in self.policies}) > 1:
-            raise ValueError("the policies of a multi-agent run must record the same columns")
-        # Agents of different spaces: observations, actions and the policies' columns
-        # travel zero-padded to the widest; each policy reads and writes its own width.
-        self.dist_specs = [m.dist_spec for m in models]
-        self.obs_widths = [int(np.prod(m.obs_space.shape)) for m in models]
-        self.columns = _widest([p.columns() for p in self.policies])
-        self.action_shape = max((d.action_shape for d in self.dist_specs), key=len)
-        if self.dist_specs[0].action_shape:
-            self.action_shape = (max(d.action_shape[0] for d in self.dist_specs),)
-        self.padded = len(models) > 1 and (
-            len(set(self.obs_widths)) > 1
-            or any(m.action_space != models[0].action_space for m in models))
         # Multi-agent: every slot's return in the running game (per-policy returns).
         self.slot_returns = np.zeros(self.num_slots, np.float64) if spec.agents else None
         seed = 0 if spec.seed is None else spec.seed
@@ -187,68 +177,17 @@ class RolloutWorker:
 
     # ------------------------------------------------------------------ policies
     def _lanes(self, slots: np.ndarray) -> list[np.ndarray] | None:
-        """Rows of each policy for rows played by ``slots`` (None: one policy, all rows)."""
-        if self.agent_policy is None:
-            return None
-        policy = self.agent_policy[slots % len(self.spec.agents)]
-        return [np.flatnonzero(policy == p) for p in range(len(self.policies))]
+        return self.policy_lanes.of(slots)
 
     def _act(self, obs: np.ndarray, lanes: list[np.ndarray] | None,
              request: dict) -> dict[str, np.ndarray]:
-        """Each policy's ``act`` on its rows of ``obs``, gathered into one dict of columns."""
-        if lanes is None:
-            return self.policy.act(torch.from_numpy(obs), self.generator, request)
-        out: dict[str, np.ndarray] = {}
-        for k, (policy, rows) in enumerate(zip(self.policies, lanes)):
-            if not len(rows):
-                continue
-            part = policy.act(torch.from_numpy(self._own(obs, rows, k)), self.generator,
-                              request)
-            for name, value in part.items():
-                if name not in out:
-                    shape = self.action_shape if name == C.ACTIONS else \
-                        self.columns[name][0] if name in self.columns else value.shape[1:]
-                    out[name] = np.zeros((len(obs), *shape), value.dtype)
-                _put(out[name], rows, value)
-        return out
-
-    def _own(self, obs: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-        """Policy ``k``'s rows of a (padded) observation batch, at its own width."""
-        part = obs[rows]
-        if self.padded and part.ndim == 2 and part.shape[1] > self.obs_widths[k]:
-            part = np.ascontiguousarray(part[:, : self.obs_widths[k]])
-        return part
+        return self.policy_lanes.act(obs, lanes, self.generator, request)
 
     def _env_actions(self, actions: np.ndarray, lanes: list[np.ndarray] | None):
-        """The env's actions for a batch of policy actions (each policy's own bounds and
-        width with agents of different spaces: then a list, one action per row)."""
-        if lanes is None or not self.padded:
-            return self.dist_spec.env_actions(actions)
-        out: list[Any] = [None] * len(actions)
-        for k, rows in enumerate(lanes):
-            if not len(rows):
-                continue
-            own = actions[rows]
-            if own.ndim == 2:
-                own = own[:, : self.dist_specs[k].action_shape[0]]
-            for r, a in zip(rows, self.dist_specs[k].env_actions(own)):
-                out[r] = a
-        return out
+        return self.policy_lanes.env_actions(actions, lanes)
 
     def _rows(self, method: str, obs: np.ndarray, lanes: list[np.ndarray] | None) -> np.ndarray:
-        """Each policy's ``greedy`` or ``value`` on its rows of ``obs``, in row order."""
-        if lanes is None:
-            return getattr(self.policy, method)(torch.from_numpy(obs))
-        out = None
-        for k, (policy, rows) in enumerate(zip(self.policies, lanes)):
-            if not len(rows):
-                continue
-            part = np.asarray(getattr(policy, method)(torch.from_numpy(self._own(obs, rows, k))))
-            if out is None:
-                shape = self.action_shape if method == "greedy" else part.shape[1:]
-                out = np.zeros((len(obs), *shape), part.dtype)
-            _put(out, rows, part)
-        return out
+        return self.policy_lanes.rows(method, obs, lanes)
 
     # ------------------------------------------------------------------ weights
     def sync_weights(self) -> int:
@@ -614,21 +553,3 @@ class RolloutWorker:
     def close(self) -> None:
         self.venv.close()
 
-
-def _widest(columns: list[dict[str, tuple[tuple[int, ...], Any]]]):
-    """The policies' columns, each as wide as the widest policy's (``[k]`` columns)."""
-    out = dict(columns[0])
-    for cols in columns[1:]:
-        for name, (shape, dtype) in cols.items():
-            if shape and shape[0] > out[name][0][0]:
-                out[name] = (shape, dtype)
-    return out
-
-
-def _put(out: np.ndarray, rows: np.ndarray, value: np.ndarray) -> None:
-    """``out[rows] = value``, ``value`` zero-padded where it is narrower than ``out``."""
-    if value.ndim == 2 and value.shape[1] < out.shape[1]:
-        out[rows, : value.shape[1]] = value
-        out[rows, value.shape[1]:] = 0
-    else:
-        out[rows] = value
