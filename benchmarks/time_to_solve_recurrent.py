@@ -13,9 +13,12 @@ rl-baselines3-zoo CartPoleNoVel-v1 hyper-parameters: MlpLstmPolicy (64-cell LSTM
 separate critic LSTM, ReLU, net_arch [64], ortho_init off), 8 envs, n_steps 32, batch
 256, 20 epochs, gamma 0.98, gae_lambda 0.8, ent_coef 0, lr and clip linear from 1e-3
 and 0.2, VecNormalize, on ``rl.envs.StatelessCartPole`` (rl-zoo's CartPoleNoVel:
-position and angle only). Needs ``pip install sb3-contrib`` (the ``bench`` extra).
+position and angle only). RecurrentPPO's budget is rl-zoo's ``n_timesteps`` (100k,
+``--sb3-budget``): its linear lr and clip schedules run out over it, so a longer budget
+would change its hyper-parameters rather than give it more time. Needs ``pip install
+sb3-contrib`` (the ``bench`` extra).
 
-    python benchmarks/time_to_solve_recurrent.py [--seeds 0,1,2] [--budget 200000]
+    python benchmarks/time_to_solve_recurrent.py [--seeds 0,1,2] [--budget 200000] [--sb3-budget 100000]
 """
 
 from __future__ import annotations
@@ -88,7 +91,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--budget", type=int, default=200_000)
+    p.add_argument("--budget", type=int, default=200_000, help="rl's env-step budget")
+    p.add_argument("--sb3-budget", type=int, default=100_000,
+                   help="RecurrentPPO's total_timesteps (rl-zoo's n_timesteps; sets its schedules)")
     p.add_argument("--impls", default=",".join(IMPLS), help="comma-separated: " + ", ".join(IMPLS))
     p.add_argument("--child", choices=IMPLS, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -105,7 +110,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {impl: [] for impl in impls}
     for seed in seeds:  # interleave implementations so load changes hit both
         for impl in results:
-            r = measure(__file__, impl, seed, args.budget, 0)
+            r = measure(__file__, impl, seed, args.sb3_budget if impl == "sb3" else args.budget, 0)
             returns = r.pop("evals")
             results[impl].append(r)
             reached = (f"last smoothed return {returns[-1]}, best {max(returns)}" if returns
