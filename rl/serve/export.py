@@ -256,7 +256,8 @@ def export_policy(algo, path: str, fmt: str, *, stochastic: bool = False,
             feeds = [batch]
     except Exception as e:
         raise AgreementError(
-            f"the exported {fmt} file does not run on a batch of {len(batch)} observations "
+            f"the exported {fmt} file does not run on a batch of "
+            f"{len(batch) // steps if recurrent else len(batch)} observations "
             f"(traced with {_TRACE_BATCH}): {type(e).__name__}: {str(e).splitlines()[0]}; a "
             "model that computes with len(obs) fixes the batch size under torch.jit.trace: "
             "use obs.shape[0]") from None

@@ -357,6 +357,16 @@ def test_a_masked_dict_recurrent_model_exports(tmp_path):
         _episode_agrees(algo, path, "onnx")
 
 
+def test_cli_exports_a_recurrent_checkpoint(tmp_path, capsys):
+    with _trained(_ppo("CartPole-v1", **LSTM)) as algo:
+        ckpt = algo.save(str(tmp_path / "ckpt"))
+    out = str(tmp_path / "lstm.pt")
+    assert main(["export", ckpt, "--format", "torchscript", "-o", out]) == 0
+    text = capsys.readouterr().out
+    assert "greedy actions identical on 1000/1000" in text and "state_out_1" in text
+    assert json.load(open(out + ".json"))["state"]["tensors"][0]["input"] == "state_in_0"
+
+
 def test_a_graph_that_drops_the_state_disagrees(tmp_path, monkeypatch):
     # The recurrent check is real: a file that always starts from the initial state
     # agrees on the first step only, and the check names a state output.
