@@ -273,7 +273,11 @@ class StateCodec:
             if arr.shape != want:
                 raise _invalid(f"state[{i}]: shape {arr.shape}; expected {list(want)} (for "
                                f"{what}); the state is {self.expected(single)}")
-            out.append(np.ascontiguousarray((arr[None] if single else arr).astype(dtype)))
+            arr = np.ascontiguousarray((arr[None] if single else arr).astype(dtype))
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise _invalid(f"state[{i}]: values beyond the range of {dtype}; expected "
+                               "finite numbers")
+            out.append(arr)
         if not self.prev_reward:
             if prev_reward is not None:
                 raise _invalid("prev_reward: this policy does not read the previous reward "

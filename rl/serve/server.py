@@ -90,8 +90,14 @@ class Policy:
                                            [t["output"] for t in self.state.tensors])
         self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
 
-    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """The actions (then the state outputs) for the prepared inputs."""
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """The actions for a prepared batch of a feed-forward policy (the graph's first
+        output)."""
+        return self.run_inputs([batch])[0]
+
+    def run_inputs(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """The actions (then, recurrent, the state outputs) for the graph's inputs in
+        order (``obs``, then the state and ``prev_rewards``)."""
         return self.session.run(self.output_names, dict(zip(self.input_names, inputs)))
 
 
@@ -190,6 +196,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _parse(body: bytes) -> Any:
+    """The ``obs`` of a request body (see ``_parse_payload``)."""
+    return _parse_payload(body)["obs"]
+
+
+def _parse_payload(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError) as e:
@@ -234,7 +245,7 @@ def create_app(model: str, *, max_batch: int = 64, max_wait_ms: float = 2.0,
         if not authorised(request):
             return unauthorised()
         try:
-            payload = _parse(await _read_body(request, max_body_bytes))
+            payload = _parse_payload(await _read_body(request, max_body_bytes))
             rows, single = policy.codec.decode(payload["obs"])
             inputs = [rows]
             if policy.state is not None:
@@ -280,7 +291,7 @@ def create_app(model: str, *, max_batch: int = 64, max_wait_ms: float = 2.0,
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        batcher = Batcher(policy.run, max_batch, max_wait_ms / 1000)
+        batcher = Batcher(policy.run_inputs, max_batch, max_wait_ms / 1000)
         batcher.start()
         state["batcher"] = batcher
         try:

@@ -366,6 +366,8 @@ BAD_STATE = [
     ("null", {"obs": [0.0] * 4, "state": [ZEROS, [None] * 8]}, "state[1]: expected numbers"),
     ("nan", '{"obs": [0, 0, 0, 0], "state": [[NaN, 0, 0, 0, 0, 0, 0, 0], '
      + json.dumps(ZEROS) + "]}", "state[0]: NaN or infinite"),
+    ("beyond float32", {"obs": [0.0] * 4, "state": [[1e39] * 8, ZEROS]},
+     "state[0]: values beyond the range of float32"),
     ("ragged", {"obs": [[0.0] * 4] * 2, "state": [[ZEROS, [0.0]], [ZEROS] * 2]},
      "state[0]: ragged"),
     ("prev_reward it does not read", {"obs": [0.0] * 4, "state": [ZEROS, ZEROS],
