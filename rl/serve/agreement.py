@@ -180,7 +180,7 @@ def compare_recurrent(target, run, graph, batch: np.ndarray, stochastic: bool,
     names = graph.output_names
     diffs: dict[str, float] = {}
     mismatched = 0
-    mask_cols = target.model_spec.layout.split if target.model_spec.masked else None
+    split = target.model_spec.layout.split if target.model_spec.masked else None
     for t in range(steps):
         obs = np.ascontiguousarray(batch[t * n_seq:(t + 1) * n_seq])
         reward = np.zeros(n_seq, np.float32) if t == 0 else \
@@ -209,7 +209,7 @@ def compare_recurrent(target, run, graph, batch: np.ndarray, stochastic: bool,
         step = {name: _value_diff(outputs[name], w) for name, w in want.items()}
         got_actions = np.asarray(outputs["actions"])
         if stochastic:
-            mask = mask_cols(obs)[1] if mask_cols is not None else None
+            mask = split(obs)[1] if split is not None else None
             step["actions"] = 0.0 if _allowed(got_actions, target.action_space, mask) \
                 else float("inf")
         else:
@@ -246,15 +246,6 @@ def compare(target, outputs: dict[str, np.ndarray], env_obs, stochastic: bool) -
         valid = _allowed(got_actions, target.action_space, mask)
         diffs["actions"] = 0.0 if valid else float("inf")
     else:
-        ref = target.compute_actions(batch)
-        if isinstance(target.action_space, spaces.Box):
-            diffs["actions"] = _value_diff(got_actions, ref)
-        else:
-            same = got_actions.shape == ref.shape
-            rows = (got_actions == ref).reshape(len(ref), -1).all(-1) if same else \
-                np.zeros(len(ref), bool)
-            mismatched = int((~rows).sum())
-            diffs["actions"] = float(mismatched)
-    ok = all(v <= (0 if k == "actions" and not isinstance(target.action_space, spaces.Box)
-                   else TOLERANCE) for k, v in diffs.items())
-    return Agreement(len(batch), diffs, mismatched, ok)
+        diffs["actions"], mismatched = _actions_diff(
+            got_actions, target.compute_actions(batch), target.action_space)
+    return Agreement(len(batch), diffs, mismatched, _within(diffs, target.action_space))
