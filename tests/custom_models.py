@@ -164,3 +164,22 @@ class BrokenCriticShape(TorchCritic):
 
     def forward(self, obs, actions):
         return super().forward(obs, actions)[:, None]
+
+
+class HalfGRU(nn.Module):
+    """A user's recurrent model (the contract's ``initial_state`` and ``forward(obs
+    [B, T, ...], state)``) whose initial state is not zeros: 0.5 everywhere."""
+
+    def __init__(self, obs_space, action_space, num_outputs, hidden: int = 8):
+        super().__init__()
+        self.gru = nn.GRU(int(np.prod(obs_space.shape)), hidden, batch_first=True)
+        self.pi = nn.Linear(hidden, num_outputs)
+        self.vf = nn.Linear(hidden, 1)
+        self.hidden = hidden
+
+    def initial_state(self, batch_size):
+        return (torch.full((batch_size, self.hidden), 0.5),)
+
+    def forward(self, obs, state):
+        out, h = self.gru(obs.float(), state[0][None].contiguous())
+        return self.pi(out), self.vf(out).squeeze(-1), (h[0],)

@@ -10,6 +10,16 @@ the trained model in the training process (relative to the magnitude where that
 exceeds 1; masked ``-inf`` entries must sit in the same places). A stochastic export
 cannot match sampled actions row by row: its actions are checked to lie in the action
 space and be allowed by the mask, its values and logits as above.
+
+``compare_recurrent`` checks a recurrent graph (``rl.serve.graph``) step by step: the
+observations are cut into ``steps`` consecutive batches (sequences of ``steps`` steps,
+``len / steps`` of them), every sequence from the initial state; the file and the
+driver's worker (``compute_actions(obs, state)``, previous rewards drawn at random for a
+model that reads them) each carry their own state, and at every step the greedy actions
+must be identical, the values, logits and every ``state_out`` within the tolerance. A
+stochastic graph's sampled actions (and so a previous-action state) cannot match: both
+sides then take the file's state at every step, and the sampled actions are checked to
+be valid.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from gymnasium import spaces
 from rl.envs.obs_layout import ACTION_MASK
 from rl.envs.spaces import flatten_observations
 
-__all__ = ["Agreement", "compare", "random_observations"]
+__all__ = ["Agreement", "compare", "compare_recurrent", "random_observations"]
 
 TOLERANCE = 1e-5
 
@@ -132,6 +142,91 @@ def _allowed(actions: np.ndarray, action_space: spaces.Space, mask: np.ndarray |
     return bool((np.take_along_axis(mask, index, 1) > 0.5).all())
 
 
+def _actions_diff(got: np.ndarray, ref: np.ndarray, action_space: spaces.Space
+                  ) -> tuple[float, int]:
+    """``(difference, mismatched rows)`` of greedy actions."""
+    if isinstance(action_space, spaces.Box):
+        return _value_diff(got, ref), 0
+    rows = (got == ref).reshape(len(ref), -1).all(-1) if got.shape == ref.shape else \
+        np.zeros(len(ref), bool)
+    mismatched = int((~rows).sum())
+    return float(mismatched), mismatched
+
+
+def _within(diffs: dict[str, float], action_space: spaces.Space) -> bool:
+    return all(v <= (0 if k == "actions" and not isinstance(action_space, spaces.Box)
+                     else TOLERANCE) for k, v in diffs.items())
+
+
+def compare_recurrent(target, run, graph, batch: np.ndarray, stochastic: bool,
+                      steps: int, seed: int = 0):
+    """Roll ``batch`` (flattened observations) through the exported file ``run`` (its
+    inputs in order -> its outputs) and through the policy ``target``'s worker as
+    ``steps`` steps of sequences; see the module docstring.
+
+    Returns:
+        ``(agreement, outputs, feeds)``: the file's outputs of the last step by name and
+        the inputs it was given.
+    """
+    worker = target.worker
+    policy = worker.policy
+    n_seq = len(batch) // steps
+    width = worker.spec.obs_space.shape[0] if len(worker.spec.obs_space.shape) == 1 else None
+    rng = np.random.default_rng(seed + 1)
+    k, n = graph.num_model_states, graph.num_states
+    initial = [np.repeat(s[None], n_seq, axis=0) for s in policy.initial]
+    file_state = [s.copy() for s in initial[:n]]
+    ref_state = None  # compute_actions' state (None: the initial one)
+    names = graph.output_names
+    diffs: dict[str, float] = {}
+    mismatched = 0
+    split = target.model_spec.layout.split if target.model_spec.masked else None
+    for t in range(steps):
+        obs = np.ascontiguousarray(batch[t * n_seq:(t + 1) * n_seq])
+        reward = np.zeros(n_seq, np.float32) if t == 0 else \
+            rng.uniform(-1, 1, n_seq).astype(np.float32)
+        feeds = [obs, *file_state] + ([reward] if graph.prev_reward else [])
+        outputs = dict(zip(names, run(*feeds)))
+        ref_obs = obs
+        if width is not None and obs.shape[1] < width:  # a shared policy's padded rows
+            ref_obs = np.zeros((n_seq, width), np.float32)
+            ref_obs[:, : obs.shape[1]] = obs
+        if stochastic and t > 0:  # both from the file's state
+            ref_state = list(file_state) + ([reward] if graph.prev_reward else [])
+        before = initial if ref_state is None else \
+            list(ref_state[:n]) + ([reward] if graph.prev_reward else [])
+        prev = {name: torch.from_numpy(np.ascontiguousarray(s))[:, None]
+                for name, s in zip(policy.prev_inputs, before[k:])}
+        with torch.no_grad():
+            logits, values, _ = target.module(
+                torch.from_numpy(worker.normalize(ref_obs))[:, None],
+                tuple(torch.from_numpy(np.ascontiguousarray(s)) for s in before[:k]), **prev)
+        actions, new = worker.compute_actions(ref_obs, False, ref_state,
+                                              reward if graph.prev_reward else None)
+        want = {"values": values[:, 0].numpy(), "logits": logits[:, 0].numpy()}
+        for i in range(n if not stochastic else k):
+            want[names[3 + i]] = new[i]
+        step = {name: _value_diff(outputs[name], w) for name, w in want.items()}
+        got_actions = np.asarray(outputs["actions"])
+        if stochastic:
+            mask = split(obs)[1] if split is not None else None
+            step["actions"] = 0.0 if _allowed(got_actions, target.action_space, mask) \
+                else float("inf")
+        else:
+            step["actions"], bad = _actions_diff(got_actions, np.asarray(actions),
+                                                 target.action_space)
+            mismatched += bad
+        for name, v in step.items():
+            diffs[name] = max(diffs.get(name, 0.0), v)
+        file_state = [np.asarray(outputs[names[3 + i]]) for i in range(n)]
+        ref_state = [np.asarray(s) for s in new]
+    if not stochastic and not isinstance(target.action_space, spaces.Box):
+        diffs["actions"] = float(mismatched)
+    agreement = Agreement(n_seq * steps, diffs, mismatched,
+                          _within(diffs, target.action_space))
+    return agreement, outputs, feeds
+
+
 def compare(target, outputs: dict[str, np.ndarray], env_obs, stochastic: bool) -> Agreement:
     """Check the exported graph's ``outputs`` (by name) on ``env_obs`` against the policy
     ``target`` (``rl.serve.target``) of the algorithm."""
@@ -151,15 +246,6 @@ def compare(target, outputs: dict[str, np.ndarray], env_obs, stochastic: bool) -
         valid = _allowed(got_actions, target.action_space, mask)
         diffs["actions"] = 0.0 if valid else float("inf")
     else:
-        ref = target.compute_actions(batch)
-        if isinstance(target.action_space, spaces.Box):
-            diffs["actions"] = _value_diff(got_actions, ref)
-        else:
-            same = got_actions.shape == ref.shape
-            rows = (got_actions == ref).reshape(len(ref), -1).all(-1) if same else \
-                np.zeros(len(ref), bool)
-            mismatched = int((~rows).sum())
-            diffs["actions"] = float(mismatched)
-    ok = all(v <= (0 if k == "actions" and not isinstance(target.action_space, spaces.Box)
-                   else TOLERANCE) for k, v in diffs.items())
-    return Agreement(len(batch), diffs, mismatched, ok)
+        diffs["actions"], mismatched = _actions_diff(
+            got_actions, target.compute_actions(batch), target.action_space)
+    return Agreement(len(batch), diffs, mismatched, _within(diffs, target.action_space))

@@ -13,6 +13,16 @@ does for Dict/Tuple spaces (keys in the space's order; the sidecar's
 ``observation_layout`` gives each key's columns), float32 (images: their own dtype).
 The first output is ``actions``.
 
+A recurrent policy (``use_lstm``, or a model with ``initial_state``) exports one step
+(``rl.serve.graph.RecurrentInferenceGraph``): its state tensors are the extra inputs
+``state_in_0 ..`` and outputs ``state_out_0 ..`` (the previous action of
+``lstm_use_prev_action`` is one more state tensor; the previous reward of
+``lstm_use_prev_reward`` is the input ``prev_rewards``), every one with the dynamic batch
+dimension first. The sidecar's ``state`` lists them with their shapes (without the
+batch), dtypes and the initial state (what ``initial_state`` returns, zeros for the
+previous action), so a client without torch can start an episode; the check rolls the
+observations through both as sequences, carrying the state (``rl.serve.agreement``).
+
 ONNX goes through the torch.export-based ("dynamo") exporter: it traces shapes
 symbolically, so a model that computes with ``len(obs)`` or ``x.shape[0]`` keeps a
 dynamic batch size; the legacy TorchScript-based exporter is deprecated in torch 2.x and
@@ -39,8 +49,8 @@ from gymnasium import spaces
 
 from rl.config import ConfigError
 from rl.serve import FORMATS
-from rl.serve.agreement import Agreement, compare, random_observations
-from rl.serve.graph import InferenceGraph
+from rl.serve.agreement import Agreement, compare, compare_recurrent, random_observations
+from rl.serve.graph import InferenceGraph, RecurrentInferenceGraph
 from rl.serve.target import policy_target
 
 __all__ = ["FORMATS", "AgreementError", "ExportResult", "MissingExtraError", "export_policy",
@@ -48,6 +58,7 @@ __all__ = ["FORMATS", "AgreementError", "ExportResult", "MissingExtraError", "ex
 
 INPUT = "obs"
 CHECK_OBSERVATIONS = 1000
+RECURRENT_STEPS = 10  # a recurrent check: CHECK_OBSERVATIONS / 10 sequences of 10 steps
 _TRACE_BATCH = 3  # not the check's batch size, so a baked-in batch size shows
 
 
@@ -97,14 +108,16 @@ def build_graph(algo, stochastic: bool = False, policy: str | None = None) -> In
     model = copy.deepcopy(target.module).eval()
     filt = worker.obs_filter
     stats = None if filt is None else (filt.mean, filt.var, filt.clip, filt.eps)
-    if target.model_spec.recurrent:
-        raise ConfigError(f"{algo.name}'s policy is recurrent (use_lstm): rl export writes "
-                          "feed-forward policies only so far; the state as extra inputs and "
-                          "outputs is not exported yet")
     if stochastic and target.model_spec.kind == "q":
         raise ConfigError(f"--stochastic: {algo.name}'s policy is the greedy argmax of its "
                           "Q-values (epsilon exploration is for training only); export it "
                           "without --stochastic")
+    if target.model_spec.recurrent:
+        policy_state = worker.policy
+        return RecurrentInferenceGraph(
+            model, target.action_space, stats, target.mask_columns, stochastic,
+            num_model_states=policy_state.num_model_states,
+            prev_inputs=target.model_spec.prev_inputs).eval()
     return InferenceGraph(model, target.model_spec.kind, target.action_space, stats,
                           target.mask_columns, stochastic).eval()
 
@@ -135,14 +148,22 @@ def _quiet():
             lg.setLevel(level)
 
 
-def _write_onnx(graph: InferenceGraph, example: torch.Tensor, path: str):
+def _input_names(graph: InferenceGraph) -> list[str]:
+    return getattr(graph, "input_names", [INPUT])
+
+
+def _write_onnx(graph: InferenceGraph, example: tuple[torch.Tensor, ...], path: str):
     onnx = _require("onnx")
     _require("onnxscript")
     ort = _require("onnxruntime")
+    names = _input_names(graph)
+    # One batch symbol for every input: a state's rows are the observations'.
+    batch = torch.export.Dim("batch") if len(example) > 1 else torch.export.Dim.DYNAMIC
     with _quiet(), torch.no_grad():
-        torch.onnx.export(graph, (example,), path, input_names=[INPUT],
+        torch.onnx.export(graph, example, path, input_names=names,
                           output_names=graph.output_names, dynamo=True,
-                          dynamic_shapes={"obs": {0: torch.export.Dim.DYNAMIC}},
+                          dynamic_shapes=({0: batch},) if len(example) == 1 else
+                          ({0: batch}, tuple({0: batch} for _ in example[1:])),
                           external_data=False)
     # The exporter names the dynamic dimension after its symbol (s0, s6...): call it batch.
     model = onnx.load(path)
@@ -151,22 +172,38 @@ def _write_onnx(graph: InferenceGraph, example: torch.Tensor, path: str):
     onnx.save(model, path)
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
 
-    def run(batch: np.ndarray) -> list[np.ndarray]:
-        return session.run(None, {INPUT: batch})
+    def run(*arrays: np.ndarray) -> list[np.ndarray]:
+        return session.run(None, dict(zip(names, arrays)))
     return run
 
 
-def _write_torchscript(graph: InferenceGraph, example: torch.Tensor, path: str):
+def _write_torchscript(graph: InferenceGraph, example: tuple[torch.Tensor, ...], path: str):
     with _quiet(), torch.no_grad():
-        traced = torch.jit.trace(graph, (example,), check_trace=False)
+        traced = torch.jit.trace(graph, example, check_trace=False)
     traced.save(path)
     with _quiet():
         loaded = torch.jit.load(path)
 
-    def run(batch: np.ndarray) -> list[np.ndarray]:
+    def run(*arrays: np.ndarray) -> list[np.ndarray]:
         with torch.no_grad():
-            return [t.numpy() for t in loaded(torch.from_numpy(batch))]
+            return [t.numpy() for t in loaded(*(torch.from_numpy(a) for a in arrays))]
     return run
+
+
+def _state_spec(graph: RecurrentInferenceGraph, worker, steps: int) -> dict[str, Any]:
+    """The sidecar's ``state``: each state tensor's names, shape, dtype and initial value."""
+    from rl.serve.graph import PREV_REWARDS_INPUT, STATE_IN, STATE_OUT
+
+    initial = worker.policy.initial[: graph.num_states]
+    roles = ["model"] * graph.num_model_states + ["prev_actions"] * graph.prev_action
+    return {
+        "tensors": [{"input": STATE_IN.format(i), "output": STATE_OUT.format(i),
+                     "role": role, "shape": list(x.shape), "dtype": str(x.dtype),
+                     "initial": x.tolist()}
+                    for i, (x, role) in enumerate(zip(initial, roles))],
+        "prev_rewards": PREV_REWARDS_INPUT if graph.prev_reward else None,
+        "steps_checked": steps,
+    }
 
 
 def _io(name: str, array: np.ndarray) -> dict[str, Any]:
@@ -181,8 +218,7 @@ def export_policy(algo, path: str, fmt: str, *, stochastic: bool = False,
     multi-agent run (None: the only one).
 
     Raises:
-        ConfigError: an unknown format, a recurrent policy (not exported yet), a
-            multi-agent run of several policies and no ``policy``,
+        ConfigError: an unknown format, a multi-agent run of several policies and no ``policy``,
             ``stochastic`` for a Q-model, or (as
             ``MissingExtraError``) onnx/onnxruntime missing.
         AgreementError: the file does not run on a batch of ``observations`` or its
@@ -201,19 +237,33 @@ def export_policy(algo, path: str, fmt: str, *, stochastic: bool = False,
 
     batch = np.ascontiguousarray(flatten_observations(target.env_obs_space, env_obs)[0],
                                  worker.obs_dtype)
-    example = torch.from_numpy(batch[:_TRACE_BATCH].copy())
+    recurrent = isinstance(graph, RecurrentInferenceGraph)
+    extra = [] if not recurrent else [
+        np.repeat(s[None], _TRACE_BATCH, axis=0) for s in worker.policy.initial[
+            : graph.num_states]] + ([np.zeros(_TRACE_BATCH, np.float32)]
+                                    if graph.prev_reward else [])
+    example = tuple(torch.from_numpy(np.ascontiguousarray(a))
+                    for a in [batch[:_TRACE_BATCH], *extra])
     writer = _write_onnx if fmt == "onnx" else _write_torchscript
     run = writer(graph, example, path)
+    steps = min(RECURRENT_STEPS, len(batch))
     try:
-        outs = run(batch)
+        if recurrent:
+            agreement, outputs, feeds = compare_recurrent(target, run, graph, batch,
+                                                          stochastic, steps, seed)
+        else:
+            outs = run(batch)
+            feeds = [batch]
     except Exception as e:
         raise AgreementError(
-            f"the exported {fmt} file does not run on a batch of {len(batch)} observations "
+            f"the exported {fmt} file does not run on a batch of "
+            f"{len(batch) // steps if recurrent else len(batch)} observations "
             f"(traced with {_TRACE_BATCH}): {type(e).__name__}: {str(e).splitlines()[0]}; a "
             "model that computes with len(obs) fixes the batch size under torch.jit.trace: "
             "use obs.shape[0]") from None
-    outputs = dict(zip(graph.output_names, outs))
-    agreement = compare(target, outputs, env_obs, stochastic)
+    if not recurrent:
+        outputs = dict(zip(graph.output_names, outs))
+        agreement = compare(target, outputs, env_obs, stochastic)
     sidecar = path + ".json"
     layout = target.model_spec.layout
     meta = {
@@ -231,8 +281,9 @@ def export_policy(algo, path: str, fmt: str, *, stochastic: bool = False,
                      for k, a, b, s in layout.keys],
             "action_mask": None if layout.mask is None else list(layout.mask)},
         "normalization": "folded in" if graph.normalize else None,
-        "inputs": [_io(INPUT, batch)],
+        "inputs": [_io(n, a) for n, a in zip(_input_names(graph), feeds)],
         "outputs": [_io(n, outputs[n]) for n in graph.output_names],
+        "state": _state_spec(graph, worker, steps) if recurrent else None,
         "agreement": agreement.to_dict(),
     }
     with open(sidecar, "w") as f:

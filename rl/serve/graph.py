@@ -23,6 +23,14 @@ Outputs: ``actions`` first; then, for actor-critic models, ``values`` ``[B]`` an
 ``logits`` (the masked distribution inputs ``[B, D]``); for Q-models ``q_values``
 ``[B, n]``. Only tensor operations are used on the batch dimension, so the batch size
 stays dynamic.
+
+``RecurrentInferenceGraph`` is one step of a recurrent policy (``use_lstm`` or a model
+with ``initial_state``): inputs ``obs`` then ``state_in_0 .. state_in_{n-1}`` (the model's
+state tensors ``[B, ...]`` in ``initial_state``'s order, then, with
+``lstm_use_prev_action``, the policy action of the previous step ``[B, *action_shape]``
+float32, indices without the ``start`` offset, unclipped, as the workers record it), then
+``prev_rewards`` ``[B]`` with ``lstm_use_prev_reward``; outputs ``actions``, ``values``,
+``logits``, then ``state_out_0 ..`` in the order of the ``state_in`` inputs.
 """
 
 from __future__ import annotations
@@ -35,8 +43,13 @@ from torch import nn
 
 from rl.policies.distributions import DistributionSpec
 from rl.policies.model_spec import Q
+from rl.policies.recurrent import PREV_INPUTS
 
-__all__ = ["InferenceGraph"]
+__all__ = ["InferenceGraph", "RecurrentInferenceGraph", "STATE_IN", "STATE_OUT",
+           "PREV_REWARDS_INPUT"]
+
+STATE_IN, STATE_OUT = "state_in_{}", "state_out_{}"
+PREV_REWARDS_INPUT = "prev_rewards"
 
 
 class InferenceGraph(nn.Module):
@@ -101,20 +114,29 @@ class InferenceGraph(nn.Module):
 
     def dist_action(self, logits: torch.Tensor) -> torch.Tensor:
         """The env action for distribution inputs ``[B, D]``."""
+        return self.env_action(self.policy_action(logits))
+
+    def policy_action(self, logits: torch.Tensor) -> torch.Tensor:
+        """The distribution's action (greedy or sampled) for ``[B, D]``: indices from 0
+        (``[B]``, ``[B, n]`` for MultiDiscrete), the Gaussian's unclipped ``[B, d]``."""
         kind = self.dist.kind
         if kind == "diag_gaussian":
             mean, log_std = torch.chunk(logits, 2, dim=-1)
-            action = mean + torch.exp(log_std) * torch.randn_like(mean) if self.stochastic \
+            return mean + torch.exp(log_std) * torch.randn_like(mean) if self.stochastic \
                 else mean
-            action = torch.maximum(torch.minimum(action, self.high), self.low)
-            return action.reshape((-1,) + self.action_shape)
         groups = [logits] if kind == "categorical" else \
             list(torch.split(logits, list(self.dist.nvec), dim=-1))
         picks = [self._pick(F.log_softmax(g, dim=-1)) for g in groups]
-        if kind == "categorical":
-            return picks[0] + self.start
-        action = torch.stack(picks, dim=-1) + self.start
-        return action.reshape((-1,) + self.action_shape)
+        return picks[0] if kind == "categorical" else torch.stack(picks, dim=-1)
+
+    def env_action(self, action: torch.Tensor) -> torch.Tensor:
+        """``policy_action``'s action as the env takes it (clipped, offset, reshaped)."""
+        if self.dist.kind == "diag_gaussian":
+            action = torch.maximum(torch.minimum(action, self.high), self.low)
+            return action.reshape((-1,) + self.action_shape)
+        if self.dist.kind == "categorical":
+            return action + self.start
+        return (action + self.start).reshape((-1,) + self.action_shape)
 
     def _pick(self, logp: torch.Tensor) -> torch.Tensor:
         if not self.stochastic:
@@ -122,6 +144,57 @@ class InferenceGraph(nn.Module):
         # Gumbel-max, as Categorical.sample: argmax(logp - log(-log(u))), u ~ U(0, 1).
         u = torch.rand_like(logp).clamp_min(1e-20)
         return torch.argmax(logp - torch.log(-torch.log(u)), dim=-1)
+
+
+class RecurrentInferenceGraph(InferenceGraph):
+    """One step of a recurrent policy: ``(obs, *state_in[, prev_rewards]) -> (actions,
+    values, logits, *state_out)``; see the module docstring.
+
+    Args:
+        model, action_space, obs_filter, mask_columns, stochastic: as for
+            ``InferenceGraph``.
+        num_model_states: how many tensors ``initial_state`` returns.
+        prev_inputs: the model's ``ModelSpec.prev_inputs`` (``prev_actions`` /
+            ``prev_rewards``, the built-in LSTM's previous action and reward).
+    """
+
+    def __init__(self, model: nn.Module, action_space: spaces.Space,
+                 obs_filter: tuple[np.ndarray, np.ndarray, float, float] | None = None,
+                 mask_columns: tuple[int, int] | None = None, stochastic: bool = False, *,
+                 num_model_states: int, prev_inputs: tuple[str, ...] = ()):
+        super().__init__(model, "recurrent_actor_critic", action_space, obs_filter,
+                         mask_columns, stochastic)
+        self.num_model_states = int(num_model_states)
+        self.prev_action = PREV_INPUTS[0] in prev_inputs
+        self.prev_reward = PREV_INPUTS[1] in prev_inputs
+        self.num_states = self.num_model_states + int(self.prev_action)
+        self.dist_action_shape = tuple(self.dist.action_shape)
+
+    @property
+    def input_names(self) -> list[str]:
+        return ["obs", *(STATE_IN.format(i) for i in range(self.num_states)),
+                *([PREV_REWARDS_INPUT] if self.prev_reward else [])]
+
+    @property
+    def output_names(self) -> list[str]:
+        return ["actions", "values", "logits",
+                *(STATE_OUT.format(i) for i in range(self.num_states))]
+
+    def forward(self, obs: torch.Tensor, *inputs: torch.Tensor):
+        k, n = self.num_model_states, self.num_states
+        kwargs = {}
+        if self.prev_action:
+            kwargs[PREV_INPUTS[0]] = inputs[k][:, None]
+        if self.prev_reward:
+            kwargs[PREV_INPUTS[1]] = inputs[n][:, None]
+        logits, values, new = self.model(self.prepare(obs)[:, None], tuple(inputs[:k]),
+                                         **kwargs)
+        logits, values = logits[:, 0], values[:, 0]
+        action = self.policy_action(logits)
+        states = list(new)
+        if self.prev_action:
+            states.append(action.to(torch.float32).reshape((-1,) + self.dist_action_shape))
+        return (self.env_action(action), values, logits, *states)
 
 
 def _start(action_space: spaces.Space) -> np.ndarray:

@@ -11,6 +11,10 @@ shape, a non-numeric value, NaN/inf, a Discrete value outside its range, an acti
 that allows nothing. Only numpy is used: a serving process imports neither torch nor
 gymnasium. Every request is checked on its own before it joins a batch, so a bad one
 never reaches (or spoils) the others.
+
+``StateCodec`` does the same for a recurrent export's ``state`` and ``prev_reward``
+fields (the sidecar's ``state``), and turns the graph's ``state_out`` rows back into the
+response's ``state``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ObservationCodec", "RequestError"]
+__all__ = ["ObservationCodec", "RequestError", "StateCodec"]
 
 
 class RequestError(Exception):
@@ -219,3 +223,76 @@ class ObservationCodec:
         except RequestError:
             return False
         return True
+
+
+class StateCodec:
+    """The ``state`` (and ``prev_reward``) of a request to a recurrent export -> the
+    graph's state inputs, and its ``state_out`` outputs back to JSON.
+
+    A request's ``state`` is a list with one entry per state tensor of the sidecar's
+    ``state.tensors``, in order: of the tensor's shape for one observation, ``[n,
+    *shape]`` for a list of ``n``; missing (or null), every row starts from the
+    sidecar's initial state. ``prev_reward`` (only for a policy exported with
+    ``lstm_use_prev_reward``, and required with ``state``): a number for one
+    observation, a list of ``n``; without ``state`` it is 0.
+
+    Args:
+        sidecar: the exported file's JSON sidecar, with its ``state``.
+    """
+
+    def __init__(self, sidecar: dict[str, Any]):
+        spec = sidecar["state"]
+        self.tensors = spec["tensors"]
+        self.shapes = [tuple(t["shape"]) for t in self.tensors]
+        self.dtypes = [np.dtype(t["dtype"]) for t in self.tensors]
+        self.initial = [np.asarray(t["initial"], d) for t, d in zip(self.tensors, self.dtypes)]
+        self.prev_reward = spec.get("prev_rewards") is not None
+
+    def expected(self, single: bool) -> str:
+        shapes = ", ".join(str(list(s) if single else ["n", *s]) for s in self.shapes)
+        return f"a list of {len(self.shapes)} arrays of shapes {shapes}"
+
+    def decode(self, state: Any, prev_reward: Any, rows: int, single: bool
+               ) -> list[np.ndarray]:
+        """The state inputs ``[rows, *shape]`` (then ``prev_rewards [rows]``)."""
+        what = "one observation" if single else f"{rows} observations"
+        if state is None:
+            if prev_reward is not None:
+                raise _invalid("prev_reward without state: an episode's first step (no "
+                               "state) has no previous reward; send the state the last "
+                               "response returned with it")
+            out = [np.repeat(s[None], rows, axis=0) for s in self.initial]
+            return out + ([np.zeros(rows, np.float32)] if self.prev_reward else [])
+        if not isinstance(state, list) or len(state) != len(self.shapes):
+            raise _invalid(f"state: expected {self.expected(single)} (for {what}: the "
+                           "state the last response returned)")
+        out = []
+        for i, (value, shape, dtype) in enumerate(zip(state, self.shapes, self.dtypes)):
+            arr = _numbers(value, f"state[{i}]")
+            want = shape if single else (rows, *shape)
+            if arr.shape != want:
+                raise _invalid(f"state[{i}]: shape {arr.shape}; expected {list(want)} (for "
+                               f"{what}); the state is {self.expected(single)}")
+            arr = np.ascontiguousarray((arr[None] if single else arr).astype(dtype))
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise _invalid(f"state[{i}]: values beyond the range of {dtype}; expected "
+                               "finite numbers")
+            out.append(arr)
+        if not self.prev_reward:
+            if prev_reward is not None:
+                raise _invalid("prev_reward: this policy does not read the previous reward "
+                               "(exported without lstm_use_prev_reward)")
+            return out
+        if prev_reward is None:
+            raise _invalid("missing prev_reward: this policy reads the reward of the "
+                           "previous action; send it with the state (a number for one "
+                           "observation, a list of one per observation)")
+        reward = _numbers(prev_reward, "prev_reward")
+        if reward.shape != (() if single else (rows,)):
+            raise _invalid(f"prev_reward: shape {reward.shape}; expected "
+                           + ("a number" if single else f"a list of {rows} numbers"))
+        return out + [reward.astype(np.float32).reshape(rows)]
+
+    def encode(self, states: list[np.ndarray], single: bool) -> list:
+        """``state_out`` rows as the response's ``state`` (the next request's)."""
+        return [s[0].tolist() if single else s.tolist() for s in states]

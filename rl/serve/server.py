@@ -3,18 +3,23 @@
 Endpoints (JSON in, JSON out; errors are ``{"error": "..."}`` with a 4xx status):
 
 * ``POST /v1/actions`` ``{"obs": ...}``: one observation -> ``{"actions": action}``,
-  a list of them -> ``{"actions": [...]}``.
+  a list of them -> ``{"actions": [...]}``. A recurrent export also takes ``"state"``
+  (missing: the initial state) and, with ``lstm_use_prev_reward``, ``"prev_reward"``,
+  and answers ``{"actions": ..., "state": [...]}``: the state to send with the next
+  observation of the same episode (``rl.serve.requests.StateCodec``).
 * ``GET /healthz``: ``{"status": "ok"}`` (no token needed, for probes).
 * ``GET /v1/metadata``: the sidecar's spaces, algorithm, checkpoint and input/output
   names, the serving rl version, and this process's batching counters
   (``requests_received`` valid requests, ``requests_run``, ``batches_run``,
-  ``rows_run``) and ``torch_imported``.
+  ``rows_run``) and ``torch_imported``; for a recurrent export also ``state`` (the
+  sidecar's: each state tensor's names, shape, dtype and initial value).
 
 Batching: each request is decoded and validated on its own (``rl.serve.requests``)
 and only then joins an asyncio queue; ``Batcher`` takes the first waiting request,
 gathers more until ``max_batch`` rows or ``max_wait_ms`` have passed, runs the graph
 once (in a thread, so the event loop keeps accepting requests) and answers each
-request's future with its own rows. Bodies are read up to ``max_body_bytes`` and parsed
+request's future with its own rows (of every input: a recurrent request's state rows
+join the batch beside its observations, and its future gets its rows of every output). Bodies are read up to ``max_body_bytes`` and parsed
 with ``json`` only: nothing received is ever unpickled. This module imports numpy,
 onnxruntime and Starlette, never torch.
 
@@ -41,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from rl.serve.requests import ObservationCodec, RequestError
+from rl.serve.requests import ObservationCodec, RequestError, StateCodec
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "OPTIONS_ENV", "Batcher", "Policy", "app_from_env",
            "create_app"]
@@ -70,19 +75,30 @@ class Policy:
         if self.meta.get("format") != "onnx":
             raise ValueError(f"{path} is a {self.meta.get('format')} export; rl serve runs "
                              "ONNX files: rl export CHECKPOINT --format onnx -o FILE.onnx")
-        if len(self.meta["inputs"]) != 1:
-            raise ValueError(f"{path} has inputs {[i['name'] for i in self.meta['inputs']]}; "
-                             "rl serve runs graphs with the one input 'obs' so far")
+        self.state = StateCodec(self.meta) if self.meta.get("state") else None
+        if self.state is None and len(self.meta["inputs"]) != 1:
+            raise ValueError(f"{path} has inputs {[i['name'] for i in self.meta['inputs']]} "
+                             "and no state in its sidecar; rl serve runs the graphs rl export "
+                             "writes")
         import onnxruntime as ort
 
         self.path = os.path.abspath(path)
         self.codec = ObservationCodec(self.meta)
-        self.input_name = self.meta["inputs"][0]["name"]
+        self.input_names = [i["name"] for i in self.meta["inputs"]]
+        # actions, then (recurrent) the state outputs
+        self.output_names = ["actions"] + ([] if self.state is None else
+                                           [t["output"] for t in self.state.tensors])
         self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """The actions for a prepared batch (the graph's first output)."""
-        return self.session.run(None, {self.input_name: batch})[0]
+        """The actions for a prepared batch of a feed-forward policy (the graph's first
+        output)."""
+        return self.run_inputs([batch])[0]
+
+    def run_inputs(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """The actions (then, recurrent, the state outputs) for the graph's inputs in
+        order (``obs``, then the state and ``prev_rewards``)."""
+        return self.session.run(self.output_names, dict(zip(self.input_names, inputs)))
 
 
 class Batcher:
@@ -107,8 +123,9 @@ class Batcher:
                 await self._task
         self.pool.shutdown(wait=True)
 
-    async def submit(self, rows: np.ndarray) -> np.ndarray:
-        """The actions for ``rows``, computed in some batch with other requests' rows."""
+    async def submit(self, rows: list[np.ndarray]) -> list[np.ndarray]:
+        """The outputs for ``rows`` (the graph's inputs, all of the same length),
+        computed in some batch with other requests' rows."""
         future = asyncio.get_running_loop().create_future()
         self.requests_received += 1
         await self.queue.put((rows, future))
@@ -120,7 +137,7 @@ class Batcher:
         while True:
             first = held or await self.queue.get()
             held = None
-            items, size = [first], len(first[0])
+            items, size = [first], len(first[0][0])
             deadline = loop.time() + self.max_wait_s
             while size < self.max_batch:
                 try:
@@ -133,30 +150,32 @@ class Batcher:
                         item = await asyncio.wait_for(self.queue.get(), left)
                     except TimeoutError:
                         break
-                if size + len(item[0]) > self.max_batch:
+                if size + len(item[0][0]) > self.max_batch:
                     held = item
                     break
                 items.append(item)
-                size += len(item[0])
+                size += len(item[0][0])
             await self._run(loop, items)
 
     async def _run(self, loop, items) -> None:
-        batch = items[0][0] if len(items) == 1 else np.concatenate([r for r, _ in items])
+        batch = items[0][0] if len(items) == 1 else \
+            [np.concatenate(parts) for parts in zip(*(r for r, _ in items))]
         try:
-            actions = await loop.run_in_executor(self.pool, self.run, batch)
+            outputs = await loop.run_in_executor(self.pool, self.run, batch)
         except Exception as e:  # the graph failed on rows that passed validation
             for _, future in items:
                 if not future.done():
                     future.set_exception(e)
             return
         self.batches_run += 1
-        self.rows_run += len(batch)
+        self.rows_run += len(batch[0])
         self.requests_run += len(items)
         start = 0
         for rows, future in items:
+            stop = start + len(rows[0])
             if not future.done():  # its client may have gone
-                future.set_result(actions[start:start + len(rows)])
-            start += len(rows)
+                future.set_result([out[start:stop] for out in outputs])
+            start = stop
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -177,6 +196,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _parse(body: bytes) -> Any:
+    """The ``obs`` of a request body (see ``_parse_payload``)."""
+    return _parse_payload(body)["obs"]
+
+
+def _parse_payload(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError) as e:
@@ -187,7 +211,7 @@ def _parse(body: bytes) -> Any:
     if "obs" not in payload:
         raise RequestError(400, "missing field 'obs'; expected {\"obs\": [...]} (one "
                            "observation or a list of them)")
-    return payload["obs"]
+    return payload
 
 
 def create_app(model: str, *, max_batch: int = 64, max_wait_ms: float = 2.0,
@@ -221,12 +245,22 @@ def create_app(model: str, *, max_batch: int = 64, max_wait_ms: float = 2.0,
         if not authorised(request):
             return unauthorised()
         try:
-            obs = _parse(await _read_body(request, max_body_bytes))
-            rows, single = policy.codec.decode(obs)
+            payload = _parse_payload(await _read_body(request, max_body_bytes))
+            rows, single = policy.codec.decode(payload["obs"])
+            inputs = [rows]
+            if policy.state is not None:
+                inputs += policy.state.decode(payload.get("state"),
+                                              payload.get("prev_reward"), len(rows), single)
+            elif payload.get("state") is not None or payload.get("prev_reward") is not None:
+                raise RequestError(422, "this policy is feed-forward: it takes no 'state' "
+                                   "or 'prev_reward'; send {\"obs\": [...]}")
         except RequestError as e:
             return _error(e.status, e.message)
-        out = await state["batcher"].submit(rows)
-        return JSONResponse({"actions": out[0].tolist() if single else out.tolist()})
+        out = await state["batcher"].submit(inputs)
+        body = {"actions": out[0][0].tolist() if single else out[0].tolist()}
+        if policy.state is not None:
+            body["state"] = policy.state.encode(out[1:], single)
+        return JSONResponse(body)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -245,7 +279,8 @@ def create_app(model: str, *, max_batch: int = 64, max_wait_ms: float = 2.0,
             "max_batch": max_batch, "max_wait_ms": max_wait_ms,
             "max_body_bytes": max_body_bytes, "pid": os.getpid(),
             "requests_received": b.requests_received, "requests_run": b.requests_run, "batches_run": b.batches_run,
-            "rows_run": b.rows_run, "torch_imported": "torch" in sys.modules})
+            "rows_run": b.rows_run, "torch_imported": "torch" in sys.modules,
+            **({} if policy.state is None else {"state": m["state"]})})
 
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}; "
@@ -256,7 +291,7 @@ def create_app(model: str, *, max_batch: int = 64, max_wait_ms: float = 2.0,
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        batcher = Batcher(policy.run, max_batch, max_wait_ms / 1000)
+        batcher = Batcher(policy.run_inputs, max_batch, max_wait_ms / 1000)
         batcher.start()
         state["batcher"] = batcher
         try:

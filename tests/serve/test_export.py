@@ -250,13 +250,162 @@ def test_cli_export_bad_input_exits_2_with_one_line(cartpole, tmp_path, capsys, 
     assert message in err and len(err.splitlines()) == 1
 
 
-def test_a_recurrent_policy_is_refused_with_a_clear_error(tmp_path):
-    from rl.config import ConfigError
+LSTM = dict(use_lstm=True, lstm_cell_size=8, max_seq_len=4)
 
-    with _trained(_ppo("CartPole-v1", use_lstm=True, lstm_cell_size=8, max_seq_len=4)) as algo:
-        with pytest.raises(ConfigError, match="recurrent .*not exported yet"):
+
+def _impala_lstm(env):
+    return _impala(env).training(**LSTM)
+
+
+def _feeds(meta, batch, state, reward=None):
+    """The recurrent file's inputs by name: obs, the state, then prev_rewards."""
+    names = [i["name"] for i in meta["inputs"]]
+    arrays = [batch, *state] + ([reward] if meta["state"]["prev_rewards"] else [])
+    return dict(zip(names, arrays))
+
+
+def _run_file(path, fmt, meta, feeds):
+    if fmt == "onnx":
+        return _session(path).run(None, feeds)
+    loaded = torch.jit.load(path)
+    with torch.no_grad():
+        return [t.numpy() for t in loaded(*(torch.from_numpy(feeds[i["name"]])
+                                            for i in meta["inputs"]))]
+
+
+def _episode_agrees(algo, path, fmt, steps=6, n=5, prev_reward=False):
+    """The file carried over ``steps`` steps of ``n`` sequences from the sidecar's
+    initial state gives compute_actions' actions and states."""
+    meta = json.load(open(path + ".json"))
+    tensors = meta["state"]["tensors"]
+    state = [np.repeat(np.asarray(t["initial"], t["dtype"])[None], n, axis=0)
+             for t in tensors]
+    ref = None
+    rng = np.random.default_rng(2)
+    for t in range(steps):
+        env_obs, batch = _obs(algo, n, seed=10 + t)
+        reward = rng.uniform(-1, 1, n).astype(np.float32) if t else np.zeros(n, np.float32)
+        out = _run_file(path, fmt, meta, _feeds(meta, batch, state, reward))
+        kwargs = {"prev_reward": reward} if prev_reward and t else {}
+        actions, ref = algo.compute_actions(env_obs, ref, **kwargs)
+        np.testing.assert_array_equal(out[0], actions)
+        state = out[3:]
+        assert len(state) == len(tensors)
+        for got, want in zip(state, ref):
+            np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("make", [_ppo, _impala_lstm], ids=["ppo", "impala"])
+def test_a_recurrent_policy_exports_its_state_as_inputs_and_outputs(make, fmt, tmp_path):
+    config = make("CartPole-v1", **LSTM) if make is _ppo else make("CartPole-v1")
+    with _trained(config, normalize_obs=True) as algo:
+        path = str(tmp_path / f"lstm.{fmt}")
+        result = export_policy(algo, path, fmt)
+        assert result.agreement.ok and result.agreement.observations == 1000
+        assert {"state_out_0", "state_out_1", "values", "logits"} <= set(
+            result.agreement.max_diff)
+        meta = json.load(open(path + ".json"))
+        assert [i["name"] for i in meta["inputs"]] == ["obs", "state_in_0", "state_in_1"]
+        assert [o["name"] for o in meta["outputs"]] == [
+            "actions", "values", "logits", "state_out_0", "state_out_1"]
+        assert meta["inputs"][1] == {"name": "state_in_0", "shape": ["batch", 8],
+                                     "dtype": "float32"}
+        assert meta["state"]["prev_rewards"] is None and meta["state"]["steps_checked"] == 10
+        assert [(t["input"], t["output"], t["role"], t["shape"]) for t in
+                meta["state"]["tensors"]] == [("state_in_0", "state_out_0", "model", [8]),
+                                              ("state_in_1", "state_out_1", "model", [8])]
+        assert meta["state"]["tensors"][0]["initial"] == [0.0] * 8
+        if fmt == "onnx":
+            assert [i.shape for i in _session(path).get_inputs()] == [["batch", 4]] + \
+                [["batch", 8]] * 2
+        _episode_agrees(algo, path, fmt)
+        stochastic = export_policy(algo, str(tmp_path / f"s.{fmt}"), fmt, stochastic=True)
+        assert stochastic.agreement.ok
+
+
+def test_prev_action_and_reward_are_a_state_tensor_and_an_input(tmp_path):
+    config = _ppo("CartPole-v1", **LSTM, lstm_use_prev_action=True, lstm_use_prev_reward=True)
+    with _trained(config) as algo:
+        for fmt in ("onnx", "torchscript"):
+            path = str(tmp_path / f"p.{fmt}")
+            assert export_policy(algo, path, fmt).agreement.ok
+            meta = json.load(open(path + ".json"))
+            assert [i["name"] for i in meta["inputs"]] == [
+                "obs", "state_in_0", "state_in_1", "state_in_2", "prev_rewards"]
+            prev = meta["state"]["tensors"][2]
+            assert (prev["role"], prev["shape"], prev["initial"]) == ("prev_actions", [], 0.0)
+            assert meta["state"]["prev_rewards"] == "prev_rewards"
+            _episode_agrees(algo, path, fmt, prev_reward=True)
+
+
+def test_a_custom_recurrent_model_records_its_own_initial_state(tmp_path):
+    with _trained(_ppo("CartPole-v1", model_class=f"{MODELS}:HalfGRU")) as algo:
+        for fmt in ("onnx", "torchscript"):
+            path = str(tmp_path / f"g.{fmt}")
+            assert export_policy(algo, path, fmt).agreement.ok
+            meta = json.load(open(path + ".json"))
+            assert [t["initial"] for t in meta["state"]["tensors"]] == [[0.5] * 8]
+            _episode_agrees(algo, path, fmt)
+
+
+def test_a_masked_dict_recurrent_model_exports(tmp_path):
+    config = _ppo(MASKED, model_class="tests.test_recurrent_inputs:DictGRU", max_seq_len=4)
+    with _trained(config) as algo:
+        path = str(tmp_path / "m.onnx")
+        assert export_policy(algo, path, "onnx").agreement.ok
+        _episode_agrees(algo, path, "onnx")
+
+
+def test_cli_exports_a_recurrent_checkpoint(tmp_path, capsys):
+    with _trained(_ppo("CartPole-v1", **LSTM)) as algo:
+        ckpt = algo.save(str(tmp_path / "ckpt"))
+    out = str(tmp_path / "lstm.pt")
+    assert main(["export", ckpt, "--format", "torchscript", "-o", out]) == 0
+    text = capsys.readouterr().out
+    assert "greedy actions identical on 1000/1000" in text and "state_out_1" in text
+    assert json.load(open(out + ".json"))["state"]["tensors"][0]["input"] == "state_in_0"
+
+
+def test_a_graph_that_drops_the_state_disagrees(tmp_path, monkeypatch):
+    # The recurrent check is real: a file that always starts from the initial state
+    # agrees on the first step only, and the check names a state output.
+    from rl.serve.graph import RecurrentInferenceGraph
+
+    forward = RecurrentInferenceGraph.forward
+    monkeypatch.setattr(RecurrentInferenceGraph, "forward", lambda self, obs, *inputs:
+                        forward(self, obs, *(0 * x for x in inputs)))
+    with _trained(_ppo("CartPole-v1", **LSTM)) as algo:
+        with pytest.raises(AgreementError, match="disagrees with compute_actions") as e:
             export_policy(algo, str(tmp_path / "p.onnx"), "onnx")
-        assert not (tmp_path / "p.onnx").exists()
+        assert "largest difference in" in str(e.value)
+
+
+def test_a_shared_recurrent_policy_of_a_multi_agent_run_exports(tmp_path):
+    from tests.test_multi_agent import matching
+
+    config = matching(0).env_runners(num_env_runners=0, num_envs_per_env_runner=2,
+                                     rollout_fragment_length=8) \
+        .training(train_batch_size=16, minibatch_size=16, num_epochs=1, use_lstm=True,
+                  lstm_cell_size=8, max_seq_len=4, model_hiddens=[8])
+    with config.build() as algo:
+        algo.train()
+        path = str(tmp_path / "shared.onnx")
+        result = export_policy(algo, path, "onnx", policy="default_policy")
+        assert result.agreement.ok and result.agreement.mismatched_actions == 0
+        meta = json.load(open(path + ".json"))
+        assert meta["agents"] == list(algo.agents) and len(meta["state"]["tensors"]) == 2
+        obs = np.random.default_rng(1).uniform(0, 1, (1, meta["inputs"][0]["shape"][1]))
+        obs = obs.astype(np.float32)
+        state = [np.asarray(t["initial"], np.float32)[None] for t in meta["state"]["tensors"]]
+        agent = algo.agents[0]
+        ref = None
+        for _ in range(3):
+            out = _session(path).run(None, _feeds(meta, obs, state))
+            actions, ref = algo.compute_actions({agent: obs[0]}, ref)
+            assert int(out[0][0]) == int(actions[agent])
+            np.testing.assert_allclose(out[3][0], ref[agent][0], atol=1e-5)
+            state = out[3:]
 
 
 def test_the_example_exports_and_plays_with_onnxruntime(tmp_path):

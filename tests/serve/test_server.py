@@ -248,13 +248,181 @@ def test_a_masked_dict_policy_answers_legal_actions_and_refuses_an_empty_mask(tm
         assert r.status_code == 422 and "missing keys ['action_mask']" in r.json()["error"]
 
 
-def test_a_recurrent_checkpoint_is_refused_with_the_exporters_reason(tmp_path, capfd):
-    from rl.cli import main
+@pytest.fixture(scope="module")
+def lstm(tmp_path_factory):
+    """A recurrent PPO policy (use_lstm, normalize_obs), its checkpoint and ONNX file."""
+    folder = tmp_path_factory.mktemp("lstm")
+    algo = _trained("CartPole-v1", normalize_obs=True, use_lstm=True, lstm_cell_size=8,
+                    max_seq_len=4)
+    ckpt = algo.save(str(folder / "ckpt"))
+    onnx = str(folder / "lstm.onnx")
+    export_policy(algo, onnx, "onnx", checkpoint=ckpt)
+    yield algo, ckpt, onnx
+    algo.stop()
 
-    with _trained("CartPole-v1", use_lstm=True, lstm_cell_size=8, max_seq_len=4) as algo:
-        ckpt = algo.save(str(tmp_path / "lstm"))
-    assert main(["serve", ckpt, "--port", "0"]) == 2
-    assert "not exported yet" in capfd.readouterr().err
+
+@pytest.fixture(scope="module")
+def lstm_server(lstm):
+    with serving(lstm[2], "--max-wait-ms", "20") as s:
+        yield s
+
+
+def _close(got, want):
+    np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(want, np.float64),
+                               atol=1e-5)
+
+
+def test_a_recurrent_episode_carries_its_state_across_requests(lstm, lstm_server):
+    algo = lstm[0]
+    obs = random_observations(algo.env_obs_space, algo.action_space, 12, seed=11)
+    state, ref = None, None
+    for t in range(12):
+        body = {"obs": obs[t].tolist(), **({} if state is None else {"state": state})}
+        r = lstm_server.client.post("/v1/actions", json=body)
+        assert r.status_code == 200, r.text
+        action, ref = algo.compute_actions(obs[t], ref)
+        assert r.json()["actions"] == int(action)
+        state = r.json()["state"]
+        assert [np.shape(s) for s in state] == [(8,), (8,)]
+        for got, want in zip(state, ref):
+            _close(got, want)
+
+
+def test_a_list_of_observations_carries_a_state_per_row(lstm, lstm_server):
+    algo = lstm[0]
+    state, ref = None, None
+    for t in range(4):
+        obs = random_observations(algo.env_obs_space, algo.action_space, 5, seed=20 + t)
+        body = {"obs": obs.tolist(), **({} if state is None else {"state": state})}
+        answer = lstm_server.client.post("/v1/actions", json=body).json()
+        actions, ref = algo.compute_actions(obs, ref)
+        assert answer["actions"] == np.asarray(actions).tolist()
+        state = answer["state"]
+        assert [np.shape(s) for s in state] == [(5, 8), (5, 8)]
+        for got, want in zip(state, ref):
+            _close(got, want)
+
+
+def test_concurrent_recurrent_episodes_share_batches_and_keep_their_own_state(lstm,
+                                                                            lstm_server):
+    algo = lstm[0]
+    before = lstm_server.client.get("/v1/metadata").json()
+    barrier = threading.Barrier(8)
+
+    # The expected episodes first: compute_actions swaps the worker's state, one caller
+    # at a time.
+    episodes = []
+    for k in range(8):
+        obs = random_observations(algo.env_obs_space, algo.action_space, 10, seed=40 + k)
+        ref, steps = None, []
+        for t in range(10):
+            action, ref = algo.compute_actions(obs[t], ref)
+            steps.append((obs[t].tolist(), int(action), ref[0]))
+        episodes.append(steps)
+
+    def episode(k):
+        state, ok = None, True
+        with httpx.Client(base_url=lstm_server.url, timeout=30) as c:
+            barrier.wait()
+            for obs, action, h in episodes[k]:
+                body = {"obs": obs, **({} if state is None else {"state": state})}
+                answer = c.post("/v1/actions", json=body).json()
+                ok &= answer["actions"] == action
+                ok &= bool(np.allclose(answer["state"][0], h, atol=1e-5))
+                state = answer["state"]
+        return ok
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(episode, range(8)))
+    after = lstm_server.client.get("/v1/metadata").json()
+    assert after["requests_run"] - before["requests_run"] == 80
+    assert after["batches_run"] - before["batches_run"] < 80  # states batched together
+
+
+def test_recurrent_metadata_shows_the_state_spec(lstm_server):
+    meta = lstm_server.client.get("/v1/metadata").json()
+    assert [i["name"] for i in meta["inputs"]] == ["obs", "state_in_0", "state_in_1"]
+    assert [(t["input"], t["output"], t["shape"], t["dtype"]) for t in
+            meta["state"]["tensors"]] == [("state_in_0", "state_out_0", [8], "float32"),
+                                          ("state_in_1", "state_out_1", [8], "float32")]
+    assert meta["state"]["tensors"][1]["initial"] == [0.0] * 8
+    assert meta["state"]["prev_rewards"] is None
+    assert meta["torch_imported"] is False
+
+
+ZEROS = [0.0] * 8
+BAD_STATE = [
+    # (what, body, a phrase of the error)
+    ("not a list", {"obs": [0.0] * 4, "state": 3}, "expected a list of 2 arrays of shapes "
+     "[8], [8]"),
+    ("one tensor short", {"obs": [0.0] * 4, "state": [ZEROS]}, "expected a list of 2"),
+    ("wrong shape", {"obs": [0.0] * 4, "state": [ZEROS, [0.0] * 7]},
+     "state[1]: shape (7,); expected [8] (for one observation)"),
+    ("batch shape for one obs", {"obs": [0.0] * 4, "state": [[ZEROS], [ZEROS]]},
+     "state[0]: shape (1, 8); expected [8]"),
+    ("rows do not match", {"obs": [[0.0] * 4] * 3, "state": [[ZEROS] * 2, [ZEROS] * 2]},
+     "state[0]: shape (2, 8); expected [3, 8] (for 3 observations)"),
+    ("strings", {"obs": [0.0] * 4, "state": [["a"] * 8, ZEROS]}, "state[0]: expected numbers"),
+    ("null", {"obs": [0.0] * 4, "state": [ZEROS, [None] * 8]}, "state[1]: expected numbers"),
+    ("nan", '{"obs": [0, 0, 0, 0], "state": [[NaN, 0, 0, 0, 0, 0, 0, 0], '
+     + json.dumps(ZEROS) + "]}", "state[0]: NaN or infinite"),
+    ("beyond float32", {"obs": [0.0] * 4, "state": [[1e39] * 8, ZEROS]},
+     "state[0]: values beyond the range of float32"),
+    ("ragged", {"obs": [[0.0] * 4] * 2, "state": [[ZEROS, [0.0]], [ZEROS] * 2]},
+     "state[0]: ragged"),
+    ("prev_reward it does not read", {"obs": [0.0] * 4, "state": [ZEROS, ZEROS],
+                                      "prev_reward": 1.0}, "does not read the previous reward"),
+]
+
+
+@pytest.mark.parametrize("what,body,phrase", BAD_STATE, ids=[b[0] for b in BAD_STATE])
+def test_a_bad_state_is_a_422_saying_what_was_expected(lstm_server, what, body, phrase):
+    content = body if isinstance(body, str) else json.dumps(body)
+    r = lstm_server.client.post("/v1/actions", content=content,
+                                headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert phrase in r.json()["error"]
+    ok = lstm_server.client.post("/v1/actions", json={"obs": [0.0] * 4})
+    assert ok.status_code == 200 and len(ok.json()["state"]) == 2
+
+
+def test_a_feed_forward_policy_refuses_a_state(server):
+    r = server.client.post("/v1/actions", json={"obs": [0.0] * 4, "state": [[0.0]]})
+    assert r.status_code == 422 and "feed-forward" in r.json()["error"]
+    assert server.client.post("/v1/actions", json={"obs": [0.0] * 4}).json().keys() == \
+        {"actions"}
+
+
+def test_a_recurrent_checkpoint_is_exported_and_served(lstm):
+    algo, ckpt, _ = lstm
+    obs = random_observations(algo.env_obs_space, algo.action_space, 3, seed=12)
+    with serving(ckpt) as s:
+        answer = s.client.post("/v1/actions", json={"obs": obs.tolist()}).json()
+        actions, ref = algo.compute_actions(obs)
+        assert answer["actions"] == np.asarray(actions).tolist()
+        _close(answer["state"][0], ref[0])
+
+
+def test_the_state_codec_takes_the_previous_reward_with_the_state():
+    from rl.serve.requests import StateCodec
+
+    codec = StateCodec({"state": {"prev_rewards": "prev_rewards", "tensors": [
+        {"input": "state_in_0", "output": "state_out_0", "role": "model", "shape": [2],
+         "dtype": "float32", "initial": [0.5, 0.5]},
+        {"input": "state_in_1", "output": "state_out_1", "role": "prev_actions", "shape": [],
+         "dtype": "float32", "initial": 0.0}]}})
+    h, prev, reward = codec.decode(None, None, 3, False)
+    assert h.tolist() == [[0.5, 0.5]] * 3 and prev.tolist() == [0.0] * 3
+    assert reward.tolist() == [0.0] * 3
+    h, prev, reward = codec.decode([[1.0, 2.0], 1], 0.25, 1, True)
+    assert h.tolist() == [[1.0, 2.0]] and prev.tolist() == [1.0] and reward.tolist() == [0.25]
+    with pytest.raises(RequestError, match="missing prev_reward"):
+        codec.decode([[1.0, 2.0], 1], None, 1, True)
+    with pytest.raises(RequestError, match="prev_reward without state"):
+        codec.decode(None, 1.0, 1, True)
+    with pytest.raises(RequestError, match="expected a list of 2 numbers"):
+        codec.decode([[[1.0, 2.0]] * 2, [0, 1]], [1.0], 2, False)
+    assert codec.encode([np.ones((1, 2)), np.zeros(1)], True) == [[1.0, 1.0], 0.0]
 
 
 def test_serve_refuses_bad_flags_and_files(tmp_path, capsys):
