@@ -15,13 +15,14 @@ calls differs: ``ServeBatcher`` hands every validated observation to a ``@serve.
 function (``--max-batch`` observations, ``--max-wait-ms``), which runs onnxruntime in a
 thread. The ONNX file and its sidecar travel inside the deployment (as bytes), so a
 replica on another node needs rl and onnxruntime installed, not the driver's files; it
-writes them to a temporary directory of its own (the ``model`` ``/v1/metadata`` reports).
+writes them to a temporary directory of its own while it loads them (the ``model``
+``/v1/metadata`` reports, removed once loaded).
 ``/v1/metadata``'s counters and ``pid`` are the answering replica's.
 
 ``serve_on_ray`` joins ``address``'s cluster or starts a local Ray, starts Serve's HTTP
-proxy on ``host:port``, deploys the app and blocks until SIGTERM (returns 0) or SIGINT
-(returns 130); then it deletes the application, shuts Serve down when no other
-application is left on it, and shuts down the Ray it started.
+proxy on ``host:port``, deploys the app and blocks until SIGTERM or SIGINT (Ctrl-C); then
+it deletes the application, shuts Serve down when no other application is left on it,
+shuts down the Ray it started and returns 0, as the embedded server exits 0 after either.
 """
 
 from __future__ import annotations
@@ -85,19 +86,20 @@ def _builder(files: dict[str, bytes], options: dict):
     """The ASGI app builder a replica calls: writes the files, builds the app."""
 
     def build():
-        import atexit
         import shutil
         import tempfile
 
         from rl.serve.server import create_app
 
         folder = tempfile.mkdtemp(prefix="rl-serve-replica-")
-        atexit.register(shutil.rmtree, folder, True)
-        for name, data in files.items():
-            with open(os.path.join(folder, name), "wb") as f:
-                f.write(data)
-        return create_app(os.path.join(folder, "policy.onnx"), batcher=ServeBatcher,
-                          **options)
+        try:
+            for name, data in files.items():
+                with open(os.path.join(folder, name), "wb") as f:
+                    f.write(data)
+            return create_app(os.path.join(folder, "policy.onnx"), batcher=ServeBatcher,
+                              **options)
+        finally:  # the app holds the session and the sidecar: the files have done their part
+            shutil.rmtree(folder, ignore_errors=True)
 
     return build
 
@@ -135,16 +137,14 @@ def serve_on_ray(model: str, options: dict, *, host: str, port: int, replicas: i
             CPU per replica).
 
     Returns:
-        0 after SIGTERM, 130 after SIGINT (Ctrl-C).
+        0, once SIGTERM or SIGINT (Ctrl-C) stopped it.
     """
     import ray
     from ray import serve
 
     stop = threading.Event()
-    received: list[int] = []
 
     def on_signal(signum, frame):
-        received.append(signum)
         stop.set()
 
     started = not ray.is_initialized()
@@ -158,7 +158,7 @@ def serve_on_ray(model: str, options: dict, *, host: str, port: int, replicas: i
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             serve.start(http_options={"host": host, "port": port})
-            if not received:
+            if not stop.is_set():
                 serve.run(_application(model, options, replicas), name=APP_NAME,
                           route_prefix="/")
                 print(f"rl serve: serving {model} on http://{host}:{port} (Ray Serve, "
@@ -174,7 +174,7 @@ def serve_on_ray(model: str, options: dict, *, host: str, port: int, replicas: i
         if started:
             ray.shutdown()
     print("rl serve: stopped", file=sys.stderr, flush=True)
-    return 130 if received[0] == signal.SIGINT else 0
+    return 0
 
 
 def _undeploy(serve) -> None:
