@@ -33,7 +33,8 @@ def add_parser(sub) -> None:
                        description="Serve a checkpoint's policy (exported to ONNX first) or an "
                        "exported .onnx file as an HTTP JSON service: POST /v1/actions "
                        "{\"obs\": ...}, GET /healthz, GET /v1/metadata. Requests arriving "
-                       "together run as one onnxruntime batch. Needs the rl[serve] extra.")
+                       "together run as one onnxruntime batch. Needs the rl[serve] extra (and "
+                       "rl[ray] for --backend ray: a Ray Serve deployment).")
     s.add_argument("model", metavar="CHECKPOINT_OR_EXPORTED_FILE",
                    help="a checkpoint, or a .onnx file written by rl export (with its "
                    "FILE.json sidecar)")
