@@ -1,5 +1,6 @@
 """``rl serve CHECKPOINT_OR_FILE.onnx [--host] [--port] [--max-batch] [--max-wait-ms]
-[--workers] [--token] [--max-body-bytes]``: an HTTP JSON service over an ONNX policy.
+[--workers] [--token] [--max-body-bytes] [--backend inline|ray] [--address] [--replicas]``:
+an HTTP JSON service over an ONNX policy.
 
 A ``.onnx`` file is served with its ``FILE.json`` sidecar. Anything else is taken for a
 checkpoint and exported first by ``rl export --format onnx`` in a child process (so the
@@ -7,7 +8,9 @@ serving process never imports torch) into a temporary directory that is removed 
 the server stops. The app (``rl.serve.server``) runs under uvicorn: one process by
 default, ``--workers N`` uvicorn worker processes (each its own onnxruntime session).
 SIGTERM (or Ctrl-C) stops accepting connections, drains the requests in flight and
-exits 0. ``rl.cli`` owns the parser and the error handling.
+exits 0. ``--backend ray`` deploys the same app on Ray Serve instead (``rl.serve.ray_serve``:
+``--replicas`` replicas on ``--address``'s cluster or a local Ray). ``rl.cli`` owns the
+parser and the error handling.
 """
 
 from __future__ import annotations
@@ -21,13 +24,17 @@ import subprocess
 import sys
 import tempfile
 
+BACKENDS = ("inline", "ray")
+"""Where ``rl serve`` runs the app: embedded (uvicorn, this process) or on Ray Serve."""
+
 
 def add_parser(sub) -> None:
     s = sub.add_parser("serve", help="serve a policy over HTTP (POST /v1/actions)",
                        description="Serve a checkpoint's policy (exported to ONNX first) or an "
                        "exported .onnx file as an HTTP JSON service: POST /v1/actions "
                        "{\"obs\": ...}, GET /healthz, GET /v1/metadata. Requests arriving "
-                       "together run as one onnxruntime batch. Needs the rl[serve] extra.")
+                       "together run as one onnxruntime batch. Needs the rl[serve] extra (and "
+                       "rl[ray] for --backend ray: a Ray Serve deployment).")
     s.add_argument("model", metavar="CHECKPOINT_OR_EXPORTED_FILE",
                    help="a checkpoint, or a .onnx file written by rl export (with its "
                    "FILE.json sidecar)")
@@ -38,12 +45,19 @@ def add_parser(sub) -> None:
                    "one onnxruntime call (64)")
     s.add_argument("--max-wait-ms", type=float, default=2.0, help="how long the first "
                    "request of a batch waits for others to join it (2 ms)")
-    s.add_argument("--workers", type=int, default=1, help="uvicorn worker processes, each "
-                   "with its own onnxruntime session (1)")
+    s.add_argument("--workers", type=int, default=None, help="uvicorn worker processes, "
+                   "each with its own onnxruntime session (--backend inline; 1)")
     s.add_argument("--token", default=None, help="require the header 'Authorization: Bearer "
                    "TOKEN' on /v1/* (401 without it)")
     s.add_argument("--max-body-bytes", type=int, default=None, metavar="BYTES",
                    help="the largest request body accepted, larger ones get 413 (1 MiB)")
+    s.add_argument("--backend", choices=BACKENDS, default="inline",
+                   help="inline: the embedded server (uvicorn) in this process; ray: a Ray "
+                   "Serve deployment, on a local Ray or --address's cluster (inline)")
+    s.add_argument("--address", metavar="ADDR", default=None,
+                   help="Ray cluster address (--backend ray; default: start a local Ray)")
+    s.add_argument("--replicas", type=int, default=None, help="Ray Serve replicas, each "
+                   "with its own onnxruntime session (--backend ray; 1)")
     s.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="for a checkpoint: import MODULE in the export first (repeatable)")
     s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -53,8 +67,18 @@ def add_parser(sub) -> None:
 def _check(args) -> None:
     from rl.cli import UsageError
 
+    if args.backend != "ray":
+        for flag, value in (("--replicas", args.replicas), ("--address", args.address)):
+            if value is not None:
+                raise UsageError(f"{flag} needs --backend ray (a Ray Serve deployment); the "
+                                 "inline backend runs --workers uvicorn processes")
+    elif args.workers is not None:
+        raise UsageError("--workers needs --backend inline (uvicorn processes); with "
+                         "--backend ray give --replicas")
+    args.workers = 1 if args.workers is None else args.workers
+    args.replicas = 1 if args.replicas is None else args.replicas
     for flag, value, least in (("--port", args.port, 0), ("--max-batch", args.max_batch, 1),
-                               ("--workers", args.workers, 1),
+                               ("--workers", args.workers, 1), ("--replicas", args.replicas, 1),
                                ("--max-body-bytes", 1 if args.max_body_bytes is None else args.max_body_bytes, 1)):
         if value < least:
             raise UsageError(f"{flag} {value}: must be at least {least}")
@@ -92,6 +116,14 @@ def cmd_serve(args) -> int:
     except ImportError as e:
         raise UsageError(f"rl serve needs the {e.name!r} package: pip install "
                          "'rl[serve]'") from None
+    if args.backend == "ray":
+        try:
+            from ray import serve  # noqa: F401
+
+            from rl.serve.ray_serve import serve_on_ray
+        except ImportError as e:
+            raise UsageError(f"rl serve --backend ray needs Ray Serve ({e.name!r} is "
+                             "missing): pip install 'rl[ray]'") from None
     folder = None
     try:
         model = args.model
@@ -108,6 +140,10 @@ def cmd_serve(args) -> int:
             app = create_app(model, **options)  # in the workers' case: a check before forking
         except ValueError as e:
             raise UsageError(str(e)) from None
+        if args.backend == "ray":
+            del app
+            return serve_on_ray(model, options, host=args.host, port=args.port,
+                                replicas=args.replicas, address=args.address)
         # uvicorn re-raises the signal it shut down on; with this handler that is a no-op,
         # so a drained SIGTERM is a clean exit 0.
         signal.signal(signal.SIGTERM, lambda *_: None)

@@ -216,8 +216,14 @@ def _parse_payload(body: bytes) -> dict[str, Any]:
 
 def create_app(model: str, *, max_batch: int = 64, max_wait_ms: float = 2.0,
                token: str | None = None,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               batcher: type[Batcher] = Batcher) -> Starlette:
     """The Starlette app serving the ONNX file ``model``; see the module docstring.
+
+    ``batcher`` gathers the validated requests into graph calls: built as
+    ``batcher(run, max_batch, max_wait_s)`` when the app starts, with ``Batcher``'s
+    ``start``, ``stop``, ``submit`` and counters (``rl.serve.ray_serve`` passes one over
+    Ray Serve's ``@serve.batch``).
 
     Raises:
         ValueError: ``model`` is not a servable ONNX export, or a limit is not positive.
@@ -291,13 +297,13 @@ def create_app(model: str, *, max_batch: int = 64, max_wait_ms: float = 2.0,
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        batcher = Batcher(policy.run_inputs, max_batch, max_wait_ms / 1000)
-        batcher.start()
-        state["batcher"] = batcher
+        gatherer = batcher(policy.run_inputs, max_batch, max_wait_ms / 1000)
+        gatherer.start()
+        state["batcher"] = gatherer
         try:
             yield
         finally:
-            await batcher.stop()
+            await gatherer.stop()
 
     return Starlette(routes=[Route("/v1/actions", actions, methods=["POST"]),
                              Route("/healthz", healthz, methods=["GET"]),

@@ -42,7 +42,7 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(model: str, *flags: str):
+def serving(model: str, *flags: str, start_timeout_s: float = START_TIMEOUT_S):
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "rl.cli", "serve", model, "--port",
@@ -51,7 +51,7 @@ def serving(model: str, *flags: str):
     url = f"http://127.0.0.1:{port}"
     client = httpx.Client(base_url=url, timeout=30)
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + start_timeout_s
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"rl serve exited {proc.returncode}:\n{proc.stdout.read()}")
@@ -61,7 +61,7 @@ def serving(model: str, *flags: str):
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"rl serve did not answer /healthz in {START_TIMEOUT_S} s")
+                raise RuntimeError(f"rl serve did not answer /healthz in {start_timeout_s} s")
             time.sleep(0.1)
         yield Server(proc, url, client)
     finally:
