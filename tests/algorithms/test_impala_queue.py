@@ -157,12 +157,13 @@ class GatedQueue(LearnerQueue):
 
 
 def test_a_paused_runner_leaves_every_batch_either_queued_or_trained():
-    from rl.algorithms.impala.learner import LearnerRunner
+    from rl.algorithms.impala.learner import LearnerRunner, PolicyTrainer
 
     group, queue = GatedGroup(total=5), GatedQueue(10)
     for i in range(5):
         queue.put(batch(str(i), 10, versions=(0,)))
-    runner = LearnerRunner(group, queue, PolicyLag(), dict, broadcast_interval=1000, columns=1)
+    runner = LearnerRunner([PolicyTrainer("p", group, PolicyLag(), dict, columns=1)], queue,
+                           broadcast_interval=1000)
     inside, leave = threading.Event(), threading.Event()
     seen = {}
 
