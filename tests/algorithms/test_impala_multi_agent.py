@@ -217,6 +217,30 @@ def test_a_frozen_policy_acts_but_its_weights_and_board_never_move():
         assert fragment["weights_versions"][0] == board_version
 
 
+def test_agents_of_different_spaces_train_a_policy_each(monkeypatch):
+    # agent_1 sees 9 features (agent_0: 7) and has 4 actions: each policy's batch is cut
+    # to its own widths (observations, next observations) out of the padded fragment.
+    from rl.algorithms.impala.learner import IMPALALearner
+    from tests.test_multi_policy import LOPSIDED
+
+    shapes = {}
+    original = IMPALALearner.update
+
+    def spy(self, batch, **hyper):
+        width = int(self.model_spec.obs_space.shape[0])
+        shapes[width] = (batch[C.OBS].shape, batch[C.NEXT_OBS].shape)
+        return original(self, batch, **hyper)
+
+    monkeypatch.setattr(IMPALALearner, "update", spy)
+    with matching(0).environment(LOPSIDED).build() as algo:
+        assert algo.policy_map.ids == ("agent_0", "agent_1")
+        for _ in range(2):
+            result = algo.train()
+    assert shapes == {7: ((32, 4, 7), (32, 4, 7)), 9: ((32, 4, 9), (32, 4, 9))}
+    for p in TWO:
+        assert np.isfinite(result[f"learner/{p}/policy_loss"])
+
+
 def test_two_policies_with_learner_processes():
     cfg = (matching(0).multi_agent(policies=TWO, policies_to_train=["agent_0"])
            .env_runners(num_env_runners=1).set(backend="process").learners(num_learners=1))
