@@ -4,6 +4,9 @@ own learner, board and lag; frozen ones never move), turn-based self-play, check
 
 from __future__ import annotations
 
+import glob
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +15,7 @@ from rl import Algorithm, IMPALAConfig
 from rl.algorithms.impala.learner import loss_inputs, stack_fragments
 from rl.algorithms.impala.loss import IMPALALossSettings, impala_loss
 from rl.checkpoint import CheckpointError
+from rl.cli import main as cli_main
 from rl.data import columns as C
 from tests.envs.test_turn_based import MoveLog
 
@@ -241,17 +245,43 @@ def test_agents_of_different_spaces_train_a_policy_each(monkeypatch):
         assert np.isfinite(result[f"learner/{p}/policy_loss"])
 
 
-def test_two_policies_with_learner_processes():
+def test_two_policies_with_learner_processes_and_a_threaded_learner(tmp_path):
     cfg = (matching(0).multi_agent(policies=TWO, policies_to_train=["agent_0"])
            .env_runners(num_env_runners=1).set(backend="process").learners(num_learners=1))
     with cfg.build() as algo:
         frozen = weights(algo, "agent_1")
         for _ in range(3):
             result = algo.train()
+        assert algo.runner.threaded
         assert np.array_equal(weights(algo, "agent_1"), frozen)
         assert algo.weight_boards["agent_1"].version == 1
+        path = algo.save(str(tmp_path / "ckpt"))
+        saved = {p: weights(algo, p) for p in TWO}
     assert result["learner/agent_0/env_steps_trained"] > 0
     assert np.isfinite(result["learner/agent_0/policy_loss"])
+    with Algorithm.from_checkpoint(path) as algo:
+        for p in TWO:
+            np.testing.assert_array_equal(weights(algo, p), saved[p])
+        result = algo.train()
+        assert np.array_equal(weights(algo, "agent_1"), frozen)
+    assert result["training_iteration"] == 4
+
+
+def test_rl_train_and_evaluate_impala_with_two_policies(tmp_path, capsys):
+    code = cli_main(["train", "--algo", "impala", "--env", "MatchingGame-v0",
+                     "--backend", "inline", "--stop-timesteps", "512",
+                     "--set", "train_batch_size=128", "--set", "rollout_fragment_length=16",
+                     "--set", "policies=[agent_0, agent_1]",
+                     "--set", "policies_to_train=[agent_1]", "--logdir", str(tmp_path)])
+    assert code == 0
+    rows = [json.loads(line) for line in
+            open(glob.glob(str(tmp_path / "*" / "result.jsonl"))[0])]
+    assert any(np.isfinite(r.get("learner/agent_1/policy_loss", np.nan)) for r in rows)
+    assert not any(k.startswith("learner/agent_0/") for r in rows for k in r)  # frozen
+    checkpoint = sorted(glob.glob(str(tmp_path / "*" / "checkpoint_*")))[-1]
+    capsys.readouterr()
+    assert cli_main(["evaluate", checkpoint, "--episodes", "4"]) == 0
+    assert "4 episodes: return" in capsys.readouterr().out
 
 
 def _two_policies(seed: int = 0) -> IMPALAConfig:
