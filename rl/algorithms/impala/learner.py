@@ -8,20 +8,22 @@ Data flow in the driver process::
     group n fragments ── QueuedBatch ──▶ LearnerQueue (bounded; full: drop oldest)
                                                 │ get()
                                                 ▼
+                                         per trainable policy (its slot columns),
                                          with group.lock: update_fragments: stack along
                                          N, V-trace loss, SGD step(s); every
                                          broadcast_interval updates snapshot the weights
-    board.publish(snapshot [+ obs filter]) ◀── pop_weights() ◀──┘
+    boards[policy].publish(snapshot [+ filter]) ◀── pop_weights() ◀──┘
 
-The learner thread only touches the learner (under ``LockedLearnerGroup.lock``, which
-the driver also takes for checkpoints and evaluation) and the thread-safe queue,
-lag and metrics objects; the weights board, workers, observation filter and timers
-stay in the driver thread. torch releases the GIL inside its kernels, so sampling
-and learning overlap. With ``num_learners >= 1`` the fragments are ``Shared`` handles
-(``rl.runtime.shared``): the thread's ``group.update_fragments`` hands each learner
-process the handles of its env columns, the learners read the data from the object
-store, and the driver only ever moves handles. ``paused()`` holds the thread between
-two updates (checkpoints use it). On the inline backend ``drain()`` runs the same updates synchronously in the driver, which
+The learner thread only touches the learners (each under its
+``LockedLearnerGroup.lock``, which the driver also takes for checkpoints and
+evaluation) and the thread-safe queue, lag and metrics objects; the weights boards,
+workers, observation filter and timers stay in the driver thread. torch releases the
+GIL inside its kernels, so sampling and learning overlap. With ``num_learners >= 1``
+and one policy the fragments are ``Shared`` handles (``rl.runtime.shared``): the
+thread's ``group.update_fragments`` hands each learner process the handles of its env
+columns, the learners read the data from the object store, and the driver only ever
+moves handles (several policies: the thread cuts each policy's columns out and sends
+those). ``paused()`` holds the thread between two updates (checkpoints use it). On the inline backend ``drain()`` runs the same updates synchronously in the driver, which
 keeps that backend serial and reproducible.
 """
 
