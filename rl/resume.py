@@ -293,16 +293,22 @@ def pack_impala_state(*, board: np.ndarray, board_version: int,
         "board_version": int(board_version),
         "updates_at": dict(updates_at),
         "pending": _pack_value(_list_to_dict(pending), "pending", arrays),
-        "pending_versions": [int(v) for v in pending_versions],
+        "pending_versions": _versions(pending_versions),
         "queued": [{"fragments": _pack_value(_list_to_dict(fragments), f"queued/{j}", arrays),
                     "env_steps": int(env_steps),
-                    "versions": [int(v) for v in versions]}
+                    "versions": _versions(versions)}
                    for j, (fragments, env_steps, versions) in enumerate(queued)],
         "in_flight": None if in_flight is None else [
             {"worker": int(index), "result": _pack_value(result, f"in_flight/{j}", arrays)}
             for j, (index, result) in enumerate(in_flight)],
     }
     return state, arrays
+
+
+def _versions(versions: list[Any]) -> list[Any]:
+    """Behaviour versions, JSON-safe: one int per fragment, or (several policies) a list
+    of one int per policy."""
+    return [int(v) if np.isscalar(v) else [int(x) for x in v] for v in versions]
 
 
 def unpack_impala_state(state: dict[str, Any],

@@ -69,10 +69,6 @@ class Algorithm(abc.ABC):
     """Whether it trains PettingZoo multi-agent envs (``rl.envs.multi_agent``)."""
     recurrent_multi_agent: ClassVar[bool] = False
     """Whether it trains recurrent policies on multi-agent envs (one shared policy)."""
-    several_policies: ClassVar[bool] = True
-    """With ``multi_agent``: whether a run may have several policies, per-policy
-    settings or frozen policies (``rl.algorithms.policy_map``); False: one shared
-    policy that learns."""
 
     def __init__(self, config: AlgorithmConfig, logdir: str | None = None, *,
                  checkpoint: str | None = None):
@@ -99,8 +95,6 @@ class Algorithm(abc.ABC):
         self.policy_map = PolicyMap.create(config, self.agents, self.agent_spaces)
         self._policy_configs = {pid: self.policy_map.config_for(config, pid)
                                 for pid in self.policy_map.ids}
-        if self.agents is not None:
-            self._check_policies()
         for pid in self.policy_map.ids:
             _, action, env_obs = self.policy_spaces(pid)
             check_action_space(action, self.name, self.action_spaces, self.action_space_hint)
@@ -157,10 +151,8 @@ class Algorithm(abc.ABC):
             self.learner_groups: dict[str, LearnerGroup] = {}
             self.weight_boards: dict[str, Any] = {}
             for pid in self.policy_map.ids:
-                self.learner_groups[pid] = self.make_learner_group() if self._one_policy else \
-                    LearnerGroup(self.learner_factory(self.policy_config(pid),
-                                                      self.model_specs[pid]),
-                                 self.policy_config(pid), self.runtime)
+                self.learner_groups[pid] = self.make_learner_group(
+                    None if self._one_policy else pid)
                 weights = self.learner_groups[pid].get_weights()
                 self.weight_boards[pid] = self.runtime.weights_board(len(weights))
                 self.weight_boards[pid].publish(weights)
@@ -199,25 +191,6 @@ class Algorithm(abc.ABC):
             raise ConfigError(f"normalize_obs is not supported yet when the agents of "
                               f"{self.config.env!r} have different observation spaces; set "
                               "normalize_obs=false")
-
-    def _check_policies(self) -> None:
-        """``ConfigError`` for a policy map this algorithm cannot train (one shared
-        policy only, ``several_policies`` False)."""
-        pm = self.policy_map
-        if self.several_policies or (len(pm.ids) == 1 and not pm.overrides
-                                     and pm.trainable == pm.ids):
-            return
-        from rl.algorithms.registry import algorithm_class
-
-        names = ", ".join(sorted(n.upper() for n in multi_agent_algorithms()
-                                 if algorithm_class(n).several_policies))
-        what = f"policies {list(pm.ids)}" if len(pm.ids) > 1 else \
-            "policy_overrides" if pm.overrides else f"policies_to_train {list(pm.trainable)}"
-        raise ConfigError(
-            f"{self.name} trains multi-agent envs with one shared policy that learns; this "
-            f"run has {what} ({self.config.env!r}"
-            + (", whose agents have different spaces" if self.agent_spaces is not None
-               else "") + f"): several policies are {names}-only for now; use {names}")
 
     # ------------------------------------------------------------------ policies
     @property
@@ -382,9 +355,36 @@ class Algorithm(abc.ABC):
         return functools.partial(self.learner_class, model_spec or self.model_spec, cfg,
                                  cfg.device)
 
-    def make_learner_group(self) -> LearnerGroup:
-        """Build the learner group (called once, before the workers start)."""
-        return LearnerGroup(self.learner_factory(), self.config, self.runtime)
+    def make_learner_group(self, pid: str | None = None) -> LearnerGroup:
+        """Build a learner group (called once per policy, before the workers start):
+        policy ``pid``'s, with its config and model (None: the run's one policy)."""
+        if pid is None:
+            return LearnerGroup(self.learner_factory(), self.config, self.runtime)
+        return LearnerGroup(self.learner_factory(self.policy_config(pid), self.model_specs[pid]),
+                            self.policy_config(pid), self.runtime)
+
+    def padded_widths(self, pid: str) -> dict[str, int]:
+        """The fragment columns that travel zero-padded to the widest agent when agents
+        have different spaces, and policy ``pid``'s own width of each (``{}`` when the
+        agents share their spaces)."""
+        if self.agent_spaces is None:
+            return {}
+        spec = self.model_specs[pid]
+        obs = int(spec.obs_space.shape[0])
+        widths = {C.OBS: obs, C.NEXT_OBS: obs, C.BEHAVIOUR_LOGITS: spec.dist_spec.input_dim}
+        if spec.dist_spec.action_shape:
+            widths[C.ACTIONS] = spec.dist_spec.action_shape[0]
+        return widths
+
+    def policy_columns(self, index: int, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Policy ``policy_map.ids[index]``'s columns of a multi-agent fragment
+        (``[T, games x agents, ...]``): its (game, agent) slots, each column cut to the
+        policy's own width where agents' spaces differ (``padded_widths``)."""
+        num_games = batch[C.REWARDS].shape[1] // len(self.agents)
+        slots = self.policy_map.slots(index, num_games)
+        widths = self.padded_widths(self.policy_map.ids[index])
+        return {c: v[:, slots] if c not in widths else v[:, slots, : widths[c]]
+                for c, v in batch.items()}
 
     def setup(self) -> None:
         """Algorithm-specific state after workers and learners exist."""

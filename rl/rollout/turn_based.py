@@ -140,6 +140,7 @@ def sample_turn_based(worker: RolloutWorker, request: dict[str, Any]) -> dict[st
         "episode_returns": np.asarray(episode_returns, np.float64),
         "episode_lens": np.asarray(episode_lens, np.int64),
         "weights_version": worker.weights_version,
+        "weights_versions": list(worker.weights_versions),  # one per policy
         "obs_stats": stats,
         "worker_index": worker.worker_index,
         "env_errors": env_errors,

@@ -401,6 +401,7 @@ class RolloutWorker:
             "episode_returns": np.asarray(episode_returns, np.float64),
             "episode_lens": np.asarray(episode_lens, np.int64),
             "weights_version": self.weights_version,
+            "weights_versions": list(self.weights_versions),  # one per policy
             "obs_stats": stats,
             "worker_index": self.worker_index,
             "env_errors": env_errors,

@@ -157,12 +157,13 @@ class GatedQueue(LearnerQueue):
 
 
 def test_a_paused_runner_leaves_every_batch_either_queued_or_trained():
-    from rl.algorithms.impala.learner import LearnerRunner
+    from rl.algorithms.impala.learner import LearnerRunner, PolicyTrainer
 
     group, queue = GatedGroup(total=5), GatedQueue(10)
     for i in range(5):
         queue.put(batch(str(i), 10, versions=(0,)))
-    runner = LearnerRunner(group, queue, PolicyLag(), dict, broadcast_interval=1000, columns=1)
+    runner = LearnerRunner([PolicyTrainer("p", group, PolicyLag(), dict, columns=1)], queue,
+                           broadcast_interval=1000)
     inside, leave = threading.Event(), threading.Event()
     seen = {}
 
@@ -195,3 +196,51 @@ def test_a_paused_runner_leaves_every_batch_either_queued_or_trained():
         queue.gate.set()
         leave.set()
         runner.stop()
+
+
+class RecordingGroup:
+    """A learner that records the fragments it is given and returns fixed weights."""
+
+    lock = threading.RLock()
+
+    def __init__(self, weights):
+        self.seen = []
+        self.weights = weights
+
+    def update_fragments(self, fragments, columns, **hyper):
+        self.seen.append((fragments, columns, hyper))
+        return {"loss": float(len(self.seen))}
+
+    def get_weights(self):
+        return self.weights
+
+
+def test_each_policy_trains_on_its_columns_with_its_own_lag_and_snapshot():
+    from rl.algorithms.impala.learner import LearnerRunner, PolicyTrainer
+
+    groups = {"a": RecordingGroup("wa"), "b": RecordingGroup("wb")}
+    lags = {"a": PolicyLag(), "b": PolicyLag()}
+    # Policy a's board version 3 holds update 2's weights; b's version 7 update 0's.
+    lags["a"].record_publish(3, 2)
+    lags["b"].record_publish(7, 0)
+    trainers = [PolicyTrainer(p, groups[p], lags[p], lambda p=p: {"lr": {"a": 1.0, "b": 2.0}[p]},
+                              columns=1, index=k, select=lambda f, k=k: {"col": f["col"][k]})
+                for k, p in enumerate(("a", "b"))]
+    queue = LearnerQueue(4)
+    runner = LearnerRunner(trainers, queue, broadcast_interval=2)
+    runner.updates = 5
+    # One fragment sampled with a's version 3 and b's version 7 (one version per policy).
+    queue.put(QueuedBatch([{"col": ["for a", "for b"]}], 10, [[3, 7]]))
+    queue.put(QueuedBatch([{"col": ["a2", "b2"]}], 10, [[3, 7]]))
+    runner.drain()
+    assert [s[0] for s in groups["a"].seen] == [[{"col": "for a"}], [{"col": "a2"}]]
+    assert [s[0] for s in groups["b"].seen] == [[{"col": "for b"}], [{"col": "b2"}]]
+    assert groups["a"].seen[0][2] == {"lr": 1.0} and groups["b"].seen[0][2] == {"lr": 2.0}
+    a, b = trainers[0].metrics.pop(), trainers[1].metrics.pop()
+    assert (a["policy_lag_mean"], a["policy_lag_max"]) == (3.5, 4.0)  # 5-2, 6-2
+    assert (b["policy_lag_mean"], b["policy_lag_max"]) == (5.5, 6.0)  # 5-0, 6-0
+    assert a["updates"] == b["updates"] == 2.0
+    # Update 6 (the first batch's) is a broadcast, 7 is not: one snapshot of each policy.
+    assert runner.pop_weights() == {"a": ("wa", 6), "b": ("wb", 6)}
+    assert runner.pop_weights() is None
+    assert runner.env_steps_trained == 20

@@ -8,20 +8,22 @@ Data flow in the driver process::
     group n fragments ── QueuedBatch ──▶ LearnerQueue (bounded; full: drop oldest)
                                                 │ get()
                                                 ▼
+                                         per trainable policy (its slot columns),
                                          with group.lock: update_fragments: stack along
                                          N, V-trace loss, SGD step(s); every
                                          broadcast_interval updates snapshot the weights
-    board.publish(snapshot [+ obs filter]) ◀── pop_weights() ◀──┘
+    boards[policy].publish(snapshot [+ filter]) ◀── pop_weights() ◀──┘
 
-The learner thread only touches the learner (under ``LockedLearnerGroup.lock``, which
-the driver also takes for checkpoints and evaluation) and the thread-safe queue,
-lag and metrics objects; the weights board, workers, observation filter and timers
-stay in the driver thread. torch releases the GIL inside its kernels, so sampling
-and learning overlap. With ``num_learners >= 1`` the fragments are ``Shared`` handles
-(``rl.runtime.shared``): the thread's ``group.update_fragments`` hands each learner
-process the handles of its env columns, the learners read the data from the object
-store, and the driver only ever moves handles. ``paused()`` holds the thread between
-two updates (checkpoints use it). On the inline backend ``drain()`` runs the same updates synchronously in the driver, which
+The learner thread only touches the learners (each under its
+``LockedLearnerGroup.lock``, which the driver also takes for checkpoints and
+evaluation) and the thread-safe queue, lag and metrics objects; the weights boards,
+workers, observation filter and timers stay in the driver thread. torch releases the
+GIL inside its kernels, so sampling and learning overlap. With ``num_learners >= 1``
+and one policy the fragments are ``Shared`` handles (``rl.runtime.shared``): the
+thread's ``group.update_fragments`` hands each learner process the handles of its env
+columns, the learners read the data from the object store, and the driver only ever
+moves handles (several policies: the thread cuts each policy's columns out and sends
+those). ``paused()`` holds the thread between two updates (checkpoints use it). On the inline backend ``drain()`` runs the same updates synchronously in the driver, which
 keeps that backend serial and reproducible.
 """
 
@@ -32,6 +34,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -52,7 +55,8 @@ from rl.metrics import MetricMeans
 from rl.policies.recurrent import PREV_INPUTS
 from rl.runtime import shared
 
-__all__ = ["IMPALALearner", "LearnerRunner", "LockedLearnerGroup", "stack_fragments"]
+__all__ = ["IMPALALearner", "LearnerRunner", "LockedLearnerGroup", "PolicyTrainer",
+           "stack_fragments"]
 
 log = logging.getLogger(__name__)
 
@@ -226,37 +230,64 @@ def _clone(obj: Any) -> Any:
     return obj
 
 
+def _version_of(version: int | list[int], index: int) -> int:
+    """A fragment's behaviour version of policy ``index``: one int (one policy), or one
+    per policy (several)."""
+    return int(version) if isinstance(version, int | np.integer) else int(version[index])
+
+
+@dataclass(slots=True)
+class PolicyTrainer:
+    """One trainable policy as the learner thread sees it.
+
+    Attributes:
+        pid: the policy id.
+        group: its learner, with its lock.
+        lag: its policy-lag bookkeeping (fed here, published to by the driver).
+        hyper: returns its per-update hyper-parameters (``lr``, ``entropy_coeff``).
+        columns: its columns per fragment (every env column with one policy; its
+            (game, agent) slots with several).
+        index: its position among the policies (its entry in a fragment's behaviour
+            versions, when they are one per policy).
+        select: its slot columns of a fragment (None: the whole fragment).
+        metrics: its learner metrics since the driver last reported.
+    """
+
+    pid: str
+    group: LockedLearnerGroup
+    lag: PolicyLag
+    hyper: Callable[[], dict[str, float]]
+    columns: int
+    index: int = 0
+    select: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
+    metrics: MetricsWindow = field(default_factory=MetricsWindow)
+
+
 class LearnerRunner:
-    """Takes train batches off the queue and runs the learner on them.
+    """Takes train batches off the queue and runs the learners on them.
 
     ``start()`` runs it in a daemon thread (process and ray backends); without a
     thread, ``drain()`` trains on every queued batch in the calling thread (inline
-    backend). Either way each batch is one learner *update* (``num_epochs`` passes);
-    the learner's weights version is the number of updates, and after every
-    ``broadcast_interval`` updates a weight snapshot waits in ``pop_weights()``.
+    backend). Either way each batch is one *update* (``num_epochs`` passes) of every
+    trainable policy, each on its own columns of the batch (its agents' slots); the
+    learners' weights version is the number of updates, and after every
+    ``broadcast_interval`` updates a weight snapshot of each policy waits in
+    ``pop_weights()``.
 
     Args:
-        group: the learner, with its lock.
+        trainers: the trainable policies (one for a single-agent run).
         queue: where train batches arrive.
-        lag: policy-lag bookkeeping (fed here, published to by the driver).
-        hyper: returns the per-update hyper-parameters (``lr``, ``entropy_coeff``).
         broadcast_interval: updates between weight snapshots.
-        columns: env columns per fragment (``num_envs_per_env_runner``).
     """
 
-    def __init__(self, group: LockedLearnerGroup, queue: LearnerQueue, lag: PolicyLag,
-                 hyper: Callable[[], dict[str, float]], broadcast_interval: int,
-                 columns: int):
-        self.group = group
-        self.columns = columns
+    def __init__(self, trainers: list[PolicyTrainer], queue: LearnerQueue,
+                 broadcast_interval: int):
+        self.trainers = trainers
         self.queue = queue
-        self.lag = lag
-        self.hyper = hyper
         self.broadcast_interval = broadcast_interval
-        self.metrics = MetricsWindow()
         self.updates = 0
         self.env_steps_trained = 0
-        self._snapshot: tuple[np.ndarray, int] | None = None
+        self._snapshot: dict[str, tuple[np.ndarray, int]] = {}
         self._snapshot_lock = threading.Lock()
         self._stop = threading.Event()
         self._error: BaseException | None = None
@@ -300,34 +331,43 @@ class LearnerRunner:
             self.train_on(item)
 
     def train_on(self, item: QueuedBatch) -> None:
-        """One learner update on a queued batch; snapshots weights at broadcast time."""
-        start = time.perf_counter()
+        """One update of every trainable policy on a queued batch; snapshots weights at
+        broadcast time."""
+        done: list[tuple[PolicyTrainer, dict[str, float], float, list[int]]] = []
+        snapshot = {}
         try:
-            hyper = self.hyper()
-            with self.group.lock:
-                lags = self.lag.observe(item.behaviour_versions, self.updates)
-                # Learner processes read the fragments from the object store themselves;
-                # the group releases the handles once they answered.
-                metrics = self.group.update_fragments(item.fragments, self.columns, **hyper)
-                self.updates += 1
-                self.env_steps_trained += item.env_steps
-                snapshot = None
-                if self.updates % self.broadcast_interval == 0:
-                    snapshot = (self.group.get_weights(), self.updates)
-        except BaseException:
+            for t in self.trainers:
+                start = time.perf_counter()
+                hyper = t.hyper()
+                versions = [_version_of(v, t.index) for v in item.behaviour_versions]
+                with t.group.lock:
+                    lags = t.lag.observe(versions, self.updates)
+                    # Learner processes read the fragments from the object store
+                    # themselves; the group releases the handles once they answered.
+                    fragments = item.fragments if t.select is None else \
+                        [t.select(shared.resolve(f)) for f in item.fragments]
+                    metrics = t.group.update_fragments(fragments, t.columns, **hyper)
+                done.append((t, metrics, time.perf_counter() - start, lags))
+            self.updates += 1
+            self.env_steps_trained += item.env_steps
+            if self.updates % self.broadcast_interval == 0:
+                for t in self.trainers:
+                    snapshot[t.pid] = (t.group.get_weights(), self.updates)
+        finally:
             shared.release_all(item.fragments)
-            raise
-        if snapshot is not None:
+        if snapshot:
             with self._snapshot_lock:
                 self._snapshot = snapshot
-        self.metrics.add(metrics, time.perf_counter() - start, lags)
+        for t, metrics, seconds, lags in done:
+            t.metrics.add(metrics, seconds, lags)
 
     # ------------------------------------------------------------------ driver side
-    def pop_weights(self) -> tuple[np.ndarray, int] | None:
-        """The newest unpublished weight snapshot and its update count, or None."""
+    def pop_weights(self) -> dict[str, tuple[np.ndarray, int]] | None:
+        """The newest unpublished weight snapshot of each trainable policy (``{policy:
+        (weights, update count)}``), or None."""
         with self._snapshot_lock:
-            snapshot, self._snapshot = self._snapshot, None
-        return snapshot
+            snapshot, self._snapshot = self._snapshot, {}
+        return snapshot or None
 
     def check(self) -> None:
         """Raise in the driver if the learner thread died."""

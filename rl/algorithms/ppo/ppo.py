@@ -138,30 +138,16 @@ class PPO(Algorithm):
             if pid not in self.policy_map.trainable:
                 continue
             parts = []
-            widths = self._widths(pid)
             for r in results:
                 num_games = r["batch"][C.REWARDS].shape[1] // len(self.agents)
                 slots = self.policy_map.slots(k, num_games)
                 discarded = r.get("discarded")
                 parts.append({"worker_index": r["worker_index"],
-                              "batch": {c: v[:, slots] if c not in widths else
-                                        v[:, slots, : widths[c]]
-                                        for c, v in r["batch"].items()},
+                              "batch": self.policy_columns(k, r["batch"]),
                               "discarded": None if discarded is None else discarded[:, slots]})
             batches[pid] = fragments_to_train_batch(parts, cfg.gamma, cfg.gae_lambda,
                                                     sequences=self.sequences, compact=True)
         return batches
-
-    def _widths(self, pid: str) -> dict[str, int]:
-        """The columns that travel zero-padded when agents have different spaces, and
-        policy ``pid``'s own width of each."""
-        if self.agent_spaces is None:
-            return {}
-        spec = self.model_specs[pid]
-        widths = {C.OBS: int(spec.obs_space.shape[0]), C.BEHAVIOUR_LOGITS: spec.dist_spec.input_dim}
-        if spec.dist_spec.action_shape:
-            widths[C.ACTIONS] = spec.dist_spec.action_shape[0]
-        return widths
 
     def extra_state(self):
         arrays = {"reward_scaler": self.reward_scaler.state()} if self.reward_scaler else {}
