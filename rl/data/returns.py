@@ -13,10 +13,12 @@ true final observation.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch loads on the first V-trace call: rollout workers never need it
+    import torch
 
 __all__ = ["NStepReturns", "compute_gae", "nstep_returns", "vtrace", "vtrace_torch"]
 
@@ -248,6 +250,8 @@ def vtrace_torch(
         ``(vs, pg_advantages)``, both ``[T, N]`` in ``values``' dtype, detached: the
         V-trace value targets ``v_t`` and the advantages for the policy loss.
     """
+    import torch
+
     if (truncateds is None) != (final_values is None):
         raise ValueError("truncateds and final_values must be given together")
     with torch.no_grad():
@@ -322,6 +326,8 @@ def _vtrace_valid(valid: torch.Tensor, rewards: torch.Tensor, values: torch.Tens
     One reverse pass carries, per column, the value of the next valid row (the
     bootstrap value past the last one) and its correction ``v - V``; a skipped row
     leaves both as they are."""
+    import torch
+
     next_v = bootstrap_value.clone()
     acc = torch.zeros_like(next_v)
     vs_minus_v = torch.zeros_like(values)
@@ -368,6 +374,8 @@ def vtrace(
     Returns:
         ``(vs, pg_advantages)``, both float32 ``[T, N]`` numpy arrays.
     """
+    import torch
+
 
     def tensor(x: np.ndarray | None) -> torch.Tensor | None:
         if x is None:

@@ -15,11 +15,14 @@ games use ``Box(0, 1, (n,), int8)``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
-import torch
 from gymnasium import spaces
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["ACTION_MASK", "ObsLayout", "check_action_mask"]
 
@@ -65,7 +68,8 @@ class ObsLayout:
     def split(self, flat):
         """``(rest, mask)`` of a flat batch ``[..., width]`` (numpy or torch)."""
         a, b = self.mask
-        cat = torch.cat if isinstance(flat, torch.Tensor) else np.concatenate
+        # torch only for a tensor (then already imported): numpy callers never load it.
+        cat = np.concatenate if isinstance(flat, np.ndarray) else _torch_cat
         rest = flat[..., b:] if a == 0 else flat[..., :a] if b == self.width else \
             cat([flat[..., :a], flat[..., b:]], -1)
         return rest, flat[..., a:b]
@@ -77,6 +81,12 @@ class ObsLayout:
             part = flat[..., start:stop]
             out[key] = part.reshape(*flat.shape[:-1], *shape) if shape is not None else part
         return out
+
+
+def _torch_cat(tensors, dim):
+    import torch
+
+    return torch.cat(tensors, dim)
 
 
 def check_action_mask(env_obs_space: gym.Space, action_space: gym.Space, algo: str) -> None:

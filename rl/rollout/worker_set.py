@@ -27,11 +27,16 @@ Waiting for workers is where Ctrl-C may abandon an iteration (``rl.interrupts``)
 ``get_state()``/``set_state()`` carry the counters and every worker's state through a
 checkpoint (see ``RolloutWorker.get_state``), so that a resumed run continues the saved
 run's episodes.
+
+Debugging start-up: with ``RL_STARTUP_TRACE=<file>`` in the environment, the driver
+writes the wall-clock time at which the first fragment arrived into that file
+(``benchmarks/startup.py`` reports it as the time to first sample).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -150,6 +155,7 @@ class WorkerSet:
 
     def _ingest(self, result: dict[str, Any]) -> dict[str, Any]:
         """Count (and log once) the sub-env errors a fragment reports."""
+        _trace_first_sample()
         for env_index, method, error in result.get("env_errors") or ():
             self.env_errors += 1
             if error not in self._logged_env_errors:
@@ -361,3 +367,22 @@ def _raise_callback_error(error: BaseException) -> None:
             raise error.cause from None
         raise CallbackError(f"(in {error.actor_name})", error.message,
                             error.remote_traceback) from None
+
+
+STARTUP_TRACE_VAR = "RL_STARTUP_TRACE"
+"""Debug hook for ``benchmarks/startup.py``: a file path; the driver writes the wall-clock
+time (``time.time()``) at which the first fragment of the process arrived into it."""
+
+_first_sample_traced = False
+
+
+def _trace_first_sample() -> None:
+    """Write the first fragment's arrival time to ``$RL_STARTUP_TRACE`` (once)."""
+    global _first_sample_traced
+    if _first_sample_traced:
+        return
+    _first_sample_traced = True
+    path = os.environ.get(STARTUP_TRACE_VAR)
+    if path:
+        with open(path, "w") as f:
+            f.write(repr(time.time()))
