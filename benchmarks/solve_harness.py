@@ -30,7 +30,8 @@ def measure(script: str, impl: str, seed: int, budget: int, eval_every: int,
     """Run ``script --child impl`` and time it to the first evaluation >= ``threshold``.
 
     Returns ``{"wall_s", "steps", "evals"}`` and the solving report's ``extra`` fields
-    (``wall_s`` nan and ``steps`` None if the budget ran out first; ``evals`` lists every
+    (``wall_s`` nan and ``steps`` None if the budget ran out first, then ``budget_wall_s``
+    is the time the child took to spend its whole budget; ``evals`` lists every
     evaluation's rounded return).
     """
     start = time.perf_counter()
@@ -49,7 +50,8 @@ def measure(script: str, impl: str, seed: int, budget: int, eval_every: int,
             break
     proc.kill()
     proc.wait()
-    out: dict[str, Any] = solved or {"wall_s": float("nan"), "steps": None}
+    out: dict[str, Any] = solved or {"wall_s": float("nan"), "steps": None,
+                                     "budget_wall_s": time.perf_counter() - start}
     out["evals"] = evals
     return out
 

@@ -115,6 +115,8 @@ def main() -> None:
             results[impl].append(r)
             reached = (f"last smoothed return {returns[-1]}, best {max(returns)}" if returns
                        else "no episode finished")
+            if r["steps"] is None:
+                reached += f"; its whole budget took {r['budget_wall_s']:.1f} s"
             print(f"{impl} seed {seed}: {r['wall_s']:.1f} s, {r['steps']} env steps "
                   f"({reached})", flush=True)
     medians = {}
@@ -125,6 +127,11 @@ def main() -> None:
               f"({len(solved)}/{len(runs)} seeds solved)")
     if {"rl", "sb3"} <= set(medians):
         print(f"ratio rl / sb3: {medians['rl'] / medians['sb3']:.2f}")
+        spent = [r["budget_wall_s"] for r in results["sb3"] if r["steps"] is None]
+        if spent and medians["rl"] == medians["rl"]:  # an sb3 seed never solved
+            print(f"sb3 left {len(spent)} seed(s) unsolved after a median "
+                  f"{statistics.median(spent):.1f} s: ratio rl / sb3 below "
+                  f"{medians['rl'] / statistics.median(spent):.2f}")
 
 
 if __name__ == "__main__":
