@@ -3,7 +3,8 @@
 Each algorithm trains on CartPole-v1 with the process backend (2 workers x 8 envs) in
 this process, through the Python API, for ``--minutes``. A background thread of the
 same process, the *sampler*, every ``--sample-every`` seconds reads the process tree
-(this driver and all its descendants: the forkserver, the workers) from ``/proc``:
+(this driver and all its descendants: multiprocessing's forkserver and resource tracker,
+the workers) from ``/proc``:
 
 - memory: driver RSS, tree RSS and tree PSS (``/proc/PID/smaps_rollup``);
 - open descriptors (``/proc/PID/fd``) and threads, of the driver and of the tree;
@@ -355,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
             soak.run()
         left = shm.list_segments(shm.driver_prefix())
         print(f"{name} stopped: {len(left)} library /dev/shm segments left, "
-              f"{len(_descendants(os.getpid()))} child processes (the forkserver stays)")
+              f"{len(_descendants(os.getpid()))} child processes (multiprocessing's forkserver "
+              "and resource tracker stay for the next runtime)")
         if left:
             failures.append(f"{name}: /dev/shm segments left after stop(): {left}")
         write_csv(os.path.join(args.out, f"soak_{name}.csv"), soak.rows)
