@@ -95,6 +95,8 @@ def test_ray_backend_answers_like_compute_actions_and_stops_clean(cartpole):
             pids.add(meta["pid"])
         assert len(pids) == 2
         assert (meta["algorithm"], meta["max_body_bytes"]) == ("PPO", BODY_LIMIT)
+        assert meta["checkpoint"] == ckpt  # and the export rl serve made of it, still there
+        assert os.path.isfile(meta["model"]) and os.path.isfile(meta["model"] + ".json")
 
         bad = post("/v1/actions", json={"obs": [0.1, 0.2]}, headers=auth)
         assert bad.status_code == 422
@@ -164,6 +166,8 @@ def test_ray_backend_carries_a_recurrent_state_across_requests(lstm):
         assert bad.status_code == 422
         assert "state[1]: shape (7,); expected [8]" in bad.json()["error"]
         meta = server.client.get("/v1/metadata").json()
+        # the file rl serve was given, not the replica's deleted temporary copy
+        assert meta["model"] == os.path.abspath(onnx)
         assert [i["name"] for i in meta["inputs"]] == ["obs", "state_in_0", "state_in_1"]
         assert server.stop() == 0
 
