@@ -284,6 +284,12 @@ def _resume_to(tuner, total: int, options: TuneOptions, live) -> None:
 
     # Tuner.restore takes no new TuneConfig or RunConfig: set them on the restored one
     internal = tuner._local_tuner
+    if internal is None:  # Ray client mode (ray://): the tuner lives on the cluster
+        if options.trials is not None:
+            raise ConfigError(f"--resume --trials {options.trials}: a sweep restored through "
+                              "a ray:// client keeps the trial count it started with; give "
+                              "the cluster's address (auto or HOST:PORT) or leave out --trials")
+        return
     internal._run_config.callbacks = [live]
     config = internal._tune_config
     if config.search_alg is None:  # PBT: Ray's variant generator, all trials made at once
