@@ -604,5 +604,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # `python -m rl.cli` runs this file as `__main__`, and the subcommand modules import
+    # `rl.cli` a second time: run that copy's main, so that the one UsageError they raise
+    # is the one main catches (exit 2, not a traceback and 1).
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(main())
+    from rl.cli import main as _main
+
+    sys.exit(_main())

@@ -15,9 +15,10 @@ calls differs: ``ServeBatcher`` hands every validated observation to a ``@serve.
 function (``--max-batch`` observations, ``--max-wait-ms``), which runs onnxruntime in a
 thread. The ONNX file and its sidecar travel inside the deployment (as bytes), so a
 replica on another node needs rl and onnxruntime installed, not the driver's files; it
-writes them to a temporary directory of its own while it loads them (the ``model``
-``/v1/metadata`` reports, removed once loaded).
-``/v1/metadata``'s counters and ``pid`` are the answering replica's.
+writes them to a temporary directory of its own while it loads them (removed once
+loaded). ``/v1/metadata``'s ``model`` is the file ``rl serve`` was given (a checkpoint's
+export on the driver, as with the embedded server); its counters and ``pid`` are the
+answering replica's.
 
 ``serve_on_ray`` joins ``address``'s cluster or starts a local Ray, starts Serve's HTTP
 proxy on ``host:port``, deploys the app and blocks until SIGTERM or SIGINT (Ctrl-C); then
@@ -85,8 +86,9 @@ class ServeBatcher:
         return [np.stack(outs) for outs in zip(*per_row)]
 
 
-def _builder(files: dict[str, bytes], options: dict):
-    """The ASGI app builder a replica calls: writes the files, builds the app."""
+def _builder(files: dict[str, bytes], options: dict, served_path: str):
+    """The ASGI app builder a replica calls: writes the files, builds the app (whose
+    ``/v1/metadata`` names ``served_path``, the driver's file, as its model)."""
 
     def build():
         import shutil
@@ -100,7 +102,7 @@ def _builder(files: dict[str, bytes], options: dict):
                 with open(os.path.join(folder, name), "wb") as f:
                     f.write(data)
             return create_app(os.path.join(folder, "policy.onnx"), batcher=ServeBatcher,
-                              **options)
+                              served_path=served_path, **options)
         finally:  # the app holds the session and the sidecar: the files have done their part
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -117,7 +119,7 @@ def _application(model: str, options: dict, replicas: int):
     # Ray Serve's default (5 requests in a replica at once) would cap every batch at 5
     # single-observation requests; let a replica hold several full batches.
     ongoing = max(256, 4 * options["max_batch"])
-    deployment = serve.deployment(serve.ingress(_builder(files, options))(), name=APP_NAME,
+    deployment = serve.deployment(serve.ingress(_builder(files, options, os.path.abspath(model)))(), name=APP_NAME,
                                   num_replicas=replicas, max_ongoing_requests=ongoing)
     return deployment.bind()
 

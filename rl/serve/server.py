@@ -217,8 +217,13 @@ def _parse_payload(body: bytes) -> dict[str, Any]:
 def create_app(model: str, *, max_batch: int = 64, max_wait_ms: float = 2.0,
                token: str | None = None,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               batcher: type[Batcher] = Batcher) -> Starlette:
+               batcher: type[Batcher] = Batcher,
+               served_path: str | None = None) -> Starlette:
     """The Starlette app serving the ONNX file ``model``; see the module docstring.
+
+    ``served_path``: the file ``/v1/metadata`` names as ``model`` (default: ``model``'s
+    absolute path); ``rl.serve.ray_serve`` gives the driver's file, as a replica loads a
+    temporary copy.
 
     ``batcher`` gathers the validated requests into graph calls: built as
     ``batcher(run, max_batch, max_wait_s)`` when the app starts, with ``Batcher``'s
@@ -234,6 +239,7 @@ def create_app(model: str, *, max_batch: int = 64, max_wait_ms: float = 2.0,
         raise ValueError("max_batch and max_body_bytes must be positive and max_wait_ms "
                          "non-negative")
     policy = Policy(model)
+    model_path = policy.path if served_path is None else os.path.abspath(served_path)
     state: dict[str, Batcher] = {}
     expected = None if token is None else f"Bearer {token}".encode()
 
@@ -276,7 +282,7 @@ def create_app(model: str, *, max_batch: int = 64, max_wait_ms: float = 2.0,
             return unauthorised()
         m, b = policy.meta, state["batcher"]
         return JSONResponse({
-            "model": policy.path, "algorithm": m["algorithm"], "env": m.get("env"),
+            "model": model_path, "algorithm": m["algorithm"], "env": m.get("env"),
             "checkpoint": m.get("checkpoint"), "rl_version": __version__,
             "exported_with_rl_version": m.get("rl_version"), "stochastic": m.get("stochastic"),
             "observation_space": m["observation_space"], "action_space": m["action_space"],

@@ -20,9 +20,10 @@ its later reports); mutations are drawn from the space and kept within its bound
 The finished experiment (Ray's ``ResultGrid``) becomes an in-memory Optuna study of the
 same trials, so ``rl.tune.report`` writes the same ``trials.csv``, ``best.yaml`` and
 plots as the embedded sweep. ``--resume`` restores the experiment in ``DIR/ray``
-(``Tuner.restore``); Ctrl-C stops the trials (Ray keeps the experiment's state) and
-the CLI exits 130. Without ``--address`` a local Ray is started with the machine's
-cores and shut down at the end.
+(``Tuner.restore``) and runs it until ``--trials`` (or ``tune.num_samples``) trials
+exist, like the embedded sweep (a PBT population keeps its size); Ctrl-C stops the
+trials (Ray keeps the experiment's state) and the CLI exits 130. Without ``--address``
+a local Ray is started with the machine's cores and shut down at the end.
 """
 
 from __future__ import annotations
@@ -252,6 +253,7 @@ def run_ray(example: TunedExample, options: TuneOptions, address: str | None = N
         live = _LiveLines(console, total, spec)
         if options.resume:
             tuner = tune.Tuner.restore(exp_dir, trainable=trainable)
+            _resume_to(tuner, total, options, live)
         else:
             tuner = tune.Tuner(
                 trainable, param_space=ray_space(spec, options.sampler, example.path),
@@ -269,6 +271,43 @@ def run_ray(example: TunedExample, options: TuneOptions, address: str | None = N
         signal.signal(signal.SIGINT, previous)
         if started:
             ray.shutdown()
+
+
+def _resume_to(tuner, total: int, options: TuneOptions, live) -> None:
+    """A restored experiment runs until ``total`` trials exist, as the embedded sweep
+    does: Ray restores its searcher's sample count (and, after Ctrl-C, its "finished"
+    flag), which would ignore ``--trials``; a ``SearchGenerator`` that takes ``total``
+    over the restored count replaces the pickled searcher's wrapper. PBT's population is
+    fixed when it starts: a different ``--trials`` is refused. The console lines are
+    this run's ``live`` (the pickled callback would count against the old total)."""
+    from ray.tune.search import SearchGenerator
+
+    # Tuner.restore takes no new TuneConfig or RunConfig: set them on the restored one
+    internal = tuner._local_tuner
+    if internal is None:  # Ray client mode (ray://): the tuner lives on the cluster
+        if options.trials is not None:
+            raise ConfigError(f"--resume --trials {options.trials}: a sweep restored through "
+                              "a ray:// client keeps the trial count it started with; give "
+                              "the cluster's address (auto or HOST:PORT) or leave out --trials")
+        return
+    internal._run_config.callbacks = [live]
+    config = internal._tune_config
+    if config.search_alg is None:  # PBT: Ray's variant generator, all trials made at once
+        if options.trials is not None and options.trials != config.num_samples:
+            raise ConfigError(f"--resume --trials {options.trials}: this PBT sweep's "
+                              f"population is {config.num_samples} trials, fixed when it "
+                              f"started; resume it without --trials (or with "
+                              f"--trials {config.num_samples})")
+        return
+
+    class ToTotal(SearchGenerator):
+        def set_state(self, state: dict[str, Any]) -> None:
+            super().set_state({**state, "total_samples": total,
+                               "finished": state["counter"] >= total})
+
+    searcher = config.search_alg
+    config.search_alg = ToTotal(searcher.searcher if isinstance(searcher, SearchGenerator)
+                                else searcher)
 
 
 class _LiveLines:

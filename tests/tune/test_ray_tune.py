@@ -110,3 +110,40 @@ def test_resume_on_ray_without_an_experiment_exits_2(tmp_path, capsys):
     assert cli.main(["tune", small_example(tmp_path / "t.yaml"), "--backend", "ray",
                      "--resume", "--out", str(out)]) == 2
     assert "no Ray Tune experiment at" in capsys.readouterr().err
+
+
+def test_resume_on_ray_runs_until_trials_exist(tmp_path, ray_tmp):
+    file = small_example(tmp_path / "t.yaml", stop={"env_steps_total": 256})
+    out = str(tmp_path / "out")
+    done = run_ray_cli(ray_tmp, file, "--trials", "1", "--pruner", "none", "--out", out)
+    assert done.returncode == 0, done.stderr
+    first = rows(out)
+    assert [r["state"] for r in first] == ["complete"]
+    more = run_ray_cli(ray_tmp, file, "--trials", "3", "--pruner", "none", "--out", out,
+                       "--resume")
+    assert more.returncode == 0, more.stderr
+    got = rows(out)
+    assert [r["state"] for r in got] == ["complete"] * 3
+    assert got[0]["dir"] == first[0]["dir"]  # the finished trial is kept, not run again
+    assert sum("/3] trial" in line for line in more.stderr.splitlines()) == 2, more.stderr
+
+
+@pytest.mark.parametrize("trials, refused", [(3, True), (2, False), (None, False)])
+def test_resume_keeps_a_pbt_population_its_size(trials, refused):
+    from types import SimpleNamespace
+
+    from rl.config import ConfigError
+    from rl.tune.ray_study import _resume_to
+    from rl.tune.study import TuneOptions
+
+    # a restored PBT experiment: no searcher, a population of 2 (Ray's variant generator)
+    internal = SimpleNamespace(_run_config=SimpleNamespace(callbacks=["pickled"]),
+                               _tune_config=SimpleNamespace(search_alg=None, num_samples=2))
+    options = TuneOptions(out="unused", trials=trials, pruner="pbt", resume=True)
+    if refused:
+        with pytest.raises(ConfigError, match="population is 2 trials"):
+            _resume_to(SimpleNamespace(_local_tuner=internal), 3, options, "live")
+    else:
+        _resume_to(SimpleNamespace(_local_tuner=internal), 2, options, "live")
+        assert internal._tune_config.search_alg is None
+        assert internal._run_config.callbacks == ["live"]
