@@ -19,7 +19,7 @@ other model, a user's included, runs in torch under ``inference_mode`` (one thre
 worker process). Sampling and log-probabilities always use the torch distributions.
 
 Action masks (``action_mask`` in a Dict observation) are applied by the model's
-``ObsAdapter`` (``rl.policies.model_spec``), so every path here acts on masked logits
+``ObsAdapter`` (``rl.policies.obs_adapter``), so every path here acts on masked logits
 or Q-values; the numpy mirror of a masked built-in model masks its outputs with the
 same function. DQN's epsilon-random actions are drawn among the allowed ones.
 """
@@ -33,8 +33,9 @@ import torch
 
 from rl.data import columns as C
 from rl.policies import DistributionSpec, ModelSpec, load_flat_params
-from rl.policies.model_spec import SQUASHED_GAUSSIAN, ObsAdapter, Q
+from rl.policies.model_spec import SQUASHED_GAUSSIAN, Q
 from rl.policies.numpy_mlp import compile_actor_critic, compile_q_network, compile_squashed_actor
+from rl.policies.obs_adapter import ObsAdapter
 
 __all__ = ["ActorCriticPolicy", "QPolicy", "RecurrentActorCriticPolicy", "SquashedGaussianPolicy",
            "build_inference_policy"]
