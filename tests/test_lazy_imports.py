@@ -13,7 +13,8 @@ import pytest
 
 TORCH_FREE = ["rl.data", "rl.data.returns", "rl.envs", "rl.envs.obs_layout",
               "rl.envs.normalization", "rl.callbacks", "rl.runtime.process", "rl.policies",
-              "rl.policies.model_spec", "rl.policies.dist_spec"]
+              "rl.policies.model_spec", "rl.policies.dist_spec", "rl.policies.numpy_params",
+              "rl.policies.numpy_dists"]
 
 
 @pytest.mark.parametrize("module", TORCH_FREE)

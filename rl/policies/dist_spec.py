@@ -18,7 +18,11 @@ if TYPE_CHECKING:
 
     from rl.policies.distributions import Distribution
 
-__all__ = ["DistributionSpec", "distribution_for"]
+__all__ = ["LOG_STD_MAX", "LOG_STD_MIN", "DistributionSpec", "distribution_for"]
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+"""The squashed Gaussian's log-std is clamped to this range: below it the log-prob
+overflows float32, above it almost every sample lands on the bounds."""
 
 
 class DistributionSpec:

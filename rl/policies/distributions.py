@@ -32,7 +32,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from rl.policies.dist_spec import DistributionSpec  # re-exported: its home is dist_spec
+from rl.policies.dist_spec import (  # DistributionSpec re-exported: its home is dist_spec
+    LOG_STD_MAX,
+    LOG_STD_MIN,
+    DistributionSpec,
+)
 
 __all__ = [
     "Categorical",
@@ -167,9 +171,6 @@ class DiagGaussian(Distribution):
         return (0.5 * (var_ratio + t - 1.0) - torch.log(self.std / other.std)).sum(-1)
 
 
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
-"""The squashed Gaussian's log-std is clamped to this range: below it the log-prob
-overflows float32, above it almost every sample lands on the bounds."""
 
 
 def squashed_log_prob(u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
