@@ -50,21 +50,21 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from gymnasium import spaces
-from torch import nn
 
 from rl.config import ConfigError, error_line
 from rl.envs.obs_layout import ObsLayout
 from rl.imports import import_attr
-from rl.policies.distributions import DistributionSpec, masked_logits
-from rl.policies.recurrent import PREV_INPUTS
+from rl.policies.dist_spec import DistributionSpec
 
-__all__ = ["BUILTIN_MODELS", "ModelError", "ModelSpec", "ObsAdapter", "register_model",
-           "registered_models"]
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["BUILTIN_MODELS", "ModelError", "ModelSpec", "register_model", "registered_models"]
 
 ACTOR_CRITIC = "actor_critic"
 Q = "q"
@@ -93,6 +93,8 @@ def register_model(name: str, cls: type[nn.Module]) -> None:
         ModelError: ``name`` is empty or has a ``:`` (reserved for import paths), or
             ``cls`` is not a ``torch.nn.Module`` subclass.
     """
+    from torch import nn
+
     if not isinstance(name, str) or not name or ":" in name:
         raise ModelError(f"register_model: the name must be a non-empty string without ':' "
                          f"(that marks 'module:Class' paths), got {name!r}")
@@ -116,6 +118,8 @@ def resolve_model_class(name: str, setting: str = "model_class") -> type[nn.Modu
         known = ", ".join(registered_models()) or "none"
         raise ModelError(f"{setting} {name!r} is neither 'package.module:Class' nor a name "
                          f"given to rl.register_model() (registered: {known})")
+    from torch import nn
+
     module_name, _, attr = name.partition(":")
     obj = import_attr(name, setting, ModelError, hint="; the module must be importable (on "
                       "the Ray backend: on every node)")
@@ -143,6 +147,8 @@ def policy_input_dtype(obs_space: spaces.Space) -> np.dtype:
 
 
 def _describe(out: Any) -> str:
+    import torch
+
     if isinstance(out, torch.Tensor):
         return f"Tensor{list(out.shape)} {str(out.dtype).removeprefix('torch.')}"
     if isinstance(out, tuple | list):
@@ -150,52 +156,6 @@ def _describe(out: Any) -> str:
     if isinstance(out, dict):
         return "{" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in out.items()) + "}"
     return type(out).__name__
-
-
-class ObsAdapter(nn.Module):
-    """A model behind the flat observation vector of a ``Dict`` space: hands it the
-    dict (a user's model) or the vector without the mask (the built-in ones), and masks
-    its outputs with the observation's ``action_mask``.
-
-    Attributes:
-        model: the wrapped model (its state dict keys get the prefix ``model.``).
-    """
-
-    def __init__(self, model: nn.Module, layout: ObsLayout, as_dict: bool, kind: str,
-                 action_space: spaces.Space):
-        super().__init__()
-        self.model = model
-        self.layout = layout
-        self.as_dict = as_dict
-        self.q = kind == Q
-        nvec = getattr(action_space, "nvec", None)
-        self.sizes = None if nvec is None else tuple(int(n) for n in np.ravel(nvec))
-
-    def forward(self, obs: torch.Tensor, *args: Any, **kwargs: Any):
-        """``obs [..., width]``; a recurrent model's state and previous action / reward
-        (``args``, ``kwargs``) go to the wrapped model as they are."""
-        layout = self.layout
-        if self.as_dict:
-            out = self.model(layout.to_dict(obs), *args, **kwargs)
-        else:
-            out = self.model(obs if layout.mask is None else layout.split(obs)[0], *args,
-                             **kwargs)
-        if layout.mask is None:
-            return out
-        return self.apply_mask(out, layout.split(obs)[1])
-
-    def initial_state(self, batch_size: int):
-        """The wrapped recurrent model's initial state."""
-        return self.model.initial_state(batch_size)
-
-    def apply_mask(self, out, mask: torch.Tensor):
-        """Mask a model's output (Q-values, or the first of ``(dist_inputs, values)`` and
-        of a recurrent model's ``(dist_inputs, values, state)``)."""
-        if self.q:
-            return masked_logits(out, mask)
-        if not isinstance(out, tuple | list) or len(out) not in (2, 3):
-            return out  # the contract check reports what came back
-        return (masked_logits(out[0], mask, self.sizes), *out[1:])
 
 
 @dataclass(frozen=True)
@@ -209,7 +169,8 @@ class ModelSpec:
         action_space: the env's action space.
         model_class: the config's string (None: the built-in model of ``kind``).
         model_kwargs: the constructor's keyword arguments.
-        cls: the resolved class.
+        cls: the resolved class (None in an unpickled spec of a built-in model, whose
+            class ``model_cls`` imports on first use).
         env_obs_space: the env's own observation space, where it differs from
             ``obs_space`` (a Dict: the layout of its keys and action mask).
     """
@@ -219,8 +180,23 @@ class ModelSpec:
     action_space: spaces.Space
     model_class: str | None
     model_kwargs: dict = field(default_factory=dict)
-    cls: type[nn.Module] | None = None
+    cls: type[nn.Module] | None = field(default=None, compare=False)
     env_obs_space: spaces.Space | None = None
+
+    def __getstate__(self) -> dict:
+        # A built-in class travels as its kind alone: unpickling the spec (in a worker)
+        # then imports no torch; ``model_cls`` resolves it where a module is built.
+        state = dict(self.__dict__)
+        if self.is_builtin:
+            state["cls"] = None
+        return state
+
+    @property
+    def model_cls(self) -> type[nn.Module]:
+        """The model class (a built-in one resolved on first use after unpickling)."""
+        if self.cls is None:
+            object.__setattr__(self, "cls", resolve_model_class(BUILTIN_MODELS[self.kind]))
+        return self.cls
 
     @classmethod
     def create(cls, kind: str, obs_space: spaces.Space, action_space: spaces.Space,
@@ -288,6 +264,8 @@ class ModelSpec:
         ``use_prev_action`` / ``use_prev_reward`` (``rl.policies.recurrent``)."""
         if not (self.recurrent and self.is_builtin):
             return ()
+        from rl.policies.recurrent import PREV_INPUTS
+
         flags = (self.model_kwargs.get("use_prev_action"),
                  self.model_kwargs.get("use_prev_reward"))
         return tuple(name for name, on in zip(PREV_INPUTS, flags) if on)
@@ -300,8 +278,9 @@ class ModelSpec:
     def build(self) -> nn.Module:
         """A new model with fresh parameters (behind an ``ObsAdapter`` for Dict spaces
         whose model needs the dict or whose observations carry an action mask)."""
-        assert self.cls is not None, "ModelSpec.create() resolves the class"
-        model = self.cls(self.model_obs_space, self.action_space, self.num_outputs,
+        from rl.policies.obs_adapter import ObsAdapter
+
+        model = self.model_cls(self.model_obs_space, self.action_space, self.num_outputs,
                          **self.model_kwargs)
         layout = self.layout
         if layout is None or (self.is_builtin and layout.mask is None):
@@ -316,18 +295,24 @@ class ModelSpec:
             ModelError: the constructor or forward raised, the model has no trainable
                 parameters, or an output has the wrong type, shape or dtype.
         """
+        import torch
+
         # The check must not move the seeded streams the run draws its initial weights
         # and sample observations from.
         with torch.random.fork_rng(devices=[]):
             return self._check()
 
     def _check(self) -> nn.Module:
+        import torch
+
+        from rl.policies.obs_adapter import ObsAdapter
+
         prefix = f"{_setting(self.kind)} {self.name!r}"
         kwargs = ", ".join(f"{k}={v!r}" for k, v in self.model_kwargs.items())
         try:
             module = self.build()
         except Exception as e:
-            raise ModelError(f"{prefix}: {self.cls.__name__}(obs_space, action_space, "
+            raise ModelError(f"{prefix}: {self.model_cls.__name__}(obs_space, action_space, "
                              f"num_outputs={self.num_outputs}{', ' if kwargs else ''}{kwargs}) "
                              f"raised {error_line(e)}") from e
         if not any(p.requires_grad for p in module.parameters()):
@@ -391,6 +376,8 @@ class ModelSpec:
 
     def _check_recurrent(self, prefix: str, module: nn.Module, obs: torch.Tensor) -> nn.Module:
         """The recurrent contract on one step of two sequences."""
+        import torch
+
         try:
             with torch.no_grad():
                 state = module.initial_state(2)
@@ -425,6 +412,10 @@ class ModelSpec:
 
     def _sample_prev_inputs(self, batch_size: int) -> dict[str, torch.Tensor]:
         """Zero previous actions / rewards for one step of ``batch_size`` sequences."""
+        import torch
+
+        from rl.policies.recurrent import PREV_INPUTS
+
         shapes = {PREV_INPUTS[0]: self.dist_spec.action_shape, PREV_INPUTS[1]: ()}
         return {k: torch.zeros(batch_size, 1, *shapes[k]) for k in self.prev_inputs}
 
@@ -439,4 +430,6 @@ def _setting(kind: str) -> str:
 
 
 def _is(t: Any, shape: tuple[int, ...]) -> bool:
+    import torch
+
     return isinstance(t, torch.Tensor) and tuple(t.shape) == shape and t.is_floating_point()

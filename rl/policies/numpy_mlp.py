@@ -23,23 +23,16 @@ import numpy as np
 from torch import nn
 
 from rl.policies.models import ActorCritic, FlattenFloat, QNetwork, SquashedGaussianActor
+from rl.policies.numpy_params import NP_ACTIVATIONS
 
 __all__ = ["NumpyMLP", "compile_actor_critic", "compile_q_network"]
 
 
-def _elu(x: np.ndarray) -> np.ndarray:
-    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
-
-
-def _silu(x: np.ndarray) -> np.ndarray:
-    return x / (1.0 + np.exp(-x))
-
-
 _ACTIVATIONS: dict[type[nn.Module], Callable[[np.ndarray], np.ndarray]] = {
-    nn.Tanh: np.tanh,
-    nn.ReLU: lambda x: np.maximum(x, 0),
-    nn.ELU: _elu,
-    nn.SiLU: _silu,
+    nn.Tanh: NP_ACTIVATIONS["tanh"],
+    nn.ReLU: NP_ACTIVATIONS["relu"],
+    nn.ELU: NP_ACTIVATIONS["elu"],
+    nn.SiLU: NP_ACTIVATIONS["silu"],
 }
 
 

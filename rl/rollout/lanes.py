@@ -16,10 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from rl.data import columns as C
-from rl.policies import ModelSpec
+from rl.policies.model_spec import ModelSpec
 from rl.rollout.policy import build_inference_policy
 
 __all__ = ["PolicyLanes"]
@@ -60,15 +59,15 @@ class PolicyLanes:
         return [np.flatnonzero(policy == p) for p in range(len(self.policies))]
 
     def act(self, obs: np.ndarray, lanes: list[np.ndarray] | None,
-            generator: torch.Generator, request: dict) -> dict[str, np.ndarray]:
+            generator, request: dict) -> dict[str, np.ndarray]:
         """Each policy's ``act`` on its rows of ``obs``, gathered into one dict of columns."""
         if lanes is None:
-            return self.policies[0].act(torch.from_numpy(obs), generator, request)
+            return self.policies[0].act(self.input(0, obs), generator, request)
         out: dict[str, np.ndarray] = {}
         for k, (policy, rows) in enumerate(zip(self.policies, lanes)):
             if not len(rows):
                 continue
-            part = policy.act(torch.from_numpy(self.own(obs, rows, k)), generator, request)
+            part = policy.act(self.input(k, self.own(obs, rows, k)), generator, request)
             for name, value in part.items():
                 if name not in out:
                     shape = self.action_shape if name == C.ACTIONS else \
@@ -76,6 +75,21 @@ class PolicyLanes:
                     out[name] = np.zeros((len(obs), *shape), value.dtype)
                 _put(out[name], rows, value)
         return out
+
+    @property
+    def numpy_sampling(self) -> bool:
+        """Whether every policy runs in numpy: the worker then samples with a numpy
+        ``Generator`` and never imports torch."""
+        return all(getattr(p, "numpy_sampling", False) for p in self.policies)
+
+    def input(self, k: int, obs: np.ndarray):
+        """Observations as policy ``k`` takes them: numpy, or a tensor for a policy
+        without ``numpy_sampling`` (the recurrent one)."""
+        if hasattr(self.policies[k], "numpy_sampling"):
+            return obs
+        import torch
+
+        return torch.from_numpy(obs)
 
     def own(self, obs: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
         """Policy ``k``'s rows of a (padded) observation batch, at its own width."""
@@ -103,12 +117,12 @@ class PolicyLanes:
     def rows(self, method: str, obs: np.ndarray, lanes: list[np.ndarray] | None) -> np.ndarray:
         """Each policy's ``greedy`` or ``value`` on its rows of ``obs``, in row order."""
         if lanes is None:
-            return getattr(self.policies[0], method)(torch.from_numpy(obs))
+            return getattr(self.policies[0], method)(self.input(0, obs))
         out = None
         for k, (policy, rows) in enumerate(zip(self.policies, lanes)):
             if not len(rows):
                 continue
-            part = np.asarray(getattr(policy, method)(torch.from_numpy(self.own(obs, rows, k))))
+            part = np.asarray(getattr(policy, method)(self.input(k, self.own(obs, rows, k))))
             if out is None:
                 shape = self.action_shape if method == "greedy" else part.shape[1:]
                 out = np.zeros((len(obs), *shape), part.dtype)

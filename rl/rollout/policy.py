@@ -11,17 +11,22 @@
   uniform actions in (-1, 1) when the request says ``random`` (SAC's warm-up); the
   worker rescales them to the Box's bounds.
 
-Both build their network from the algorithm's ``ModelSpec`` (the learner builds the
-same one, so the flat weights fit) and do one forward per vector step. The built-in
-MLP models run through their numpy mirror (``rl.policies.numpy_mlp``: several times
-cheaper than torch at worker batch sizes), refreshed on every ``load_weights``; every
-other model, a user's included, runs in torch under ``inference_mode`` (one thread per
-worker process). Sampling and log-probabilities always use the torch distributions.
+All build their network from the algorithm's ``ModelSpec`` (the learner builds the
+same one, so the flat weights fit) and do one forward per vector step on numpy
+observations. The built-in MLP models run in numpy straight from the flat weights
+(``rl.policies.numpy_params``: several times cheaper than torch at worker batch sizes,
+and no torch import); until the first ``load_weights`` their weights are zeros (a
+uniform policy). Every other model, a user's included, runs in torch under
+``inference_mode`` (one thread per worker process). Sampling follows the generator the
+worker hands in: a ``numpy.random.Generator`` (every policy of the worker runs in
+numpy) samples with ``rl.policies.numpy_dists``, a ``torch.Generator`` with the torch
+distributions; both give the same log-probabilities. ``module`` builds the torch
+module of a numpy policy on demand (export, serving), with the weights last loaded.
 
 Action masks (``action_mask`` in a Dict observation) are applied by the model's
-``ObsAdapter`` (``rl.policies.model_spec``), so every path here acts on masked logits
-or Q-values; the numpy mirror of a masked built-in model masks its outputs with the
-same function. DQN's epsilon-random actions are drawn among the allowed ones.
+``ObsAdapter`` (``rl.policies.obs_adapter``) or the numpy model, so every path here
+acts on masked logits or Q-values. DQN's epsilon-random actions are drawn among the
+allowed ones.
 """
 
 from __future__ import annotations
@@ -29,108 +34,197 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from rl.data import columns as C
-from rl.policies import DistributionSpec, ModelSpec, load_flat_params
-from rl.policies.model_spec import SQUASHED_GAUSSIAN, ObsAdapter, Q
-from rl.policies.numpy_mlp import compile_actor_critic, compile_q_network, compile_squashed_actor
+from rl.policies import numpy_dists
+from rl.policies.dist_spec import DistributionSpec
+from rl.policies.model_spec import SQUASHED_GAUSSIAN, ModelSpec, Q
+from rl.policies.numpy_params import numpy_model, param_layout
 
 __all__ = ["ActorCriticPolicy", "QPolicy", "RecurrentActorCriticPolicy", "SquashedGaussianPolicy",
            "build_inference_policy"]
 
 
-class ActorCriticPolicy:
-    """Stochastic actor-critic inference."""
+class _LazyTorch:
+    """``torch`` for the torch paths below (the recurrent policy's included), imported on
+    first attribute access: a worker whose policies all run in numpy never imports it."""
+
+    def __getattr__(self, name: str) -> Any:
+        import torch as module
+
+        return getattr(module, name)
+
+
+torch = _LazyTorch()
+
+
+def load_flat_params(module, vector: np.ndarray) -> None:
+    """``rl.policies.models.load_flat_params``, imported where a torch module is loaded."""
+    from rl.policies.models import load_flat_params as load
+
+    load(module, vector)
+
+
+def _as_numpy(obs: Any) -> np.ndarray:
+    """Observations as a numpy array (callers may hand in a torch tensor)."""
+    return obs if isinstance(obs, np.ndarray) else obs.numpy()
+
+
+class _Network:
+    """What a policy evaluates: the numpy model of a built-in MLP (from the flat weights,
+    no torch), else the torch module. Outputs are numpy arrays either way."""
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        layout = param_layout(spec)
+        self.numpy = layout is not None
+        self._module = None
+        self.vector = None
+        if self.numpy:
+            self.vector = np.zeros(sum(int(np.prod(s)) for _, s in layout), np.float32)
+            self.forward = numpy_model(spec, self.vector)
+        else:
+            self._module = spec.build()
+            self._module.eval()
+
+    @property
+    def module(self):
+        """The torch module (built on first use for a numpy model, with its weights)."""
+        if self._module is None:
+            self._module = self.spec.build()
+            self._module.eval()
+            load_flat_params(self._module, self.vector)
+        return self._module
+
+    def load(self, vector: np.ndarray) -> None:
+        if self.numpy:
+            self.vector = np.array(vector, np.float32)
+            self.forward = numpy_model(self.spec, self.vector)
+            if self._module is None:
+                return
+        load_flat_params(self._module, vector)
+
+    def __call__(self, obs: Any):
+        obs = _as_numpy(obs)
+        if self.numpy:
+            return self.forward(obs)
+        with torch.inference_mode():
+            out = self._module(torch.from_numpy(np.ascontiguousarray(obs)))
+        return tuple(o.numpy() for o in out) if isinstance(out, tuple) else out.numpy()
+
+
+def _sample(dist_spec: DistributionSpec, inputs: np.ndarray, generator
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """``(actions, logp)`` drawn with ``generator`` (numpy or torch)."""
+    if isinstance(generator, np.random.Generator):
+        actions = numpy_dists.sample(dist_spec, inputs, generator)
+        return actions, numpy_dists.log_prob(dist_spec, inputs, actions)
+    with torch.inference_mode():
+        dist = dist_spec(torch.from_numpy(inputs))
+        actions = dist.sample(generator)
+        return actions.numpy(), dist.log_prob(actions).numpy()
+
+
+class _Policy:
+    """The network, its weights and the generator kind it samples with."""
 
     def __init__(self, model: ModelSpec):
-        self.module = model.build()
-        self.module.eval()
-        self.dist_spec = DistributionSpec(model.action_space)
-        self._fast = _mirror(self.module, compile_actor_critic)
+        self.net = _Network(model)
+        self.dist_spec = model.dist_spec
+
+    @property
+    def numpy_sampling(self) -> bool:
+        """Whether the policy runs without torch (the worker then hands it a numpy
+        ``Generator``)."""
+        return self.net.numpy
+
+    @property
+    def _fast(self):
+        """The numpy forward pass (None: the model runs in torch)."""
+        return self.net.forward if self.net.numpy else None
+
+    @property
+    def module(self):
+        return self.net.module
 
     def load_weights(self, vector: np.ndarray) -> None:
-        """Copy a flat weight vector into the module (and its numpy mirror)."""
-        load_flat_params(self.module, vector)
-        if self._fast is not None:
-            self._fast = _mirror(self.module, compile_actor_critic)
+        """Load a flat weight vector (``rl.policies.models.flat_params``)."""
+        self.net.load(vector)
 
     def columns(self) -> dict[str, tuple[tuple[int, ...], type]]:
         """Extra per-step columns this policy writes."""
+        return {}
+
+
+class ActorCriticPolicy(_Policy):
+    """Stochastic actor-critic inference."""
+
+    def columns(self) -> dict[str, tuple[tuple[int, ...], type]]:
         return {
             C.LOGP: ((), np.float32),
             C.VF_PREDS: ((), np.float32),
             C.BEHAVIOUR_LOGITS: ((self.dist_spec.input_dim,), np.float32),
         }
 
-    def _forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._fast is not None:
-            dist_inputs, values = self._fast(obs.numpy())
-            return torch.from_numpy(dist_inputs), torch.from_numpy(values)
-        return self.module(obs)
+    def act(self, obs: Any, generator, request: dict) -> dict[str, Any]:
+        dist_inputs, values = self.net(obs)
+        actions, logp = _sample(self.dist_spec, dist_inputs, generator)
+        return {C.ACTIONS: actions, C.LOGP: logp, C.VF_PREDS: values,
+                C.BEHAVIOUR_LOGITS: dist_inputs}
 
-    @torch.inference_mode()
-    def act(self, obs: torch.Tensor, generator: torch.Generator, request: dict) -> dict[str, Any]:
-        dist_inputs, values = self._forward(obs)
-        dist = self.dist_spec(dist_inputs)
-        actions = dist.sample(generator)
-        return {
-            C.ACTIONS: actions.numpy(),
-            C.LOGP: dist.log_prob(actions).numpy(),
-            C.VF_PREDS: values.numpy(),
-            C.BEHAVIOUR_LOGITS: dist_inputs.numpy(),
-        }
+    def value(self, obs: Any) -> np.ndarray:
+        return self.net(obs)[1]
 
-    @torch.inference_mode()
-    def value(self, obs: torch.Tensor) -> np.ndarray:
-        return self._forward(obs)[1].numpy()
-
-    @torch.inference_mode()
-    def greedy(self, obs: torch.Tensor) -> np.ndarray:
-        dist_inputs, _ = self._forward(obs)
-        return self.dist_spec(dist_inputs).deterministic().numpy()
+    def greedy(self, obs: Any) -> np.ndarray:
+        return numpy_dists.deterministic(self.dist_spec, self.net(obs)[0])
 
 
-class QPolicy:
+class QPolicy(_Policy):
     """Epsilon-greedy over a Q-network; ``request["epsilon"]`` sets the exploration rate."""
 
     def __init__(self, model: ModelSpec):
-        self.module = model.build()
-        self.module.eval()
+        super().__init__(model)
         self.n_actions = int(model.action_space.n)
         self.layout = model.layout if model.masked else None
-        self._fast = _mirror(self.module, compile_q_network)
 
-    def load_weights(self, vector: np.ndarray) -> None:
-        load_flat_params(self.module, vector)
-        if self._fast is not None:
-            self._fast = _mirror(self.module, compile_q_network)
+    def q_values(self, obs: Any) -> np.ndarray:
+        return self.net(obs)
 
-    def columns(self) -> dict[str, tuple[tuple[int, ...], type]]:
-        return {}
-
-    def q_values(self, obs: torch.Tensor) -> torch.Tensor:
-        if self._fast is not None:
-            return torch.from_numpy(self._fast(obs.numpy()))
-        return self.module(obs)
-
-    @torch.inference_mode()
-    def act(self, obs: torch.Tensor, generator: torch.Generator, request: dict) -> dict[str, Any]:
+    def act(self, obs: Any, generator, request: dict) -> dict[str, Any]:
         epsilon = float(request.get("epsilon", 0.0))
-        greedy = self.q_values(obs).argmax(dim=-1)
+        obs = _as_numpy(obs)
+        q = self.net(obs)
+        allowed = None if self.layout is None else self.layout.split(obs)[1]
+        if isinstance(generator, np.random.Generator):
+            return {C.ACTIONS: numpy_dists.epsilon_greedy(q, epsilon, generator, allowed)}
+        greedy = torch.from_numpy(q.argmax(axis=-1))
         n = obs.shape[0]
         explore = torch.rand(n, generator=generator) < epsilon
-        if self.layout is None:
+        if allowed is None:
             random = torch.randint(self.n_actions, (n,), generator=generator)
         else:  # uniform among the allowed actions (all of them where none is allowed)
-            allowed = self.layout.split(obs)[1] > 0.5
-            allowed = allowed | ~allowed.any(-1, keepdim=True)
-            random = torch.multinomial(allowed.float(), 1, generator=generator).squeeze(-1)
+            mask = torch.from_numpy(np.ascontiguousarray(allowed)) > 0.5
+            mask = mask | ~mask.any(-1, keepdim=True)
+            random = torch.multinomial(mask.float(), 1, generator=generator).squeeze(-1)
         return {C.ACTIONS: torch.where(explore, random, greedy).numpy()}
 
-    @torch.inference_mode()
-    def greedy(self, obs: torch.Tensor) -> np.ndarray:
-        return self.q_values(obs).argmax(dim=-1).numpy()
+    def greedy(self, obs: Any) -> np.ndarray:
+        return self.net(obs).argmax(axis=-1)
+
+
+class SquashedGaussianPolicy(_Policy):
+    """SAC's actor; ``request["random"]`` samples uniform actions instead (warm-up)."""
+
+    def act(self, obs: Any, generator, request: dict) -> dict[str, Any]:
+        n, dim = len(obs), self.dist_spec.action_dim
+        if not request.get("random"):
+            return {C.ACTIONS: _sample(self.dist_spec, self.net(obs), generator)[0]}
+        if isinstance(generator, np.random.Generator):
+            return {C.ACTIONS: generator.random((n, dim), np.float32) * 2.0 - 1.0}
+        return {C.ACTIONS: (torch.rand((n, dim), generator=generator) * 2.0 - 1.0).numpy()}
+
+    def greedy(self, obs: Any) -> np.ndarray:
+        return numpy_dists.deterministic(self.dist_spec, self.net(obs))
 
 
 class RecurrentActorCriticPolicy:
@@ -226,65 +320,6 @@ class RecurrentActorCriticPolicy:
         actions = self.dist_spec(dist_inputs).deterministic()
         self._advance(new, actions)
         return actions.numpy()
-
-
-def _mirror(module, compile_fn):
-    """The numpy mirror of a built-in model, also behind a masking ``ObsAdapter`` (the
-    mirror runs on the columns without the mask; the adapter's mask follows in torch)."""
-    if not isinstance(module, ObsAdapter):
-        return compile_fn(module)
-    if module.as_dict:
-        return None
-    inner = compile_fn(module.model)
-    if inner is None:
-        return None
-    layout = module.layout
-
-    def forward(obs: np.ndarray):
-        rest, mask = layout.split(obs)
-        out = inner(np.ascontiguousarray(rest))
-        mask = torch.from_numpy(np.ascontiguousarray(mask))
-        if isinstance(out, tuple):
-            return module.apply_mask((torch.from_numpy(out[0]), out[1]), mask)[0].numpy(), out[1]
-        return module.apply_mask(torch.from_numpy(out), mask).numpy()
-
-    return forward
-
-
-class SquashedGaussianPolicy:
-    """SAC's actor; ``request["random"]`` samples uniform actions instead (warm-up)."""
-
-    def __init__(self, model: ModelSpec):
-        self.module = model.build()
-        self.module.eval()
-        self.dist_spec = model.dist_spec
-        self._fast = compile_squashed_actor(self.module)
-
-    def load_weights(self, vector: np.ndarray) -> None:
-        load_flat_params(self.module, vector)
-        if self._fast is not None:
-            self._fast = compile_squashed_actor(self.module)
-
-    def columns(self) -> dict[str, tuple[tuple[int, ...], type]]:
-        return {}
-
-    def _dist_inputs(self, obs: torch.Tensor) -> torch.Tensor:
-        if self._fast is not None:
-            return torch.from_numpy(self._fast(obs.numpy()))
-        return self.module(obs)
-
-    @torch.inference_mode()
-    def act(self, obs: torch.Tensor, generator: torch.Generator, request: dict) -> dict[str, Any]:
-        if request.get("random"):
-            shape = (obs.shape[0], self.dist_spec.action_dim)
-            actions = torch.rand(shape, generator=generator) * 2.0 - 1.0
-        else:
-            actions = self.dist_spec(self._dist_inputs(obs)).sample(generator)
-        return {C.ACTIONS: actions.numpy()}
-
-    @torch.inference_mode()
-    def greedy(self, obs: torch.Tensor) -> np.ndarray:
-        return self.dist_spec(self._dist_inputs(obs)).deterministic().numpy()
 
 
 def build_inference_policy(model: ModelSpec, num_envs: int = 1

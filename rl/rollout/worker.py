@@ -5,7 +5,8 @@ A worker is an actor (or, with ``num_env_runners=0``, an object in the driver). 
 
 1. polls the weights board and loads new weights only if the version moved;
 2. runs ``fragment_length`` steps of its ``VectorEnv``, one batched
-   ``torch.inference_mode()`` forward per step for all sub-envs, writing into
+   forward per step for all sub-envs (in numpy for the built-in MLPs: such a worker
+   never imports torch; see ``rl.rollout.policy``), writing into
    freshly allocated time-major columns ``[T, N, ...]`` (on the process backend
    the runtime ships these through shared memory, never through pickling);
 3. returns the columns plus the episodes it finished, the sub-env errors it survived
@@ -46,18 +47,19 @@ algorithm can leave them out of training.
 
 State (``get_state``/``set_state``, for exact resume): the ``VectorEnv``'s state (resets,
 running returns and, with ``spec.exact_resume``, the actions of each running game) plus
-the action-sampling generator. Restoring it on a fresh worker continues the saved one's
+the action-sampling generator (a ``numpy.random.Generator`` where every policy runs in
+numpy, else a ``torch.Generator``). Restoring it on a fresh worker continues the saved one's
 episodes and action stream exactly (for envs that are deterministic given seed and
 actions; see ``rl.resume``).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from rl.callbacks import EpisodeHooks
 from rl.data import columns as C
@@ -161,8 +163,8 @@ class RolloutWorker:
         # Multi-agent: every slot's return in the running game (per-policy returns).
         self.slot_returns = np.zeros(self.num_slots, np.float64) if spec.agents else None
         seed = 0 if spec.seed is None else spec.seed
-        self.generator = torch.Generator().manual_seed(
-            seed * 7919 + worker_index + 104_729 * incarnation)
+        self.generator = _generator(seed * 7919 + worker_index + 104_729 * incarnation,
+                                    self.policy_lanes.numpy_sampling)
         self.obs_filter = RunningMeanStd(spec.obs_space.shape) if spec.normalize_obs else None
         self.mask_columns = spec.model.layout.mask if spec.model.masked else None
         self.pending_moves: dict[str, np.ndarray] | None = None  # turn-based games
@@ -249,7 +251,7 @@ class RolloutWorker:
             actions = self._act(normalized, lanes, {})[C.ACTIONS] if explore else \
                 self._rows("greedy", normalized, lanes)
             return self._env_actions(actions, lanes)
-        tensor = torch.from_numpy(self.normalize(obs))
+        tensor = self.policy_lanes.input(0, self.normalize(obs))
         if self.recurrent:
             carried = self.policy.state
             self.policy.state = [np.repeat(s[None], len(obs), axis=0) for s in
@@ -435,11 +437,12 @@ class RolloutWorker:
                      and not batch[C.TERMINATEDS][t, i]]
         finals = [self.normalize(f) for _, _, f in truncated]
         if self.recurrent:
-            v = self.policy.value(torch.from_numpy(np.ascontiguousarray(last_obs, self.obs_dtype)))
+            v = self.policy.value(self.policy_lanes.input(
+                0, np.ascontiguousarray(last_obs, self.obs_dtype)))
             if truncated:
                 states = [np.stack(parts) for parts in
                           zip(*(end_states[t, i] for t, i, _ in truncated))]
-                v_final = self.policy.value(torch.from_numpy(np.ascontiguousarray(
+                v_final = self.policy.value(self.policy_lanes.input(0, np.ascontiguousarray(
                     np.stack(finals), self.obs_dtype)), states)
                 v = np.concatenate([v, v_final])
         else:
@@ -519,7 +522,7 @@ class RolloutWorker:
     def get_state(self) -> dict[str, np.ndarray]:
         """The env state (see ``VectorEnv.get_state``) and the action generator's state."""
         state = self.venv.get_state()
-        state["generator"] = self.generator.get_state().numpy().copy()
+        state["generator"] = _generator_state(self.generator)
         if self.recurrent:  # the running episodes' model states
             for k, s in enumerate(self.policy.state):
                 state[f"policy_state_{k}"] = s.copy()
@@ -534,8 +537,7 @@ class RolloutWorker:
         differ = self.venv.set_state(state)
         if self.slot_returns is not None:  # multi-agent games start afresh
             self.slot_returns[:] = 0.0
-        generator = np.ascontiguousarray(state["generator"], np.uint8)
-        self.generator.set_state(torch.from_numpy(generator.copy()))
+        _set_generator_state(self.generator, state["generator"])
         self.obs = self.venv.obs.copy()
         if self.recurrent:
             saved = [state.get(f"policy_state_{k}") for k in range(len(self.policy.state))]
@@ -554,3 +556,35 @@ class RolloutWorker:
     def close(self) -> None:
         self.venv.close()
 
+
+def _generator(seed: int, numpy_sampling: bool):
+    """The worker's action-sampling generator: numpy where every policy runs in numpy
+    (no torch import), else torch's."""
+    if numpy_sampling:
+        return np.random.Generator(np.random.PCG64(seed))
+    import torch
+
+    return torch.Generator().manual_seed(seed)
+
+
+def _generator_state(generator) -> np.ndarray:
+    """The generator's state as uint8 (numpy's: its bit generator's state as JSON)."""
+    if isinstance(generator, np.random.Generator):
+        text = json.dumps(generator.bit_generator.state)
+        return np.frombuffer(text.encode(), np.uint8).copy()
+    return generator.get_state().numpy().copy()
+
+
+def _set_generator_state(generator, saved: np.ndarray) -> None:
+    """Restore ``_generator_state``. A state of the other kind (saved by a version of the
+    worker that sampled with the other generator) leaves the seeded stream as it is."""
+    raw = np.ascontiguousarray(saved, np.uint8)
+    is_json = raw[:16].tobytes() == b'{"bit_generator"'
+    if isinstance(generator, np.random.Generator):
+        if is_json:
+            generator.bit_generator.state = json.loads(raw.tobytes().decode())
+        return
+    if not is_json:
+        import torch
+
+        generator.set_state(torch.from_numpy(raw.copy()))

@@ -105,9 +105,10 @@ def make_runtime(name: str = "process", *, address: str | None = None, **opts: A
 def prestart(name: str = "process") -> None:
     """Start the process backend's forkserver now, in the background.
 
-    The forkserver imports torch once for all actors; started before the driver
-    imports torch itself, the two imports overlap instead of queueing (the CLI calls
-    this first thing). A no-op for other backends or when already running.
+    The forkserver imports ``DEFAULT_PRELOAD`` (numpy, gymnasium, ``rl``; not torch,
+    which numpy-run workers never need) once for all actors; started before the driver
+    imports torch, the imports overlap instead of queueing (the CLI calls this first
+    thing). A no-op for other backends or when already running.
     """
     if name != "process":
         return

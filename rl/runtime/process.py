@@ -71,7 +71,10 @@ from rl.runtime.wire import KEY, SHM_THRESHOLD, Init, Result
 
 __all__ = ["DEFAULT_PRELOAD", "SHM_THRESHOLD", "ProcessActor", "ProcessRuntime"]
 
-DEFAULT_PRELOAD = ("numpy", "torch", "gymnasium", "cloudpickle", "rl", "rl.runtime.process")
+DEFAULT_PRELOAD = ("numpy", "gymnasium", "cloudpickle", "rl", "rl.runtime.process")
+"""What the forkserver imports before forking actors: no torch, so that rollout workers
+of the built-in MLP models (which run in numpy) never load it; a learner, or a worker of
+a model that runs in torch, imports it itself."""
 """Modules the forkserver imports once, so that each actor starts in milliseconds."""
 
 _session_ids = itertools.count()
