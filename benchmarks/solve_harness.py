@@ -31,18 +31,20 @@ def measure(script: str, impl: str, seed: int, budget: int, eval_every: int,
 
     Returns ``{"wall_s", "steps", "evals"}`` and the solving report's ``extra`` fields
     (``wall_s`` nan and ``steps`` None if the budget ran out first, then ``budget_wall_s``
-    is the time the child took to spend its whole budget; ``evals`` lists every
-    evaluation's rounded return).
+    is the time the child took to spend its whole budget, and the extra fields are the
+    last report's; ``evals`` lists every evaluation's rounded return).
     """
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, script, "--child", impl, "--seed", str(seed),
                              "--budget", str(budget), "--eval-every", str(eval_every)],
                             stdout=subprocess.PIPE, text=True)
     solved = None
+    last: dict[str, Any] = {}
     evals: list[int] = []
     assert proc.stdout is not None
     for line in proc.stdout:
         rec = json.loads(line)
+        last = rec
         evals.append(round(rec["eval"]))
         if rec["eval"] >= threshold:
             solved = {**rec, "wall_s": time.perf_counter() - start}
@@ -50,7 +52,8 @@ def measure(script: str, impl: str, seed: int, budget: int, eval_every: int,
             break
     proc.kill()
     proc.wait()
-    out: dict[str, Any] = solved or {"wall_s": float("nan"), "steps": None,
+    extra = {k: v for k, v in last.items() if k not in ("steps", "eval")}
+    out: dict[str, Any] = solved or {**extra, "wall_s": float("nan"), "steps": None,
                                      "budget_wall_s": time.perf_counter() - start}
     out["evals"] = evals
     return out

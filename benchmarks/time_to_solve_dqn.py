@@ -16,12 +16,17 @@ Implementations:
   a hard target update every round, ``double_q`` and ``dueling`` off.
 * ``rl-tuned``: rl's DQN with ``tuned_examples/dqn/cartpole.yaml`` (what the
   learning test runs).
+* ``rl-defaults``: ``DQNConfig().environment("CartPole-v1")`` with nothing else set,
+  what ``rl train --algo dqn --env CartPole`` runs.
+
+Each solve also reports its learner's gradient updates per second (updates over the
+seconds spent learning: ``timers/learn_s`` for rl, ``model.train`` for SB3).
 
 Torch runs one intra-op thread in every child (rl's learner does so by default;
 SB3 is given the same, its best case on a small shared machine). Needs
 ``pip install -c constraints.txt stable-baselines3`` (benchmark only).
 
-    python benchmarks/time_to_solve_dqn.py [--seeds 0,1,2] [--impls rl,rl-tuned,sb3]
+    python benchmarks/time_to_solve_dqn.py [--seeds 0,1,2] [--impls rl-defaults,rl,rl-tuned,sb3]
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import time
 
-from solve_harness import THRESHOLD, measure, rl_train_until_solved, sb3_eval_callback
+from solve_harness import THRESHOLD, measure, report, sb3_eval_callback
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "tuned_examples", "dqn", "cartpole.yaml")
 
@@ -41,15 +47,20 @@ ZOO = dict(lr=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000, 
            n_timesteps=50_000)
 
 
-def child_rl(seed: int, budget: int, eval_every: int, tuned: bool) -> None:
+IMPLS = ("rl-defaults", "rl", "rl-tuned", "sb3")
+
+
+def child_rl(seed: int, budget: int, eval_every: int, impl: str) -> None:
     import torch
 
     torch.set_num_threads(1)
     from rl import DQNConfig
     from rl.experiment import load_example
 
-    if tuned:
+    if impl == "rl-tuned":
         cfg = load_example(EXAMPLE).config.set(seed=seed)
+    elif impl == "rl-defaults":
+        cfg = DQNConfig().environment("CartPole-v1").set(seed=seed)
     else:
         cfg = DQNConfig().environment("CartPole-v1").set(
             backend="inline", num_env_runners=0, num_envs_per_env_runner=1,
@@ -64,7 +75,19 @@ def child_rl(seed: int, budget: int, eval_every: int, tuned: bool) -> None:
             epsilon_timesteps=int(ZOO["exploration_fraction"] * ZOO["n_timesteps"]),
             model_hiddens=ZOO["net_arch"], model_activation="relu", grad_clip=10.0,
             double_q=False, dueling=False, n_step=1, seed=seed)
-    rl_train_until_solved(cfg.build(), budget, eval_every)
+    learn_s = 0.0
+    next_eval = eval_every
+    with cfg.build() as algo:
+        algo.stop_timesteps = budget
+        while algo.env_steps_total < budget:
+            learn_s += algo.train().get("timers/learn_s", 0.0)
+            if algo.env_steps_total >= next_eval:
+                next_eval += eval_every
+                ret = algo.evaluate(10)["eval/episode_return_mean"]
+                report(algo.env_steps_total, ret, updates=algo.num_updates_total,
+                       learn_s=learn_s)
+                if ret >= THRESHOLD:
+                    break
 
 
 def child_sb3(seed: int, budget: int, eval_every: int) -> None:
@@ -75,6 +98,7 @@ def child_sb3(seed: int, budget: int, eval_every: int) -> None:
     torch.set_num_threads(1)
     env = gym.make("CartPole-v1")
     eval_env = gym.make("CartPole-v1")
+    timed = {"learn_s": 0.0, "updates": 0}
     # Same exploration horizon as rl-zoo's 50k-step run, whatever the budget here.
     fraction = ZOO["exploration_fraction"] * ZOO["n_timesteps"] / budget
     model = DQN("MlpPolicy", env, learning_rate=ZOO["lr"], batch_size=ZOO["batch_size"],
@@ -85,46 +109,66 @@ def child_sb3(seed: int, budget: int, eval_every: int) -> None:
                 exploration_final_eps=ZOO["exploration_final_eps"],
                 policy_kwargs={"net_arch": ZOO["net_arch"]}, seed=seed, device="cpu")
 
-    model.learn(total_timesteps=budget, callback=sb3_eval_callback(eval_env, eval_every))
+    train = model.train
+
+    def timed_train(gradient_steps: int, batch_size: int) -> None:
+        start = time.perf_counter()
+        train(gradient_steps=gradient_steps, batch_size=batch_size)
+        timed["learn_s"] += time.perf_counter() - start
+        timed["updates"] += gradient_steps
+
+    model.train = timed_train
+    on_eval = lambda steps, ret: report(steps, ret, **timed)  # noqa: E731
+    model.learn(total_timesteps=budget,
+                callback=sb3_eval_callback(eval_env, eval_every, on_eval=on_eval))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--impls", default="rl,rl-tuned,sb3")
+    p.add_argument("--impls", default=",".join(IMPLS), help="comma-separated: " + ", ".join(IMPLS))
     p.add_argument("--budget", type=int, default=100_000)
     p.add_argument("--eval-every", type=int, default=5_000)
-    p.add_argument("--child", choices=["rl", "rl-tuned", "sb3"], help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=IMPLS, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child == "sb3":
         child_sb3(args.seed, args.budget, args.eval_every)
         return
     if args.child:
-        child_rl(args.seed, args.budget, args.eval_every, tuned=args.child == "rl-tuned")
+        child_rl(args.seed, args.budget, args.eval_every, args.child)
         return
     seeds = [int(s) for s in args.seeds.split(",")]
-    results: dict[str, list[dict]] = {impl: [] for impl in args.impls.split(",")}
+    impls = [i for i in args.impls.split(",") if i]
+    unknown = sorted(set(impls) - set(IMPLS))
+    if unknown:
+        p.error(f"unknown --impls {unknown}; valid: {', '.join(IMPLS)}")
+    results: dict[str, list[dict]] = {impl: [] for impl in impls}
     for seed in seeds:  # interleave implementations so load changes hit all alike
         for impl, runs in results.items():
-            runs.append(measure(__file__, impl, seed, args.budget, args.eval_every))
-            print(impl, seed, runs[-1], flush=True)
+            r = measure(__file__, impl, seed, args.budget, args.eval_every)
+            r["updates_per_s"] = (r["updates"] / r["learn_s"] if r.get("learn_s")
+                                  else float("nan"))
+            runs.append(r)
+            print(impl, seed, r, flush=True)
     print(f"\nCartPole-v1 DQN time to first greedy eval >= {THRESHOLD} (10 episodes every "
           f"{args.eval_every} steps, budget {args.budget}), seeds {seeds}")
-    med = {}
+    med, ups = {}, {}
     for impl, runs in results.items():
         # An unsolved seed counts as the whole budget's time would: infinitely slow.
         walls = [r["wall_s"] if r["steps"] is not None else float("inf") for r in runs]
         steps = [r["steps"] for r in runs if r["steps"] is not None]
         med[impl] = statistics.median(walls)
+        ups[impl] = statistics.median(r["updates_per_s"] for r in runs)
         print(f"{impl:<9} solved {len(steps)}/{len(runs)}  median wall {med[impl]:.1f}s  "
               f"median steps {statistics.median(steps) if steps else 'n/a'}  "
-              f"per seed {[round(w, 1) for w in walls]} s, {[r['steps'] for r in runs]} steps")
+              f"median {ups[impl]:.0f} updates/s  per seed {[round(w, 1) for w in walls]} s, {[r['steps'] for r in runs]} steps")
     if "sb3" in med:
         for impl in med:
             if impl != "sb3":
-                print(f"ratio {impl}/sb3 median wall time: {med[impl] / med['sb3']:.2f}")
+                print(f"ratio {impl}/sb3 median wall time: {med[impl] / med['sb3']:.2f}, "
+                      f"updates/s {ups[impl] / ups['sb3']:.2f}x")
 
 
 if __name__ == "__main__":
