@@ -110,6 +110,37 @@ def test_compute_actions_and_evaluate_carry_the_state():
         assert algo.evaluate(4)["eval/episodes"] == 4
 
 
+def test_compute_actions_with_state_from_several_threads_equals_sequential_calls():
+    # Each thread runs its own episode (its own observations) carrying its own state;
+    # calls interleave on the driver's one worker, and every answer must be the one a
+    # sequential run gives.
+    import threading
+
+    def episode(algo, k, steps=40):
+        rng = np.random.default_rng(k)
+        state, out = None, []
+        for _ in range(steps):
+            actions, state = algo.compute_actions(rng.normal(size=(3, 1)).astype(np.float32),
+                                                  state)
+            out.append((actions.copy(), [s.copy() for s in state]))
+        return out
+
+    with lstm_ppo("tests.toy_envs:CueEnv").build() as algo:
+        expected = [episode(algo, k) for k in range(6)]
+        got: dict[int, list] = {}
+        threads = [threading.Thread(target=lambda k=k: got.__setitem__(k, episode(algo, k)))
+                   for k in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for k in range(6):
+        for (a, s), (ea, es) in zip(got[k], expected[k]):
+            np.testing.assert_array_equal(a, ea)
+            for x, y in zip(s, es):
+                np.testing.assert_allclose(x, y, atol=1e-6)
+
+
 def test_workers_on_processes_carry_states_across_fragments_and_checkpoints(tmp_path):
     config = lstm_ppo(env_config={"lengths": [3, 5], "max_steps": 4}, backend="process",
                       num_env_runners=1)

@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -141,6 +142,9 @@ class Algorithm(abc.ABC):
         self.stop_criteria: dict[str, Any] | None = None
         self.resumed_workers: list[int] = []  # set by restore()
         self._eval_worker: RolloutWorker | None = None
+        # compute_actions and evaluate share the driver's worker (its weights, its
+        # recurrent state slots, its generator): one caller at a time.
+        self._driver_lock = threading.RLock()
         self._stopped = False
         seed = 0 if config.seed is None else config.seed
         torch.manual_seed(seed)
@@ -562,7 +566,8 @@ class Algorithm(abc.ABC):
         if video_dir is not None and render:
             raise ConfigError("an evaluation records videos or shows a window, not both")
         mode = "rgb_array" if video_dir is not None else "human" if render else None
-        out = self._driver_worker().evaluate(n, render_mode=mode, video_dir=video_dir)
+        with self._driver_lock:
+            out = self._driver_worker().evaluate(n, render_mode=mode, video_dir=video_dir)
         r = out["episode_returns"]
         return {M.EVAL_RETURN_MEAN: float(np.mean(r)), M.EVAL_RETURN_STD: float(np.std(r)),
                 M.EVAL_LEN_MEAN: float(np.mean(out["episode_lens"])),
@@ -592,10 +597,18 @@ class Algorithm(abc.ABC):
         batched arrays) or a list of tuples (``rl.envs.flatten_observations``). One
         observation gives one action, a batch ``[B, *action_shape]``. An observation
         that does not fit the env's observation space raises ``ValueError`` naming it.
+
+        Safe to call from several threads (a server's, say): calls, and ``evaluate``,
+        take turns on the driver's worker, each with its own state; none touches the
+        training workers' states or action streams.
         """
         if isinstance(state, bool):
             raise TypeError("compute_actions(obs, state=None, explore=False): pass explore by "
                             "name (explore=True)")
+        with self._driver_lock:
+            return self._compute_actions(obs, state, explore, prev_reward)
+
+    def _compute_actions(self, obs: Any, state: Any, explore: bool, prev_reward: Any) -> Any:
         if self.agents is not None:
             return self._compute_agent_actions(obs, state, explore)
         batch, single = flatten_observations(self.env_obs_space, obs)
