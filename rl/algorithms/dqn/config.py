@@ -42,7 +42,7 @@ class DQNConfig(OffPolicyConfig):
                                            section="env_runners", min=1)
     rollout_fragment_length: int | str = fragment_length_setting(AUTO_FRAGMENT_LENGTH)
     normalize_obs: bool = no_obs_normalization_setting("DQN")
-    lr: float = setting(1e-3, "Adam learning rate (eps 1e-5)", min=0.0)
+    lr: float = setting(5e-4, "Adam learning rate (eps 1e-5)", min=0.0)
     train_batch_size: int = setting(128, "Transitions per gradient update (SGD batch)", min=1)
     grad_clip: float | None = setting(10.0, "Global gradient-norm clip; null disables", min=0.0)
     model_hiddens: list[int] = setting([256, 256], "MLP layer widths", check=MODEL_HIDDENS)
