@@ -22,23 +22,46 @@ def lstm(seed=0, **env_config):
                       lstm_cell_size=16, max_seq_len=4, model_hiddens=[16]))
 
 
-def test_learner_log_probs_equal_the_behaviour_ones_with_agents_that_come_and_go():
+TWO = ["agent_0", "agent_1"]
+
+
+@pytest.mark.parametrize("policies", [
+    None,  # one shared policy
+    {"policies": TWO},  # two recurrent policies
+    {"policies": TWO, "policy_overrides": {"agent_1": {"lstm_cell_size": 8}}},
+    {"policies": TWO, "policy_overrides": {  # a recurrent one beside a feed-forward one
+        "agent_0": {"lstm_use_prev_action": True, "lstm_use_prev_reward": True},
+        "agent_1": {"use_lstm": False}}},
+], ids=["shared", "two", "two-sizes", "mixed"])
+def test_learner_log_probs_equal_the_behaviour_ones_with_agents_that_come_and_go(policies):
     # agent_1 lives at steps 2..5 of each 8-step game: it arrives (fresh state) and leaves
     # inside fragments of 7 rows, and games run from one fragment into the next.
-    with lstm(lifetimes=STAGGERED).build() as algo:
-        learner = algo.learner_group.local
+    cfg = lstm(lifetimes=STAGGERED)
+    if policies is not None:
+        cfg = cfg.multi_agent(**policies)
+    with cfg.build() as algo:
         for fragment in range(4):
             results = algo.workers.sample()
-            batch = algo._policy_batches(results)["default_policy"]
-            tensors = batch.to_torch(keys=list(batch))
-            with torch.no_grad():
-                rows, dist_inputs, values, mask = recurrent_forward(learner.module, tensors)
-                logp = learner.dist_spec(dist_inputs).log_prob(rows[C.ACTIONS])
-            real = mask > 0
-            assert int(real.sum()) == results[0]["agent_steps"]
-            diff = (logp[real] - rows[C.LOGP][real]).abs().max()
-            assert float(diff) <= 1e-5, (fragment, float(diff))
-            assert float((values[real] - rows[C.VF_PREDS][real]).abs().max()) <= 1e-5
+            batches = algo._policy_batches(results)
+            trained = 0
+            for pid, batch in batches.items():
+                learner = algo.learner_groups[pid].local
+                tensors = batch.to_torch(keys=list(batch))
+                with torch.no_grad():
+                    if algo.model_specs[pid].recurrent:
+                        rows, dist_inputs, values, mask = recurrent_forward(learner.module,
+                                                                            tensors)
+                        real = mask > 0
+                    else:
+                        rows = tensors
+                        dist_inputs, values = learner.module(tensors[C.OBS])
+                        real = torch.ones(len(batch), dtype=torch.bool)
+                    logp = learner.dist_spec(dist_inputs).log_prob(rows[C.ACTIONS])
+                trained += int(real.sum())
+                diff = (logp[real] - rows[C.LOGP][real]).abs().max()
+                assert float(diff) <= 1e-5, (pid, fragment, float(diff))
+                assert float((values[real] - rows[C.VF_PREDS][real]).abs().max()) <= 1e-5
+            assert trained == results[0]["agent_steps"]
 
 
 def test_compute_actions_carries_a_state_per_agent():
@@ -54,14 +77,6 @@ def test_compute_actions_carries_a_state_per_agent():
             algo.compute_actions(obs, state=[np.zeros(16)])
         metrics = algo.evaluate(2)
     assert metrics["eval/episodes"] == 2
-
-
-@pytest.mark.parametrize("settings, match", [
-    ({"policies": ["agent_0", "agent_1"]}, "not yet with several policies"),
-])
-def test_recurrent_multi_agent_with_several_policies_is_a_config_error(settings, match):
-    with pytest.raises(ConfigError, match=match):
-        lstm().multi_agent(**settings).build()
 
 
 def test_recurrent_self_play_in_turn_based_games_is_a_config_error():

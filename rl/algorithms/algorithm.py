@@ -25,6 +25,7 @@ import torch
 
 from rl import checkpoint as ckpt
 from rl import metrics as M
+from rl.algorithms.multi_agent import check_recurrent_policies
 from rl.algorithms.policy_map import PolicyMap
 from rl.callbacks import call_hook, resolve_callbacks_class
 from rl.config import AlgorithmConfig, ConfigError, error_line
@@ -69,7 +70,7 @@ class Algorithm(abc.ABC):
     multi_agent: ClassVar[bool] = False
     """Whether it trains PettingZoo multi-agent envs (``rl.envs.multi_agent``)."""
     recurrent_multi_agent: ClassVar[bool] = False
-    """Whether it trains recurrent policies on multi-agent envs (one shared policy)."""
+    """Whether it trains recurrent policies on multi-agent (Parallel) envs."""
 
     def __init__(self, config: AlgorithmConfig, logdir: str | None = None, *,
                  checkpoint: str | None = None):
@@ -107,15 +108,9 @@ class Algorithm(abc.ABC):
                             for pid in self.policy_map.ids}
         for spec in self.model_specs.values():
             spec.check()
-        if self.agents is not None and self.model_spec.recurrent and (
-                self.turn_based or len(self.model_specs) > 1
-                or not self.recurrent_multi_agent):
-            what = "turn-based games" if self.turn_based else "several policies" \
-                if len(self.model_specs) > 1 else f"{self.name} (use PPO)"
-            raise ConfigError(f"recurrent multi-agent policies (use_lstm, or a model with "
-                              f"initial_state) are supported with one shared policy on "
-                              f"Parallel envs; not yet with {what}: train {config.env!r} "
-                              "with a feed-forward policy")
+        if self.agents is not None:
+            check_recurrent_policies(self.name, config.env, self.model_specs,
+                                     self.turn_based, self.recurrent_multi_agent)
         self.callbacks_class = None if config.callbacks_class is None else \
             resolve_callbacks_class(config.callbacks_class)
         self.callbacks = None if self.callbacks_class is None else self.callbacks_class()

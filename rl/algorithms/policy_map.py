@@ -38,7 +38,8 @@ DEFAULT_POLICY = "default_policy"
 """The id of the one policy of a single-agent run, and of a shared multi-agent policy."""
 
 PER_POLICY_FIELDS = ("model_class", "model_kwargs", "model_hiddens", "model_activation",
-                     "vf_share_layers", "lr", "entropy_coeff")
+                     "vf_share_layers", "use_lstm", "lstm_cell_size", "lstm_use_prev_action",
+                     "lstm_use_prev_reward", "lr", "entropy_coeff")
 """The config fields ``policy_overrides`` may set for one policy."""
 
 _MULTI_AGENT_FIELDS = ("policies", "policy_mapping_fn", "policies_to_train")

@@ -15,7 +15,9 @@ is:
                                           (DDP averages the gradients of every backward)
       update_fragments(handles) ── rank r's env columns, as handles ──▶ rank r resolves
                                           them from the object store, stacks, updates
-                    ◀── metrics of every rank, averaged; per-row arrays concatenated
+                                          (every column: shards differ by at most one)
+                    ◀── metrics of every rank, averaged (weighted by shard size);
+                        per-row arrays concatenated
       get_weights() ◀── rank 0            state() ◀── rank 0 (model + optimizer)
       set_weights(), load_state() ──▶ every rank
 
@@ -42,7 +44,8 @@ from rl.learner.distributed import LearnerActor, process_group_backend
 from rl.learner.learner import Learner
 from rl.runtime import ActorDiedError, RuntimeErrorBase, shared
 
-__all__ = ["LearnerFailedError", "LearnerGroup", "merge_metrics", "shard_batch"]
+__all__ = ["LearnerFailedError", "LearnerGroup", "merge_metrics", "shard_batch",
+           "shard_bounds"]
 
 log = logging.getLogger("rl")
 
@@ -78,9 +81,29 @@ def shard_batch(batch: SampleBatch, num_shards: int, axis: int = 0) -> list[Samp
                          for k, v in batch.items()}) for i in range(num_shards)]
 
 
-def merge_metrics(results: Sequence[dict[str, Any]], axis: int = 0) -> dict[str, Any]:
-    """One result from every rank's: scalars averaged, per-row arrays (e.g. TD errors)
-    concatenated in shard order, so they line up with the rows that were trained."""
+def shard_bounds(size: int, num_shards: int) -> list[tuple[int, int]]:
+    """``num_shards`` contiguous ``(start, stop)`` ranges covering ``0 .. size``, whose
+    lengths differ by at most one (the first ``size % num_shards`` are one longer).
+
+    For batches that must be trained whole (IMPALA's env columns); each learner then
+    weights its gradients by its share (``IMPALALearner.update``)."""
+    if not 1 <= num_shards <= size:
+        raise ValueError(f"cannot cut {size} items into {num_shards} non-empty shards; "
+                         f"num_shards must be between 1 and {size}")
+    base, extra = divmod(size, num_shards)
+    bounds, start = [], 0
+    for r in range(num_shards):
+        stop = start + base + (r < extra)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def merge_metrics(results: Sequence[dict[str, Any]], axis: int = 0,
+                  weights: Sequence[float] | None = None) -> dict[str, Any]:
+    """One result from every rank's: scalars averaged (weighted by ``weights``, each
+    rank's shard size, when given), per-row arrays (e.g. TD errors) concatenated in
+    shard order, so they line up with the rows that were trained."""
     if len(results) == 1:
         return results[0]
     out: dict[str, Any] = {}
@@ -89,7 +112,7 @@ def merge_metrics(results: Sequence[dict[str, Any]], axis: int = 0) -> dict[str,
         if isinstance(first, np.ndarray):
             out[key] = np.concatenate(values, axis=axis)
         else:
-            out[key] = float(np.mean(values))
+            out[key] = float(np.average(values, weights=weights))
     return out
 
 
@@ -172,25 +195,27 @@ class LearnerGroup:
         the env axis, for learners that define ``update_fragments`` (IMPALA).
 
         Fragments may be ``Shared`` handles (``rl.runtime.shared``): with learner
-        processes each rank resolves the fragments of its contiguous ``1/N`` of the env
-        columns itself (the same shards ``update`` would cut from the stacked batch),
-        so the driver moves handles only. The handles are released once every rank
-        has answered.
+        processes each rank resolves the fragments of its contiguous share of the env
+        columns itself, so the driver moves handles only. Every column is trained: when
+        the columns do not divide by N the shards differ by one column
+        (``shard_bounds``), each rank weights its gradients by its share and the
+        metrics are averaged with the same weights (with equal shards these are the
+        shards ``update`` cuts from the stacked batch). The handles are released once
+        every rank has answered.
         """
         try:
             if self.local is not None:
                 return self.local.update_fragments([shared.resolve(f) for f in fragments],
                                                    **hyper)
-            per = len(fragments) * columns // self.num_learners
+            bounds = shard_bounds(len(fragments) * columns, self.num_learners)
             pieces = []
-            for r in range(self.num_learners):
-                lo, hi = r * per, (r + 1) * per
+            for lo, hi in bounds:
                 pieces.append(([(f, max(lo, i * columns) - i * columns,
                                  min(hi, (i + 1) * columns) - i * columns)
                                 for i, f in enumerate(fragments)
                                 if max(lo, i * columns) < min(hi, (i + 1) * columns)],))
             return merge_metrics(self._call_each("update_fragments", pieces, hyper),
-                                 self.shard_axis)
+                                 self.shard_axis, weights=[hi - lo for lo, hi in bounds])
         finally:
             shared.release_all(fragments)
 

@@ -39,7 +39,11 @@ class PolicyLanes:
         self.policies = [build_inference_policy(m, num_slots) for m in models]
         self.num_agents = num_agents
         self.agent_policy = None if len(models) == 1 else np.asarray(agent_policy, np.int64)
-        if self.agent_policy is not None and len({tuple(p.columns()) for p in self.policies}) > 1:
+        # A recurrent policy's previous action and reward columns are its own (zeros in
+        # the other policies' rows); the others every policy records.
+        if self.agent_policy is not None and len({
+                tuple(c for c in p.columns() if c not in (C.PREV_ACTIONS, C.PREV_REWARDS))
+                for p in self.policies}) > 1:
             raise ValueError("the policies of a multi-agent run must record the same columns")
         self.dist_specs = [m.dist_spec for m in models]
         self.obs_widths = [int(np.prod(m.obs_space.shape)) for m in models]
@@ -135,7 +139,7 @@ def _widest(columns: list[dict[str, tuple[tuple[int, ...], Any]]]):
     out = dict(columns[0])
     for cols in columns[1:]:
         for name, (shape, dtype) in cols.items():
-            if shape and shape[0] > out[name][0][0]:
+            if name not in out or shape and shape[0] > out[name][0][0]:
                 out[name] = (shape, dtype)
     return out
 

@@ -68,6 +68,7 @@ from rl.envs.normalization import RunningMeanStd
 from rl.envs.turn_based import TurnBasedVectorEnv
 from rl.policies import ModelSpec
 from rl.rollout.lanes import PolicyLanes
+from rl.rollout.slot_states import SlotStates
 from rl.rollout.turn_based import sample_turn_based
 from rl.runtime.base import BoardReader
 from rl.runtime.shared import share
@@ -157,7 +158,13 @@ class RolloutWorker:
         self.policy = self.policies[0]
         self.agent_policy = self.policy_lanes.agent_policy
         self.columns, self.action_shape = self.policy_lanes.columns, self.policy_lanes.action_shape
-        self.recurrent = spec.model.recurrent
+        self.recurrent = any(m.recurrent for m in models)
+        # Several policies, some recurrent: every slot's state in one place; the
+        # recurrent policies act on their slots' rows of it (rl.rollout.slot_states).
+        self.slot_states = None
+        if self.recurrent and self.agent_policy is not None:
+            self.slot_states = self.policy = SlotStates(self.policies, self.agent_policy,
+                                                        self.num_slots)
         self.weights_versions = [0] * len(models)
         self.lanes = self._lanes(np.arange(self.num_slots))
         # Multi-agent: every slot's return in the running game (per-policy returns).
@@ -245,6 +252,10 @@ class RolloutWorker:
         env returned for the actions of the previous call (a model that reads them).
         ``positions`` ``[B]``: with several policies, the agent position (in
         ``WorkerSpec.agents``) of each row, which picks the policy that acts for it."""
+        if self.slot_states is not None:
+            raise ValueError("compute_actions: several policies with a recurrent one are not "
+                             "supported yet; evaluate() runs them, or serve each policy's "
+                             "export (rl export --policy)")
         if self.agent_policy is not None:
             normalized = self.normalize(obs)
             lanes = self._lanes(np.asarray(positions, np.int64))
@@ -436,7 +447,15 @@ class RolloutWorker:
         truncated = [(t, i, f) for t, i, f in ends if batch[C.TRUNCATEDS][t, i]
                      and not batch[C.TERMINATEDS][t, i]]
         finals = [self.normalize(f) for _, _, f in truncated]
-        if self.recurrent:
+        if self.slot_states is not None:
+            v = self._rows("value", np.ascontiguousarray(last_obs, self.obs_dtype), self.lanes)
+            if truncated:
+                v_final = self.slot_states.final_values(
+                    self.policies, np.ascontiguousarray(np.stack(finals), self.obs_dtype),
+                    np.asarray([i for _, i, _ in truncated], np.int64),
+                    [end_states[t, i] for t, i, _ in truncated])
+                v = np.concatenate([v, v_final])
+        elif self.recurrent:
             v = self.policy.value(self.policy_lanes.input(
                 0, np.ascontiguousarray(last_obs, self.obs_dtype)))
             if truncated:
@@ -490,7 +509,9 @@ class RolloutWorker:
                                     record_actions=False)
             try:
                 obs = venv.reset()
-                if self.recurrent:  # the evaluation's own episodes, each from the start
+                if self.slot_states is not None:  # the evaluation's own episodes
+                    carried = self.slot_states.bind(venv.num_envs)
+                elif self.recurrent:  # the evaluation's own episodes, each from the start
                     self.policy.state = [np.repeat(s[None], venv.num_envs, axis=0)
                                          for s in self.policy.initial]
                 done_count = np.zeros(num_envs, np.int64)
@@ -514,7 +535,9 @@ class RolloutWorker:
             finally:
                 # Closing a recorder writes the video it still holds.
                 venv.close()
-                if self.recurrent:
+                if self.slot_states is not None:
+                    self.slot_states.restore(carried)
+                elif self.recurrent:
                     self.policy.state = carried
         return {"episode_returns": np.asarray(returns), "episode_lens": np.asarray(lens)}
 

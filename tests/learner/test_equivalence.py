@@ -172,3 +172,69 @@ def test_impala_learners_reading_shared_fragments_match_the_stacked_batch_path()
     np.testing.assert_allclose(results["handles"][0], results["data"][0], rtol=0, atol=1e-7)
     for key, value in results["data"][1].items():
         assert results["handles"][1][key] == pytest.approx(value), key
+
+
+def test_shard_bounds_cover_every_item_in_near_equal_contiguous_ranges():
+    from rl.learner.group import shard_bounds
+
+    assert shard_bounds(7, 3) == [(0, 3), (3, 5), (5, 7)]
+    assert shard_bounds(4, 2) == [(0, 2), (2, 4)]
+    with pytest.raises(ValueError, match="between 1 and 2"):
+        shard_bounds(2, 3)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_impala_learners_train_every_column_when_the_columns_do_not_divide(padded):
+    # Three fragments of one env column on 2 learners: rank 0 trains two columns, rank
+    # 1 one (before, the third column was dropped). Each rank weights its gradients by
+    # its share of the trained rows, so the parameters equal one learner's on the whole
+    # batch, also when padding rows (multi-agent ``valid``) make the shares unequal.
+    from rl.algorithms.impala.learner import stack_fragments
+    from tests.algorithms.test_impala import fixed_batch
+
+    cfg, factory = impala_learner_factory()
+    probe = factory()
+    batch = fixed_batch(probe.module, T=6, N=3, seed=0)
+    fragments = [{k: v[:, i : i + 1] for k, v in batch.items()} for i in range(3)]
+    if padded:
+        for f, last in zip(fragments, (6, 2, 4)):
+            f[C.VALID] = np.arange(6)[:, None] < last
+    reference = LearnerGroup(factory, cfg)
+    for rt in open_runtime("process"):
+        group = LearnerGroup(factory, cfg.copy().set(num_learners=2), rt, shard_axis=1)
+        try:
+            reference.set_weights(group.get_weights())  # the ranks' seeded initialisation
+            metrics = group.update_fragments(fragments, 1, lr=3e-3)
+            weights = group.get_weights()
+        finally:
+            group.stop()
+    ref_metrics = reference.update(stack_fragments(fragments), lr=3e-3)
+    np.testing.assert_allclose(weights, reference.get_weights(), rtol=0, atol=1e-6)
+    assert metrics["grad_norm"] == pytest.approx(ref_metrics["grad_norm"], rel=1e-5)
+    if not padded:  # columns weigh the same: the rank-weighted means are the batch's
+        for key in ("policy_loss", "vf_loss", "entropy"):
+            assert metrics[key] == pytest.approx(ref_metrics[key], rel=1e-5), key
+
+
+def test_impala_learners_with_uneven_shards_take_the_same_number_of_sgd_steps():
+    # One-column minibatches over shards of 2 and 1 columns: rank 1 has no column for
+    # the second step and runs it with weight 0, so neither rank waits on the other.
+    # (Were the steps not in lockstep, rank 0 would wait in its second all-reduce until
+    # the collective timed out.)
+    from tests.algorithms.test_impala import fixed_batch
+
+    cfg, factory = impala_learner_factory()
+    cfg = cfg.copy().set(minibatch_size=6, num_epochs=2)
+    factory = functools.partial(factory.func, factory.args[0], cfg, "cpu")
+    probe = factory()
+    batch = fixed_batch(probe.module, T=6, N=3, seed=0)
+    fragments = [{k: v[:, i : i + 1] for k, v in batch.items()} for i in range(3)]
+    for rt in open_runtime("process"):
+        group = LearnerGroup(factory, cfg.copy().set(num_learners=2), rt, shard_axis=1)
+        try:
+            metrics = group.update_fragments(fragments, 1, lr=3e-3)
+            weights = group.get_weights()
+        finally:
+            group.stop()
+    assert np.isfinite(metrics["grad_norm"])
+    assert not np.allclose(weights, probe.get_weights())

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from rl.algorithms.impala.loss import (
     BOOTSTRAP_OBS,
@@ -150,25 +151,73 @@ class IMPALALearner(Learner):
             clip_rho_threshold=cfg.clip_rho_threshold, clip_c_threshold=cfg.clip_c_threshold,
             clip_pg_rho_threshold=cfg.clip_pg_rho_threshold, vtrace_lambda=cfg.vtrace_lambda)
         T, N = batch[C.REWARDS].shape
-        cols = N if cfg.minibatch_size is None else max(1, cfg.minibatch_size // T)
-        whole = loss_inputs(batch, self.device) if cols >= N else None
-        means = MetricMeans()
-        for _ in range(cfg.num_epochs):
-            if whole is not None:
-                parts = [whole]
-            else:
-                perm = self.rng.permutation(N)
-                parts = (loss_inputs(SampleBatch({k: v[:, perm[i : i + cols]]
-                                                  for k, v in batch.items()}), self.device)
-                         for i in range(0, N, cols))
-            for tensors in parts:
-                loss, metrics = impala_loss(self.module, self.dist_spec, tensors, settings)
-                metrics["grad_norm"] = self.apply_loss(loss)
-                means.add(metrics)
+        widest = self._widest_uneven_shard(N)
+        if widest is not None:
+            means = self._update_uneven(batch, widest, settings)
+        else:
+            cols = N if cfg.minibatch_size is None else max(1, cfg.minibatch_size // T)
+            whole = loss_inputs(batch, self.device) if cols >= N else None
+            means = MetricMeans()
+            for _ in range(cfg.num_epochs):
+                if whole is not None:
+                    parts = [whole]
+                else:
+                    perm = self.rng.permutation(N)
+                    parts = (loss_inputs(SampleBatch({k: v[:, perm[i : i + cols]]
+                                                      for k, v in batch.items()}),
+                                         self.device)
+                             for i in range(0, N, cols))
+                for tensors in parts:
+                    loss, metrics = impala_loss(self.module, self.dist_spec, tensors, settings)
+                    metrics["grad_norm"] = self.apply_loss(loss)
+                    means.add(metrics)
         out = means.means()
         out["lr"] = self.optimizer.param_groups[0]["lr"]
         out["entropy_coeff"] = settings.entropy_coeff
         return out
+
+    def _widest_uneven_shard(self, columns: int) -> int | None:
+        """The most env columns any rank of the group trains in this update, when the
+        ranks' shares differ (None alone or with equal shares)."""
+        if self.world_size == 1:
+            return None
+        extremes = torch.tensor([columns, -columns], dtype=torch.int64, device=self.device)
+        dist.all_reduce(extremes, op=dist.ReduceOp.MAX)
+        widest, narrowest = int(extremes[0]), -int(extremes[1])
+        return None if widest == narrowest else widest
+
+    def _update_uneven(self, batch: SampleBatch, widest: int,
+                       settings: IMPALALossSettings) -> MetricMeans:
+        """The epochs of an update whose ranks hold different numbers of env columns
+        (the group's columns do not divide by its learners).
+
+        Every rank takes as many SGD steps as the widest shard needs, so the gradient
+        all-reduces stay in lockstep, each step on a near-equal part of its columns;
+        its loss is scaled by its share of the step's trained rows (valid rows of a
+        multi-agent batch) over the mean share, so DDP's average of the ranks'
+        gradients is the gradient of the mean loss over every rank's rows. A rank
+        left with no column for a step runs one column with weight 0.
+        """
+        cfg = self.config
+        T, N = batch[C.REWARDS].shape
+        cols = widest if cfg.minibatch_size is None else max(1, cfg.minibatch_size // T)
+        steps = -(-widest // cols)
+        valid = batch.get(C.VALID)
+        means = MetricMeans()
+        for _ in range(cfg.num_epochs):
+            perm = self.rng.permutation(N)
+            for idx in np.array_split(perm, steps):
+                rows = T * len(idx) if valid is None else int(valid[:, idx].sum())
+                if len(idx) == 0:
+                    idx, rows = perm[:1], 0
+                mean_rows = float(self.all_reduce_mean([rows])[0])
+                weight = rows / mean_rows if mean_rows > 0 else 0.0
+                tensors = loss_inputs(SampleBatch({k: v[:, idx] for k, v in batch.items()}),
+                                      self.device)
+                loss, metrics = impala_loss(self.module, self.dist_spec, tensors, settings)
+                metrics["grad_norm"] = self.apply_loss(loss * weight)
+                means.add(metrics)
+        return means
 
     def update_fragments(self, fragments: list[dict[str, np.ndarray]], *,
                          lr: float | None = None,

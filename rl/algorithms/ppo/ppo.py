@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from rl.algorithms.algorithm import Algorithm
+from rl.algorithms.multi_agent import initial_state, policy_recurrent_columns
 from rl.algorithms.ppo.config import PPOConfig
 from rl.algorithms.ppo.learner import PPOLearner
 from rl.data import SampleBatch
@@ -92,13 +92,12 @@ class PPO(Algorithm):
     def setup(self) -> None:
         self.reward_scaler = RewardScaler(self.config.gamma) if self.config.normalize_rewards \
             else None
-        self.sequences = None
-        if self.model_spec.recurrent:
-            with torch.no_grad(), torch.random.fork_rng(devices=[]):
-                initial = [t.numpy().astype(np.float32)[0] for t in
-                           self.model_spec.build().initial_state(1)]
-            self.sequences = (self.config.max_seq_len, initial,
-                              max(1, self.config.num_learners))
+        # Per policy: (max_seq_len, initial state, shards) for a recurrent one, else None.
+        self.policy_sequences = {
+            pid: None if (initial := initial_state(spec)) is None else
+            (self.config.max_seq_len, initial, max(1, self.config.num_learners))
+            for pid, spec in self.model_specs.items()}
+        self.sequences = self.policy_sequences[self.policy_map.ids[0]]
 
     def training_step(self) -> dict[str, float]:
         cfg = self.config
@@ -137,16 +136,20 @@ class PPO(Algorithm):
         for k, pid in enumerate(self.policy_map.ids):
             if pid not in self.policy_map.trainable:
                 continue
+            sequences = self.policy_sequences[pid]
             parts = []
             for r in results:
                 num_games = r["batch"][C.REWARDS].shape[1] // len(self.agents)
                 slots = self.policy_map.slots(k, num_games)
                 discarded = r.get("discarded")
-                parts.append({"worker_index": r["worker_index"],
-                              "batch": self.policy_columns(k, r["batch"]),
+                columns = self.policy_columns(k, r["batch"])
+                if len(self.policy_map.ids) > 1:  # each policy's own recurrent columns
+                    columns = policy_recurrent_columns(columns, sequences and sequences[1],
+                                                       self.model_specs[pid].prev_inputs)
+                parts.append({"worker_index": r["worker_index"], "batch": columns,
                               "discarded": None if discarded is None else discarded[:, slots]})
             batches[pid] = fragments_to_train_batch(parts, cfg.gamma, cfg.gae_lambda,
-                                                    sequences=self.sequences, compact=True)
+                                                    sequences=sequences, compact=True)
         return batches
 
     def extra_state(self):
