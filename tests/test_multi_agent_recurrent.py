@@ -79,6 +79,17 @@ def test_compute_actions_carries_a_state_per_agent():
     assert metrics["eval/episodes"] == 2
 
 
+@pytest.mark.parametrize("overrides", [{}, {"agent_0": {"use_lstm": False}}],
+                         ids=["two-lstms", "mixed"])
+def test_compute_actions_with_several_policies_some_recurrent_says_it_is_unsupported(overrides):
+    cfg = lstm().set(policies=["agent_0", "agent_1"], policy_overrides=overrides)
+    with cfg.build() as algo:
+        obs = {"agent_0": np.zeros(7, np.float32), "agent_1": np.ones(7, np.float32)}
+        with pytest.raises(ValueError, match="several policies of which some are recurrent"):
+            algo.compute_actions(obs)
+        assert algo.evaluate(2)["eval/episodes"] == 2
+
+
 def test_recurrent_self_play_in_turn_based_games_is_a_config_error():
     cfg = lstm().environment("pettingzoo.classic.tictactoe_v3:env")
     with pytest.raises(ConfigError, match="not yet with turn-based games"):

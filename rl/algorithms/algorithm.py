@@ -639,6 +639,10 @@ class Algorithm(abc.ABC):
                              f"{{agent: observation}} with agents from {list(self.agents)}, "
                              f"got {type(obs).__name__}"
                              + (f" with keys {sorted(obs)}" if isinstance(obs, dict) else ""))
+        if len(self.model_specs) > 1 and any(m.recurrent for m in self.model_specs.values()):
+            raise ValueError("compute_actions with several policies of which some are "
+                             "recurrent is not supported yet; evaluate() runs them, and "
+                             "rl export --policy ID exports one to carry its state yourself")
         if state is not None and not self.model_spec.recurrent:
             raise ValueError("compute_actions: this multi-agent policy is feed-forward and "
                              "takes no state")
