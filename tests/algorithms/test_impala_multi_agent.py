@@ -250,8 +250,13 @@ def test_two_policies_with_learner_processes_and_a_threaded_learner(tmp_path):
            .env_runners(num_env_runners=1).set(backend="process").learners(num_learners=1))
     with cfg.build() as algo:
         frozen = weights(algo, "agent_1")
-        for _ in range(3):
+        # The threaded learner reports its first update whenever it gets there (on a loaded
+        # machine after several iterations): train until it has, within a bound.
+        for _ in range(100):
             result = algo.train()
+            if result.get("learner/agent_0/env_steps_trained", 0) > 0:
+                break
+        iterations = result["training_iteration"]
         assert algo.runner.threaded
         assert np.array_equal(weights(algo, "agent_1"), frozen)
         assert algo.weight_boards["agent_1"].version == 1
@@ -264,7 +269,7 @@ def test_two_policies_with_learner_processes_and_a_threaded_learner(tmp_path):
             np.testing.assert_array_equal(weights(algo, p), saved[p])
         result = algo.train()
         assert np.array_equal(weights(algo, "agent_1"), frozen)
-    assert result["training_iteration"] == 4
+    assert result["training_iteration"] == iterations + 1
 
 
 def test_rl_train_and_evaluate_impala_with_two_policies(tmp_path, capsys):
