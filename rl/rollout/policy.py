@@ -39,7 +39,6 @@ from rl.data import columns as C
 from rl.policies import numpy_dists
 from rl.policies.dist_spec import DistributionSpec
 from rl.policies.model_spec import SQUASHED_GAUSSIAN, ModelSpec, Q
-from rl.policies.numpy_lstm import compile_lstm_actor_critic
 from rl.policies.numpy_params import numpy_model, param_layout
 
 __all__ = ["ActorCriticPolicy", "QPolicy", "RecurrentActorCriticPolicy", "SquashedGaussianPolicy",
@@ -248,13 +247,9 @@ class RecurrentActorCriticPolicy:
         shapes = {C.PREV_ACTIONS: self.dist_spec.action_shape, C.PREV_REWARDS: ()}
         self.initial = initial + [np.zeros(shapes[k], np.float32) for k in self.prev_inputs]
         self.state = [np.repeat(s[None], num_envs, axis=0) for s in self.initial]
-        self._fast = compile_lstm_actor_critic(self.module)
 
     def load_weights(self, vector: np.ndarray) -> None:
-        """Copy a flat weight vector into the module (and its numpy mirror)."""
         load_flat_params(self.module, vector)
-        if self._fast is not None:
-            self._fast = compile_lstm_actor_critic(self.module)
 
     def columns(self) -> dict[str, tuple[tuple[int, ...], type]]:
         return {
@@ -292,12 +287,6 @@ class RecurrentActorCriticPolicy:
 
     def _step(self, obs: torch.Tensor, state: list[np.ndarray]):
         k = self.num_model_states
-        if self._fast is not None:  # the built-in LSTM: its numpy mirror
-            prev = dict(zip(self.prev_inputs, state[k:]))
-            dist_inputs, values, h, c = self._fast(
-                _as_numpy(obs), state[0], state[1], prev.get(C.PREV_ACTIONS),
-                prev.get(C.PREV_REWARDS))
-            return torch.from_numpy(dist_inputs), torch.from_numpy(values), [h, c]
         prev = {name: torch.from_numpy(s)[:, None]
                 for name, s in zip(self.prev_inputs, state[k:])}
         with torch.inference_mode():
