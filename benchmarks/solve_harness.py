@@ -97,3 +97,19 @@ def sb3_eval_callback(eval_env: Any, eval_every: int,
             return ret < THRESHOLD
 
     return Eval()
+
+
+def sb3_time_updates(model: Any) -> dict[str, float]:
+    """Wrap an SB3 off-policy model's ``train`` so the returned dict counts its gradient
+    updates (``updates``) and the seconds spent in them (``learn_s``)."""
+    timed = {"learn_s": 0.0, "updates": 0}
+    train = model.train
+
+    def timed_train(gradient_steps: int, batch_size: int) -> None:
+        start = time.perf_counter()
+        train(gradient_steps=gradient_steps, batch_size=batch_size)
+        timed["learn_s"] += time.perf_counter() - start
+        timed["updates"] += gradient_steps
+
+    model.train = timed_train
+    return timed

@@ -34,9 +34,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
-from solve_harness import THRESHOLD, measure, report, sb3_eval_callback
+from solve_harness import THRESHOLD, measure, report, sb3_eval_callback, sb3_time_updates
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "tuned_examples", "dqn", "cartpole.yaml")
 
@@ -98,7 +97,6 @@ def child_sb3(seed: int, budget: int, eval_every: int) -> None:
     torch.set_num_threads(1)
     env = gym.make("CartPole-v1")
     eval_env = gym.make("CartPole-v1")
-    timed = {"learn_s": 0.0, "updates": 0}
     # Same exploration horizon as rl-zoo's 50k-step run, whatever the budget here.
     fraction = ZOO["exploration_fraction"] * ZOO["n_timesteps"] / budget
     model = DQN("MlpPolicy", env, learning_rate=ZOO["lr"], batch_size=ZOO["batch_size"],
@@ -109,15 +107,7 @@ def child_sb3(seed: int, budget: int, eval_every: int) -> None:
                 exploration_final_eps=ZOO["exploration_final_eps"],
                 policy_kwargs={"net_arch": ZOO["net_arch"]}, seed=seed, device="cpu")
 
-    train = model.train
-
-    def timed_train(gradient_steps: int, batch_size: int) -> None:
-        start = time.perf_counter()
-        train(gradient_steps=gradient_steps, batch_size=batch_size)
-        timed["learn_s"] += time.perf_counter() - start
-        timed["updates"] += gradient_steps
-
-    model.train = timed_train
+    timed = sb3_time_updates(model)
     on_eval = lambda steps, ret: report(steps, ret, **timed)  # noqa: E731
     model.learn(total_timesteps=budget,
                 callback=sb3_eval_callback(eval_env, eval_every, on_eval=on_eval))

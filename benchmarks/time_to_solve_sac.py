@@ -40,10 +40,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections import deque
 
-from solve_harness import measure, report
+from solve_harness import measure, report, sb3_time_updates
 
 THRESHOLD = -200.0
 WINDOW = 10  # episodes in the smoothed return
@@ -79,16 +78,7 @@ def child_sb3(seed: int, budget: int) -> None:
     torch.set_num_threads(1)
     model = SAC("MlpPolicy", gym.make("Pendulum-v1"), learning_rate=1e-3, seed=seed,
                 device="cpu")
-    timed = {"learn_s": 0.0, "updates": 0}
-    train = model.train
-
-    def timed_train(gradient_steps: int, batch_size: int) -> None:
-        start = time.perf_counter()
-        train(gradient_steps=gradient_steps, batch_size=batch_size)
-        timed["learn_s"] += time.perf_counter() - start
-        timed["updates"] += gradient_steps
-
-    model.train = timed_train
+    timed = sb3_time_updates(model)
 
     returns: deque[float] = deque(maxlen=WINDOW)
 
