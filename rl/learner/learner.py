@@ -23,6 +23,7 @@ import torch.distributed as dist
 from torch import nn
 
 from rl.data import SampleBatch
+from rl.learner.optim import Adam
 from rl.policies import DistributionSpec, ModelSpec, flat_params, load_flat_params
 
 __all__ = ["Learner", "resolve_device"]
@@ -63,15 +64,18 @@ class Learner(abc.ABC):
         self.world_size = 1
         """Learners training together (1: alone); set by ``distribute``."""
 
-    def make_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.module.parameters(), lr=self.config.lr, eps=1e-5)
+    def make_optimizer(self) -> Adam:
+        """The optimizer of ``self.module`` (default: ``rl.learner.optim.Adam``, which
+        steps as ``torch.optim.Adam`` does without importing ``torch._dynamo``); override
+        it to return any ``torch.optim`` optimizer."""
+        return Adam(self.module.parameters(), lr=self.config.lr, eps=1e-5)
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
     def apply_loss(self, loss: torch.Tensor, params: list[nn.Parameter] | None = None,
-                   optimizer: torch.optim.Optimizer | None = None) -> float:
+                   optimizer: Adam | torch.optim.Optimizer | None = None) -> float:
         """Backward, clip the global gradient norm, step; returns the pre-clip norm.
 
         Args:

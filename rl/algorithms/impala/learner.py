@@ -52,8 +52,9 @@ from rl.algorithms.impala.queue import LearnerQueue, MetricsWindow, PolicyLag, Q
 from rl.data import SampleBatch
 from rl.data import columns as C
 from rl.learner import Learner, LearnerGroup
+from rl.learner.optim import Adam
 from rl.metrics import MetricMeans
-from rl.policies.recurrent import PREV_INPUTS
+from rl.policies.model_spec import PREV_INPUTS
 from rl.runtime import shared
 
 __all__ = ["IMPALALearner", "LearnerRunner", "LockedLearnerGroup", "PolicyTrainer",
@@ -128,7 +129,7 @@ def loss_inputs(batch: SampleBatch, device: torch.device) -> dict[str, torch.Ten
 class IMPALALearner(Learner):
     """V-trace actor-critic updates on time-major batches; Adam or RMSProp."""
 
-    def make_optimizer(self) -> torch.optim.Optimizer:
+    def make_optimizer(self) -> torch.optim.Optimizer | Adam:
         cfg = self.config
         params = self.module.parameters()
         if cfg.optimizer == "rmsprop":
@@ -136,7 +137,7 @@ class IMPALALearner(Learner):
             return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.rmsprop_decay, eps=eps,
                                        momentum=cfg.momentum)
         eps = 1e-5 if cfg.optimizer_eps is None else cfg.optimizer_eps
-        return torch.optim.Adam(params, lr=cfg.lr, eps=eps)
+        return Adam(params, lr=cfg.lr, eps=eps)
 
     def update(self, batch: SampleBatch, *, lr: float | None = None,
                entropy_coeff: float | None = None) -> dict[str, float]:
