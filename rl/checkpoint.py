@@ -33,9 +33,9 @@ import uuid
 from typing import Any
 
 import numpy as np
-import torch
 
 from rl.config import error_line
+from rl.lazy_torch import torch
 
 __all__ = [
     "FORMAT_VERSION",

@@ -8,7 +8,7 @@ from typing import Any
 
 from rl.config_fields import ConfigError
 
-__all__ = ["import_attr"]
+__all__ = ["LazyClass", "import_attr"]
 
 
 def import_attr(name: str, setting: str, error: type[Exception] = ConfigError,
@@ -33,3 +33,17 @@ def import_attr(name: str, setting: str, error: type[Exception] = ConfigError,
         if obj is None:
             return None
     return obj
+
+
+class LazyClass:
+    """A class attribute that names a class as ``"module:Class"`` and imports it on
+    first read: ``learner_class = LazyClass("rl.algorithms.ppo.learner:PPOLearner")``
+    keeps torch (which every learner imports) off the algorithm module's import. A
+    subclass may still assign the class itself."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        module, _, name = self.path.partition(":")
+        return getattr(importlib.import_module(module), name)

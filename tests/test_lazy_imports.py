@@ -69,5 +69,5 @@ def test_builtin_model_spec_unpickles_without_torch(kind, action_space):
                                             str(spec.num_outputs)]
     # Where a module is built, the class resolves again.
     again = pickle.loads(blob)
-    assert again.cls is None and again.model_cls is spec.cls
+    assert again.cls is None and again.model_cls is spec.model_cls
     assert (kind != "actor_critic") or isinstance(again.build(), ActorCritic)

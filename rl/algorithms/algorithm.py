@@ -17,11 +17,10 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from rl import checkpoint as ckpt
 from rl import metrics as M
@@ -33,12 +32,15 @@ from rl.data import columns as C
 from rl.envs import check_action_space, flatten_observations, probe_spaces, resolve_env
 from rl.envs.normalization import RunningMeanStd
 from rl.envs.obs_layout import check_action_mask
-from rl.learner import Learner, LearnerGroup, resolve_device
+from rl.lazy_torch import torch
 from rl.policies import ModelError, ModelSpec
-from rl.policies.model_spec import ACTOR_CRITIC, RECURRENT, resolve_model_class
-from rl.policies.recurrent import is_recurrent
+from rl.policies.model_spec import ACTOR_CRITIC, RECURRENT, is_recurrent, resolve_model_class
+from rl.policies.numpy_init import initial_weights
 from rl.rollout import Boards, RolloutWorker, WorkerSet, WorkerSpec
 from rl.runtime import BACKENDS, capabilities, make_runtime
+
+if TYPE_CHECKING:
+    from rl.learner import Learner, LearnerGroup
 
 __all__ = ["Algorithm"]
 
@@ -142,35 +144,36 @@ class Algorithm(abc.ABC):
         self._driver_lock = threading.RLock()
         self._stopped = False
         seed = 0 if config.seed is None else config.seed
-        torch.manual_seed(seed)
-        self._set_learner_threads()
         self.rng = np.random.default_rng(seed)
         self.runtime = make_runtime(config.backend, address=config.ray_address)
         try:
             self.learner_groups: dict[str, LearnerGroup] = {}
             self.weight_boards: dict[str, Any] = {}
+            # Built-in MLP models start from weights drawn in numpy: their boards are
+            # filled before torch is imported, and when every policy's is, the workers
+            # start (and sample their first fragment) while the learners are built.
+            initial = {pid: initial_weights(self.model_specs[pid], seed, k)
+                       for k, pid in enumerate(self.policy_map.ids)}
+            for pid, weights in initial.items():
+                if weights is not None:
+                    self.weight_boards[pid] = self.runtime.weights_board(len(weights))
+                    self.weight_boards[pid].publish(weights)
+            early = all(w is not None for w in initial.values())
+            if early:
+                self._start_workers()
+            torch.manual_seed(seed)
+            self._set_learner_threads()
             for pid in self.policy_map.ids:
-                self.learner_groups[pid] = self.make_learner_group(
+                group = self.learner_groups[pid] = self.make_learner_group(
                     None if self._one_policy else pid)
-                weights = self.learner_groups[pid].get_weights()
-                self.weight_boards[pid] = self.runtime.weights_board(len(weights))
-                self.weight_boards[pid].publish(weights)
-            # The observation filter has its own board: it changes on its own schedule
-            # (every ingested fragment) and has nothing to do with the weights' layout.
-            self.filter_board = None
-            if self.obs_filter is not None:
-                self.filter_board = self.runtime.weights_board(
-                    RunningMeanStd.vector_size(self.obs_space.shape))
-                self.filter_board.publish(self.obs_filter.to_vector())
-            boards = Boards(self.board.reader(),
-                            None if self.filter_board is None else self.filter_board.reader(),
-                            tuple(self.weight_boards[pid].reader()
-                                  for pid in self.policy_map.ids[1:]))
-            self.workers = WorkerSet(
-                self.runtime, self.worker_spec(), config.num_env_runners, boards,
-                restart=config.restart_failed_env_runners,
-                max_restarts=config.max_restarts_per_env_runner,
-                sample_timeout_s=config.sample_timeout_s)
+                if initial[pid] is not None:
+                    group.set_weights(initial[pid])
+                else:
+                    weights = group.get_weights()
+                    self.weight_boards[pid] = self.runtime.weights_board(len(weights))
+                    self.weight_boards[pid].publish(weights)
+            if not early:
+                self._start_workers()
             self.setup()
         except BaseException:
             self.runtime.shutdown()
@@ -178,6 +181,38 @@ class Algorithm(abc.ABC):
         if logdir is not None:
             self.attach_logger(logdir)
         self.run_callback("on_algorithm_init", self)
+
+    def _start_workers(self) -> None:
+        """Spawn the rollout workers (every policy's weights are on its board), and send
+        them the first sample request when the algorithm knows it
+        (``first_sample_request``): they sample while the driver goes on."""
+        config = self.config
+        # The observation filter has its own board: it changes on its own schedule
+        # (every ingested fragment) and has nothing to do with the weights' layout.
+        self.filter_board = None
+        if self.obs_filter is not None:
+            self.filter_board = self.runtime.weights_board(
+                RunningMeanStd.vector_size(self.obs_space.shape))
+            self.filter_board.publish(self.obs_filter.to_vector())
+        boards = Boards(self.board.reader(),
+                        None if self.filter_board is None else self.filter_board.reader(),
+                        tuple(self.weight_boards[pid].reader()
+                              for pid in self.policy_map.ids[1:]))
+        self.workers = WorkerSet(
+            self.runtime, self.worker_spec(), config.num_env_runners, boards,
+            restart=config.restart_failed_env_runners,
+            max_restarts=config.max_restarts_per_env_runner,
+            sample_timeout_s=config.sample_timeout_s)
+        request = self.first_sample_request()
+        if request is not None:
+            self.workers.prefetch(**request)
+
+    def first_sample_request(self) -> dict[str, Any] | None:
+        """The request of the first ``workers.sample()`` of the first ``training_step``,
+        sent as soon as the workers start (None: nothing is sent early). Whatever
+        changes the workers' inputs before that sample (new weights, a restore, a
+        checkpoint) discards the early fragments, so they never go stale."""
+        return None
 
     def _check_multi_agent(self) -> None:
         """``ConfigError`` for a multi-agent env this algorithm or config cannot train."""
@@ -242,7 +277,10 @@ class Algorithm(abc.ABC):
         # machine's CUDA says nothing about theirs, so the backend's scheduler decides.
         remote_learners = caps.is_cluster and n >= 1
         try:
-            if not remote_learners:
+            # "auto" and "cpu" always resolve: only a CUDA device needs torch to check.
+            if not remote_learners and cfg.device not in ("auto", "cpu"):
+                from rl.learner import resolve_device
+
                 resolve_device(cfg.device)
         except ValueError as e:
             raise ConfigError(str(e)) from None
@@ -267,7 +305,7 @@ class Algorithm(abc.ABC):
         gpus = n * cfg.num_gpus_per_learner
         # Learner processes that nobody schedules simply see this machine's GPUs.
         unscheduled = not caps.schedules_gpus and not caps.actors_in_driver
-        if unscheduled and gpus > torch.cuda.device_count() > 0:
+        if unscheduled and gpus > 0 and gpus > torch.cuda.device_count() > 0:
             raise ConfigError(f"num_learners={n} x num_gpus_per_learner="
                               f"{cfg.num_gpus_per_learner} needs {gpus:g} GPUs; this machine "
                               f"has {torch.cuda.device_count()}")
@@ -357,6 +395,8 @@ class Algorithm(abc.ABC):
     def make_learner_group(self, pid: str | None = None) -> LearnerGroup:
         """Build a learner group (called once per policy, before the workers start):
         policy ``pid``'s, with its config and model (None: the run's one policy)."""
+        from rl.learner import LearnerGroup
+
         if pid is None:
             return LearnerGroup(self.learner_factory(), self.config, self.runtime)
         return LearnerGroup(self.learner_factory(self.policy_config(pid), self.model_specs[pid]),
@@ -396,6 +436,7 @@ class Algorithm(abc.ABC):
     def sync_weights(self) -> None:
         """Publish the learner's weights (and observation filter) to every worker."""
         with self.timers("sync"):
+            self.workers.drop_prefetch()  # sampled with the weights these replace
             self.publish_obs_filter()
             for pid in self.policy_map.trainable:  # a frozen policy's never change
                 self.weight_boards[pid].publish(self.learner_groups[pid].get_weights())
@@ -850,7 +891,7 @@ class Algorithm(abc.ABC):
     def _described(self, pid: str) -> str:
         """Policy ``pid``'s model in words (class and sizes), for checkpoint errors."""
         spec, cfg = self.model_specs[pid], self.policy_config(pid)
-        return (f"{spec.cls.__name__}, model_hiddens={list(cfg.model_hiddens)}"
+        return (f"{spec.model_cls.__name__}, model_hiddens={list(cfg.model_hiddens)}"
                 if spec.is_builtin else f"{spec.name}, model_kwargs={spec.model_kwargs}")
 
     def _check_policy_files(self, path: str, state: dict[str, Any]) -> dict[str, Any]:

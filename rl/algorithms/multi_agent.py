@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from rl.config import ConfigError
 from rl.data import columns as C
+from rl.lazy_torch import torch
 from rl.policies import ModelSpec
 
 __all__ = ["check_recurrent_policies", "initial_state", "policy_recurrent_columns"]

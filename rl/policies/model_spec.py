@@ -56,6 +56,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rl.config import ConfigError, error_line
+from rl.data import columns as C
 from rl.envs.obs_layout import ObsLayout
 from rl.imports import import_attr
 from rl.policies.dist_spec import DistributionSpec
@@ -64,7 +65,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["BUILTIN_MODELS", "ModelError", "ModelSpec", "register_model", "registered_models"]
+__all__ = ["BUILTIN_MODELS", "PREV_INPUTS", "ModelError", "ModelSpec", "is_recurrent", "register_model",
+           "registered_models"]
 
 ACTOR_CRITIC = "actor_critic"
 Q = "q"
@@ -158,6 +160,15 @@ def _describe(out: Any) -> str:
     return type(out).__name__
 
 
+PREV_INPUTS = (C.PREV_ACTIONS, C.PREV_REWARDS)
+"""The per-step columns a recurrent model may take beside ``obs``, by keyword."""
+
+
+def is_recurrent(cls: type) -> bool:
+    """Whether a model class follows the recurrent contract (it has ``initial_state``)."""
+    return callable(getattr(cls, "initial_state", None))
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Class + keyword arguments + spaces: everything needed to build the model.
@@ -169,8 +180,8 @@ class ModelSpec:
         action_space: the env's action space.
         model_class: the config's string (None: the built-in model of ``kind``).
         model_kwargs: the constructor's keyword arguments.
-        cls: the resolved class (None in an unpickled spec of a built-in model, whose
-            class ``model_cls`` imports on first use).
+        cls: the resolved class (None for a built-in model until ``model_cls``
+            imports it on first use, and again in an unpickled spec).
         env_obs_space: the env's own observation space, where it differs from
             ``obs_space`` (a Dict: the layout of its keys and action mask).
     """
@@ -208,7 +219,10 @@ class ModelSpec:
         the env's own, if it is a Dict (its keys and action mask)."""
         if kind not in BUILTIN_MODELS:
             raise ValueError(f"unknown model kind {kind!r}; valid: {', '.join(BUILTIN_MODELS)}")
-        resolved = resolve_model_class(model_class or BUILTIN_MODELS[kind], _setting(kind))
+        # A built-in class is imported where a module is first built (``model_cls``):
+        # the driver draws a built-in MLP's first weights and checks it without torch.
+        resolved = None if model_class is None else resolve_model_class(model_class,
+                                                                        _setting(kind))
         return cls(kind, obs_space, action_space, model_class, dict(model_kwargs), resolved,
                    env_obs_space)
 
@@ -264,8 +278,6 @@ class ModelSpec:
         ``use_prev_action`` / ``use_prev_reward`` (``rl.policies.recurrent``)."""
         if not (self.recurrent and self.is_builtin):
             return ()
-        from rl.policies.recurrent import PREV_INPUTS
-
         flags = (self.model_kwargs.get("use_prev_action"),
                  self.model_kwargs.get("use_prev_reward"))
         return tuple(name for name, on in zip(PREV_INPUTS, flags) if on)
@@ -287,20 +299,50 @@ class ModelSpec:
             return model
         return ObsAdapter(model, layout, not self.is_builtin, self.kind, self.action_space)
 
-    def check(self) -> nn.Module:
+    def check(self) -> nn.Module | None:
         """Build the model and run one forward pass on two sample observations; returns
-        the model.
+        the model (None for a built-in MLP, which is checked in numpy without importing
+        torch: ``rl.policies.numpy_params``).
 
         Raises:
             ModelError: the constructor or forward raised, the model has no trainable
                 parameters, or an output has the wrong type, shape or dtype.
         """
+        from rl.policies.numpy_params import param_layout
+
+        if param_layout(self) is not None:
+            self._check_numpy()
+            return None
         import torch
 
         # The check must not move the seeded streams the run draws its initial weights
         # and sample observations from.
         with torch.random.fork_rng(devices=[]):
             return self._check()
+
+    def _sample_observations(self) -> np.ndarray:
+        """Two observations of the space (flattened where the env's is a Dict), seeded."""
+        space = copy.deepcopy(self.env_obs_space or self.obs_space)
+        space.seed(0)
+        samples = [space.sample() for _ in range(2)]
+        if self.env_obs_space is not None:
+            samples = [spaces.flatten(space, x) for x in samples]
+        return np.stack(samples).astype(policy_input_dtype(self.obs_space))
+
+    def _check_numpy(self) -> None:
+        """The built-in MLP's numpy forward pass on two sample observations."""
+        from rl.policies.numpy_init import initial_weights
+        from rl.policies.numpy_params import numpy_model
+
+        prefix = f"{_setting(self.kind)} {self.name!r}"
+        forward = numpy_model(self, initial_weights(self, 0))
+        out = forward(self._sample_observations())
+        width = self.dist_spec.input_dim if self.kind == ACTOR_CRITIC else self.num_outputs
+        main, values = out if self.kind == ACTOR_CRITIC else (out, None)
+        if main.shape != (2, width) or (values is not None and values.shape != (2,)):
+            raise ModelError(f"{prefix}: the built-in model's numpy forward gave shapes "
+                             f"{main.shape} and {None if values is None else values.shape}; "
+                             f"expected (2, {width}) and (2,)")
 
     def _check(self) -> nn.Module:
         import torch
@@ -317,13 +359,7 @@ class ModelSpec:
                              f"raised {error_line(e)}") from e
         if not any(p.requires_grad for p in module.parameters()):
             raise ModelError(f"{prefix} has no trainable parameters")
-        dtype = policy_input_dtype(self.obs_space)
-        space = copy.deepcopy(self.env_obs_space or self.obs_space)
-        space.seed(0)
-        samples = [space.sample() for _ in range(2)]
-        if self.env_obs_space is not None:
-            samples = [spaces.flatten(space, x) for x in samples]
-        flat = torch.from_numpy(np.stack(samples).astype(dtype))
+        flat = torch.from_numpy(self._sample_observations())
         # The user's model on what it receives (the adapter's masking comes after).
         inner, obs = module, flat
         if isinstance(module, ObsAdapter):
@@ -413,8 +449,6 @@ class ModelSpec:
     def _sample_prev_inputs(self, batch_size: int) -> dict[str, torch.Tensor]:
         """Zero previous actions / rewards for one step of ``batch_size`` sequences."""
         import torch
-
-        from rl.policies.recurrent import PREV_INPUTS
 
         shapes = {PREV_INPUTS[0]: self.dist_spec.action_shape, PREV_INPUTS[1]: ()}
         return {k: torch.zeros(batch_size, 1, *shapes[k]) for k in self.prev_inputs}

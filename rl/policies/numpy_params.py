@@ -52,7 +52,17 @@ def _options(spec: ModelSpec) -> dict | None:
     if not spec.is_builtin or spec.kind not in _DEFAULTS or spec.recurrent:
         return None
     options = {**_DEFAULTS[spec.kind], **spec.model_kwargs}
-    if is_image_space(spec.model_obs_space) or options["activation"] not in NP_ACTIVATIONS:
+    if is_image_space(spec.model_obs_space) or options.keys() != _DEFAULTS[spec.kind].keys():
+        return None
+    hiddens, flags = options["hiddens"], [v for k, v in options.items()
+                                          if k not in ("hiddens", "activation")]
+    # Anything the torch class would reject (or read differently) goes to torch, which
+    # raises its own error in the driver's model check.
+    if (not isinstance(hiddens, list | tuple) or not all(
+            isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hiddens)
+            or not all(isinstance(f, bool) for f in flags)
+            or not isinstance(options["activation"], str)
+            or options["activation"] not in NP_ACTIVATIONS):
         return None
     return options
 

@@ -31,16 +31,14 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from rl.data import columns as C
 from rl.envs.spaces import is_image_space
 from rl.policies.distributions import DistributionSpec
+from rl.policies.model_spec import PREV_INPUTS, is_recurrent
 from rl.policies.models import build_encoder
 
 __all__ = ["PREV_INPUTS", "LSTMActorCritic", "is_recurrent", "prev_inputs", "states_after",
            "unroll"]
 
-PREV_INPUTS = (C.PREV_ACTIONS, C.PREV_REWARDS)
-"""The per-step columns a recurrent model may take beside ``obs``, by keyword."""
 
 
 def prev_inputs(columns, index=None) -> dict:
@@ -49,11 +47,6 @@ def prev_inputs(columns, index=None) -> dict:
     when given."""
     return {k: columns[k] if index is None else columns[k][index]
             for k in PREV_INPUTS if k in columns}
-
-
-def is_recurrent(cls: type) -> bool:
-    """Whether a model class follows the recurrent contract (it has ``initial_state``)."""
-    return callable(getattr(cls, "initial_state", None))
 
 
 class LSTMActorCritic(nn.Module):

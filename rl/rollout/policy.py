@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from rl.data import columns as C
+from rl.lazy_torch import torch
 from rl.policies import numpy_dists
 from rl.policies.dist_spec import DistributionSpec
 from rl.policies.model_spec import SQUASHED_GAUSSIAN, ModelSpec, Q
@@ -43,19 +44,6 @@ from rl.policies.numpy_params import numpy_model, param_layout
 
 __all__ = ["ActorCriticPolicy", "QPolicy", "RecurrentActorCriticPolicy", "SquashedGaussianPolicy",
            "build_inference_policy"]
-
-
-class _LazyTorch:
-    """``torch`` for the torch paths below (the recurrent policy's included), imported on
-    first attribute access: a worker whose policies all run in numpy never imports it."""
-
-    def __getattr__(self, name: str) -> Any:
-        import torch as module
-
-        return getattr(module, name)
-
-
-torch = _LazyTorch()
 
 
 def load_flat_params(module, vector: np.ndarray) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from rl.data import columns as C
-from rl.rollout.policy import torch  # imported on first use: feed-forward workers never do
+from rl.lazy_torch import torch  # feed-forward workers never import it
 
 __all__ = ["SlotPolicy", "SlotStates"]
 

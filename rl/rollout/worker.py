@@ -56,6 +56,8 @@ actions; see ``rl.resume``).
 from __future__ import annotations
 
 import json
+import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -307,8 +309,12 @@ class RolloutWorker:
             multi-agent padding) or None}``; ``N`` is the number of slots (sub-envs, or
             games x agents for a multi-agent env).
         """
-        if self.spec.turn_based:
-            return sample_turn_based(self, request)
+        result = sample_turn_based(self, request) if self.spec.turn_based else \
+            self._sample(request)
+        trace_first_sample()
+        return result
+
+    def _sample(self, request: dict[str, Any]) -> dict[str, Any]:
         self.sync_weights()
         T, N = self.spec.fragment_length, self.num_slots
         multi_agent = self.spec.agents is not None
@@ -611,3 +617,28 @@ def _set_generator_state(generator, saved: np.ndarray) -> None:
         import torch
 
         generator.set_state(torch.from_numpy(raw.copy()))
+
+
+STARTUP_TRACE_VAR = "RL_STARTUP_TRACE"
+"""Debug hook for ``benchmarks/startup.py``: a file path; the first rollout worker to
+finish a fragment writes the wall-clock time (``time.time()``) it did so into it."""
+
+_first_sample_traced = False
+
+
+def trace_first_sample() -> None:
+    """Write this fragment's completion time to ``$RL_STARTUP_TRACE`` unless a worker
+    of the run already did (the file is created exclusively: the first one wins)."""
+    global _first_sample_traced
+    if _first_sample_traced:
+        return
+    _first_sample_traced = True
+    path = os.environ.get(STARTUP_TRACE_VAR)
+    if not path:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as f:
+        f.write(repr(time.time()))

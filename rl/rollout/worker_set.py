@@ -28,15 +28,16 @@ Waiting for workers is where Ctrl-C may abandon an iteration (``rl.interrupts``)
 checkpoint (see ``RolloutWorker.get_state``), so that a resumed run continues the saved
 run's episodes.
 
-Debugging start-up: with ``RL_STARTUP_TRACE=<file>`` in the environment, the driver
-writes the wall-clock time at which the first fragment arrived into that file
+Start-up: ``prefetch()`` sends the first sample request as soon as the workers exist
+(the algorithm does so before it builds its learners), and the first ``sample()``
+collects those fragments. With ``RL_STARTUP_TRACE=<file>`` in the environment, the
+first worker to finish a fragment writes the wall-clock time into that file
 (``benchmarks/startup.py`` reports it as the time to first sample).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
@@ -110,6 +111,8 @@ class WorkerSet:
         self._sampling = False
         self.workers: list[ActorHandle] = [self._spawn(i) for i in range(self.num_workers)]
         self.in_flight: dict[ObjectRef, tuple[int, float]] = {}
+        # Requests sent by prefetch(): ({ref: worker index}, the request).
+        self._prefetched: tuple[dict[ObjectRef, int], dict[str, Any]] | None = None
 
     def _spawn(self, index: int) -> ActorHandle:
         return self.runtime.spawn(RolloutWorker, self.spec, index, self.boards,
@@ -155,7 +158,6 @@ class WorkerSet:
 
     def _ingest(self, result: dict[str, Any]) -> dict[str, Any]:
         """Count (and log once) the sub-env errors a fragment reports."""
-        _trace_first_sample()
         for env_index, method, error in result.get("env_errors") or ():
             self.env_errors += 1
             if error not in self._logged_env_errors:
@@ -166,12 +168,42 @@ class WorkerSet:
         return result
 
     # ------------------------------------------------------------------ sync sampling
+    def prefetch(self, **request: Any) -> None:
+        """Send every worker ``sample(**request)`` now; the next ``sample()`` with the
+        same request collects these fragments instead of asking again (so the workers
+        sample while the driver is busy, e.g. building its learners at start-up)."""
+        self.drop_prefetch()
+        self._prefetched = ({w.call("sample", **request): i
+                             for i, w in enumerate(self.workers)}, dict(request))
+
+    def drop_prefetch(self) -> None:
+        """Discard prefetched fragments not yet collected (their inputs changed: new
+        weights, a restore, a checkpoint of the workers' state). It waits for them, up
+        to ``sample_timeout_s``, to release what they share; a failed one is left to
+        the next sample to notice."""
+        if self._prefetched is None:
+            return
+        refs, self._prefetched = self._prefetched[0], None
+        for ref in refs:
+            try:
+                with INTERRUPTS.abandonable():
+                    result = self.runtime.get(ref, timeout=self.sample_timeout_s)
+                shared.release_all(result.values() if isinstance(result, dict) else ())
+            except _FAILURES:
+                pass
+
     def sample(self, **request: Any) -> list[dict[str, Any]]:
         """One fragment from every healthy worker; failed ones are replaced and their
-        fragments dropped. Retries until at least one fragment arrives."""
+        fragments dropped. Retries until at least one fragment arrives. Fragments a
+        ``prefetch`` with the same request asked for are collected first."""
         self._sampling = True
+        early = None
+        if self._prefetched is not None and self._prefetched[1] == request:
+            early, self._prefetched = self._prefetched[0], None
+        self.drop_prefetch()
         while True:
-            refs = {w.call("sample", **request): i for i, w in enumerate(self.workers)}
+            refs = early or {w.call("sample", **request): i for i, w in enumerate(self.workers)}
+            early = None
             results = []
             deadline = None if self.sample_timeout_s is None else \
                 time.monotonic() + self.sample_timeout_s
@@ -292,6 +324,7 @@ class WorkerSet:
                     "num_envs": self.spec.num_envs}
         if not self._replays_episodes:
             return counters, {}
+        self.drop_prefetch()  # the saved state must be the one the next sample starts from
         if self._sampling:
             log.warning("worker states not saved: the last sample() did not complete; a "
                         "resumed run starts fresh episodes")
@@ -325,6 +358,7 @@ class WorkerSet:
             self.restarts[0] += sum(restarts)
         self.dropped_fragments = int(counters.get("dropped_fragments", 0))
         self.env_errors = int(counters.get("env_errors", 0))
+        self.drop_prefetch()  # sampled from the state the restore replaces
         if not states or not self._replays_episodes:
             return []  # unseeded or unrecorded episodes cannot be replayed: fresh ones start
         if not same_shape or len(states) != self.num_workers:
@@ -352,6 +386,10 @@ class WorkerSet:
         return self.runtime.get(self.workers[index].call(method, *args, **kwargs))
 
     def stop(self) -> None:
+        if self._prefetched is not None:  # release what already arrived; kill the rest
+            for ref in self._prefetched[0]:
+                self._release_result(ref)
+            self._prefetched = None
         for w in self.workers:
             w.kill()
         if self._owns_runtime:
@@ -367,22 +405,3 @@ def _raise_callback_error(error: BaseException) -> None:
             raise error.cause from None
         raise CallbackError(f"(in {error.actor_name})", error.message,
                             error.remote_traceback) from None
-
-
-STARTUP_TRACE_VAR = "RL_STARTUP_TRACE"
-"""Debug hook for ``benchmarks/startup.py``: a file path; the driver writes the wall-clock
-time (``time.time()``) at which the first fragment of the process arrived into it."""
-
-_first_sample_traced = False
-
-
-def _trace_first_sample() -> None:
-    """Write the first fragment's arrival time to ``$RL_STARTUP_TRACE`` (once)."""
-    global _first_sample_traced
-    if _first_sample_traced:
-        return
-    _first_sample_traced = True
-    path = os.environ.get(STARTUP_TRACE_VAR)
-    if path:
-        with open(path, "w") as f:
-            f.write(repr(time.time()))

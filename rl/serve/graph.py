@@ -42,8 +42,7 @@ from gymnasium import spaces
 from torch import nn
 
 from rl.policies.distributions import DistributionSpec
-from rl.policies.model_spec import Q
-from rl.policies.recurrent import PREV_INPUTS
+from rl.policies.model_spec import PREV_INPUTS, Q
 
 __all__ = ["InferenceGraph", "RecurrentInferenceGraph", "STATE_IN", "STATE_OUT",
            "PREV_REWARDS_INPUT"]

@@ -24,20 +24,22 @@ def test_num_outputs_per_action_space(space, expected):
     assert num_outputs("actor_critic", space) == expected
     spec = ModelSpec.create("actor_critic", BOX4, space, None, {})
     assert spec.num_outputs == expected
-    dist_inputs, values = spec.check()(torch.zeros(3, 4))
+    assert spec.check() is None  # a built-in MLP is checked in numpy
+    dist_inputs, values = spec.build()(torch.zeros(3, 4))
     assert dist_inputs.shape == (3, expected) and values.shape == (3,)
 
 
 def test_q_models_have_one_output_per_action():
     assert num_outputs("q", gym.spaces.Discrete(7)) == 7
-    assert ModelSpec.create("q", BOX4, gym.spaces.Discrete(7), None, {}).check()(
-        torch.zeros(2, 4)).shape == (2, 7)
+    spec = ModelSpec.create("q", BOX4, gym.spaces.Discrete(7), None, {})
+    spec.check()
+    assert spec.build()(torch.zeros(2, 4)).shape == (2, 7)
 
 
 def test_builtin_defaults_are_the_builtin_classes():
-    assert ModelSpec.create("actor_critic", BOX4, gym.spaces.Discrete(2), None, {}).cls \
+    assert ModelSpec.create("actor_critic", BOX4, gym.spaces.Discrete(2), None, {}).model_cls \
         is ActorCritic
-    assert ModelSpec.create("q", BOX4, gym.spaces.Discrete(2), None, {}).cls is QNetwork
+    assert ModelSpec.create("q", BOX4, gym.spaces.Discrete(2), None, {}).model_cls is QNetwork
 
 
 def test_import_paths_and_registered_names_resolve():

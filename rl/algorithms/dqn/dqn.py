@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from rl.algorithms.dqn.config import DQNConfig
-from rl.algorithms.dqn.learner import DQNLearner
 from rl.algorithms.off_policy import REPLAY_SIZE, OffPolicyAlgorithm
 from rl.config import AlgorithmConfig
+from rl.imports import LazyClass
 from rl.policies.model_spec import Q
 
 __all__ = ["DQN", "REPLAY_SIZE"]
@@ -28,7 +28,7 @@ class DQN(OffPolicyAlgorithm):
 
     config_class = DQNConfig
     config: DQNConfig
-    learner_class = DQNLearner
+    learner_class = LazyClass("rl.algorithms.dqn.learner:DQNLearner")
     model_kind = Q  # forward(obs) -> q_values; the built-in is QNetwork
     action_spaces = ("Discrete",)
     action_space_hint = "Use PPO or IMPALA for continuous or multi-discrete actions."

@@ -78,6 +78,12 @@ class DQNLearner(Learner):
         return out
 
     @torch.no_grad()
+    def set_weights(self, vector: np.ndarray) -> None:
+        """New online weights (the run's first ones, or a user's); the target network
+        copies them, as it copied the freshly built network."""
+        super().set_weights(vector)
+        self.update_target(1.0)
+
     def update_target(self, tau: float = 1.0) -> None:
         """``target <- tau * online + (1 - tau) * target``; ``tau=1`` is a hard copy."""
         for t, o in zip(self.target.state_dict().values(), self.module.state_dict().values()):

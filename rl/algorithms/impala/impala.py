@@ -48,13 +48,13 @@ from rl import checkpoint as ckpt
 from rl.algorithms.algorithm import Algorithm
 from rl.algorithms.impala.config import IMPALAConfig
 from rl.algorithms.impala.learner import (
-    IMPALALearner,
     LearnerRunner,
     LockedLearnerGroup,
     PolicyTrainer,
 )
 from rl.algorithms.impala.queue import LearnerQueue, PolicyLag, QueuedBatch
 from rl.data import columns as C
+from rl.imports import LazyClass
 from rl.policies.model_spec import ACTOR_CRITIC, RECURRENT
 from rl.resume import pack_impala_state, unpack_impala_state
 from rl.runtime import shared
@@ -74,7 +74,7 @@ class IMPALA(Algorithm):
 
     config_class = IMPALAConfig
     config: IMPALAConfig
-    learner_class = IMPALALearner
+    learner_class = LazyClass("rl.algorithms.impala.learner:IMPALALearner")
     learner_group: LockedLearnerGroup
     model_kinds = (ACTOR_CRITIC, RECURRENT)
     # The learner recomputes V(x_T) and V(final obs) with its own value function.

@@ -27,7 +27,7 @@ from rl.data import SampleBatch, minibatches
 from rl.data import columns as C
 from rl.learner import Learner
 from rl.metrics import MetricMeans, explained_variance
-from rl.policies.recurrent import PREV_INPUTS
+from rl.policies.model_spec import PREV_INPUTS
 
 __all__ = ["PPOLearner"]
 

@@ -19,14 +19,13 @@ import numpy as np
 from rl.algorithms.algorithm import Algorithm
 from rl.algorithms.multi_agent import initial_state, policy_recurrent_columns
 from rl.algorithms.ppo.config import PPOConfig
-from rl.algorithms.ppo.learner import PPOLearner
 from rl.data import SampleBatch
 from rl.data import columns as C
 from rl.data.returns import compute_gae
 from rl.data.sequences import to_sequences
 from rl.envs.normalization import RewardScaler
-from rl.policies.model_spec import ACTOR_CRITIC, RECURRENT
-from rl.policies.recurrent import PREV_INPUTS
+from rl.imports import LazyClass
+from rl.policies.model_spec import ACTOR_CRITIC, PREV_INPUTS, RECURRENT
 
 __all__ = ["PPO", "fragments_to_train_batch"]
 
@@ -84,7 +83,7 @@ class PPO(Algorithm):
 
     config_class = PPOConfig
     config: PPOConfig
-    learner_class = PPOLearner
+    learner_class = LazyClass("rl.algorithms.ppo.learner:PPOLearner")
     model_kinds = (ACTOR_CRITIC, RECURRENT)
     multi_agent = True
     recurrent_multi_agent = True
@@ -98,6 +97,9 @@ class PPO(Algorithm):
             (self.config.max_seq_len, initial, max(1, self.config.num_learners))
             for pid, spec in self.model_specs.items()}
         self.sequences = self.policy_sequences[self.policy_map.ids[0]]
+
+    def first_sample_request(self) -> dict[str, Any]:
+        return {}  # training_step's first workers.sample()
 
     def training_step(self) -> dict[str, float]:
         cfg = self.config

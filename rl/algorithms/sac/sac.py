@@ -23,9 +23,9 @@ import numpy as np
 
 from rl.algorithms.off_policy import OffPolicyAlgorithm
 from rl.algorithms.sac.config import SACConfig
-from rl.algorithms.sac.learner import SACLearner
 from rl.config import AlgorithmConfig
 from rl.envs import UnsupportedSpaceError
+from rl.imports import LazyClass
 from rl.learner import Learner
 from rl.policies import ModelSpec
 from rl.policies.model_spec import CRITIC, SQUASHED_GAUSSIAN
@@ -38,7 +38,7 @@ class SAC(OffPolicyAlgorithm):
 
     config_class = SACConfig
     config: SACConfig
-    learner_class = SACLearner
+    learner_class = LazyClass("rl.algorithms.sac.learner:SACLearner")
     model_kind = SQUASHED_GAUSSIAN  # forward(obs) -> (mean, log_std); built-in SquashedGaussianActor
     action_spaces = ("Box",)
     action_space_hint = ("Use PPO or IMPALA for discrete or multi-discrete actions, or DQN "
@@ -74,7 +74,7 @@ class SAC(OffPolicyAlgorithm):
 
     def learner_factory(self) -> Callable[[], Learner]:
         cfg = self.config
-        return functools.partial(SACLearner, self.model_spec, cfg, cfg.device,
+        return functools.partial(self.learner_class, self.model_spec, cfg, cfg.device,
                                  critic=self.critic_spec)
 
     # ------------------------------------------------------------------ off-policy hooks
