@@ -108,12 +108,17 @@ def test_a_shared_lstm_policy_reaches_the_optimum_of_the_matching_game():
     assert result["episode_return_mean"] >= 14.0
 
 
-def test_recurrent_multi_agent_impala_is_a_config_error():
+@pytest.mark.parametrize("policies, named", [
+    ({}, "default_policy"),
+    ({"policies": TWO, "policy_overrides": {"agent_1": {"use_lstm": True}}}, "agent_1"),
+], ids=["run", "one-policy"])
+def test_recurrent_multi_agent_impala_is_a_config_error(policies, named):
     from rl import IMPALAConfig
 
     cfg = (IMPALAConfig().environment("MatchingGame-v0")
            .env_runners(num_env_runners=0, num_envs_per_env_runner=2,
                         rollout_fragment_length=8)
-           .training(train_batch_size=16, use_lstm=True))
-    with pytest.raises(ConfigError, match=r"not yet with IMPALA \(use PPO\)"):
+           .training(train_batch_size=16, use_lstm=not policies).multi_agent(**policies))
+    with pytest.raises(ConfigError, match=rf"initial_state: \['{named}'\]\) are supported .* "
+                                          r"not yet with IMPALA \(use PPO\)"):
         cfg.build()
