@@ -140,6 +140,46 @@ def test_bad_policy_settings_are_config_errors_before_any_process(settings, matc
         PolicyMap.create(cfg, ("agent_0", "agent_1"))
 
 
+@pytest.fixture
+def no_runtime(monkeypatch):
+    """Fails the test if building the algorithm gets as far as its runtime (the first
+    process, socket or shared memory): a config error must come before."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the runtime started before the config error")
+    monkeypatch.setattr("rl.algorithms.algorithm.make_runtime", refuse)
+
+
+@pytest.mark.parametrize("settings", [
+    {"lstm_cell_size": 0},
+    {"lr": -0.1},
+    {"model_activation": "swish"},
+    {"model_hiddens": []},
+    {"lstm_cell_size": "big"},  # wrong types
+    {"use_lstm": "yes"},
+    {"lstm_use_prev_action": True},  # a rule between fields: it needs use_lstm
+    {"use_lstm": True, "model_class": "tests.custom_models:TorchActorCritic"},
+    {"model_class": "tests.no_such_module:Model"},
+], ids=["cell-size", "lr", "activation", "hiddens", "int-type", "bool-type", "prev-action",
+        "lstm-and-model-class", "model-class"])
+def test_a_bad_per_policy_value_is_the_run_level_error_for_that_policy(settings, no_runtime):
+    with pytest.raises(ConfigError) as run_level:
+        matching(0).set(**settings).build()
+    cfg = matching(0).multi_agent(policies=TWO, policy_overrides={"agent_1": settings})
+    with pytest.raises(ConfigError) as per_policy:
+        cfg.build()
+    assert str(run_level.value) in str(per_policy.value)
+    assert "'agent_1'" in str(per_policy.value)
+
+
+def test_a_policy_that_drops_the_lstm_but_keeps_its_inputs_is_a_config_error(no_runtime):
+    # The run's lstm_use_prev_action reaches agent_1, whose override turns the LSTM off.
+    cfg = matching(0).training(use_lstm=True, lstm_use_prev_action=True).multi_agent(
+        policies=TWO, policy_overrides={"agent_1": {"use_lstm": False}})
+    with pytest.raises(ConfigError, match=r"policy 'agent_1' .*'use_lstm': False.*"
+                                          r"lstm_use_prev_action=true needs use_lstm=true"):
+        cfg.build()
+
+
 def test_a_policy_no_agent_plays_is_a_config_error():
     cfg = matching(0).multi_agent(policies=["even", "odd", "spare"],
                                   policy_mapping_fn=MAPPING + "by_parity")

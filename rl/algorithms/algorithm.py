@@ -104,12 +104,7 @@ class Algorithm(abc.ABC):
             check_action_space(action, self.name, self.action_spaces, self.action_space_hint)
             check_action_mask(env_obs, action, self.name)
         # The models are imported, built and run once here, before any process starts.
-        self.model_specs = {pid: self.make_model_spec() if self._one_policy else
-                            self.make_model_spec(self.policy_config(pid),
-                                                 self.policy_spaces(pid))
-                            for pid in self.policy_map.ids}
-        for spec in self.model_specs.values():
-            spec.check()
+        self.model_specs = {pid: self._checked_model_spec(pid) for pid in self.policy_map.ids}
         if self.agents is not None:
             check_recurrent_policies(self.name, config.env, self.model_specs,
                                      self.turn_based, self.recurrent_multi_agent)
@@ -231,6 +226,20 @@ class Algorithm(abc.ABC):
     def _one_policy(self) -> bool:
         """One policy with the run's own settings (every single-agent run)."""
         return len(self.policy_map.ids) == 1 and not self.policy_map.overrides
+
+    def _checked_model_spec(self, pid: str) -> ModelSpec:
+        """Policy ``pid``'s model, imported, built and run once; with several policies
+        or overrides, an error names the policy (``ConfigError``/``ModelError``)."""
+        if self._one_policy:
+            spec = self.make_model_spec()
+            spec.check()
+            return spec
+        try:
+            spec = self.make_model_spec(self.policy_config(pid), self.policy_spaces(pid))
+            spec.check()
+        except ConfigError as e:
+            raise type(e)(f"policy {pid!r}: {e}") from e
+        return spec
 
     def policy_spaces(self, pid: str) -> tuple[gym.Space, gym.Space, gym.Space]:
         """Policy ``pid``'s (observation space it sees, action space, env observation

@@ -167,6 +167,9 @@ class PolicyMap:
 
     @staticmethod
     def _check_overrides(config: AlgorithmConfig, ids: tuple[str, ...]):
+        """``policy_overrides`` as ``overrides``, each policy's config checked as the run's
+        is: every value by its field (the run-level error, prefixed with the policy), then
+        ``validate()`` on the merged config (the rules between fields)."""
         out = []
         for pid, settings in config.policy_overrides.items():
             if pid not in ids:
@@ -177,9 +180,14 @@ class PolicyMap:
                 raise ConfigError(f"policy_overrides[{pid!r}]: {bad} cannot differ per policy; "
                                   f"per-policy settings: {list(PER_POLICY_FIELDS)}")
             try:
-                config.copy().set(**settings)
-            except ConfigError as e:
+                merged = config.copy().set(**settings)
+            except ConfigError as e:  # a value the run-level field rejects too
                 raise ConfigError(f"policy_overrides[{pid!r}]: {e}") from None
+            try:  # the rules between fields, on the policy's own config
+                merged.validate()
+            except ConfigError as e:
+                raise ConfigError(f"policy {pid!r} (the run's config with policy_overrides"
+                                  f"[{pid!r}] = {settings}): {e}") from None
             out.append((pid, dict(settings)))
         return tuple(out)
 
