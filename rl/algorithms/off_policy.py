@@ -129,6 +129,9 @@ class OffPolicyAlgorithm(Algorithm):
     def learn(self, num_updates: int) -> dict[str, float]:
         """``num_updates`` gradient steps on replayed batches; mean metrics."""
 
+    def first_sample_request(self) -> dict[str, Any]:
+        return self.sample_request()  # training_step's first round, at env step 0
+
     def round_metrics(self, request: dict[str, Any]) -> dict[str, float]:
         """Metrics added to the iteration's from its last round's ``request`` (epsilon)."""
         return {}
