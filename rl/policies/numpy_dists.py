@@ -19,7 +19,7 @@ import numpy as np
 
 from rl.policies.dist_spec import LOG_STD_MAX, LOG_STD_MIN, DistributionSpec
 
-__all__ = ["deterministic", "epsilon_greedy", "log_prob", "sample"]
+__all__ = ["deterministic", "epsilon_greedy", "log_prob", "sample", "sample_with_log_prob"]
 
 _LOG_SQRT_2PI = np.float32(0.5 * math.log(2 * math.pi))
 
@@ -56,6 +56,19 @@ def sample(spec: DistributionSpec, inputs: np.ndarray, rng: np.random.Generator)
         picks.append(np.argmax(_log_softmax(logits) + g, axis=-1))
     out = np.stack(picks, axis=-1) if spec.kind == "multi_categorical" else picks[0]
     return out.astype(np.int64)
+
+
+def sample_with_log_prob(spec: DistributionSpec, inputs: np.ndarray, rng: np.random.Generator
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """``(sample(...), log_prob(...) of it)``, the same numbers as the two calls; for a
+    categorical the log-softmax is computed once (the rollout worker's per-step path)."""
+    if spec.kind != "categorical":
+        actions = sample(spec, inputs, rng)
+        return actions, log_prob(spec, inputs, actions)
+    logp = _log_softmax(inputs.astype(np.float32, copy=False))
+    g = -np.log(-np.log(np.maximum(rng.random(logp.shape), 1e-20)))
+    actions = np.argmax(logp + g, axis=-1)
+    return actions.astype(np.int64), logp[np.arange(len(actions)), actions]
 
 
 def deterministic(spec: DistributionSpec, inputs: np.ndarray) -> np.ndarray:

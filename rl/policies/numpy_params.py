@@ -23,17 +23,22 @@ from rl.policies.model_spec import ACTOR_CRITIC, SQUASHED_GAUSSIAN, ModelSpec, Q
 __all__ = ["NP_ACTIVATIONS", "masked_logits_np", "numpy_model", "param_layout"]
 
 
-def _elu(x: np.ndarray) -> np.ndarray:
+def _elu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
 
 
-def _silu(x: np.ndarray) -> np.ndarray:
+def _silu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return x / (1.0 + np.exp(-x))
 
 
-NP_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "tanh": np.tanh, "relu": lambda x: np.maximum(x, 0), "elu": _elu, "silu": _silu}
-"""The activations (by ``model_activation`` name) the numpy models support."""
+def _relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return np.maximum(x, 0, out=out)
+
+
+NP_ACTIVATIONS: dict[str, Callable[..., np.ndarray]] = {
+    "tanh": np.tanh, "relu": _relu, "elu": _elu, "silu": _silu}
+"""The activations (by ``model_activation`` name) the numpy models support: ``f(x,
+out=None)``, in place into ``out`` where the function can."""
 
 # The built-in classes' keyword defaults (tests/policies/test_numpy_params.py checks
 # them against the classes' signatures).
@@ -152,8 +157,10 @@ def numpy_model(spec: ModelSpec, vector: np.ndarray) -> Callable | None:
 
         def run(x: np.ndarray) -> np.ndarray:
             h = x.reshape(len(x), -1).astype(np.float32, copy=False)
-            for w, b in layers:
-                h = act(h @ w + b)
+            for w, b in layers:  # in place: the per-step path of the rollout workers
+                h = h @ w
+                h += b
+                h = act(h, out=h)
             return h
         return run
 

@@ -105,8 +105,7 @@ def _sample(dist_spec: DistributionSpec, inputs: np.ndarray, generator
             ) -> tuple[np.ndarray, np.ndarray]:
     """``(actions, logp)`` drawn with ``generator`` (numpy or torch)."""
     if isinstance(generator, np.random.Generator):
-        actions = numpy_dists.sample(dist_spec, inputs, generator)
-        return actions, numpy_dists.log_prob(dist_spec, inputs, actions)
+        return numpy_dists.sample_with_log_prob(dist_spec, inputs, generator)
     with torch.inference_mode():
         dist = dist_spec(torch.from_numpy(inputs))
         actions = dist.sample(generator)

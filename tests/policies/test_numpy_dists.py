@@ -8,7 +8,13 @@ import torch
 from gymnasium import spaces
 
 from rl.policies import DistributionSpec
-from rl.policies.numpy_dists import deterministic, epsilon_greedy, log_prob, sample
+from rl.policies.numpy_dists import (
+    deterministic,
+    epsilon_greedy,
+    log_prob,
+    sample,
+    sample_with_log_prob,
+)
 from rl.policies.numpy_params import masked_logits_np
 
 SPACES = [("categorical", spaces.Discrete(5), False),
@@ -105,3 +111,18 @@ def test_epsilon_greedy_is_uniform_among_allowed_actions():
     half = epsilon_greedy(q, 0.5, rng)
     # Greedy half the time plus a quarter of the random half.
     assert abs((half == 1).mean() - 0.625) < 0.02
+
+
+@pytest.mark.parametrize("kind, space, squashed", SPACES)
+def test_sample_with_log_prob_is_the_two_calls(kind, space, squashed):
+    spec = DistributionSpec(space, squashed=squashed)
+    x = _inputs(spec, 64, seed=4)
+    x[3, :] = -np.inf if kind == "categorical" else x[3, :]  # a fully masked row
+    if kind == "categorical":
+        x[3, 1] = 0.0
+    one, two = np.random.default_rng(9), np.random.default_rng(9)
+    for _ in range(20):
+        actions, logp = sample_with_log_prob(spec, x, one)
+        expected = sample(spec, x, two)
+        np.testing.assert_array_equal(actions, expected)
+        np.testing.assert_array_equal(logp, log_prob(spec, x, expected))
