@@ -16,6 +16,7 @@ from rl.algorithms.impala.loss import IMPALALossSettings, impala_loss
 from rl.algorithms.registry import algorithm_class, config_class
 from rl.data import SampleBatch
 from rl.data import columns as C
+from rl.learner.optim import Adam
 from rl.policies import ActorCritic, DistributionSpec, ModelSpec
 from rl.resume import pack_impala_state, unpack_impala_state
 from rl.runtime import shm
@@ -163,7 +164,7 @@ def test_stack_fragments_along_the_env_axis():
     assert batch[C.REWARDS][:, 2:].min() == 1 and batch[C.REWARDS][:, :2].max() == 0
 
 
-@pytest.mark.parametrize("optimizer,eps_type", [("adam", torch.optim.Adam),
+@pytest.mark.parametrize("optimizer,eps_type", [("adam", Adam),
                                                  ("rmsprop", torch.optim.RMSprop)])
 def test_learner_update_with_minibatches_and_epochs(optimizer, eps_type):
     cfg = small(optimizer=optimizer, num_epochs=2, minibatch_size=10, grad_clip=1e-3)
