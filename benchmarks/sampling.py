@@ -5,6 +5,9 @@ Compares, in one run and interleaved rounds (so machine load hits all alike):
 * rl inline backend, 1 worker x 16 envs (``WorkerSet.sample``: fragments with
   actions, log-probs, values and bootstrap values);
 * rl process backend, 2 workers x 8 envs (fragments through shared memory);
+* the ceiling: bare ``env.step`` of ``gym.make("CartPole-v1")`` with random actions
+  and no policy, in 2 processes at once (one per core), their rates summed (issue 20's
+  target: the process backend at >= 50% of it, and >= 5x SB3's DummyVecEnv 8);
 * Stable-Baselines3 ``model.predict`` + ``DummyVecEnv`` (8 and 16 envs) and
   ``SubprocVecEnv`` (8 envs), the same 64x64 policy;
 * the extension API's costs, on the inline sampler: a user's torch model of exactly
@@ -64,6 +67,39 @@ def rl_sampler(backend: str, workers: int, envs: int, fragment: int, **settings)
     return run, algo.stop
 
 
+def _bare_steps(steps: int) -> float:
+    """env.step/s of one CartPole with random actions and nothing else (in a child)."""
+    import gymnasium as gym
+    import numpy as np
+
+    env = gym.make("CartPole-v1")
+    env.reset(seed=0)
+    actions = np.random.default_rng(0).integers(0, 2, steps).tolist()
+    start = time.perf_counter()
+    for a in actions:
+        _, _, terminated, truncated, _ = env.step(a)
+        if terminated or truncated:
+            env.reset()
+    return steps / (time.perf_counter() - start)
+
+
+def bare_ceiling(processes: int = 2):
+    """The summed bare env.step rate of ``processes`` processes stepping at once."""
+    import multiprocessing as mp
+
+    pool = mp.get_context("forkserver").Pool(processes)
+    pool.map(_bare_steps, [1000] * processes)  # warm: imports done
+
+    def run(steps: int) -> float:
+        return sum(pool.map(_bare_steps, [steps // processes] * processes))
+
+    def close() -> None:
+        pool.terminate()
+        pool.join()
+
+    return run, close
+
+
 def sb3_sampler(kind: str, envs: int):
     import gymnasium as gym
     from stable_baselines3 import PPO
@@ -103,6 +139,7 @@ def main() -> None:
     samplers = {"rl inline 1x16": rl_sampler("inline", 0, 16, 64)}
     if not args.extension_only:
         samplers.update({
+            "bare env.step 2 procs": bare_ceiling(2),
             "rl process 2x8": rl_sampler("process", 2, 8, 64),
             "sb3 DummyVecEnv 8": sb3_sampler("dummy", 8),
             "sb3 DummyVecEnv 16": sb3_sampler("dummy", 16),
@@ -129,6 +166,10 @@ def main() -> None:
     print(f"{'sampler':<22} {'steps/s':>10} {'vs ' + base_name:>22}")
     for name, med in medians.items():
         print(f"{name:<22} {med:>10,.0f} {med / base:>21.2f}x")
+    if not args.extension_only:
+        ceiling = medians["rl process 2x8"] / medians["bare env.step 2 procs"]
+        print(f"rl process 2x8 / bare env.step ceiling: {ceiling:.2f} (target >= 0.50); "
+              f"/ sb3 DummyVecEnv 8: {medians['rl process 2x8'] / base:.2f}x (target >= 5)")
     mirror = medians["rl inline 1x16"]
     print(f"custom torch model (built-in MLP's shape) / numpy mirror: "
           f"{medians['rl inline torch model'] / mirror:.2f}x steps/s")
