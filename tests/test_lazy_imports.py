@@ -71,3 +71,14 @@ def test_builtin_model_spec_unpickles_without_torch(kind, action_space):
     again = pickle.loads(blob)
     assert again.cls is None and again.model_cls is spec.model_cls
     assert (kind != "actor_critic") or isinstance(again.build(), ActorCritic)
+
+
+def test_the_algorithms_import_without_torch():
+    """The driver starts its workers before it imports torch (tests/test_startup.py): the
+    algorithm classes, their configs and checkpoints import none of it."""
+    code = ("import sys\nfrom rl.algorithms.registry import ALGORITHMS, algorithm_class\n"
+            "import rl.checkpoint\n"
+            "for name in ALGORITHMS:\n    algorithm_class(name).config_class()\n"
+            "sys.exit(3 if 'torch' in sys.modules else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert proc.returncode == 0, f"importing the algorithms loaded torch: {proc.stderr[-2000:]}"

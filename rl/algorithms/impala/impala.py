@@ -40,24 +40,22 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rl import checkpoint as ckpt
 from rl.algorithms.algorithm import Algorithm
 from rl.algorithms.impala.config import IMPALAConfig
-from rl.algorithms.impala.learner import (
-    LearnerRunner,
-    LockedLearnerGroup,
-    PolicyTrainer,
-)
 from rl.algorithms.impala.queue import LearnerQueue, PolicyLag, QueuedBatch
 from rl.data import columns as C
 from rl.imports import LazyClass
 from rl.policies.model_spec import ACTOR_CRITIC, RECURRENT
 from rl.resume import pack_impala_state, unpack_impala_state
 from rl.runtime import shared
+
+if TYPE_CHECKING:
+    from rl.algorithms.impala.learner import LockedLearnerGroup
 
 __all__ = ["IMPALA"]
 
@@ -87,9 +85,13 @@ class IMPALA(Algorithm):
         cfg = self.config if pid is None else self.policy_config(pid)
         factory = self.learner_factory() if pid is None else \
             self.learner_factory(cfg, self.model_specs[pid])
+        from rl.algorithms.impala.learner import LockedLearnerGroup  # torch: after the workers
+
         return LockedLearnerGroup(factory, cfg, self.runtime, shard_axis=1)
 
     def setup(self) -> None:
+        from rl.algorithms.impala.learner import LearnerRunner, PolicyTrainer
+
         cfg = self.config
         self.queue = LearnerQueue(cfg.learner_queue_size)
         pm = self.policy_map

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,9 +26,11 @@ from rl.algorithms.sac.config import SACConfig
 from rl.config import AlgorithmConfig
 from rl.envs import UnsupportedSpaceError
 from rl.imports import LazyClass
-from rl.learner import Learner
 from rl.policies import ModelSpec
 from rl.policies.model_spec import CRITIC, SQUASHED_GAUSSIAN
+
+if TYPE_CHECKING:
+    from rl.learner import Learner
 
 __all__ = ["SAC"]
 
