@@ -164,3 +164,17 @@ def test_new_weights_or_a_checkpoint_discard_early_fragments_without_leaks(tmp_p
     finally:
         algo.stop()
     assert shm.list_segments(prefix) == []
+
+
+def test_a_run_built_to_be_restored_asks_nothing_early(tmp_path):
+    from rl import Algorithm
+
+    config = _ppo().resources(backend="inline").env_runners(num_env_runners=0)
+    with config.build() as algo:
+        algo.train()
+        path = algo.save(str(tmp_path / "ckpt"))
+    algo = Algorithm.from_checkpoint(path, workers=False)
+    try:
+        assert algo.workers._prefetched is None
+    finally:
+        algo.stop()

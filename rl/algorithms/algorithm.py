@@ -154,8 +154,10 @@ class Algorithm(abc.ABC):
                     self.weight_boards[pid] = self.runtime.weights_board(len(weights))
                     self.weight_boards[pid].publish(weights)
             early = all(w is not None for w in initial.values())
+            # A run built to be restored (resume, evaluate, serve) asks nothing early:
+            # the restore would discard it.
             if early:
-                self._start_workers()
+                self._start_workers(prefetch=checkpoint is None)
             torch.manual_seed(seed)
             self._set_learner_threads()
             for pid in self.policy_map.ids:
@@ -168,7 +170,7 @@ class Algorithm(abc.ABC):
                     self.weight_boards[pid] = self.runtime.weights_board(len(weights))
                     self.weight_boards[pid].publish(weights)
             if not early:
-                self._start_workers()
+                self._start_workers(prefetch=checkpoint is None)
             self.setup()
         except BaseException:
             self.runtime.shutdown()
@@ -177,9 +179,9 @@ class Algorithm(abc.ABC):
             self.attach_logger(logdir)
         self.run_callback("on_algorithm_init", self)
 
-    def _start_workers(self) -> None:
-        """Spawn the rollout workers (every policy's weights are on its board), and send
-        them the first sample request when the algorithm knows it
+    def _start_workers(self, prefetch: bool) -> None:
+        """Spawn the rollout workers (every policy's weights are on its board), and with
+        ``prefetch`` send them the first sample request when the algorithm knows it
         (``first_sample_request``): they sample while the driver goes on."""
         config = self.config
         # The observation filter has its own board: it changes on its own schedule
@@ -198,7 +200,7 @@ class Algorithm(abc.ABC):
             restart=config.restart_failed_env_runners,
             max_restarts=config.max_restarts_per_env_runner,
             sample_timeout_s=config.sample_timeout_s)
-        request = self.first_sample_request()
+        request = self.first_sample_request() if prefetch else None
         if request is not None:
             self.workers.prefetch(**request)
 
