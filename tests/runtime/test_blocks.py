@@ -195,3 +195,38 @@ def test_a_sigkilled_worker_leaves_no_block_and_held_views_stay_readable(process
         workers.stop()
     process_runtime.shutdown()
     assert _segments(process_runtime) == []
+
+
+# ---------------------------------------------------------------- algorithms hand blocks back
+
+
+def _generations() -> dict[str, int]:
+    """The driver's mapped blocks and the generation each holds now."""
+    from rl.runtime import blocks
+
+    return {name: int(block.header[0]) for name, block in blocks._MAPPED.items()}
+
+
+@pytest.mark.parametrize("algo", ["PPO", "IMPALA"])
+def test_training_hands_every_block_back(algo):
+    from rl import IMPALAConfig, PPOConfig
+
+    config = PPOConfig() if algo == "PPO" else IMPALAConfig()
+    config = (config.environment("CartPole-v1").resources(backend="process")
+              .env_runners(num_env_runners=1, num_envs_per_env_runner=16,
+                           rollout_fragment_length=128)  # about 100 KiB per fragment
+              .training(train_batch_size=2048, minibatch_size=512, model_hiddens=[16])
+              .debugging(seed=0))
+    if algo == "PPO":
+        config = config.training(num_epochs=1)
+    trainer = config.build()
+    try:
+        before = set(_generations())
+        for _ in range(8):
+            trainer.train()
+        mine = {n: g for n, g in _generations().items() if n not in before}
+        # Blocks never handed back would each hold generation 1 (taken once).
+        assert mine and len(mine) <= RING_SIZE
+        assert sum(mine.values()) >= 6 > len(mine)
+    finally:
+        trainer.stop()
