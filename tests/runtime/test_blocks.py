@@ -207,18 +207,20 @@ def _generations() -> dict[str, int]:
     return {name: int(block.header[0]) for name, block in blocks._MAPPED.items()}
 
 
-@pytest.mark.parametrize("algo", ["PPO", "IMPALA"])
+@pytest.mark.parametrize("algo", ["PPO", "IMPALA", "DQN"])
 def test_training_hands_every_block_back(algo):
-    from rl import IMPALAConfig, PPOConfig
+    from rl import DQNConfig, IMPALAConfig, PPOConfig
 
-    config = PPOConfig() if algo == "PPO" else IMPALAConfig()
+    config = {"PPO": PPOConfig, "IMPALA": IMPALAConfig, "DQN": DQNConfig}[algo]()
     config = (config.environment("CartPole-v1").resources(backend="process")
               .env_runners(num_env_runners=1, num_envs_per_env_runner=16,
                            rollout_fragment_length=128)  # about 100 KiB per fragment
-              .training(train_batch_size=2048, minibatch_size=512, model_hiddens=[16])
-              .debugging(seed=0))
-    if algo == "PPO":
-        config = config.training(num_epochs=1)
+              .training(model_hiddens=[16]).debugging(seed=0))
+    if algo == "DQN":
+        config = config.training(train_batch_size=32, training_intensity=0.01).set(
+            min_sample_timesteps_per_iteration=2048)
+    else:
+        config = config.training(train_batch_size=2048, minibatch_size=512, num_epochs=1)
     trainer = config.build()
     try:
         before = set(_generations())
