@@ -314,7 +314,10 @@ class RolloutWorker:
             or None, "worker_index": int, "env_errors": [(sub-env, method, error)],
             "discarded": bool [T, N] (rows of episodes a sub-env error broke, and
             multi-agent padding) or None}``; ``N`` is the number of slots (sub-envs, or
-            games x agents for a multi-agent env).
+            games x agents for a multi-agent env). On the process backend a large
+            fragment's ``batch`` is a ``BlockHandle`` of the worker's block instead
+            (``rl.runtime.blocks``): ``WorkerSet`` resolves it into the columns and keeps
+            the handle as ``block``, for the caller to hand back.
         """
         result = sample_turn_based(self, request) if self.spec.turn_based else \
             self._sample(request)
