@@ -207,12 +207,19 @@ def _generations() -> dict[str, int]:
     return {name: int(block.header[0]) for name, block in blocks._MAPPED.items()}
 
 
-@pytest.mark.parametrize("algo", ["PPO", "IMPALA", "DQN"])
+@pytest.mark.parametrize("algo", ["PPO", "IMPALA", "DQN", "PPO-two-lstm-policies"])
 def test_training_hands_every_block_back(algo):
     from rl import DQNConfig, IMPALAConfig, PPOConfig
 
-    config = {"PPO": PPOConfig, "IMPALA": IMPALAConfig, "DQN": DQNConfig}[algo]()
-    config = (config.environment("CartPole-v1").resources(backend="process")
+    if algo == "PPO-two-lstm-policies":  # multi-agent slots, recurrent state columns
+        from tests.test_multi_agent import matching
+
+        config = matching(0).training(use_lstm=True, lstm_cell_size=16, max_seq_len=8) \
+            .multi_agent(policies=["agent_0", "agent_1"])
+    else:
+        config = {"PPO": PPOConfig, "IMPALA": IMPALAConfig, "DQN": DQNConfig}[algo]() \
+            .environment("CartPole-v1")
+    config = (config.resources(backend="process")
               .env_runners(num_env_runners=1, num_envs_per_env_runner=16,
                            rollout_fragment_length=128)  # about 100 KiB per fragment
               .training(model_hiddens=[16]).debugging(seed=0))
