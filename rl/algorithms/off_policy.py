@@ -149,6 +149,7 @@ class OffPolicyAlgorithm(Algorithm):
                 results = self.workers.sample(**request)
                 self.ingest_fragments(results)
                 self.store_fragments(results)
+                self.workers.release_blocks(results)  # the replay buffer holds copies
             due = self.updates_due(steps_before)
             if due:
                 with self.timers("learn"):

@@ -7,8 +7,10 @@ A worker is an actor (or, with ``num_env_runners=0``, an object in the driver). 
 2. runs ``fragment_length`` steps of its ``VectorEnv``, one batched
    forward per step for all sub-envs (in numpy for the built-in MLPs: such a worker
    never imports torch; see ``rl.rollout.policy``), writing into
-   freshly allocated time-major columns ``[T, N, ...]`` (on the process backend
-   the runtime ships these through shared memory, never through pickling);
+   time-major columns ``[T, N, ...]``: on the process backend a fragment of at
+   least ``SHM_THRESHOLD`` bytes goes straight into one of the worker's reusable
+   shared-memory blocks and travels as a ``BlockHandle`` (``rl.runtime.blocks``), else
+   into fresh arrays (which the runtime ships through shared memory when large);
 3. returns the columns plus the episodes it finished, the sub-env errors it survived
    and, with observation normalisation on, the raw-observation statistics it gathered.
 
@@ -73,7 +75,9 @@ from rl.rollout.lanes import PolicyLanes
 from rl.rollout.slot_states import SlotStates
 from rl.rollout.turn_based import sample_turn_based
 from rl.runtime.base import BoardReader
+from rl.runtime.blocks import block_ring, layout_of
 from rl.runtime.shared import share
+from rl.runtime.wire import SHM_THRESHOLD
 
 __all__ = ["Boards", "RolloutWorker", "WorkerSpec"]
 
@@ -171,6 +175,9 @@ class RolloutWorker:
         self.lanes = self._lanes(np.arange(self.num_slots))
         # Multi-agent: every slot's return in the running game (per-policy returns).
         self.slot_returns = np.zeros(self.num_slots, np.float64) if spec.agents else None
+        # (layout, nbytes) of this worker's fragments once the first one gave it; () for
+        # fragments too small for a block.
+        self._block_layout: tuple | None = None
         seed = 0 if spec.seed is None else spec.seed
         self.generator = _generator(seed * 7919 + worker_index + 104_729 * incarnation,
                                     self.policy_lanes.numpy_sampling)
@@ -307,7 +314,10 @@ class RolloutWorker:
             or None, "worker_index": int, "env_errors": [(sub-env, method, error)],
             "discarded": bool [T, N] (rows of episodes a sub-env error broke, and
             multi-agent padding) or None}``; ``N`` is the number of slots (sub-envs, or
-            games x agents for a multi-agent env).
+            games x agents for a multi-agent env). On the process backend a large
+            fragment's ``batch`` is a ``BlockHandle`` of the worker's block instead
+            (``rl.runtime.blocks``): ``WorkerSet`` resolves it into the columns and keeps
+            the handle as ``block``, for the caller to hand back.
         """
         result = sample_turn_based(self, request) if self.spec.turn_based else \
             self._sample(request)
@@ -319,22 +329,27 @@ class RolloutWorker:
         T, N = self.spec.fragment_length, self.num_slots
         multi_agent = self.spec.agents is not None
         obs_shape = self.spec.obs_space.shape
+        block = self._acquire_block(request)
+        column = _column_allocator(None if block is None else block[1])
         batch = {
-            C.OBS: np.empty((T, N, *obs_shape), self.obs_dtype),
-            C.ACTIONS: np.empty((T, N, *self.action_shape), self.dist_spec.action_dtype),
-            C.REWARDS: np.empty((T, N), np.float32),
-            C.TERMINATEDS: np.empty((T, N), np.bool_),
-            C.TRUNCATEDS: np.empty((T, N), np.bool_),
+            C.OBS: column(C.OBS, (T, N, *obs_shape), self.obs_dtype),
+            C.ACTIONS: column(C.ACTIONS, (T, N, *self.action_shape),
+                              self.dist_spec.action_dtype),
+            C.REWARDS: column(C.REWARDS, (T, N), np.float32),
+            C.TERMINATEDS: column(C.TERMINATEDS, (T, N), np.bool_),
+            C.TRUNCATEDS: column(C.TRUNCATEDS, (T, N), np.bool_),
         }
         for name, (shape, dtype) in self.columns.items():
-            batch[name] = np.empty((T, N, *shape), dtype)
+            batch[name] = column(name, (T, N, *shape), dtype)
         L = self.spec.max_seq_len
         end_states: dict[tuple[int, int], list[np.ndarray]] = {}
         if self.recurrent:
             for k, shape in enumerate(self.policy.state_shapes()):
-                batch[C.state_column(k)] = np.empty((-(-T // L), N, *shape), np.float32)
+                batch[C.state_column(k)] = column(C.state_column(k), (-(-T // L), N, *shape),
+                                                  np.float32)
         raw_obs = np.empty((T, N, *obs_shape), np.float64) if self.obs_filter else None
-        next_obs = np.empty((T, N, *obs_shape), self.obs_dtype) if self.spec.needs_next_obs else None
+        next_obs = column(C.NEXT_OBS, (T, N, *obs_shape), self.obs_dtype) \
+            if self.spec.needs_next_obs else None
         # (t, env) -> final obs for every episode end, bootstrapped afterwards in one pass.
         ends: list[tuple[int, int, np.ndarray]] = []
         episode_returns: list[float] = []
@@ -412,7 +427,8 @@ class RolloutWorker:
                 stats = (flat.mean(axis=0), flat.var(axis=0), float(len(flat)))
         env_errors, self.venv.errors = self.venv.errors, []
         return {
-            "batch": share(batch) if request.get("share_batch") else batch,
+            "batch": share(batch) if request.get("share_batch") else
+            self._ship(batch, block),
             "env_steps": T * self.spec.num_envs,
             "agent_steps": agent_steps,
             "policy_episode_returns": None if policy_returns is None else
@@ -427,6 +443,34 @@ class RolloutWorker:
             "discarded": discarded,
             "custom_metrics": None if self.hooks is None else self.hooks.drain(),
         }
+
+    def _acquire_block(self, request: dict[str, Any]):
+        """A free block for this fragment's columns (handle, views), or ``None``: no
+        ring (inline, Ray), a shared batch, the first fragment (its columns give the
+        layout), a fragment under ``SHM_THRESHOLD`` bytes, or every block still held."""
+        ring = block_ring()
+        if ring is None or request.get("share_batch") or not self._block_layout:
+            return None
+        return ring.acquire(*self._block_layout)
+
+    def _ship(self, batch: dict[str, np.ndarray], block) -> Any:
+        """What the result carries as its batch: the block's handle when the columns
+        went into (or, for the few computed at the end, are copied into) the block;
+        the arrays themselves otherwise."""
+        if block is None:
+            if self._block_layout is None and block_ring() is not None:
+                layout, nbytes = layout_of(batch)
+                self._block_layout = (layout, nbytes) if nbytes >= SHM_THRESHOLD else ()
+            return batch
+        handle, views = block
+        if views.keys() != batch.keys() or any(
+                views[k].shape != v.shape or views[k].dtype != v.dtype for k, v in batch.items()):
+            handle.release()
+            return batch
+        for name, values in batch.items():
+            if values is not views[name]:
+                views[name][...] = values
+        return handle
 
     def _policy_returns(self, res, A: int, owner: np.ndarray,
                         out: dict[int, list[float]]) -> None:
@@ -584,6 +628,17 @@ class RolloutWorker:
 
     def close(self) -> None:
         self.venv.close()
+
+
+def _column_allocator(views: dict[str, np.ndarray] | None):
+    """``column(name, shape, dtype)``: the block's view of that column where it has a
+    matching one, else a fresh array."""
+    def column(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        view = None if views is None else views.get(name)
+        if view is not None and view.shape == shape and view.dtype == np.dtype(dtype):
+            return view
+        return np.empty(shape, dtype)
+    return column
 
 
 def _generator(seed: int, numpy_sampling: bool):

@@ -48,6 +48,7 @@ from rl.interrupts import INTERRUPTS
 from rl.rollout.worker import Boards, RolloutWorker, WorkerSpec
 from rl.runtime import ActorDiedError, GetTimeoutError, ObjectRef, RemoteError, Runtime, shared
 from rl.runtime.base import ActorHandle
+from rl.runtime.blocks import BlockHandle
 
 __all__ = ["WorkerFailedError", "WorkerSet"]
 
@@ -157,7 +158,17 @@ class WorkerSet:
         return GetTimeoutError(f"no fragment within sample_timeout_s={self.sample_timeout_s}")
 
     def _ingest(self, result: dict[str, Any]) -> dict[str, Any]:
-        """Count (and log once) the sub-env errors a fragment reports."""
+        """Count (and log once) the sub-env errors a fragment reports; a fragment in a
+        worker's block (``rl.runtime.blocks``) gets its columns as read-only views of
+        the block as ``batch`` and the handle as ``block``: the caller releases it once
+        it copied what it needs (``release_blocks``)."""
+        if isinstance(result.get("batch"), BlockHandle):
+            handle = result["block"] = result["batch"]
+            try:
+                result["batch"] = handle.resolve()
+            except RuntimeError as e:  # swept with a worker that died since
+                raise ActorDiedError(f"RolloutWorker-{result['worker_index']}", None,
+                                     str(e)) from None
         for env_index, method, error in result.get("env_errors") or ():
             self.env_errors += 1
             if error not in self._logged_env_errors:
@@ -166,6 +177,12 @@ class WorkerSet:
                             "discarded its episode (repeats are counted in env/errors)",
                             env_index, result["worker_index"], method, error)
         return result
+
+    @staticmethod
+    def release_blocks(results: list[dict[str, Any]]) -> None:
+        """Hand the blocks of ``results`` back to their workers: call it once nothing
+        reads those results' ``batch`` views any more (their train batch is built)."""
+        shared.release_all(r.get("block") for r in results)
 
     # ------------------------------------------------------------------ sync sampling
     def prefetch(self, **request: Any) -> None:

@@ -49,7 +49,7 @@ from multiprocessing.context import ForkServerProcess, SpawnProcess
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from rl.runtime import shared, shm
+from rl.runtime import blocks, shared, shm
 from rl.runtime.wire import (
     KEY,
     PUT_CACHE,
@@ -149,6 +149,7 @@ def actor_main(conn, cfg: ChildConfig) -> None:
     """Entry point of an actor process: init, then the loop."""
     driver = init_process(cfg)
     shared.use_sharer(shared.shm_sharer(cfg.prefix))
+    blocks.use_blocks(cfg.prefix)
     stopped = False
     try:
         stopped = serve(conn, cfg.prefix)

@@ -172,7 +172,9 @@ class IMPALA(Algorithm):
 
     def _enqueue(self, result: dict[str, Any]) -> None:
         """Group a fragment into the pending train batch; queue the batch when full."""
-        self._pending.append(result["batch"])
+        # A fragment in a worker's block travels as its handle, like a shared one, so
+        # that whoever drops or trains on it hands the block back (``release_all``).
+        self._pending.append(result.get("block", result["batch"]))
         if self.several:  # one behaviour version per policy
             versions = result.get("weights_versions") or \
                 [result["weights_version"]] * len(self.policy_map.ids)

@@ -111,6 +111,7 @@ class PPO(Algorithm):
                     results, cfg.gamma, cfg.gae_lambda, self.reward_scaler, self.sequences)}
             else:
                 batches = self._policy_batches(results)
+            self.workers.release_blocks(results)  # the train batches hold copies
         metrics: dict[str, float] = {}
         with self.timers("learn"):
             for pid, batch in batches.items():
