@@ -4,7 +4,7 @@ StatelessCartPole is CartPole without the velocities: the policy must remember e
 observations to tell which way the pole moves. The episode below feeds
 ``compute_actions`` its own returned state at every step, starting from ``None`` (the
 model's initial state) as a new episode must. The settings are those of
-``tuned_examples/ppo/stateless_cartpole_lstm.yaml`` (about 100k steps to balance the
+``tuned_examples/ppo/stateless_cartpole_lstm.yaml`` (about 150k steps to balance the
 pole for 500 steps).
 
     python examples/recurrent_policy.py [--timesteps 200000]
@@ -28,7 +28,7 @@ def main() -> None:
               .env_runners(num_env_runners=1, num_envs_per_env_runner=8,
                            rollout_fragment_length=64)
               .training(train_batch_size=512, minibatch_size=128, num_epochs=10, lr=1e-3,
-                        gamma=0.99, gae_lambda=0.95, use_lstm=True, lstm_cell_size=64,
+                        gamma=0.99, gae_lambda=0.95, use_lstm=True, lstm_cell_size=128,
                         max_seq_len=32, model_hiddens=[64], model_activation="relu",
                         schedule_timesteps=min(args.timesteps, 150_000))
               .set(normalize_obs=True, normalize_rewards=True))
