@@ -224,7 +224,8 @@ class AlgorithmConfig:
         section="multi_agent", check=POLICY_IDS)
     policy_overrides: dict = setting(
         {}, "Multi-agent: policy id -> the settings that differ for it (model_class, "
-        "model_kwargs, model_hiddens, model_activation, vf_share_layers, lr, entropy_coeff)",
+        "model_kwargs, model_hiddens, model_activation, vf_share_layers, use_lstm, "
+        "lstm_cell_size, lstm_use_prev_action, lstm_use_prev_reward, lr, entropy_coeff)",
         section="multi_agent",
         check=Check(lambda v: all(isinstance(k, str) and isinstance(o, dict)
                                   for k, o in v.items()),

@@ -3,6 +3,7 @@ settings, results, checkpoints and ``compute_actions``."""
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -363,3 +364,12 @@ def test_simple_adversary_trains_a_policy_per_agent_or_per_team():
         assert algo.policy_map.agents_of("good") == ["agent_0", "agent_1"]
         result = algo.train()
     assert "learner/good/vf_loss" in result and "learner/adversaries/vf_loss" in result
+
+
+def test_the_policy_overrides_help_names_every_per_policy_field():
+    from rl.algorithms.policy_map import PER_POLICY_FIELDS
+    from rl.config import AlgorithmConfig
+
+    text = next(f.metadata["doc"] for f in dataclasses.fields(AlgorithmConfig)
+                if f.name == "policy_overrides")
+    assert all(name in text for name in PER_POLICY_FIELDS), text
