@@ -20,6 +20,10 @@ DummyVecEnv (8 envs), then the extension ratios. Needs ``pip install
 stable-baselines3`` (benchmark only; ``--extension-only`` runs without it).
 
     python benchmarks/sampling.py [--rounds 5] [--steps 32768] [--extension-only]
+                                  [--envs-per-worker 8]
+
+(``--envs-per-worker`` changes the process sampler's sub-envs; it keeps its
+``rl process 2x8`` label in the table.)
 """
 
 from __future__ import annotations
@@ -130,6 +134,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=32768, help="env steps per measurement")
     p.add_argument("--quick", action="store_true", help="2 rounds of 8192 steps")
+    p.add_argument("--envs-per-worker", type=int, default=8,
+                   help="sub-envs of each of the process backend's 2 workers")
     p.add_argument("--extension-only", action="store_true",
                    help="only the inline sampler and its extension-API variants (no SB3)")
     args = p.parse_args()
@@ -140,7 +146,7 @@ def main() -> None:
     if not args.extension_only:
         samplers.update({
             "bare env.step 2 procs": bare_ceiling(2),
-            "rl process 2x8": rl_sampler("process", 2, 8, 64),
+            "rl process 2x8": rl_sampler("process", 2, args.envs_per_worker, 64),
             "sb3 DummyVecEnv 8": sb3_sampler("dummy", 8),
             "sb3 DummyVecEnv 16": sb3_sampler("dummy", 16),
             "sb3 SubprocVecEnv 8": sb3_sampler("subproc", 8),
