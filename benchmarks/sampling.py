@@ -21,9 +21,6 @@ stable-baselines3`` (benchmark only; ``--extension-only`` runs without it).
 
     python benchmarks/sampling.py [--rounds 5] [--steps 32768] [--extension-only]
                                   [--envs-per-worker 8]
-
-(``--envs-per-worker`` changes the process sampler's sub-envs; it keeps its
-``rl process 2x8`` label in the table.)
 """
 
 from __future__ import annotations
@@ -142,11 +139,12 @@ def main() -> None:
     if args.quick:
         args.rounds, args.steps = 2, 8192
     torch.set_num_threads(1)  # the driver-side samplers (ours inline, SB3) get one core each
+    process = f"rl process 2x{args.envs_per_worker}"
     samplers = {"rl inline 1x16": rl_sampler("inline", 0, 16, 64)}
     if not args.extension_only:
         samplers.update({
             "bare env.step 2 procs": bare_ceiling(2),
-            "rl process 2x8": rl_sampler("process", 2, args.envs_per_worker, 64),
+            process: rl_sampler("process", 2, args.envs_per_worker, 64),
             "sb3 DummyVecEnv 8": sb3_sampler("dummy", 8),
             "sb3 DummyVecEnv 16": sb3_sampler("dummy", 16),
             "sb3 SubprocVecEnv 8": sb3_sampler("subproc", 8),
@@ -173,9 +171,9 @@ def main() -> None:
     for name, med in medians.items():
         print(f"{name:<22} {med:>10,.0f} {med / base:>21.2f}x")
     if not args.extension_only:
-        ceiling = medians["rl process 2x8"] / medians["bare env.step 2 procs"]
-        print(f"rl process 2x8 / bare env.step ceiling: {ceiling:.2f} (target >= 0.50); "
-              f"/ sb3 DummyVecEnv 8: {medians['rl process 2x8'] / base:.2f}x (target >= 5)")
+        ceiling = medians[process] / medians["bare env.step 2 procs"]
+        print(f"{process} / bare env.step ceiling: {ceiling:.2f} (target >= 0.50); "
+              f"/ sb3 DummyVecEnv 8: {medians[process] / base:.2f}x (target >= 5)")
     mirror = medians["rl inline 1x16"]
     print(f"custom torch model (built-in MLP's shape) / numpy mirror: "
           f"{medians['rl inline torch model'] / mirror:.2f}x steps/s")
