@@ -1,8 +1,10 @@
 """IMPALA bookkeeping as plain classes: the bounded learner queue, policy lag, metrics."""
 
 import threading
+import time
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from rl.algorithms.impala import queue as queue_module
@@ -244,3 +246,34 @@ def test_each_policy_trains_on_its_columns_with_its_own_lag_and_snapshot():
     assert runner.pop_weights() == {"a": ("wa", 6), "b": ("wb", 6)}
     assert runner.pop_weights() is None
     assert runner.env_steps_trained == 20
+
+
+def test_popped_metrics_cover_exactly_the_updates_counted_with_them():
+    """The driver's report reads the update counters and pops the metrics at one
+    instant: however it interleaves with the learner thread, a report that counts an
+    update also carries its metrics (a run never reports env_steps_trained > 0 without a
+    loss), and no metrics arrive before the update they belong to is counted."""
+    from rl.algorithms.impala.learner import LearnerRunner, PolicyTrainer
+
+    total = 300
+    group, queue = RecordingGroup(np.zeros(3)), LearnerQueue(total)
+    trainers = [PolicyTrainer(p, group, PolicyLag(), dict, columns=1) for p in ("a", "b")]
+    runner = LearnerRunner(trainers, queue, broadcast_interval=7)
+    for i in range(total):
+        queue.put(batch(str(i), 10, versions=(0,)))
+    popped = {"a": 0, "b": 0}
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while popped["a"] < total and time.monotonic() < deadline:
+            updates, trained, metrics = runner.pop_metrics()
+            for t, m in zip(trainers, metrics):
+                popped[t.pid] += int(m["updates"])
+                assert popped[t.pid] == updates  # every counted update, and no other
+                if m["updates"]:
+                    assert np.isfinite(m["loss"])
+            assert trained == 10 * updates
+        runner.check()
+        assert popped == {"a": total, "b": total}
+    finally:
+        runner.stop()

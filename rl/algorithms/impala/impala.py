@@ -215,14 +215,14 @@ class IMPALA(Algorithm):
         """Each trainable policy's learner metrics (multi-agent: ``<policy>/<metric>``,
         as PPO's; a frozen policy reports none)."""
         out: dict[str, float] = {}
-        for t in self.runner.trainers:
-            metrics = t.metrics.pop()
+        updates, trained, popped = self.runner.pop_metrics()
+        for t, metrics in zip(self.runner.trainers, popped):
             metrics.update(
-                num_updates=float(self.runner.updates),
+                num_updates=float(updates),
                 weights_version=float(self.weight_boards[t.pid].version),
                 queue_depth=float(len(self.queue)),
                 dropped_env_steps=float(self.queue.dropped_env_steps),
-                env_steps_trained=float(self.runner.env_steps_trained),
+                env_steps_trained=float(trained),
             )
             if self.agents is None:
                 return metrics

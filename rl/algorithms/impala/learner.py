@@ -345,6 +345,8 @@ class LearnerRunner:
         # Held by the thread from taking a batch off the queue to the end of its update,
         # and by paused(): a checkpoint sees every batch either queued or trained.
         self._step = threading.Lock()
+        # Held while an update's metrics and counts land, and while the driver pops them.
+        self._counted = threading.Lock()
 
     # ------------------------------------------------------------------ running
     def start(self) -> None:
@@ -398,20 +400,31 @@ class LearnerRunner:
                         [t.select(shared.resolve(f)) for f in item.fragments]
                     metrics = t.group.update_fragments(fragments, t.columns, **hyper)
                 done.append((t, metrics, time.perf_counter() - start, lags))
-            self.updates += 1
-            self.env_steps_trained += item.env_steps
-            if self.updates % self.broadcast_interval == 0:
+            updates = self.updates + 1
+            if updates % self.broadcast_interval == 0:
                 for t in self.trainers:
-                    snapshot[t.pid] = (t.group.get_weights(), self.updates)
+                    snapshot[t.pid] = (t.group.get_weights(), updates)
         finally:
             shared.release_all(item.fragments)
+        # An update's metrics and its counts together: whoever reads the counters in
+        # ``pop_metrics`` pops exactly the metrics of the updates they count.
+        with self._counted:
+            for t, metrics, seconds, lags in done:
+                t.metrics.add(metrics, seconds, lags)
+            self.updates = updates
+            self.env_steps_trained += item.env_steps
         if snapshot:
             with self._snapshot_lock:
                 self._snapshot = snapshot
-        for t, metrics, seconds, lags in done:
-            t.metrics.add(metrics, seconds, lags)
 
     # ------------------------------------------------------------------ driver side
+    def pop_metrics(self) -> tuple[int, int, list[dict[str, float]]]:
+        """``(updates, env steps trained, each trainer's metrics since the last pop)``,
+        read at one instant: no update is counted without its metrics, or the other way."""
+        with self._counted:
+            return (self.updates, self.env_steps_trained,
+                    [t.metrics.pop() for t in self.trainers])
+
     def pop_weights(self) -> dict[str, tuple[np.ndarray, int]] | None:
         """The newest unpublished weight snapshot of each trainable policy (``{policy:
         (weights, update count)}``), or None."""
