@@ -32,14 +32,32 @@ TWO = ["agent_0", "agent_1"]
     {"policies": TWO, "policy_overrides": {  # a recurrent one beside a feed-forward one
         "agent_0": {"lstm_use_prev_action": True, "lstm_use_prev_reward": True},
         "agent_1": {"use_lstm": False}}},
-], ids=["shared", "two", "two-sizes", "mixed"])
-def test_learner_log_probs_equal_the_behaviour_ones_with_agents_that_come_and_go(policies):
+    # The agent that arrives mid-game reads its previous action and reward: zeros at
+    # its first step, whatever its slot held in the game before.
+    {"policies": TWO, "policy_overrides": {
+        "agent_1": {"lstm_use_prev_action": True, "lstm_use_prev_reward": True}}},
+    "prev-inputs",  # one shared policy that reads both
+], ids=["shared", "two", "two-sizes", "mixed", "late-arrival-prev-inputs",
+        "shared-prev-inputs"])
+@pytest.mark.parametrize("weights", ["initial", "perturbed"])
+def test_learner_log_probs_equal_the_behaviour_ones_with_agents_that_come_and_go(
+        policies, weights):
     # agent_1 lives at steps 2..5 of each 8-step game: it arrives (fresh state) and leaves
     # inside fragments of 7 rows, and games run from one fragment into the next.
+    # "perturbed": every weight (the LSTM's biases too, zero at initialisation) moved, as
+    # by training, so that a padding row's step from dummy inputs changes the state.
     cfg = lstm(lifetimes=STAGGERED)
-    if policies is not None:
+    if policies == "prev-inputs":
+        cfg = cfg.training(lstm_use_prev_action=True, lstm_use_prev_reward=True)
+    elif policies is not None:
         cfg = cfg.multi_agent(**policies)
     with cfg.build() as algo:
+        if weights == "perturbed":
+            rng = np.random.default_rng(0)
+            for group in algo.learner_groups.values():
+                w = group.get_weights()
+                group.set_weights((w + rng.normal(0.0, 0.3, w.shape)).astype(w.dtype))
+            algo.sync_weights()
         for fragment in range(4):
             results = algo.workers.sample()
             batches = algo._policy_batches(results)

@@ -393,8 +393,12 @@ class RolloutWorker:
                 if self.recurrent:  # the state a truncated episode bootstraps from
                     end_states[t, i] = self.policy.env_state(i)
                     self.policy.reset_state(i)
-            if self.recurrent and multi_agent:  # an absent agent arrives with a fresh state
-                self.policy.reset_states(~self.venv.active)
+            if self.recurrent and multi_agent:
+                # An absent agent arrives with a fresh state: the slots absent now, and
+                # those that were absent in this row (their padding step advanced their
+                # state and previous action from dummy inputs; the learner starts their
+                # next sequence from the initial state).
+                self.policy.reset_states(~self.venv.active | padding[t])
             for ret, length in res.reported_episodes(self.venv.reports_real_episodes):
                 episode_returns.append(ret)
                 episode_lens.append(length)
@@ -567,6 +571,7 @@ class RolloutWorker:
                 done_count = np.zeros(num_envs, np.int64)
                 while (done_count < quota).any():
                     lanes = self._lanes(np.arange(len(obs)))
+                    absent = None if spec.agents is None else ~venv.active
                     actions = self._rows("greedy", self.normalize(obs), lanes)
                     res = venv.step(self._env_actions(actions, lanes))
                     finished = sorted(res.final_obs)
@@ -574,8 +579,8 @@ class RolloutWorker:
                         self.policy.observe(res.rewards)
                         for i in finished:
                             self.policy.reset_state(i)
-                        if spec.agents is not None:
-                            self.policy.reset_states(~venv.active)
+                        if absent is not None:  # fresh for an agent that arrives next
+                            self.policy.reset_states(~venv.active | absent)
                     for i, (ret, length) in zip(res.ended, res.episodes):
                         if done_count[i] < quota[i]:
                             returns.append(ret)
