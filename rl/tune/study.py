@@ -15,6 +15,14 @@ so, the trial gets SIGTERM and is told ``PRUNED`` (its last reported value kept)
 trial that exits with an error is ``FAIL`` with the error in its ``error`` user
 attribute; the sweep goes on.
 
+SIGTERM goes to the trial process alone: it is the driver of its runtimes and stops its
+own workers in order, as ``rl train`` does (workers killed under it would turn the stop
+into a recovery from dead workers). Whatever way a trial ends, the sweep then cleans up
+after it (``_reap``): SIGKILL for anything left in its session, and the trial's
+``/dev/shm`` segments removed by its driver prefix (``rl.runtime.shm``) while the exited
+process, not yet reaped, still holds its pid. So a trial killed mid-shutdown leaks no
+segment.
+
 Ctrl-C (or SIGTERM): every running trial gets SIGTERM, then SIGKILL for its whole
 session after a grace period; the running trials are recorded ``FAIL`` with error
 ``interrupted``, the outputs are written from what the study holds, and the exception
@@ -26,9 +34,11 @@ failed and run again as a new trial, so exactly the missing number runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import select
 import selectors
 import signal
 import subprocess
@@ -39,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rl.config import ConfigError
+from rl.runtime import shm
 from rl.tune.space import TuneSpec, grid_space, suggest
 
 if TYPE_CHECKING:
@@ -213,7 +224,7 @@ def run_study(example: TunedExample, options: TuneOptions, console=sys.stderr,
                 if not chunk:  # EOF: the trial is over
                     selector.unregister(key.fileobj)
                     del running[key.fd]
-                    _tell(study, run, run.proc.wait(), console, total)
+                    _tell(study, run, _reap(run.proc), console, total)
     except BaseException:
         _stop_all(list(running.values()), study, optuna)
         raise
@@ -290,25 +301,53 @@ def _short(v: Any) -> str:
 
 
 def _signal(proc: subprocess.Popen, sig: int) -> None:
+    """Signal the trial process (not its workers: it stops them itself)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(proc.pid, sig)
+
+
+def _exited(proc: subprocess.Popen, timeout: float | None) -> bool:
+    """Wait up to ``timeout`` for the trial to exit, without reaping it: until it is
+    reaped its pid (and so its segments' driver prefix) cannot be another process's."""
+    if proc.returncode is not None:
+        return True
     try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd (not Linux): reaping is the only wait
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
+
+
+def _reap(proc: subprocess.Popen, grace: float | None = None) -> int:
+    """End a trial and leave nothing of it behind; returns its exit code.
+
+    Waits ``grace`` seconds (None: as long as it takes) for it to exit, then SIGKILLs
+    its whole session (the trial itself if it is still running, and any worker that
+    outlived it), removes its segments from ``/dev/shm`` and reaps it."""
+    _exited(proc, grace)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    _exited(proc, None)
+    if proc.returncode is None:  # exited and not reaped: the pid is still the trial's
+        shm.sweep(shm.driver_prefix(proc.pid))
+    return proc.wait()
 
 
 def _stop_all(runs: list[_Running], study, optuna) -> None:
-    """Ctrl-C: SIGTERM every trial's session, SIGKILL what outlives the grace period,
-    record the trials as interrupted failures."""
+    """Ctrl-C: SIGTERM every trial, SIGKILL the session of each that outlives the grace
+    period, record the trials as interrupted failures."""
     for run in runs:
         _signal(run.proc, signal.SIGTERM)
     deadline = time.monotonic() + GRACE_S
     for run in runs:
-        try:
-            run.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-        _signal(run.proc, signal.SIGKILL)  # the workers too, whatever the trial did
-        run.proc.wait()
+        _reap(run.proc, max(0.0, deadline - time.monotonic()))
         try:
             run.trial.set_user_attr("error", INTERRUPTED)
             study.tell(run.trial, state=optuna.trial.TrialState.FAIL)

@@ -17,6 +17,7 @@ import yaml
 
 from rl import cli
 from rl.experiment import load_example
+from rl.tune import study as study_module
 from rl.tune.study import INTERRUPTED, TuneOptions, run_study
 from tests.conftest import pid_alive, wait_gone
 
@@ -168,6 +169,83 @@ def test_a_trial_a_killed_sweep_left_running_is_marked_failed_and_run_again(tmp_
     S = optuna.trial.TrialState
     assert [t.state for t in study.trials] == [S.COMPLETE, S.COMPLETE, S.FAIL, S.COMPLETE]
     assert study.trials[2].user_attrs["error"] == INTERRUPTED
+
+
+# A stub trial: the "driver" of a segment and of a worker in its session. The worker
+# writes a file if it ever gets SIGTERM (the sweep must leave it to the trial). The
+# trial stops on SIGTERM (kills its worker and exits 143, its segment still named, as
+# after a SIGKILL mid-shutdown), or, stuck, ignores it.
+WORKER_STUB = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: open(sys.argv[1], "w").close())
+time.sleep(600)
+"""
+DRIVER_STUB = """
+import os, signal, subprocess, sys, time
+stuck, flag, worker_code = sys.argv[1] == "stuck", sys.argv[2], sys.argv[3]
+open(f"/dev/shm/rl_{os.getpid()}_0_{os.getpid()}_0", "w").close()
+worker = subprocess.Popen([sys.executable, "-c", worker_code, flag], stdout=subprocess.DEVNULL)
+def stop(*_):
+    worker.kill()
+    worker.wait()
+    sys.exit(143)
+signal.signal(signal.SIGTERM, signal.SIG_IGN if stuck else stop)
+print(worker.pid, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("stuck", [False, True], ids=["stops", "stuck"])
+def test_a_stopped_trial_leaves_no_process_and_no_segment(tmp_path, monkeypatch, stuck):
+    """Ctrl-C: SIGTERM reaches the trial alone (its workers are its to stop); a trial
+    that outlives the grace period is SIGKILLed with its session; either way the
+    segments named by its driver prefix are removed."""
+    monkeypatch.setattr(study_module, "GRACE_S", 1.0)
+    flag = tmp_path / "worker_got_sigterm"
+    study = optuna.create_study()
+    trial = study.ask()
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER_STUB, "stuck" if stuck else "stops",
+                             str(flag), WORKER_STUB], stdout=subprocess.PIPE,
+                            start_new_session=True)
+    worker = int(proc.stdout.readline())
+    assert os.path.exists(f"/dev/shm/rl_{proc.pid}_0_{proc.pid}_0")
+    study_module._stop_all([study_module._Running(trial, proc, str(tmp_path), time.time())],
+                           study, optuna)
+    proc.stdout.close()
+    assert proc.returncode == (-signal.SIGKILL if stuck else 143)
+    assert wait_gone([worker], 10) == []
+    assert not flag.exists(), "the sweep signalled the trial's worker"
+    assert [n for n in os.listdir("/dev/shm") if n.startswith(f"rl_{proc.pid}_")] == []
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    assert study.trials[0].user_attrs["error"] == INTERRUPTED
+
+
+FINISHING_STUB = """
+import json, os, subprocess, sys
+open(f"/dev/shm/rl_{os.getpid()}_0_{os.getpid()}_7", "w").close()
+worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                          stdout=subprocess.DEVNULL)  # the protocol pipe stays the trial's
+with open(sys.argv[1] + ".pid", "w") as f:
+    f.write(f"{os.getpid()} {worker.pid}")
+print(json.dumps({"final": 1.0, "best": 1.0, "run_dirs": []}), flush=True)
+"""
+
+
+def test_a_finished_trial_leaves_no_stray_worker_and_no_segment(tmp_path):
+    """A trial that exits while a worker of its session still runs and a segment of its
+    is still named: the sweep kills the worker and removes the segment."""
+
+    def launch(spec, spec_path, log):
+        return subprocess.Popen([sys.executable, "-c", FINISHING_STUB, spec_path],
+                                stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+
+    options = TuneOptions(out=str(tmp_path / "out"), trials=1, pruner="none", sampler="random")
+    study = run_study(stub_example(tmp_path), options, console=None, launch=launch)
+    assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
+    with open(tmp_path / "out" / "trial_0000" / "spec.json.pid") as f:
+        trial_pid, worker = map(int, f.read().split())
+    assert wait_gone([worker], 10) == []
+    assert [n for n in os.listdir("/dev/shm") if n.startswith(f"rl_{trial_pid}_")] == []
 
 
 def test_a_sweep_dir_is_not_overwritten_without_resume(tmp_path, capsys):
