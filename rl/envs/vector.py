@@ -139,8 +139,10 @@ class VectorEnv:
         self._rewards = np.zeros(num_envs, np.float32)
         self._terms = np.zeros(num_envs, np.bool_)
         self._truncs = np.zeros(num_envs, np.bool_)
-        self._ep_return = np.zeros(num_envs, np.float64)
-        self._ep_len = np.zeros(num_envs, np.int64)
+        # Running return and length of each sub-env's episode, as Python numbers: the
+        # per-step updates are list operations (get_state returns them as arrays).
+        self._ep_return: list[float] = [0.0] * num_envs
+        self._ep_len: list[int] = [0] * num_envs
         self._resets = np.zeros(num_envs, np.int64)
         self._log = ActionLog(num_envs, self._real_stats) \
             if seed is not None and record_actions else None
@@ -198,9 +200,13 @@ class VectorEnv:
         on_step = None if hooks is None else hooks.on_step
         if log is not None:
             log.record(actions)
-        # Python ints pass Discrete.contains() far faster than numpy scalars.
-        if actions.ndim == 1 and actions.dtype.kind in "iu":
-            actions = actions.tolist()
+        # The loop gathers Python lists and writes each array once at the end: one
+        # numpy assignment per array instead of one per sub-env and array. The actions
+        # stay numpy scalars (gymnasium's Discrete.contains takes them about twice as
+        # fast as Python ints under numpy 2).
+        n = self.num_envs
+        rewards, terms, truncs, rows = [0.0] * n, [False] * n, [False] * n, [None] * n
+        ep_return, ep_len, real_stats = self._ep_return, self._ep_len, self._real_stats
         for i, env in enumerate(self.envs):
             try:
                 obs, reward, term, trunc, info = env.step(actions[i])
@@ -208,27 +214,30 @@ class VectorEnv:
                 if not self.restart_failed:
                     raise
                 self._fail_step(i, exc, result)
+                truncs[i], rows[i] = True, self.obs[i]
                 continue
-            self._rewards[i] = reward
-            self._terms[i] = term
-            self._truncs[i] = trunc
-            self._ep_return[i] += reward
-            self._ep_len[i] += 1
+            rewards[i], terms[i], truncs[i] = reward, term, trunc
+            ep_return[i] += float(reward)
+            ep_len[i] += 1
             if on_step is not None:
-                on_step(i, self._ep_return[i], self._ep_len[i], info)
-            if self._real_stats[i] and "rl_episode" in info:
+                on_step(i, ep_return[i], ep_len[i], info)
+            if real_stats[i] and "rl_episode" in info:
                 ret, length = info["rl_episode"]
                 result.real_episodes.append((float(ret), int(length)))
                 if log is not None:
                     log.end_game(i)
             if term or trunc:
                 result.final_obs[i] = np.asarray(obs, dtype=self.obs.dtype)
-                result.episodes.append((float(self._ep_return[i]), int(self._ep_len[i])))
+                result.episodes.append((ep_return[i], ep_len[i]))
                 result.ended.append(i)
                 if hooks is not None:
-                    hooks.end(i, self._ep_return[i], self._ep_len[i], info)
+                    hooks.end(i, ep_return[i], ep_len[i], info)
                 obs = self._reset_or_recreate(i)
-            self.obs[i] = obs
+            rows[i] = obs
+        self._rewards[:] = rewards
+        self._terms[:] = terms
+        self._truncs[:] = truncs
+        self.obs[:] = rows
         return result
 
     def _fail_step(self, i: int, exc: Exception, result: StepResult) -> None:
@@ -250,8 +259,8 @@ class VectorEnv:
         state = {
             "seed_stream": np.array(self.stream, np.int64),
             "resets": self._resets.copy(),
-            "episode_returns": self._ep_return.copy(),
-            "episode_lens": self._ep_len.copy(),
+            "episode_returns": np.array(self._ep_return, np.float64),
+            "episode_lens": np.array(self._ep_len, np.int64),
             "obs": self.obs.copy(),
         }
         if self._log is not None:
@@ -290,8 +299,8 @@ class VectorEnv:
             if not consistent or self._resets[i] != resets[i] \
                     or not np.array_equal(self.obs[i], state["obs"][i]):
                 differ.append(i)
-            self._ep_return[i] = state["episode_returns"][i]
-            self._ep_len[i] = state["episode_lens"][i]
+            self._ep_return[i] = float(state["episode_returns"][i])
+            self._ep_len[i] = int(state["episode_lens"][i])
         if self._log is not None:
             self._log.restore(games, self._resets - 1)
         return differ
