@@ -121,11 +121,54 @@ def test_groups_keep_their_own_hyper_parameters():
     assert opt.param_groups[0]["lr"] == 0.1
 
 
-def test_building_and_stepping_it_does_not_import_torch_dynamo():
+def test_building_and_stepping_it_fused_and_clipping_do_not_import_torch_dynamo():
     code = ("import sys, torch\nfrom rl.learner.optim import Adam\n"
-            "net = torch.nn.Linear(3, 2)\nopt = Adam(net.parameters(), lr=1e-3)\n"
-            "net(torch.ones(4, 3)).sum().backward()\nopt.step()\nopt.zero_grad()\n"
+            "from rl.learner.learner import clip_grad_norm\n"
+            "net = torch.nn.Linear(3, 2)\nopt = Adam(net.parameters(), lr=1e-3, fused=True)\n"
+            "net(torch.ones(4, 3)).sum().backward()\n"
+            "clip_grad_norm(list(net.parameters()), 1.0)\nopt.step()\nopt.zero_grad()\n"
             "opt.load_state_dict(opt.state_dict())\n"
             "print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("kwargs", [dict(lr=1e-3, eps=1e-5), dict(lr=1e-2, weight_decay=0.1)])
+def test_fused_steps_equal_torch_fused_adam_bit_for_bit_and_share_its_state(kwargs):
+    ours, ref = _net(), _net()
+    opt = Adam(ours.parameters(), fused=True, **kwargs)
+    ref_opt = torch.optim.Adam(ref.parameters(), fused=True, **kwargs)
+    _train(ours, opt, 60, lr_schedule=lambda k: kwargs["lr"] / (1 + k))
+    _train(ref, ref_opt, 60, lr_schedule=lambda k: kwargs["lr"] / (1 + k))
+    assert _same(ours, ref) and not _same(ours, _net())
+    assert opt.state_dict()["param_groups"] == ref_opt.state_dict()["param_groups"]
+    # torch's fused state into ours, then both go on identically.
+    a, b = _net(5), _net(5)
+    a.load_state_dict(ref.state_dict())
+    b.load_state_dict(ref.state_dict())
+    opt_a = Adam(a.parameters(), lr=0.5, fused=True)
+    opt_a.load_state_dict(ref_opt.state_dict())
+    opt_b = torch.optim.Adam(b.parameters(), lr=0.5, fused=True)
+    opt_b.load_state_dict(opt.state_dict())
+    _train(a, opt_a, 10, seed=9)
+    _train(b, opt_b, 10, seed=9)
+    assert _same(a, b)
+
+
+@pytest.mark.parametrize("max_norm", [10.0, 0.05, None])
+def test_clip_grad_norm_equals_torch_clip_grad_norm_bit_for_bit(max_norm):
+    from rl.learner.learner import clip_grad_norm
+
+    ours, ref = _net(), _net()
+    gen = torch.Generator().manual_seed(2)
+    x, y = torch.randn(32, 5, generator=gen), 10 * torch.randn(32, 3, generator=gen)
+    for net in (ours, ref):
+        torch.nn.functional.mse_loss(net(x), y).backward()
+    norm = clip_grad_norm(list(ours.parameters()), max_norm)
+    ref_norm = torch.nn.utils.clip_grad_norm_(ref.parameters(),
+                                              max_norm if max_norm is not None else float("inf"))
+    assert torch.equal(norm, ref_norm)
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(ours.parameters(), ref.parameters()))
+    if max_norm == 0.05:  # it did clip
+        clipped = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in ours.parameters()]))
+        assert abs(float(clipped) - 0.05) < 1e-4 < float(norm)

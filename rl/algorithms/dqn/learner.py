@@ -19,6 +19,7 @@ from rl.algorithms.dqn.loss import DQNLossSettings, dqn_loss
 from rl.data import SampleBatch
 from rl.data import columns as C
 from rl.learner import Learner
+from rl.learner.optim import Adam
 from rl.policies import flat_params
 
 __all__ = ["DQNLearner"]
@@ -41,12 +42,10 @@ class DQNLearner(Learner):
                                         loss_fn=config.td_error_loss_fn)
         self._params = list(self.module.parameters())
 
-    def make_optimizer(self) -> torch.optim.Optimizer:
+    def make_optimizer(self) -> Adam:
         # Fused Adam: one kernel per step instead of ~10 per parameter, which is most
         # of an update's cost for the small networks DQN often trains.
-        fused = self.device.type in ("cpu", "cuda")
-        return torch.optim.Adam(self.module.parameters(), lr=self.config.lr, eps=1e-5,
-                                fused=fused)
+        return Adam(self.module.parameters(), lr=self.config.lr, eps=1e-5, fused=True)
 
     def update(self, batch: SampleBatch, *, lr: float | None = None,
                sync_target: bool = False) -> dict[str, Any]:
