@@ -571,7 +571,9 @@ class RolloutWorker:
                 done_count = np.zeros(num_envs, np.int64)
                 while (done_count < quota).any():
                     lanes = self._lanes(np.arange(len(obs)))
-                    absent = None if spec.agents is None else ~venv.active
+                    # Only a recurrent policy needs who was absent (to reset arrivals).
+                    absent = (~venv.active if self.recurrent and spec.agents is not None
+                              else None)
                     actions = self._rows("greedy", self.normalize(obs), lanes)
                     res = venv.step(self._env_actions(actions, lanes))
                     finished = sorted(res.final_obs)
