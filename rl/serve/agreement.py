@@ -236,7 +236,8 @@ def compare(target, outputs: dict[str, np.ndarray], env_obs, stochastic: bool) -
     prepared = torch.from_numpy(worker.normalize(batch))
     with torch.no_grad():
         model_out = target.module(prepared)
-    names = ["q_values"] if target.model_spec.kind == "q" else ["logits", "values"]
+    kind = target.model_spec.kind
+    names = {"q": ["q_values"], "squashed_gaussian": ["logits"]}.get(kind, ["logits", "values"])
     want = dict(zip(names, [model_out] if len(names) == 1 else model_out))
     diffs = {name: _value_diff(outputs[name], want[name].numpy()) for name in names}
     got_actions = np.asarray(outputs["actions"])

@@ -10,18 +10,19 @@ needs nothing else:
 2. the model (behind its ``ObsAdapter`` for Dict observations, which applies the
    action mask: ``rl.policies.model_spec``);
 3. the action: greedy (Categorical argmax, per sub-action for MultiDiscrete, the
-   Gaussian's mean; for a Q-model the argmax of the masked Q-values) or, with
-   ``stochastic``, sampled: Gumbel-max on the log-probabilities for (Multi)Categorical,
-   ``mean + std * noise`` for the Gaussian. The noise comes from ``torch.rand_like`` /
+   Gaussian's mean, ``tanh`` of it for SAC's squashed Gaussian; for a Q-model the
+   argmax of the masked Q-values) or, with ``stochastic``, sampled: Gumbel-max on the
+   log-probabilities for (Multi)Categorical, ``mean + std * noise`` for the Gaussian
+   (squashed by ``tanh`` for SAC, its log-std clamped as in training). The noise comes from ``torch.rand_like`` /
    ``torch.randn_like`` of the graph's own tensors, which export as ONNX
    ``RandomUniformLike`` / ``RandomNormalLike``: a fresh draw on every call, no extra
    input, and no fixed seed baked into the file;
-4. what ``DistributionSpec.env_actions`` does: Box actions clipped to the bounds and
-   reshaped to the action space's shape, Discrete/MultiDiscrete ``start`` offsets added.
+4. what ``DistributionSpec.env_actions`` does: Box actions clipped to the bounds (SAC's
+   ``(-1, 1)`` actions first rescaled to them) and reshaped to the action space's shape, Discrete/MultiDiscrete ``start`` offsets added.
 
 Outputs: ``actions`` first; then, for actor-critic models, ``values`` ``[B]`` and
 ``logits`` (the masked distribution inputs ``[B, D]``); for Q-models ``q_values``
-``[B, n]``. Only tensor operations are used on the batch dimension, so the batch size
+``[B, n]``; for SAC's actor (no value head) ``logits``, its ``[B, 2d]`` mean and log-std. Only tensor operations are used on the batch dimension, so the batch size
 stays dynamic.
 
 ``RecurrentInferenceGraph`` is one step of a recurrent policy (``use_lstm`` or a model
@@ -41,8 +42,9 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
+from rl.policies.dist_spec import LOG_STD_MAX, LOG_STD_MIN
 from rl.policies.distributions import DistributionSpec
-from rl.policies.model_spec import PREV_INPUTS, Q
+from rl.policies.model_spec import PREV_INPUTS, Q, SQUASHED_GAUSSIAN
 
 __all__ = ["InferenceGraph", "RecurrentInferenceGraph", "STATE_IN", "STATE_OUT",
            "PREV_REWARDS_INPUT"]
@@ -56,7 +58,7 @@ class InferenceGraph(nn.Module):
 
     Args:
         model: the trained model (its ``ObsAdapter`` included), in eval mode.
-        kind: ``actor_critic`` or ``q``.
+        kind: ``actor_critic``, ``q`` or ``squashed_gaussian`` (SAC's actor).
         action_space: the env's action space.
         obs_filter: ``(mean, var, clip, eps)`` of the observation filter, or None.
         mask_columns: ``(start, stop)`` of the action mask in the flat observation.
@@ -72,9 +74,10 @@ class InferenceGraph(nn.Module):
                              "stochastic export needs an actor-critic model")
         self.model = model
         self.q = kind == Q
+        self.actor_only = kind == SQUASHED_GAUSSIAN  # SAC: dist inputs, no value head
         self.stochastic = stochastic
         self.action_shape = tuple(action_space.shape)
-        self.dist = DistributionSpec(action_space)
+        self.dist = DistributionSpec(action_space, squashed=self.actor_only)
         self.normalize = obs_filter is not None
         if obs_filter is not None:
             mean, var, clip, eps = obs_filter
@@ -88,13 +91,15 @@ class InferenceGraph(nn.Module):
             self.register_buffer("keep_raw", torch.as_tensor(keep))
         start = _start(action_space)
         self.register_buffer("start", torch.as_tensor(start, dtype=torch.int64))
-        if self.dist.kind == "diag_gaussian":
+        if self.dist.is_continuous:
             self.register_buffer("low", torch.as_tensor(self.dist.low))
             self.register_buffer("high", torch.as_tensor(self.dist.high))
 
     @property
     def output_names(self) -> list[str]:
-        return ["actions", "q_values"] if self.q else ["actions", "values", "logits"]
+        if self.q:
+            return ["actions", "q_values"]
+        return ["actions", "logits"] if self.actor_only else ["actions", "values", "logits"]
 
     def prepare(self, obs: torch.Tensor) -> torch.Tensor:
         """The observations as the model sees them (``RolloutWorker.normalize``)."""
@@ -108,6 +113,8 @@ class InferenceGraph(nn.Module):
         out = self.model(self.prepare(obs))
         if self.q:
             return torch.argmax(out, dim=-1) + self.start, out
+        if self.actor_only:
+            return self.dist_action(out), out
         logits, values = out
         return self.dist_action(logits), values, logits
 
@@ -119,6 +126,12 @@ class InferenceGraph(nn.Module):
         """The distribution's action (greedy or sampled) for ``[B, D]``: indices from 0
         (``[B]``, ``[B, n]`` for MultiDiscrete), the Gaussian's unclipped ``[B, d]``."""
         kind = self.dist.kind
+        if kind == "squashed_gaussian":
+            mean, log_std = torch.chunk(logits, 2, dim=-1)
+            if not self.stochastic:
+                return torch.tanh(mean)
+            std = torch.exp(log_std.clamp(LOG_STD_MIN, LOG_STD_MAX))
+            return torch.tanh(mean + std * torch.randn_like(mean))
         if kind == "diag_gaussian":
             mean, log_std = torch.chunk(logits, 2, dim=-1)
             return mean + torch.exp(log_std) * torch.randn_like(mean) if self.stochastic \
@@ -130,7 +143,9 @@ class InferenceGraph(nn.Module):
 
     def env_action(self, action: torch.Tensor) -> torch.Tensor:
         """``policy_action``'s action as the env takes it (clipped, offset, reshaped)."""
-        if self.dist.kind == "diag_gaussian":
+        if self.dist.kind == "squashed_gaussian":  # (-1, 1) -> [low, high]
+            action = self.low + 0.5 * (action + 1.0) * (self.high - self.low)
+        if self.dist.is_continuous:
             action = torch.maximum(torch.minimum(action, self.high), self.low)
             return action.reshape((-1,) + self.action_shape)
         if self.dist.kind == "categorical":

@@ -18,6 +18,7 @@ import torch
 from rl.algorithms.dqn import DQNConfig
 from rl.algorithms.impala import IMPALAConfig
 from rl.algorithms.ppo import PPOConfig
+from rl.algorithms.sac import SACConfig
 from rl.cli import main
 from rl.config import ConfigError
 from rl.serve import AgreementError, export_policy
@@ -196,6 +197,31 @@ def test_box_actions_are_clipped_means(tmp_path):
         assert (np.abs(actions) <= 2.0).all()
         result = export_policy(algo, str(tmp_path / "s.onnx"), "onnx", stochastic=True)
         assert result.agreement.ok
+
+
+def test_sac_exports_its_squashed_actions_rescaled_to_the_bounds(tmp_path):
+    """SAC's actor has no value head: ``actions`` and ``logits`` (mean, log-std); the
+    greedy action is tanh(mean) rescaled to [low, high], the sampled one inside them."""
+    config = SACConfig().environment("Pendulum-v1").training(
+        learning_starts=64, train_batch_size=32).reporting(min_sample_timesteps_per_iteration=128)
+    with _trained(config) as algo:
+        assert algo.num_updates_total > 0
+        for fmt in ("onnx", "torchscript"):
+            result = export_policy(algo, str(tmp_path / f"p.{fmt}"), fmt)
+            assert result.agreement.ok and result.agreement.max_diff["actions"] <= 1e-5
+        sidecar = json.loads((tmp_path / "p.onnx.json").read_text())
+        assert [o["name"] for o in sidecar["outputs"]] == ["actions", "logits"]
+        _, batch = _obs(algo, 200)
+        actions, logits = _session(str(tmp_path / "p.onnx")).run(None, {"obs": batch})
+        assert actions.shape == (200, 1) and logits.shape == (200, 2)
+        np.testing.assert_allclose(actions[:, 0], 2.0 * np.tanh(logits[:, 0]), atol=1e-5)
+        np.testing.assert_allclose(actions, np.asarray(algo.compute_actions(batch)), atol=1e-5)
+        result = export_policy(algo, str(tmp_path / "s.onnx"), "onnx", stochastic=True)
+        assert result.agreement.ok
+        run = _session(str(tmp_path / "s.onnx"))
+        first, second = (run.run(["actions"], {"obs": batch})[0] for _ in range(2))
+        assert (np.abs(first) <= 2.0).all() and not np.array_equal(first, second)
+        assert np.abs(first - actions).max() > 1e-3  # sampled, not the mean
 
 
 def test_a_custom_model_exports_to_onnx_and_torchscript_names_len(tmp_path):

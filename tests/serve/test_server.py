@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from rl.algorithms.ppo import PPOConfig
+from rl.algorithms.sac import SACConfig
 from rl.serve import export_policy
 from rl.serve.agreement import random_observations
 from rl.serve.export import space_to_json
@@ -246,6 +247,27 @@ def test_a_masked_dict_policy_answers_legal_actions_and_refuses_an_empty_mask(tm
             r.json()["error"]
         r = s.client.post("/v1/actions", json={"obs": {"obs": one["obs"]}})
         assert r.status_code == 422 and "missing keys ['action_mask']" in r.json()["error"]
+
+
+def test_a_sac_policy_answers_its_greedy_box_actions(tmp_path):
+    config = SACConfig().environment("Pendulum-v1").training(
+        learning_starts=64, train_batch_size=32).reporting(
+        min_sample_timesteps_per_iteration=128).env_runners(num_env_runners=0) \
+        .debugging(seed=0)
+    with config.build() as algo:
+        algo.train()
+        path = str(tmp_path / "sac.onnx")
+        export_policy(algo, path, "onnx")
+        obs = random_observations(algo.env_obs_space, algo.action_space, 50, seed=9)
+        expected = np.asarray(algo.compute_actions(obs))
+    with serving(path) as s:
+        r = s.client.post("/v1/actions", json={"obs": obs.tolist()})
+        assert r.status_code == 200
+        got = np.asarray(r.json()["actions"])
+        assert got.shape == (50, 1) and (np.abs(got) <= 2.0).all()
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        meta = s.client.get("/v1/metadata").json()
+        assert meta["algorithm"] == "SAC" and meta["action_space"]["type"] == "Box"
 
 
 @pytest.fixture(scope="module")
