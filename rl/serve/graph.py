@@ -44,7 +44,7 @@ from torch import nn
 
 from rl.policies.dist_spec import LOG_STD_MAX, LOG_STD_MIN
 from rl.policies.distributions import DistributionSpec
-from rl.policies.model_spec import PREV_INPUTS, Q, SQUASHED_GAUSSIAN
+from rl.policies.model_spec import PREV_INPUTS, SQUASHED_GAUSSIAN, Q
 
 __all__ = ["InferenceGraph", "RecurrentInferenceGraph", "STATE_IN", "STATE_OUT",
            "PREV_REWARDS_INPUT"]
