@@ -26,9 +26,25 @@ as the machine.
     python benchmarks/serve.py [--requests 20000] [--concurrency 1 16 64]
                                [--client-procs P] [--quick] [--no-ray]
 
-``--quick`` is a smoke run (500 requests at concurrency 1 and 16). Only that was run
-with this client, on 2 CPU cores shared with five other jobs (load average 3.1 before,
-3.6 after), uvicorn with uvloop + httptools, ray 2.60.0, one replica, one client process:
+``--quick`` is a smoke run (500 requests at concurrency 1 and 16).
+
+The full run (``--requests 20000 --client-procs 2``, 2026-12-08, the 2-core dev machine
+otherwise idle: load average 1.7 before, 6.0 after with Ray's processes), ray 2.60.0,
+one replica:
+
+    first answer 0.66 s after rl serve started (an exported file)
+    rl serve server CPU per request: 0.80 / 0.42 / 0.25 ms at concurrency 1 / 16 / 64
+    server      conc    req/s   p50 ms   p99 ms  errors
+    rl serve       1      326     3.01     4.23       0
+    rl serve      16     2963     4.67    12.88       0
+    rl serve      64     6326     8.99    31.66       0
+    Ray Serve      1       84    11.50    20.39       0
+    Ray Serve     16      199    78.59   139.41       0
+    Ray Serve     64      241   261.81   426.94       0
+    rl serve / Ray Serve requests/s at concurrency 16: 14.88x
+
+An earlier smoke run (``--quick``) with this client, on 2 CPU cores shared with five
+other jobs (load average 3.1 before, 3.6 after), uvicorn with uvloop + httptools, ray 2.60.0, one replica, one client process:
 
     first answer 0.72 s after rl serve started (an exported file)
     rl serve at concurrency 1: server CPU 0.61 ms/request, the client's 0.24 ms/request
@@ -43,8 +59,7 @@ with this client, on 2 CPU cores shared with five other jobs (load average 3.1 b
     rl serve / Ray Serve requests/s at concurrency 16: 8.40x
 
 ``--quick --no-ray --client-procs 2``: rl serve 330 / 3,240 req/s at concurrency 1 / 16.
-500 requests are too few for a steady p99 and the full run (20,000 requests, concurrency
-64 too) was not made on this shared machine. The earlier client (httpx ``AsyncClient``,
+500 requests are too few for a steady p99. The earlier client (httpx ``AsyncClient``,
 in the driver) spent 1.2 to 2.6 ms of CPU a request, three to four times the server's,
 and measured rl serve at 250 to 350 req/s at concurrency 16 (1.4x to 1.9x Ray Serve):
 the client's rate, not the server's. At concurrency 1, ``--max-wait-ms`` (2 ms) is most
