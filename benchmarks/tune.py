@@ -71,9 +71,10 @@ def example_at(path: str, budget: int) -> str:
     return path
 
 
-def timed(argv: list[str], timeout: float = 3600) -> tuple[float, subprocess.CompletedProcess]:
+def timed(argv: list[str], timeout: float = 3600,
+          env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess]:
     start = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed (rc {done.returncode}): "
@@ -103,9 +104,13 @@ def overhead(file: str, tmp: str) -> dict:
     out = os.path.join(tmp, "one")
     sweep, _ = timed([sys.executable, "-m", "rl.cli", "tune", file, "--trials", "1",
                       "--pruner", "none", "--out", out])
+    # The bare run with the thread pools a trial gets (one core), so that only the
+    # sweep's own work differs.
+    from rl.tune.study import trial_environment
+
     train, _ = timed([sys.executable, "-m", "rl.cli", "train", "-f",
                       os.path.join(out, "best.yaml"), "--no-eval", "--logdir",
-                      os.path.join(tmp, "train"), "--json"])
+                      os.path.join(tmp, "train"), "--json"], env=trial_environment(1))
     return {"rl_tune_1_trial_s": sweep, "rl_train_s": train, "overhead_s": sweep - train}
 
 

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from rl.experiment import TunedExample
 
 __all__ = ["INTERRUPTED", "PRUNERS", "SAMPLERS", "TuneOptions", "import_optuna", "launch_trial",
-           "run_study", "trial_cost"]
+           "run_study", "trial_cost", "trial_environment"]
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("asha", "median", "none")
@@ -157,13 +157,38 @@ def _finished(study) -> int:
                if t.state in done and t.user_attrs.get("error") != INTERRUPTED)
 
 
+#: The environment variables that size the thread pools of torch and numpy's BLAS.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def trial_environment(threads: int, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a trial process: ``base`` (``os.environ``) with its thread
+    pools at most ``threads`` wide.
+
+    Each trial's driver would otherwise size torch's pool to the whole machine, and P
+    trials side by side oversubscribe the cores: OpenMP threads spin-wait, and two
+    2-thread PPO trials on 2 cores ran 10x slower than two 1-thread ones (measured with
+    ``benchmarks/tune.py``). A smaller value the user set is kept.
+    """
+    env = dict(os.environ if base is None else base)
+    for name in THREAD_VARIABLES:
+        try:
+            own = int(env.get(name, ""))
+        except ValueError:
+            own = 0
+        env[name] = str(min(own, threads) if own > 0 else threads)
+    return env
+
+
 def launch_trial(spec: dict[str, Any], spec_path: str, log) -> subprocess.Popen:
-    """Start ``rl.tune.trial`` for ``spec`` (written to ``spec_path``) in its own session."""
+    """Start ``rl.tune.trial`` for ``spec`` (written to ``spec_path``) in its own session,
+    its thread pools ``spec["threads"]`` wide (the cores its drivers were given)."""
     with open(spec_path, "w") as f:
         json.dump(spec, f, indent=1)
     return subprocess.Popen([sys.executable, "-m", "rl.tune.trial", spec_path],
                             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True,
+                            env=trial_environment(int(spec.get("threads", 1))))
 
 
 @dataclass
@@ -208,7 +233,9 @@ def run_study(example: TunedExample, options: TuneOptions, console=sys.stderr,
                     proc = launch({"example": os.path.abspath(example.path), "params": params,
                                    "number": trial.number,
                                    "seeds": options.seeds, "metric": spec.metric,
-                                   "mode": spec.mode, "dir": trial_dir},
+                                   "mode": spec.mode, "dir": trial_dir,
+                                   # trial_cost's share for the drivers (and learners)
+                                   "threads": len(options.seeds)},
                                   os.path.join(trial_dir, "spec.json"), log)
                 running[proc.stdout.fileno()] = _Running(trial, proc, trial_dir, time.time(),
                                                         spec_metric=spec.metric)

@@ -248,6 +248,36 @@ def test_a_finished_trial_leaves_no_stray_worker_and_no_segment(tmp_path):
     assert [n for n in os.listdir("/dev/shm") if n.startswith(f"rl_{trial_pid}_")] == []
 
 
+def test_each_trial_process_gets_thread_pools_the_width_of_its_cores(tmp_path, monkeypatch):
+    """P trials side by side must not each size torch's pool to the whole machine."""
+    env = study_module.trial_environment(1, {"OMP_NUM_THREADS": "8", "MKL_NUM_THREADS": "x"})
+    assert all(env[v] == "1" for v in study_module.THREAD_VARIABLES)
+    assert study_module.trial_environment(4, {"OMP_NUM_THREADS": "2"})["OMP_NUM_THREADS"] == "2"
+    code = "import torch; print(torch.get_num_threads())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=study_module.trial_environment(1))
+    assert out.stdout.strip() == "1"
+    seen = []
+
+    def launch(spec, spec_path, log):  # the real launcher, recording its environment
+        real = subprocess.Popen
+
+        def popen(*args, **kwargs):
+            seen.append((spec["threads"], kwargs["env"]["OMP_NUM_THREADS"]))
+            return real([sys.executable, "-c", STUB, spec_path], stdout=subprocess.PIPE,
+                        stderr=log, start_new_session=True)
+        monkeypatch.setattr(study_module.subprocess, "Popen", popen)
+        try:
+            return study_module.launch_trial(spec, spec_path, log)
+        finally:
+            monkeypatch.setattr(study_module.subprocess, "Popen", real)
+
+    options = TuneOptions(out=str(tmp_path / "out"), trials=2, parallel=2, pruner="none",
+                          sampler="random", seeds=[0, 1])
+    run_study(stub_example(tmp_path), options, console=None, launch=launch)
+    assert seen == [(2, "2"), (2, "2")]
+
+
 def test_a_sweep_dir_is_not_overwritten_without_resume(tmp_path, capsys):
     file = small_example(tmp_path / "t.yaml")
     os.makedirs(tmp_path / "out")
