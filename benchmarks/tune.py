@@ -20,24 +20,26 @@ objective the training return at the end (``episode_return_mean``;
     python benchmarks/tune.py [--trials 16] [--parallel 2] [--budget 100000]
                               [--rllib-python PY]
 
-Measured once, small (``--trials 4 --parallel 2 --budget 20000``), on the 2-core dev
-machine under heavy load from other jobs (load average 4 to 17 during the run), so the
-wall times say little about the backends and nothing between them; rerun on an idle
-machine before quoting any:
+Measured 2026-12-08 on the 2-core dev machine, otherwise idle (``--trials 16 --parallel
+2 --budget 100000 --rllib-python`` a virtualenv with ray[rllib] 2.60.0):
 
-====================================  =======  ================  ===================
-sweep                                 wall s   best return       trials
-====================================  =======  ================  ===================
-rl tune (process)                     166.5    171.3             2 complete, 2 pruned
-rl tune --backend ray                  32.9    176.9             2 complete, 2 pruned
-Ray Tune + RLlib PPO                   33.6    465.8             (random search)
-====================================  =======  ================  ===================
+====================================  =======  ===========  ======================
+sweep                                 wall s   best return  trials
+====================================  =======  ===========  ======================
+rl tune (process)                      48.6    500.0        2 complete, 14 pruned
+rl tune --backend ray                  68.7    500.0        1 complete, 15 pruned
+Ray Tune + RLlib PPO                  103.4    500.0        (random search)
+====================================  =======  ===========  ======================
 
-The overhead measurement of that run (a 1-trial ``rl tune`` 70.7 s, the bare
-``rl train`` of its best.yaml 200.6 s) came out negative, i.e. noise from the load: the
-per-trial overhead is unmeasured. rl's best returns at 20k steps are lower than
-RLlib's partly because the example's ``lr_schedule: linear`` decays the rate to 0 over
-the (here short) budget.
+``rl tune`` finished the sweep in 0.47x Ray Tune + RLlib's wall time (2.1x faster), at the
+same best return. The first run of the process backend took 700.5 s: each trial process
+sized torch's thread pool to the machine, and two side by side spun on each other's
+cores (a lone trial takes 15-19 s); trials now get pools as wide as their cores
+(``rl.tune.study.trial_environment``): the 48.6 s above is a rerun with that fix, minutes
+after the first run gave the other two rows (whose trials Ray already ran 1-thread). The overhead per trial
+(a 1-trial sweep less a bare ``rl train`` of its best.yaml, both with 1-thread pools) came
+out +3.0, +1.5 and -1.0 s in three runs (trial 15-20 s): about 1.5 s (Optuna's study in
+SQLite, the trial process's start, the plots), within the machine's noise.
 """
 
 from __future__ import annotations
